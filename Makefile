@@ -1,0 +1,45 @@
+# llmpipe: `make pipeline` sets up and runs every stage on the demo data; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RUN    ?= demo
+CONFIG ?= configs/pipeline.yaml
+DEMO   ?= data/demo
+LLMPIPE := $(VENV)/bin/llmpipe
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup pipeline test sample-data clean-stage bench-clean distclean
+
+setup: $(STAMP)
+
+# Rebuilt only when the project's requirements change, so a second `make setup` takes a second.
+# Without a GPU the CPU wheel of torch is installed first, so the project's torch range is
+# already met and pip does not pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "GPU found: torch comes from the project's range (CUDA build)"; \
+	else \
+	  $(PY) -m pip install -q 'torch==2.13.0' || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+sample-data: setup
+	$(LLMPIPE) sample-data --output $(DEMO)
+
+pipeline: sample-data
+	$(LLMPIPE) run --config $(CONFIG) --run-name $(RUN)
+
+clean-stage: sample-data
+	$(LLMPIPE) clean --config $(CONFIG) --run-name $(RUN)
+
+test: setup
+	$(PY) -m pytest
+
+bench-clean: setup
+	$(PY) bench/clean_throughput.py
+
+distclean:
+	rm -rf $(VENV) runs data build *.egg-info

@@ -1,0 +1,469 @@
+"""The clean stage as a Beam pipeline: read, quarantine, impute, normalize, filter, write.
+
+    files ─► read units ─┬─► records ─► duplicate ids ─► impute meta ─► normalize + features
+                         │                                              + fixed rules ─► outliers ─► kept
+                         └─► bad units ─────────────┐                       │              │
+                                                    ├─► policy: quarantine / drop / fail    └─► rejected
+    every outcome ─► counts, checked against the units each file reported
+
+Global statistics (imputation plan, thresholds, histograms) are combiners and side inputs.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterator, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from llmdata import features as feats
+from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
+from llmdata.normalize import Normalizer
+from llmdata.outliers import check as outlier_check
+from llmdata.outliers import feature_threshold, from_json, to_json_safe, transform
+from llmdata.quality import apply_rules
+from llmdata.records import FieldSpec, Quarantined, to_json_line
+from pipelines import fs
+from pipelines.beam_io import BAD, UNITS, ReadFileUnits, glob_base
+from pipelines.combiners import KnotSketchFn, MomentsFn, NormalEquationsFn, PresenceFn
+from pipelines.config import CleanSection
+
+WORK = "_work"
+_STAT_QUANTILES = 101
+
+
+class BadRecordError(RuntimeError):
+    """A bad record met a `fail` policy; the message names the file, line and kind."""
+
+
+# ---------------------------------------------------------------- record-level steps
+
+
+def _quarantine_record(record: dict, reason: str, detail: str) -> dict:
+    origin = record.get("origin", {})
+    return Quarantined(reason, origin.get("file", ""), origin.get("line", 0), detail, to_json_line(record)).to_json()
+
+
+class SplitDuplicateIds(beam.DoFn):
+    """Of records sharing an id, keep the first by (file, line); quarantine the others."""
+
+    def process(self, item: tuple[str, list[dict]]) -> Iterator:
+        doc_id, group = item
+        group = sorted(group, key=lambda r: (r["origin"]["file"], r["origin"]["line"]))
+        yield group[0]
+        first = group[0]["origin"]
+        for other in group[1:]:
+            detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
+            yield beam.pvalue.TaggedOutput(BAD, _quarantine_record(other, "duplicate_id", detail))
+
+
+class ScoreDocument(beam.DoFn):
+    """Normalize the text, compute features, run the enabled fixed rules."""
+
+    REJECTED = "rejected"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        section = CleanSection.model_validate(self.cfg)
+        self.normalizer = Normalizer(section.normalize)
+        self.quality = section.quality
+
+    def process(self, record: dict) -> Iterator:
+        text = self.normalizer(record["text"])
+        if not text.strip():
+            yield beam.pvalue.TaggedOutput(
+                BAD, _quarantine_record(record, "empty_after_normalization", "no visible text left")
+            )
+            return
+        reason, rule_scores, text = apply_rules(text, self.quality)
+        out = dict(record)
+        out["text"] = text
+        out["scores"] = {**feats.document_features(text), **rule_scores}
+        if reason:
+            out["reason"] = reason
+            yield beam.pvalue.TaggedOutput(self.REJECTED, out)
+        else:
+            yield out
+
+
+class ApplyThresholds(beam.DoFn):
+    REJECTED = "rejected"
+
+    def process(self, record: dict, thresholds: dict) -> Iterator:
+        reason = outlier_check(record["scores"], thresholds) if thresholds else None
+        if reason:
+            yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
+        else:
+            yield record
+
+
+class ApplyPolicy(beam.DoFn):
+    """Quarantine (write with reason), drop (count only) or fail, per kind of bad record."""
+
+    DROPPED = "dropped"
+
+    def __init__(self, policies: dict[str, str], default: str):
+        self.policies = policies
+        self.default = default
+
+    def process(self, bad: dict) -> Iterator:
+        policy = self.policies.get(bad["reason"], self.default)
+        if policy == "fail":
+            raise BadRecordError(
+                f"{bad['source']}:{bad['line']}: {bad['reason']} ({bad['detail']}); "
+                f"policy for {bad['reason']!r} is 'fail'"
+            )
+        if policy == "drop":
+            yield beam.pvalue.TaggedOutput(self.DROPPED, bad)
+        else:
+            yield bad
+
+
+# ---------------------------------------------------------------- global statistics
+
+
+def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PCollection:
+    """The imputation plan as a one-element PCollection, from whole-dataset combiners."""
+    opts = section.missing
+    metas = records | "Metas" >> beam.Map(lambda r: r["meta"])
+    presence = metas | "Presence" >> beam.CombineGlobally(PresenceFn())
+    numbers = metas | "NumericValues" >> beam.FlatMap(lambda m: [(k, float(v)) for k, v in m.items() if is_number(v)])
+    sums = numbers | "Sums" >> beam.CombinePerKey(lambda vs: _sum_count(vs))
+    medians = (
+        numbers
+        | "MedianQuantiles" >> beam.ApproximateQuantiles.PerKey(3)
+        | "Median" >> beam.MapTuple(lambda k, qs: (k, qs[1] if len(qs) > 1 else qs[0]))
+    )
+    targets = regression_targets(opts)
+
+    def regression_rows(meta: dict) -> Iterator:
+        for target, preds in targets.items():
+            xs = [meta.get(p) for p in preds]
+            if is_number(meta.get(target)) and all(is_number(x) for x in xs):
+                yield target, ([float(x) for x in xs], float(meta[target]))
+
+    fits = metas | "RegressionRows" >> beam.FlatMap(regression_rows) | "Fit" >> beam.CombinePerKey(NormalEquationsFn())
+    orders = {name: rule.order for name, rule in opts.fields.items() if rule.rule == "interpolate"}
+
+    def knot_points(meta: dict) -> Iterator:
+        for target, order in orders.items():
+            if is_number(meta.get(target)) and is_number(meta.get(order)):
+                yield target, (float(meta[order]), float(meta[target]))
+
+    knots = (
+        metas
+        | "KnotPoints" >> beam.FlatMap(knot_points)
+        | "Knots" >> beam.CombinePerKey(KnotSketchFn(opts.interpolation_knots))
+    )
+
+    def make_plan(_: Any, presence: dict, sums: dict, medians: dict, fits: dict, knots: dict) -> dict:
+        return build_plan(presence["total"], presence["fields"], sums, medians, fits, knots, opts)
+
+    side = beam.pvalue
+    return (
+        records.pipeline
+        | "PlanSeed" >> beam.Create([None])
+        | "Plan"
+        >> beam.Map(
+            make_plan,
+            side.AsSingleton(presence),
+            side.AsDict(sums),
+            side.AsDict(medians),
+            side.AsDict(fits),
+            side.AsDict(knots),
+        )
+    )
+
+
+def _sum_count(values: Any) -> tuple[float, int]:
+    total, n = 0.0, 0
+    for v in values:
+        if isinstance(v, tuple):  # merging partial results
+            total += v[0]
+            n += v[1]
+        else:
+            total += v
+            n += 1
+    return total, n
+
+
+def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.PCollection:
+    """Per-feature intervals from the data: moments and quantiles on each feature's judging scale."""
+    opts = section.outliers
+    rules = opts.features
+
+    def values(record: dict) -> Iterator:
+        for name, rule in rules.items():
+            if name in record["scores"]:
+                yield name, transform(name, record["scores"][name], rule.log)
+
+    vals = scored | "ThresholdValues" >> beam.FlatMap(values)
+    moments = vals | "ThresholdMoments" >> beam.CombinePerKey(MomentsFn())
+    quants = vals | "ThresholdQuantiles" >> beam.ApproximateQuantiles.PerKey(opts.num_quantiles)
+
+    def make(_: Any, moments: dict, quants: dict) -> dict:
+        return {name: feature_threshold(name, moments[name], quants[name], opts) for name in sorted(moments)}
+
+    return (
+        scored.pipeline
+        | "ThresholdSeed" >> beam.Create([None])
+        | "Thresholds" >> beam.Map(make, beam.pvalue.AsDict(moments), beam.pvalue.AsDict(quants))
+    )
+
+
+def feature_summaries(docs: beam.PCollection, phase: str, histogram_edges: Any, bins: int) -> dict:
+    """Moments, quantiles and (for the plotted features) histogram counts of one population."""
+    vals = docs | f"{phase}Values" >> beam.FlatMap(lambda r: [(k, r["scores"][k]) for k in feats.FEATURES if k in r["scores"]])
+    moments = vals | f"{phase}Moments" >> beam.CombinePerKey(MomentsFn())
+    quants = vals | f"{phase}Quantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES)
+
+    def to_bins(kv: tuple[str, float], edges: dict) -> Iterator:
+        name, value = kv
+        if name in edges:
+            lo, hi, use_log = edges[name]
+            x = _plot_scale(name, value) if use_log else value
+            idx = 0 if hi <= lo else int((x - lo) / (hi - lo) * bins)
+            yield (name, min(max(idx, 0), bins - 1))
+
+    hist = (
+        vals
+        | f"{phase}Bins" >> beam.FlatMap(to_bins, histogram_edges)
+        | f"{phase}BinCount" >> beam.combiners.Count.PerElement()
+    )
+    return {"moments": moments, "quantiles": quants, "hist": hist}
+
+
+def _plot_scale(name: str, value: float) -> float:
+    """log10(x + offset): the log judging scale in base 10, which a reader can read off an axis."""
+    _, offset = feats.feature_scale(name)
+    return math.log10(max(value, 0.0) + offset)
+
+
+def histogram_edges(before_quants: beam.PCollection, names: list[str]) -> beam.PCollection:
+    """Bin ranges for the plots, from the before-filtering quantiles, on each feature's scale."""
+
+    def make(_: Any, quants: dict) -> dict:
+        edges = {}
+        for name in names:
+            qs = quants.get(name)
+            if not qs:
+                continue
+            use_log, _ = feats.feature_scale(name)
+            lo, hi = qs[0], qs[-1]
+            if use_log:
+                lo, hi = _plot_scale(name, lo), _plot_scale(name, hi)
+            edges[name] = (lo, hi if hi > lo else lo + 1.0, use_log)
+        return edges
+
+    return (
+        before_quants.pipeline
+        | "EdgesSeed" >> beam.Create([None])
+        | "Edges" >> beam.Map(make, beam.pvalue.AsDict(before_quants))
+    )
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def _write_single(pcoll: beam.PCollection, path: str, label: str) -> None:
+    """A small JSON side product as one file (counts, stats): read back by the driver."""
+    _ = pcoll | f"{label}Json" >> beam.Map(json.dumps) | f"{label}Write" >> beam.io.WriteToText(
+        path, num_shards=1, shard_name_template=""
+    )
+
+
+def _write_docs(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
+    _ = pcoll | f"{label}Lines" >> beam.Map(to_json_line) | f"{label}Write" >> beam.io.WriteToText(
+        fs.join(folder, "part"), file_name_suffix=".jsonl.gz", num_shards=num_shards
+    )
+
+
+def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> None:
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("meta_json", pa.string()), ("scores_json", pa.string())]
+    )
+
+    def row(r: dict) -> dict:
+        return {
+            "id": r["id"],
+            "text": r["text"],
+            "source": r["source"],
+            "meta_json": json.dumps(r["meta"], ensure_ascii=False),
+            "scores_json": json.dumps(r["scores"]),
+        }
+
+    _ = pcoll | "ParquetRows" >> beam.Map(row) | "ParquetWrite" >> beam.io.WriteToParquet(
+        fs.join(folder, "part"), schema, file_name_suffix=".parquet", num_shards=num_shards
+    )
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    files: list[str],
+    base: str,
+    out: str,
+    section: CleanSection,
+    saved_thresholds: Optional[dict],
+    labels_path: Optional[str],
+) -> None:
+    """Wire the clean stage into pipeline `p`; every product lands under `out`."""
+    work = fs.join(out, WORK)
+    spec = FieldSpec(text_field=section.text_field, id_field=section.id_field)
+    read = (
+        p
+        | "Files" >> beam.Create(files)
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadFileUnits(section.input_format, section.text_mode, spec, base)).with_outputs(
+            BAD, UNITS, main="records"
+        )
+    )
+    records = read.records
+    bad_parts = [read[BAD]]
+
+    if section.check_duplicate_ids:
+        grouped = (
+            records
+            | "ById" >> beam.Map(lambda r: (r["id"], r))
+            | "GroupIds" >> beam.GroupByKey()
+            | "SplitDupIds" >> beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
+        )
+        records = grouped.unique
+        bad_parts.append(grouped[BAD])
+
+    plan = imputation_plan(records, section)
+
+    def impute(record: dict, plan: dict) -> dict:
+        meta, imputed = apply_plan(record["meta"], plan)
+        out = {**record, "meta": meta}
+        if imputed:
+            out["imputed"] = imputed
+        return out
+
+    records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
+    scored = records | "Score" >> beam.ParDo(ScoreDocument(section.model_dump())).with_outputs(
+        BAD, ScoreDocument.REJECTED, main="passed"
+    )
+    bad_parts.append(scored[BAD])
+    passed = scored.passed
+
+    if saved_thresholds is not None:
+        thresholds = p | "SavedThresholds" >> beam.Create([saved_thresholds])
+    elif section.outliers.enabled:
+        thresholds = outlier_thresholds(passed, section)
+    else:
+        thresholds = p | "NoThresholds" >> beam.Create([{}])
+    filtered = passed | "Outliers" >> beam.ParDo(ApplyThresholds(), beam.pvalue.AsSingleton(thresholds)).with_outputs(
+        ApplyThresholds.REJECTED, main="kept"
+    )
+    kept = filtered.kept
+    rejected = (scored[ScoreDocument.REJECTED], filtered[ApplyThresholds.REJECTED]) | "AllRejected" >> beam.Flatten()
+    bad = tuple(bad_parts) | "AllBad" >> beam.Flatten()
+    policed = bad | "Policy" >> beam.ParDo(
+        ApplyPolicy(dict(section.bad_records.per_kind), section.bad_records.default)
+    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    quarantined, dropped = policed.quarantined, policed[ApplyPolicy.DROPPED]
+
+    shards = section.output.num_shards
+    _write_docs(kept, fs.join(out, "kept"), "Kept", shards)
+    _write_docs(rejected, fs.join(out, "rejected"), "Rejected", shards)
+    _write_docs(quarantined, fs.join(out, "quarantine"), "Quarantined", shards)
+    if section.output.parquet:
+        _write_parquet(kept, fs.join(out, "kept_parquet"), shards)
+    _ = (
+        thresholds
+        | "ThresholdsJson" >> beam.Map(lambda t: json.dumps(to_json_safe(t), indent=2))
+        | "ThresholdsWrite" >> beam.io.WriteToText(fs.join(work, "thresholds.json"), num_shards=1, shard_name_template="")
+    )
+    _write_single(plan, fs.join(work, "plan.jsonl"), "Plan")
+
+    # Accounting: units reported by each file, against every outcome.
+    input_total = read[UNITS] | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum)
+    _write_single(input_total, fs.join(work, "input.jsonl"), "Input")
+    outcomes = (
+        kept | "KeptTag" >> beam.Map(lambda r: ("kept", "kept")),
+        rejected | "RejectedTag" >> beam.Map(lambda r: ("rejected", r["reason"])),
+        quarantined | "QuarantinedTag" >> beam.Map(lambda r: ("quarantined", r["reason"])),
+        dropped | "DroppedTag" >> beam.Map(lambda r: ("dropped", r["reason"])),
+    ) | "Outcomes" >> beam.Flatten()
+    _write_single(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), fs.join(work, "counts.jsonl"), "Counts")
+
+    # Feature statistics before and after filtering, and histogram counts for the report.
+    before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()
+    names = section.report.histograms
+    bins = section.report.bins
+    before_vals = before_docs | "EdgeValues" >> beam.FlatMap(lambda r: [(k, r["scores"][k]) for k in names if k in r["scores"]])
+    edges = histogram_edges(before_vals | "EdgeQuantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES), names)
+    edges_side = beam.pvalue.AsSingleton(edges)
+    for phase, docs in (("before", before_docs), ("after", kept)):
+        summary = feature_summaries(docs, phase, edges_side, bins)
+        _write_single(
+            summary["moments"] | f"{phase}MomentsOut" >> beam.MapTuple(lambda k, m: (k, [m.n, m.mean, m.std, m.lo, m.hi])),
+            fs.join(work, f"moments_{phase}.jsonl"),
+            f"{phase}Moments",
+        )
+        _write_single(summary["quantiles"], fs.join(work, f"quantiles_{phase}.jsonl"), f"{phase}Quantiles")
+        _write_single(summary["hist"], fs.join(work, f"hist_{phase}.jsonl"), f"{phase}Hist")
+    _write_single(edges, fs.join(work, "edges.jsonl"), "Edges")
+
+    # A few examples per reason, chosen deterministically (smallest ids), for the report.
+    n_examples = section.report.examples_per_reason
+    if n_examples:
+        examples = (
+            rejected | "RejEx" >> beam.Map(lambda r: (r["reason"], (r["id"], r["text"][:240], r["origin"]))),
+            quarantined | "QuarEx" >> beam.Map(lambda q: (q["reason"], (f"{q['source']}:{q['line']}", (q.get("raw") or q.get("raw_b64") or "")[:240], q["detail"]))),
+        ) | "Examples" >> beam.Flatten()
+        _write_single(
+            examples | "ExampleTop" >> beam.combiners.Top.PerKey(n_examples, key=lambda e: e[0], reverse=True),
+            fs.join(work, "examples.jsonl"),
+            "Examples",
+        )
+
+    if labels_path:
+        labels = (
+            p
+            | "LabelFiles" >> beam.io.ReadFromText(labels_path)
+            | "LabelParse" >> beam.Map(json.loads)
+            | "LabelKV" >> beam.Map(lambda d: (d["id"], d["label"]))
+        )
+        outcome_by_id = (
+            kept | "KeptById" >> beam.Map(lambda r: (r["id"], "kept")),
+            rejected | "RejById" >> beam.Map(lambda r: (r["id"], "rejected")),
+        ) | "OutcomeById" >> beam.Flatten()
+
+        def confusion(item: tuple[str, dict]) -> Iterator:
+            _, grouped = item
+            for label in grouped["label"]:
+                outcome = grouped["outcome"][0] if grouped["outcome"] else "quarantined_or_absent"
+                yield (label, outcome)
+
+        _write_single(
+            {"label": labels, "outcome": outcome_by_id}
+            | "JoinLabels" >> beam.CoGroupByKey()
+            | "Confusion" >> beam.FlatMap(confusion)
+            | "CountConfusion" >> beam.combiners.Count.PerElement(),
+            fs.join(work, "eval.jsonl"),
+            "Eval",
+        )
+
+
+def run_pipeline(
+    files: list[str],
+    pattern: str,
+    out: str,
+    section: CleanSection,
+    beam_args: list[str],
+    saved_thresholds: Optional[dict] = None,
+    labels_path: Optional[str] = None,
+) -> None:
+    options = PipelineOptions(beam_args or ["--runner=DirectRunner"])
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, files, glob_base(pattern), out, section, saved_thresholds, labels_path)
+
+
+def load_thresholds(path: str) -> dict:
+    return from_json(fs.read_json(path))

@@ -1,0 +1,161 @@
+"""Running the clean stage as a stage: resolve inputs, skip when finished, run the pipeline,
+assemble counts and statistics, write the report, check the accounting, write the manifest."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+from llmdata.outliers import to_json_safe
+from pipelines import fs
+from pipelines.clean import WORK, load_thresholds, run_pipeline
+from pipelines.config import CleanSection
+from pipelines.manifest import input_fingerprint, is_complete, read_manifest, stage_fingerprint, write_manifest
+from pipelines.report import write_clean_report
+
+
+class StageInputError(ValueError):
+    """The stage's input cannot be used (no files match, a thresholds file is missing...)."""
+
+
+def _json_lines(path: str) -> list:
+    return [json.loads(line) for line in fs.read_lines(path)] if fs.exists(path) else []
+
+
+def _by_reason(pairs: list, kind: str) -> dict:
+    by_reason = {reason: n for (k, reason), n in pairs if k == kind}
+    return {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items()))}
+
+
+def collect_counts(work: str) -> dict:
+    """The stage's accounting, from the count files the pipeline wrote."""
+    pairs = [(tuple(k), n) for k, n in _json_lines(fs.join(work, "counts.jsonl"))]
+    inputs = _json_lines(fs.join(work, "input.jsonl"))
+    kept = sum(n for (k, _), n in pairs if k == "kept")
+    return {
+        "input": int(inputs[0]) if inputs else 0,
+        "kept": kept,
+        "rejected": _by_reason(pairs, "rejected"),
+        "quarantined": _by_reason(pairs, "quarantined"),
+        "dropped": _by_reason(pairs, "dropped"),
+    }
+
+
+def _feature_stats(work: str, phase: str) -> dict:
+    out: dict = {}
+    for name, (n, mean, std, lo, hi) in _json_lines(fs.join(work, f"moments_{phase}.jsonl")):
+        out[name] = {"n": n, "mean": mean, "std": std, "min": lo, "max": hi}
+    for name, qs in _json_lines(fs.join(work, f"quantiles_{phase}.jsonl")):
+        last = len(qs) - 1
+        out.setdefault(name, {}).update({f"p{p:02d}": qs[round(p / 100 * last)] for p in (1, 5, 25, 50, 75, 95, 99)})
+    return dict(sorted(out.items()))
+
+
+def _histograms(work: str) -> dict:
+    edges = _json_lines(fs.join(work, "edges.jsonl"))
+    hist: dict = {"edges": edges[0] if edges else {}}
+    for phase in ("before", "after"):
+        counts: dict = {}
+        for (name, idx), n in _json_lines(fs.join(work, f"hist_{phase}.jsonl")):
+            counts.setdefault(name, {})[idx] = n
+        hist[phase] = counts
+    return hist
+
+
+def _evaluation(work: str) -> Optional[dict]:
+    rows = _json_lines(fs.join(work, "eval.jsonl"))
+    if not rows:
+        return None
+    table: dict = {}
+    for (label, outcome), n in rows:
+        table.setdefault(label, {})[outcome] = n
+    outcomes = ("kept", "rejected", "quarantined_or_absent")
+    good = {o: sum(t.get(o, 0) for lab, t in table.items() if lab.startswith("good")) for o in outcomes}
+    junk = {o: sum(t.get(o, 0) for lab, t in table.items() if lab.startswith("junk")) for o in outcomes}
+    good_total = sum(good.values())
+    junk_total = sum(junk.values())
+    return {
+        "by_label": dict(sorted(table.items())),
+        "good_kept": good.get("kept", 0) / good_total if good_total else None,
+        "junk_removed": (junk_total - junk.get("kept", 0)) / junk_total if junk_total else None,
+        "good_total": good_total,
+        "junk_total": junk_total,
+    }
+
+
+def run_clean(
+    section: CleanSection,
+    pattern: str,
+    out: str,
+    beam_args: list[str],
+    force: bool = False,
+    thresholds_file: Optional[str] = None,
+    log=print,
+) -> dict:
+    """Run (or skip) the clean stage from the files matching `pattern` into folder `out`."""
+    files = fs.match(pattern)
+    if not files:
+        raise StageInputError(f"input {pattern!r} matches no files")
+    thresholds_file = thresholds_file or section.outliers.thresholds_file
+    saved = None
+    if thresholds_file:
+        if not fs.exists(thresholds_file):
+            raise StageInputError(f"thresholds file not found: {thresholds_file}")
+        try:
+            saved = load_thresholds(thresholds_file)
+        except (ValueError, KeyError, AttributeError) as err:
+            raise StageInputError(f"thresholds file {thresholds_file}: {err}") from None
+    labels = section.eval_labels if section.eval_labels and fs.match(section.eval_labels) else None
+    config = section.model_dump(mode="json")
+    inputs = {"data": input_fingerprint(pattern)}
+    if saved is not None:
+        inputs["thresholds"] = to_json_safe(saved)
+    if labels:
+        inputs["labels"] = input_fingerprint(labels)
+    fingerprint = stage_fingerprint("clean", config, inputs)
+    if not force and is_complete(out, fingerprint):
+        log(f"clean: up to date in {out} (use --force to rerun)")
+        return read_manifest(out)
+
+    fs.remove_tree(out)
+    fs.makedirs(out)
+    log(f"clean: {len(files)} file(s), {sum(s for _, s, _ in files) / 1e6:.1f} MB -> {out}")
+    started = time.time()
+    run_pipeline([f for f, _, _ in files], pattern, out, section, beam_args, saved, labels)
+    pipeline_s = time.time() - started
+
+    work = fs.join(out, WORK)
+    counts = collect_counts(work)
+    thresholds_text = fs.read_text(fs.join(work, "thresholds.json"))
+    fs.write_text(fs.join(out, "thresholds.json"), thresholds_text)
+    plan = (_json_lines(fs.join(work, "plan.jsonl")) or [{}])[0]
+    examples = {reason: items for reason, items in _json_lines(fs.join(work, "examples.jsonl"))}
+    stats = {
+        "counts": counts,
+        "imputation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("knots")} for k, v in plan.items()},
+        "features_before": _feature_stats(work, "before"),
+        "features_after": _feature_stats(work, "after"),
+        "evaluation": _evaluation(work),
+        "thresholds_source": thresholds_file or "computed from this input",
+    }
+    fs.write_json(fs.join(out, "stats.json"), stats)
+    write_clean_report(out, stats, json.loads(thresholds_text), examples, _histograms(work), section)
+    fs.remove_tree(work)
+    timings = {"pipeline_s": round(pipeline_s, 2), "total_s": round(time.time() - started, 2)}
+    outputs = {
+        "kept": "kept/part-*.jsonl.gz",
+        "rejected": "rejected/part-*.jsonl.gz",
+        "quarantine": "quarantine/part-*.jsonl.gz",
+        "thresholds": "thresholds.json",
+        "stats": "stats.json",
+        "report": "report.md",
+    }
+    if section.output.parquet:
+        outputs["kept_parquet"] = "kept_parquet/part-*.parquet"
+    manifest = write_manifest(out, "clean", fingerprint, config, inputs, counts, timings, outputs)
+    q = counts["quarantined"]["total"] + counts["dropped"]["total"]
+    log(
+        f"clean: {counts['input']} in, {counts['kept']} kept, {counts['rejected']['total']} rejected, "
+        f"{q} quarantined/dropped in {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}"
+    )
+    return manifest

@@ -1,0 +1,194 @@
+"""`llmpipe`: the stage-by-stage command line.
+
+    llmpipe sample-data --output data/demo
+    llmpipe clean --config configs/pipeline.yaml --run-name demo
+    llmpipe clean --input 'data/*.jsonl.gz' --output out/clean -- --runner=DataflowRunner ...
+    llmpipe run --config configs/pipeline.yaml
+
+Arguments after a lone `--` are Beam pipeline options, passed through untouched. Every known
+failure (bad config, missing input, a bad record under a `fail` policy) is one line on stderr and
+exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Optional
+
+from pipelines.config import ConfigError, PipelineConfig, load_config
+
+EXIT_USAGE = 2
+
+
+def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="pipeline YAML (default: built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set clean.outliers.iqr_k=2.5 (repeatable)")
+    parser.add_argument("--run-name", default=None, help="run folder name under run.root (default: run.name)")
+    parser.add_argument("--force", action="store_true", help="rerun even when the stage's manifest is up to date")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DirectRunner worker processes (multi_processing); ignored with another --runner")
+
+
+def _beam_args(beam_args: list[str], workers: Optional[int]) -> list[str]:
+    args = list(beam_args)
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
+    if not any(a.startswith("--runner") for a in args):
+        args.insert(0, "--runner=DirectRunner")
+    if workers and runner in ("DirectRunner", "direct"):
+        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    return args
+
+
+def _load(args: argparse.Namespace) -> PipelineConfig:
+    overrides = list(args.overrides)
+    if args.run_name:
+        overrides.append(f"run.name={args.run_name}")
+    return load_config(args.config, overrides)
+
+
+def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
+    from llmdata.sample_data import write_corpus
+    from pipelines import fs
+    from pipelines.manifest import MANIFEST, is_complete, stage_fingerprint, write_manifest
+
+    cfg = _load(args)
+    sd = cfg.sample_data
+    output = args.output or sd.output
+    seed = sd.seed if args.seed is None else args.seed
+    shards = args.shards or sd.shards
+    max_docs = args.max_docs or sd.max_docs
+    params = {"seed": seed, "shards": shards, "max_docs": max_docs, "python": sys.version.split()[0]}
+    fingerprint = stage_fingerprint("sample-data", params, {})
+    if not args.force and is_complete(output, fingerprint):
+        print(f"sample-data: up to date in {output}")
+        return 0
+    summary = write_corpus(output, seed=seed, shards=shards, max_docs=max_docs)
+    write_manifest(output, "sample-data", fingerprint, params, {}, {"lines": summary["lines"]}, {},
+                   {"shards": "shard-*.jsonl.gz", "labels": "labels.jsonl"}, {"planted": summary})
+    bad = sum(v for k, v in summary.items() if k.startswith("bad:"))
+    junk = sum(v for k, v in summary.items() if k.startswith("junk:"))
+    print(f"sample-data: {summary['lines']} lines in {shards} shards ({summary['good']} good documents, "
+          f"{summary.get('good:exact_dup', 0)} exact and {summary.get('good:near_dup', 0)} near duplicates, "
+          f"{junk} junk, {bad} bad records) -> {output}; see {fs.join(output, MANIFEST)}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.clean_stage import run_clean
+    from pipelines.rundir import stage_dir
+
+    cfg = _load(args)
+    pattern = args.input or cfg.run.input
+    if not pattern:
+        raise ConfigError("no input: give --input GLOB or set run.input in the config")
+    out = args.output or stage_dir(cfg, "clean")
+    run_clean(cfg.clean, pattern, out, _beam_args(beam_args, args.workers), force=args.force,
+              thresholds_file=args.thresholds)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """Every stage that exists, in order, each skipped when its manifest is up to date."""
+    from pipelines.clean_stage import run_clean
+    from pipelines.rundir import run_root, stage_dir
+
+    cfg = _load(args)
+    if not cfg.run.input:
+        raise ConfigError("run.input: the raw input glob is not set")
+    run_clean(cfg.clean, cfg.run.input, stage_dir(cfg, "clean"), _beam_args(beam_args, args.workers), force=args.force)
+    print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmpipe",
+        description="Raw text to an aligned language model, one stage at a time. "
+        "Arguments after a lone '--' are passed to Beam as pipeline options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<stage>")
+
+    p = sub.add_parser("sample-data", help="build the demo corpus (stdlib docstrings + planted noise)",
+                       description="Build the demo corpus deterministically from the Python standard library's "
+                       "docstrings and pydoc topics, with labelled duplicates, junk and bad records.")
+    _common(p)
+    p.add_argument("--output", default=None, help="output folder (default: sample_data.output)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--shards", type=int, default=None)
+    p.add_argument("--max-docs", type=int, default=None, help="keep only this many good documents (small test corpora)")
+    p.set_defaults(func=cmd_sample_data)
+
+    p = sub.add_parser("clean", help="stage 1: quarantine bad records, impute, normalize, filter (Beam)",
+                       description="The clean stage (Apache Beam). Reads jsonl/jsonl.gz/parquet/text files, "
+                       "quarantines malformed records with a reason, imputes numeric metadata, normalizes text, "
+                       "applies the enabled fixed rules and the statistical outlier filter, and writes kept, "
+                       "rejected and quarantined records, thresholds.json, stats.json, report.md and manifest.json.")
+    _common(p)
+    p.add_argument("--input", default=None, help="input glob (any Beam filesystem); default: run.input")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/01-clean")
+    p.add_argument("--thresholds", default=None, help="apply a saved thresholds.json instead of computing thresholds")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
+                       description="Run every stage in order from one YAML; a stage whose manifest matches its "
+                       "config and inputs is skipped, so a killed run resumes at the first unfinished stage.")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+_OURS = ("BadRecordError", "StageInputError", "ConfigError", "AccountingError", "NormalizerUnavailable")
+
+
+def _one_line(err: BaseException) -> Optional[str]:
+    """Find our own error inside whatever wrapped it (Beam re-raises worker errors as its own)."""
+    seen = set()
+    cur: Optional[BaseException] = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ in _OURS:
+            return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+        cur = cur.__cause__ or cur.__context__
+    text = str(err)
+    for name in _OURS:
+        marker = f"{name}: "
+        if marker in text:
+            return text.split(marker, 1)[1].splitlines()[0].split(" [while running")[0]
+    return None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, beam_args = _split_beam_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(ours)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.getLogger("apache_beam").setLevel(os.environ.get("LLMPIPE_BEAM_LOG", "WARNING"))
+    func: Callable[[argparse.Namespace, list[str]], int] = args.func
+    try:
+        return func(args, beam_args)
+    except KeyboardInterrupt:
+        print("llmpipe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - turned into one line, or re-raised if unknown
+        line = _one_line(err)
+        if line is None:
+            raise
+        print(f"llmpipe: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The run configuration: one YAML file, a section per stage, validated before any work starts.
+
+Every value can be overridden from the command line with `--set section.key=value`; the value is
+read as YAML (so `true`, `3`, `[a, b]` work). An unknown key, a wrong type or an impossible value
+becomes one `ConfigError` line naming the key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmdata.missing import MissingOptions
+from llmdata.normalize import NormalizeOptions
+from llmdata.outliers import OutlierOptions
+from llmdata.quality import QualityOptions
+from llmdata.records import BAD_RECORD_KINDS
+
+Policy = Literal["quarantine", "drop", "fail"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line before any work starts."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunSection(_Section):
+    name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    root: str = "runs"
+    input: Optional[str] = None  # raw input glob of the first stage
+
+
+class BadRecordPolicy(_Section):
+    default: Policy = "quarantine"
+    per_kind: dict[str, Policy] = Field(default_factory=lambda: {"blank_line": "drop"})
+
+    def policy(self, kind: str) -> Policy:
+        return self.per_kind.get(kind, self.default)
+
+    def model_post_init(self, _context: Any) -> None:
+        unknown = sorted(set(self.per_kind) - set(BAD_RECORD_KINDS))
+        if unknown:
+            raise ValueError(f"unknown bad-record kind {unknown[0]!r} (known: {', '.join(BAD_RECORD_KINDS)})")
+
+
+class OutputSection(_Section):
+    num_shards: int = Field(0, ge=0)  # 0: the runner decides
+    parquet: bool = False  # also write kept documents as parquet
+
+
+class ReportSection(_Section):
+    histograms: list[str] = Field(
+        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"]
+    )
+    bins: int = Field(40, ge=5, le=500)
+    examples_per_reason: int = Field(3, ge=0, le=50)
+
+
+class CleanSection(_Section):
+    input_format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
+    text_mode: Literal["file", "blank_line"] = "file"
+    text_field: str = "text"
+    id_field: str = "id"
+    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    check_duplicate_ids: bool = True
+    missing: MissingOptions = Field(default_factory=MissingOptions)
+    normalize: NormalizeOptions = Field(default_factory=NormalizeOptions)
+    quality: QualityOptions = Field(default_factory=QualityOptions)
+    outliers: OutlierOptions = Field(default_factory=OutlierOptions)
+    output: OutputSection = Field(default_factory=OutputSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+    eval_labels: Optional[str] = None  # jsonl of {"id", "label"} planted by the demo generator
+
+
+class SampleDataSection(_Section):
+    output: str = "data/demo"
+    seed: int = 0
+    shards: int = Field(4, ge=1, le=1000)
+    max_docs: Optional[int] = Field(None, ge=10)
+
+
+class PipelineConfig(_Section):
+    run: RunSection = Field(default_factory=RunSection)
+    sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
+    clean: CleanSection = Field(default_factory=CleanSection)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `a.b.c=value` override to a nested dict, creating sections as needed."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. clean.outliers.iqr_k=2.5")
+    key, value = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    cur = data
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if nxt is None:
+            nxt = cur[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        cur = nxt
+    cur[parts[-1]] = _parse_value(value)
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    value = first.get("input")
+    shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
+    more = f" [and {len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"config error: {loc}: {msg}{shown}{more}"
+
+
+def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
+    """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
+    data: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {path}{where}: not valid YAML") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path}: not UTF-8 text") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+    except ValueError as err:  # raised from model_post_init
+        raise ConfigError(f"config error: {err}") from None

@@ -1,0 +1,1 @@
+"""Training stages (pretrain, SFT, LoRA, reward) arrive with their issues; see docs/stages.md."""
