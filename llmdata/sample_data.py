@@ -159,7 +159,7 @@ def huge_log_dump(rng: random.Random) -> str:
 def huge_blob(rng: random.Random) -> str:
     import base64
 
-    raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(300_000, 500_000)))
+    raw = rng.randbytes(rng.randint(300_000, 500_000))
     return "data:application/octet-stream;base64," + base64.b64encode(raw).decode()
 
 

@@ -30,6 +30,7 @@ from pipelines.combiners import KnotSketchFn, MomentsFn, NormalEquationsFn, Pres
 from pipelines.config import CleanSection
 
 WORK = "_work"
+PRODUCTS = "products.jsonl"
 _STAT_QUANTILES = 101
 
 
@@ -214,11 +215,18 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
     )
 
 
-def feature_summaries(docs: beam.PCollection, phase: str, histogram_edges: Any, bins: int) -> dict:
-    """Moments, quantiles and (for the plotted features) histogram counts of one population."""
-    vals = docs | f"{phase}Values" >> beam.FlatMap(lambda r: [(k, r["scores"][k]) for k in feats.FEATURES if k in r["scores"]])
+def feature_summaries(docs: beam.PCollection, phase: str) -> dict:
+    """Per-feature values, moments and quantiles of one population of documents."""
+    vals = docs | f"{phase}Values" >> beam.FlatMap(
+        lambda r: [(k, r["scores"][k]) for k in feats.FEATURES if k in r["scores"]]
+    )
     moments = vals | f"{phase}Moments" >> beam.CombinePerKey(MomentsFn())
     quants = vals | f"{phase}Quantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES)
+    return {"values": vals, "moments": moments, "quantiles": quants}
+
+
+def histogram(vals: beam.PCollection, phase: str, edges: Any, bins: int) -> beam.PCollection:
+    """Counts per (feature, bin) over the report's bins; edges arrive as a side input."""
 
     def to_bins(kv: tuple[str, float], edges: dict) -> Iterator:
         name, value = kv
@@ -228,12 +236,7 @@ def feature_summaries(docs: beam.PCollection, phase: str, histogram_edges: Any, 
             idx = 0 if hi <= lo else int((x - lo) / (hi - lo) * bins)
             yield (name, min(max(idx, 0), bins - 1))
 
-    hist = (
-        vals
-        | f"{phase}Bins" >> beam.FlatMap(to_bins, histogram_edges)
-        | f"{phase}BinCount" >> beam.combiners.Count.PerElement()
-    )
-    return {"moments": moments, "quantiles": quants, "hist": hist}
+    return vals | f"{phase}Bins" >> beam.FlatMap(to_bins, edges) | f"{phase}BinCount" >> beam.combiners.Count.PerElement()
 
 
 def _plot_scale(name: str, value: float) -> float:
@@ -268,11 +271,23 @@ def histogram_edges(before_quants: beam.PCollection, names: list[str]) -> beam.P
 # ---------------------------------------------------------------- the pipeline
 
 
-def _write_single(pcoll: beam.PCollection, path: str, label: str) -> None:
-    """A small JSON side product as one file (counts, stats): read back by the driver."""
-    _ = pcoll | f"{label}Json" >> beam.Map(json.dumps) | f"{label}Write" >> beam.io.WriteToText(
-        path, num_shards=1, shard_name_template=""
-    )
+class Products:
+    """Small side products (counts, statistics, plan, thresholds) gathered into one sink.
+
+    Each is a `[kind, value]` JSON line of `_work/products.jsonl`; one sink instead of one per
+    product keeps the pipeline's fixed cost low, and the driver reads them back by kind.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[beam.PCollection] = []
+
+    def add(self, pcoll: beam.PCollection, kind: str) -> None:
+        self.parts.append(pcoll | f"{kind}Product" >> beam.Map(lambda v, k=kind: json.dumps([k, v])))
+
+    def write(self, p: beam.Pipeline, work: str) -> None:
+        _ = tuple(self.parts) | "Products" >> beam.Flatten() | "ProductsWrite" >> beam.io.WriteToText(
+            fs.join(work, PRODUCTS), num_shards=1, shard_name_template=""
+        )
 
 
 def _write_docs(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
@@ -374,41 +389,34 @@ def build_pipeline(
     _write_docs(quarantined, fs.join(out, "quarantine"), "Quarantined", shards)
     if section.output.parquet:
         _write_parquet(kept, fs.join(out, "kept_parquet"), shards)
-    _ = (
-        thresholds
-        | "ThresholdsJson" >> beam.Map(lambda t: json.dumps(to_json_safe(t), indent=2))
-        | "ThresholdsWrite" >> beam.io.WriteToText(fs.join(work, "thresholds.json"), num_shards=1, shard_name_template="")
-    )
-    _write_single(plan, fs.join(work, "plan.jsonl"), "Plan")
+    products = Products()
+    products.add(thresholds | "ThresholdsSafe" >> beam.Map(to_json_safe), "thresholds")
+    products.add(plan, "plan")
 
     # Accounting: units reported by each file, against every outcome.
     input_total = read[UNITS] | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum)
-    _write_single(input_total, fs.join(work, "input.jsonl"), "Input")
+    products.add(input_total, "input")
     outcomes = (
         kept | "KeptTag" >> beam.Map(lambda r: ("kept", "kept")),
         rejected | "RejectedTag" >> beam.Map(lambda r: ("rejected", r["reason"])),
         quarantined | "QuarantinedTag" >> beam.Map(lambda r: ("quarantined", r["reason"])),
         dropped | "DroppedTag" >> beam.Map(lambda r: ("dropped", r["reason"])),
     ) | "Outcomes" >> beam.Flatten()
-    _write_single(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), fs.join(work, "counts.jsonl"), "Counts")
+    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
 
     # Feature statistics before and after filtering, and histogram counts for the report.
     before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()
-    names = section.report.histograms
-    bins = section.report.bins
-    before_vals = before_docs | "EdgeValues" >> beam.FlatMap(lambda r: [(k, r["scores"][k]) for k in names if k in r["scores"]])
-    edges = histogram_edges(before_vals | "EdgeQuantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES), names)
-    edges_side = beam.pvalue.AsSingleton(edges)
-    for phase, docs in (("before", before_docs), ("after", kept)):
-        summary = feature_summaries(docs, phase, edges_side, bins)
-        _write_single(
-            summary["moments"] | f"{phase}MomentsOut" >> beam.MapTuple(lambda k, m: (k, [m.n, m.mean, m.std, m.lo, m.hi])),
-            fs.join(work, f"moments_{phase}.jsonl"),
-            f"{phase}Moments",
+    summaries = {"before": feature_summaries(before_docs, "before"), "after": feature_summaries(kept, "after")}
+    edges = histogram_edges(summaries["before"]["quantiles"], section.report.histograms)
+    products.add(edges, "edges")
+    for phase, summary in summaries.items():
+        moments = summary["moments"] | f"{phase}MomentsOut" >> beam.MapTuple(
+            lambda k, m: (k, [m.n, m.mean, m.std, m.lo, m.hi])
         )
-        _write_single(summary["quantiles"], fs.join(work, f"quantiles_{phase}.jsonl"), f"{phase}Quantiles")
-        _write_single(summary["hist"], fs.join(work, f"hist_{phase}.jsonl"), f"{phase}Hist")
-    _write_single(edges, fs.join(work, "edges.jsonl"), "Edges")
+        products.add(moments, f"moments_{phase}")
+        products.add(summary["quantiles"], f"quantiles_{phase}")
+        hist = histogram(summary["values"], phase, beam.pvalue.AsSingleton(edges), section.report.bins)
+        products.add(hist, f"hist_{phase}")
 
     # A few examples per reason, chosen deterministically (smallest ids), for the report.
     n_examples = section.report.examples_per_reason
@@ -417,11 +425,8 @@ def build_pipeline(
             rejected | "RejEx" >> beam.Map(lambda r: (r["reason"], (r["id"], r["text"][:240], r["origin"]))),
             quarantined | "QuarEx" >> beam.Map(lambda q: (q["reason"], (f"{q['source']}:{q['line']}", (q.get("raw") or q.get("raw_b64") or "")[:240], q["detail"]))),
         ) | "Examples" >> beam.Flatten()
-        _write_single(
-            examples | "ExampleTop" >> beam.combiners.Top.PerKey(n_examples, key=lambda e: e[0], reverse=True),
-            fs.join(work, "examples.jsonl"),
-            "Examples",
-        )
+        top = examples | "ExampleTop" >> beam.combiners.Top.PerKey(n_examples, key=lambda e: e[0], reverse=True)
+        products.add(top, "examples")
 
     if labels_path:
         labels = (
@@ -441,14 +446,14 @@ def build_pipeline(
                 outcome = grouped["outcome"][0] if grouped["outcome"] else "quarantined_or_absent"
                 yield (label, outcome)
 
-        _write_single(
+        confusion_counts = (
             {"label": labels, "outcome": outcome_by_id}
             | "JoinLabels" >> beam.CoGroupByKey()
             | "Confusion" >> beam.FlatMap(confusion)
-            | "CountConfusion" >> beam.combiners.Count.PerElement(),
-            fs.join(work, "eval.jsonl"),
-            "Eval",
+            | "CountConfusion" >> beam.combiners.Count.PerElement()
         )
+        products.add(confusion_counts, "eval")
+    products.write(p, work)
 
 
 def run_pipeline(

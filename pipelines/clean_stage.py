@@ -8,7 +8,7 @@ from typing import Optional
 
 from llmdata.outliers import to_json_safe
 from pipelines import fs
-from pipelines.clean import WORK, load_thresholds, run_pipeline
+from pipelines.clean import PRODUCTS, WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
 from pipelines.manifest import input_fingerprint, is_complete, read_manifest, stage_fingerprint, write_manifest
 from pipelines.report import write_clean_report
@@ -18,8 +18,13 @@ class StageInputError(ValueError):
     """The stage's input cannot be used (no files match, a thresholds file is missing...)."""
 
 
-def _json_lines(path: str) -> list:
-    return [json.loads(line) for line in fs.read_lines(path)] if fs.exists(path) else []
+def read_products(work: str) -> dict[str, list]:
+    """The pipeline's small side products, grouped by kind (see clean.Products)."""
+    out: dict[str, list] = {}
+    for line in fs.read_lines(fs.join(work, PRODUCTS)):
+        kind, value = json.loads(line)
+        out.setdefault(kind, []).append(value)
+    return out
 
 
 def _by_reason(pairs: list, kind: str) -> dict:
@@ -27,10 +32,10 @@ def _by_reason(pairs: list, kind: str) -> dict:
     return {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items()))}
 
 
-def collect_counts(work: str) -> dict:
-    """The stage's accounting, from the count files the pipeline wrote."""
-    pairs = [(tuple(k), n) for k, n in _json_lines(fs.join(work, "counts.jsonl"))]
-    inputs = _json_lines(fs.join(work, "input.jsonl"))
+def collect_counts(products: dict[str, list]) -> dict:
+    """The stage's accounting, from the counts the pipeline wrote."""
+    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
+    inputs = products.get("input", [])
     kept = sum(n for (k, _), n in pairs if k == "kept")
     return {
         "input": int(inputs[0]) if inputs else 0,
@@ -41,29 +46,29 @@ def collect_counts(work: str) -> dict:
     }
 
 
-def _feature_stats(work: str, phase: str) -> dict:
+def _feature_stats(products: dict[str, list], phase: str) -> dict:
     out: dict = {}
-    for name, (n, mean, std, lo, hi) in _json_lines(fs.join(work, f"moments_{phase}.jsonl")):
+    for name, (n, mean, std, lo, hi) in products.get(f"moments_{phase}", []):
         out[name] = {"n": n, "mean": mean, "std": std, "min": lo, "max": hi}
-    for name, qs in _json_lines(fs.join(work, f"quantiles_{phase}.jsonl")):
+    for name, qs in products.get(f"quantiles_{phase}", []):
         last = len(qs) - 1
         out.setdefault(name, {}).update({f"p{p:02d}": qs[round(p / 100 * last)] for p in (1, 5, 25, 50, 75, 95, 99)})
     return dict(sorted(out.items()))
 
 
-def _histograms(work: str) -> dict:
-    edges = _json_lines(fs.join(work, "edges.jsonl"))
+def _histograms(products: dict[str, list]) -> dict:
+    edges = products.get("edges", [])
     hist: dict = {"edges": edges[0] if edges else {}}
     for phase in ("before", "after"):
         counts: dict = {}
-        for (name, idx), n in _json_lines(fs.join(work, f"hist_{phase}.jsonl")):
+        for (name, idx), n in products.get(f"hist_{phase}", []):
             counts.setdefault(name, {})[idx] = n
         hist[phase] = counts
     return hist
 
 
-def _evaluation(work: str) -> Optional[dict]:
-    rows = _json_lines(fs.join(work, "eval.jsonl"))
+def _evaluation(products: dict[str, list]) -> Optional[dict]:
+    rows = products.get("eval", [])
     if not rows:
         return None
     table: dict = {}
@@ -125,21 +130,22 @@ def run_clean(
     pipeline_s = time.time() - started
 
     work = fs.join(out, WORK)
-    counts = collect_counts(work)
-    thresholds_text = fs.read_text(fs.join(work, "thresholds.json"))
-    fs.write_text(fs.join(out, "thresholds.json"), thresholds_text)
-    plan = (_json_lines(fs.join(work, "plan.jsonl")) or [{}])[0]
-    examples = {reason: items for reason, items in _json_lines(fs.join(work, "examples.jsonl"))}
+    products = read_products(work)
+    counts = collect_counts(products)
+    thresholds = (products.get("thresholds") or [{}])[0]
+    fs.write_json(fs.join(out, "thresholds.json"), thresholds)
+    plan = (products.get("plan") or [{}])[0]
+    examples = {reason: items for reason, items in products.get("examples", [])}
     stats = {
         "counts": counts,
         "imputation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("knots")} for k, v in plan.items()},
-        "features_before": _feature_stats(work, "before"),
-        "features_after": _feature_stats(work, "after"),
-        "evaluation": _evaluation(work),
+        "features_before": _feature_stats(products, "before"),
+        "features_after": _feature_stats(products, "after"),
+        "evaluation": _evaluation(products),
         "thresholds_source": thresholds_file or "computed from this input",
     }
     fs.write_json(fs.join(out, "stats.json"), stats)
-    write_clean_report(out, stats, json.loads(thresholds_text), examples, _histograms(work), section)
+    write_clean_report(out, stats, thresholds, examples, _histograms(products), section)
     fs.remove_tree(work)
     timings = {"pipeline_s": round(pipeline_s, 2), "total_s": round(time.time() - started, 2)}
     outputs = {
