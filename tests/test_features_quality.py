@@ -1,0 +1,113 @@
+"""Features and the fixed rules on inputs whose answers are known by hand."""
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmdata.features import FEATURES, document_features
+from llmdata.quality import (
+    C4Rules,
+    FineWebRules,
+    GopherQuality,
+    GopherRepetition,
+    QualityOptions,
+    apply_rules,
+    c4_filter,
+    dup_ngram_char_frac,
+    fineweb,
+    gopher_quality,
+    gopher_repetition,
+    top_ngram_char_frac,
+)
+
+PROSE = (
+    "The quick brown fox jumps over the lazy dog. It was the best of times, and it was the worst of times.\n"
+    "A journey of a thousand miles begins with a single step. To be or not to be, that is the question.\n"
+) * 3
+
+
+def test_features_known_values():
+    f = document_features("ab cd\nab cd\nEF 12 !!")
+    assert f["n_chars"] == 20 and f["n_words"] == 6 and f["n_lines"] == 3
+    assert f["mean_word_len"] == 2.0
+    # 14 visible characters: 10 letters, 2 digits, 2 symbols; 6 whitespace characters.
+    assert math.isclose(f["alpha_ratio"], 10 / 14) and math.isclose(f["digit_ratio"], 2 / 14)
+    assert math.isclose(f["symbol_ratio"], 2 / 14) and math.isclose(f["upper_ratio"], 2 / 10)
+    assert math.isclose(f["dup_line_frac"], 1 / 3)
+    assert math.isclose(f["unique_word_ratio"], 4 / 6)
+    assert math.isclose(f["whitespace_ratio"], 6 / 20)
+
+
+def test_compression_separates_repetition_from_randomness():
+    assert document_features("spam " * 500)["compression_ratio"] < 0.05
+    assert document_features(PROSE)["compression_ratio"] < document_features("q8#Zx!k2@pL0" * 1 + "".join(chr(33 + (i * 7919) % 90) for i in range(400)))["compression_ratio"]
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_features_are_finite_for_any_text(text):
+    f = document_features(text)
+    assert set(f) == set(FEATURES)
+    assert all(math.isfinite(v) for v in f.values())
+
+
+def test_gopher_quality():
+    ok, scores = gopher_quality(PROSE * 2, GopherQuality(enabled=True))
+    assert ok is None and scores["gq_stop_words"] > 2
+    assert gopher_quality("too short", GopherQuality())[0] == "gopher_quality:min_words"
+    assert gopher_quality(" ".join(["x"] * 60), GopherQuality())[0] == "gopher_quality:min_mean_word_len"
+    hashes = " ".join(["word #tag"] * 40) + " the and of to"
+    assert gopher_quality(hashes, GopherQuality())[0] == "gopher_quality:max_symbol_word_ratio"
+    bullets = "\n".join(["- the item of the list and more words here"] * 20)
+    assert gopher_quality(bullets, GopherQuality())[0] == "gopher_quality:max_bullet_lines_ratio"
+    numbers = " ".join(["123 456 789 the"] * 20)
+    assert gopher_quality(numbers, GopherQuality())[0] == "gopher_quality:min_alpha_words_ratio"
+    no_stops = " ".join(["alpha beta gamma delta"] * 20)
+    assert gopher_quality(no_stops, GopherQuality())[0] == "gopher_quality:min_stop_words"
+
+
+def test_ngram_repetition_stats():
+    toks = "a b c a b c a b c".split()
+    assert math.isclose(top_ngram_char_frac(toks, 2, 9), 6 / 9)  # "a b" x3
+    assert math.isclose(dup_ngram_char_frac(toks, 3, 9), 6 / 9)  # second and third "a b c"
+    assert dup_ngram_char_frac("a b c d e f".split(), 3, 6) == 0.0
+    assert top_ngram_char_frac(["x"], 2, 1) == 0.0
+
+
+def test_gopher_repetition():
+    assert gopher_repetition(PROSE.split("\n")[0], GopherRepetition())[0] is None
+    repeated = "\n\n".join(["the same paragraph of words here"] * 5)
+    assert gopher_repetition(repeated, GopherRepetition())[0] == "gopher_repetition:max_dup_para_frac"
+    reason, scores = gopher_repetition("buy now " * 50, GopherRepetition())
+    assert reason == "gopher_repetition:top_2gram" and scores["gr_top_2gram_frac"] > 0.9
+
+
+def test_c4_rewrites_lines_then_judges():
+    text = "Good line one is here.\nno punctuation here\nClick to enable javascript now.\nAnother fine sentence here.\nok\n" + "More proper sentences follow here. " * 5
+    reason, scores, new = c4_filter(text, C4Rules(enabled=True))
+    assert reason is None and scores["c4_lines_removed"] == 3
+    assert "no punctuation" not in new and "javascript" not in new and "Good line one" in new
+    assert c4_filter("lorem ipsum dolor sit amet.", C4Rules())[0] == "c4:lorem_ipsum"
+    assert c4_filter("code { here }.", C4Rules())[0] == "c4:curly_bracket"
+    assert c4_filter("one two three four.", C4Rules())[0] == "c4:min_sentences"
+    assert c4_filter("no terminal punctuation", C4Rules())[0] == "c4:no_lines_left"
+
+
+def test_fineweb():
+    once = "\n".join(PROSE.split("\n")[:2])
+    assert fineweb(once, FineWebRules())[0] is None
+    assert fineweb(PROSE, FineWebRules())[0] == "fineweb:dup_line_char_ratio"
+    lists = "\n".join(f"item {i}" for i in range(40))
+    assert fineweb(lists, FineWebRules())[0] == "fineweb:line_punct_ratio"
+    dup = "\n".join(["This exact sentence repeats itself."] * 10)
+    assert fineweb(dup, FineWebRules())[0] == "fineweb:dup_line_char_ratio"
+
+
+def test_apply_rules_runs_only_enabled_sets_and_c4_first():
+    off = QualityOptions()
+    assert apply_rules("x", off) == (None, {}, "x")
+    on = QualityOptions(c4={"enabled": True}, gopher_quality={"enabled": True})
+    reason, scores, text = apply_rules("lorem ipsum.", on)
+    assert reason == "c4:lorem_ipsum" and "gq_words" not in scores
+    reason, scores, _ = apply_rules(PROSE * 2, on)
+    assert reason is None and "gq_words" in scores and "c4_sentences" in scores

@@ -1,0 +1,189 @@
+"""Outlier thresholds and imputation: the mergeable summaries agree with numpy/scipy."""
+import math
+import random
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from llmdata.missing import (
+    ImputeRule,
+    KnotSketch,
+    MissingOptions,
+    NormalEquations,
+    apply_plan,
+    build_plan,
+    presence,
+)
+from llmdata.outliers import (
+    FeatureRule,
+    Moments,
+    OutlierOptions,
+    check,
+    feature_threshold,
+    from_json,
+    inverse,
+    quantile,
+    to_json_safe,
+    transform,
+)
+
+
+def test_moments_merge_equals_numpy():
+    rng = random.Random(1)
+    xs = [rng.gauss(5, 2) for _ in range(1000)]
+    parts = [Moments() for _ in range(7)]
+    for i, x in enumerate(xs):
+        parts[i % 7].add(x)
+    merged = Moments()
+    for part in parts:
+        merged.merge(part)
+    assert merged.n == 1000
+    assert math.isclose(merged.mean, np.mean(xs), rel_tol=1e-12)
+    assert math.isclose(merged.std, np.std(xs, ddof=1), rel_tol=1e-9)
+    assert merged.lo == min(xs) and merged.hi == max(xs)
+
+
+def test_quantile_interpolation():
+    qs = [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert quantile(qs, 0.0) == 0 and quantile(qs, 1.0) == 40 and quantile(qs, 0.5) == 20
+    assert quantile(qs, 0.125) == 5.0
+
+
+def test_transform_round_trip():
+    for name in ("n_chars", "symbol_ratio", "compression_ratio"):
+        for x in (0.0, 0.3, 17.0):
+            assert math.isclose(inverse(name, transform(name, x, None), None), x, abs_tol=1e-9)
+    assert transform("n_chars", 0.0, None) == 0.0
+    assert transform("compression_ratio", 0.4, None) == 0.4
+
+
+def _threshold(values, rule, **opts):
+    options = OutlierOptions(features={"f": rule}, **opts)
+    m = Moments()
+    for v in values:
+        m.add(v)
+    qs = list(np.quantile(values, np.linspace(0, 1, 101)))
+    return feature_threshold("f", m, qs, options)
+
+
+def test_iqr_and_zscore_thresholds():
+    values = list(range(1, 101))
+    t = _threshold(values, FeatureRule(method="iqr", k=1.5, log=False))
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    assert math.isclose(t["low"], q1 - 1.5 * (q3 - q1)) and math.isclose(t["high"], q3 + 1.5 * (q3 - q1))
+    z = _threshold(values, FeatureRule(method="zscore", k=2, log=False, side="high"))
+    assert z["low"] == -math.inf and math.isclose(z["high"], np.mean(values) + 2 * np.std(values, ddof=1))
+
+
+def test_check_names_feature_and_side_and_json_round_trip():
+    t = {"f": _threshold(list(range(100)), FeatureRule(method="iqr", log=False, side="both"), iqr_k=1.0)}
+    assert check({"f": 50.0}, t) is None
+    assert check({"f": 1000.0}, t) == "outlier:f:high"
+    assert check({"f": -1000.0}, t) == "outlier:f:low"
+    one_sided = {"f": {**t["f"], "low": -math.inf}}
+    back = from_json(to_json_safe(one_sided))
+    assert back["f"]["low"] == -math.inf and check({"f": -1e9}, back) is None
+    with pytest.raises(ValueError):
+        from_json({"f": {"method": "iqr"}})
+
+
+def test_knot_sketch_is_exact_when_small_and_bounded_when_large():
+    s = KnotSketch(cap=100)
+    for x in range(50):
+        s.add(x, 2 * x)
+    assert s.knots() == (list(range(50)), [2.0 * x for x in range(50)])
+    big = KnotSketch(cap=64)
+    for x in range(10_000):
+        big.add(x, 3 * x + 1)
+    big.compress()
+    xs, ys = big.knots()
+    assert len(xs) <= 64
+    assert all(math.isclose(y, 3 * x + 1) for x, y in zip(xs, ys))  # linear data: means stay on the line
+
+
+def test_normal_equations_match_lstsq():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = 1.5 + X @ np.array([2.0, -3.0]) + rng.normal(scale=0.01, size=200)
+    a, b = NormalEquations(k=2), NormalEquations(k=2)
+    for i, (row, target) in enumerate(zip(X, y)):
+        (a if i % 2 else b).add(list(row), target)
+    coef = a.merge(b).solve()
+    ref, *_ = np.linalg.lstsq(np.c_[np.ones(200), X], y, rcond=None)
+    assert np.allclose(coef, ref, atol=1e-8)
+    assert NormalEquations(k=3).solve() is None
+
+
+def test_impute_rule_validation():
+    with pytest.raises(ValidationError):
+        ImputeRule(rule="constant")
+    with pytest.raises(ValidationError):
+        ImputeRule(rule="interpolate")
+
+
+def _plan(metas, opts):
+    counts: dict = {}
+    sums: dict = {}
+    values: dict = {}
+    for m in metas:
+        for k, kind in presence(m).items():
+            counts.setdefault(k, {}).setdefault(kind, 0)
+            counts[k][kind] += 1
+            if kind == "number":
+                s, n = sums.get(k, (0.0, 0))
+                sums[k] = (s + m[k], n + 1)
+                values.setdefault(k, []).append(m[k])
+    medians = {k: float(np.median(v)) for k, v in values.items()}
+    fits, knots = {}, {}
+    for name, rule in opts.fields.items():
+        if rule.rule == "regression":
+            ne = NormalEquations(k=len(rule.predictors))
+            for m in metas:
+                if all(isinstance(m.get(p), (int, float)) and m.get(p) is not None for p in rule.predictors + [name]):
+                    ne.add([m[p] for p in rule.predictors], m[name])
+            fits[name] = ne.solve()
+        if rule.rule == "interpolate":
+            s = KnotSketch()
+            for m in metas:
+                if m.get(name) is not None and m.get(rule.order) is not None:
+                    s.add(m[rule.order], m[name])
+            knots[name] = s.knots()
+    return build_plan(len(metas), counts, sums, medians, fits, knots, opts)
+
+
+def test_plan_rules_and_drop():
+    metas = [
+        {"a": 1.0, "b": 10, "t": 100.0, "seq": 0, "x": 2.0, "y": 5.0, "s": "str", "rare": 1},
+        {"a": None, "b": 20, "t": None, "seq": 1, "x": 4.0, "y": 9.0, "s": "str"},
+        {"a": 3.0, "t": 120.0, "seq": 2, "x": 6.0, "y": None, "s": "str"},
+        {"a": 5.0, "b": 40, "t": 130.0, "seq": 3, "x": 8.0, "y": 17.0},
+    ]
+    opts = MissingOptions(
+        max_missing_share=0.5,
+        fields={
+            "a": ImputeRule(rule="mean"),
+            "b": ImputeRule(rule="constant", value=-1),
+            "t": ImputeRule(rule="interpolate", order="seq"),
+            "y": ImputeRule(rule="regression", predictors=["x"]),
+        },
+    )
+    plan = _plan(metas, opts)
+    assert plan["rare"]["action"] == "drop" and plan["rare"]["missing_share"] == 0.75
+    assert "s" not in plan  # not numeric, not listed: left alone
+    assert plan["x"]["action"] == "keep"
+    filled = [apply_plan(m, plan) for m in metas]
+    assert filled[1][0]["a"] == 3.0 and filled[1][1] == ["a", "t"] or set(filled[1][1]) == {"a", "t"}
+    assert filled[2][0]["b"] == -1
+    assert filled[1][0]["t"] == 110.0  # halfway between seq 0 (100) and seq 2 (120)
+    assert math.isclose(filled[2][0]["y"], 1 + 2 * 6.0)  # y = 1 + 2x fits the complete rows exactly
+    assert all("rare" not in m for m, _ in filled)
+    assert filled[0][1] == []
+
+
+def test_plan_median_default_for_unlisted_numeric_fields():
+    metas = [{"n": 1}, {"n": 2}, {"n": 100}, {"n": None}]
+    plan = _plan(metas, MissingOptions())
+    assert plan["n"]["rule"] == "median" and plan["n"]["value"] == 2.0
+    assert apply_plan({"n": None}, plan) == ({"n": 2.0}, ["n"])
+    assert apply_plan({}, plan) == ({"n": 2.0}, ["n"])

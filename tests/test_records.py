@@ -1,0 +1,102 @@
+"""Parsing raw units: every malformed case becomes a quarantine entry with the right reason."""
+import base64
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmdata.records import (
+    FieldSpec,
+    Quarantined,
+    parse_json_line,
+    parse_text_document,
+    split_blank_line_documents,
+    stable_id,
+)
+
+SPEC = FieldSpec()
+
+
+def reason(raw: bytes, spec: FieldSpec = SPEC) -> str:
+    out = parse_json_line(raw, spec, "f.jsonl", 3)
+    return out.reason if isinstance(out, Quarantined) else "ok"
+
+
+def test_each_bad_kind_has_its_reason():
+    assert reason(b"") == "blank_line"
+    assert reason(b"   ") == "blank_line"
+    assert reason(b'{"text": "caf\xe9"}') == "invalid_utf8"
+    assert reason(b'{"text": "x"') == "invalid_json"
+    assert reason(b"{'text': 'x'}") == "invalid_json"
+    assert reason(b"[1, 2]") == "not_an_object"
+    assert reason(b'"a string"') == "not_an_object"
+    assert reason(b"null") == "not_an_object"
+    assert reason(b'{"body": "x"}') == "missing_text"
+    assert reason(b'{"text": null}') == "null_text"
+    assert reason(b'{"text": 42}') == "non_string_text"
+    assert reason(b'{"text": ["a"]}') == "non_string_text"
+    assert reason(b'{"text": ""}') == "empty_text"
+    assert reason(b'{"text": " \\n\\t"}') == "whitespace_text"
+    assert reason(b'{"id": [1], "text": "x"}') == "invalid_id"
+    assert reason(b'{"id": true, "text": "x"}') == "invalid_id"
+    assert reason(b'{"id": "  ", "text": "x"}') == "invalid_id"
+    assert reason(b'{"id": 7, "text": "x"}') == "ok"
+
+
+def test_quarantine_keeps_raw_line_text_or_base64():
+    q = parse_json_line(b'{"text": "\xff"}', SPEC, "a/b.jsonl", 12)
+    out = q.to_json()
+    assert out["source"] == "a/b.jsonl" and out["line"] == 12 and out["reason"] == "invalid_utf8"
+    assert base64.b64decode(out["raw_b64"]) == b'{"text": "\xff"}'
+    q = parse_json_line(b'{"text": 1}', SPEC, "a.jsonl", 1).to_json()
+    assert q["raw"] == '{"text": 1}' and "raw_b64" not in q
+
+
+def test_record_fields_ids_and_meta():
+    rec = parse_json_line(b'{"id": 5, "text": "hi", "lang": "en", "meta": {"n": 1}, "source": "web"}', SPEC, "f", 1)
+    assert rec["id"] == "5" and rec["text"] == "hi" and rec["source"] == "web"
+    assert rec["meta"] == {"n": 1, "lang": "en"}
+    assert rec["origin"] == {"file": "f", "line": 1}
+    generated = parse_json_line(b'{"text": "hi"}', SPEC, "f", 9)
+    assert generated["id"] == stable_id("f", 9) == parse_json_line(b'{"text": "other"}', SPEC, "f", 9)["id"]
+    assert generated["source"] == "f"
+
+
+def test_configurable_and_nested_fields():
+    spec = FieldSpec(text_field="content.body", id_field="doc_id")
+    rec = parse_json_line(b'{"doc_id": "a", "content": {"body": "hello", "x": 1}}', spec, "f", 1)
+    assert rec["id"] == "a" and rec["text"] == "hello" and rec["meta"] == {"content": {"x": 1}}
+
+
+def test_nan_and_infinity_become_null():
+    rec = parse_json_line(b'{"text": "t", "score": NaN, "m": {"v": [Infinity, 1]}}', SPEC, "f", 1)
+    assert rec["meta"] == {"score": None, "m": {"v": [None, 1]}}
+    json.dumps(rec, allow_nan=False)
+
+
+def test_text_documents_and_blank_line_split():
+    assert parse_text_document(b"hello\n", SPEC, "d.txt", 1)["text"] == "hello\n"
+    assert parse_text_document(b"\xff", SPEC, "d.txt", 1).reason == "invalid_utf8"
+    assert parse_text_document(b"  \n", SPEC, "d.txt", 1).reason == "whitespace_text"
+    docs = split_blank_line_documents(b"a\nb\n\n\n  \nc\r\n\nd")
+    assert docs == [(1, b"a\nb"), (6, b"c"), (8, b"d")]
+    assert split_blank_line_documents(b"\n\n") == []
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=400)
+def test_any_bytes_give_a_record_or_a_quarantine_entry(raw):
+    out = parse_json_line(raw.replace(b"\n", b" "), SPEC, "f", 1)
+    if isinstance(out, Quarantined):
+        json.dumps(out.to_json())
+    else:
+        assert isinstance(out["text"], str) and out["text"].strip()
+        json.dumps(out, allow_nan=False)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=10))
+@settings(max_examples=300)
+def test_any_json_value_gives_a_record_or_a_quarantine_entry(value):
+    raw = json.dumps({"text": value, "id": value}).encode()
+    out = parse_json_line(raw, SPEC, "f", 1)
+    assert isinstance(out, (Quarantined, dict))
