@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data clean-stage bench-clean distclean
+.PHONY: setup pipeline test sample-data clean-stage bench-setup bench-clean distclean
 
 setup: $(STAMP)
 
@@ -38,8 +38,13 @@ clean-stage: sample-data
 test: setup
 	$(PY) -m pytest
 
-bench-clean: setup
+bench-clean: bench-setup
 	$(PY) bench/clean_throughput.py
 
 distclean:
 	rm -rf $(VENV) runs data build *.egg-info
+
+# Benchmarks only: datatrove (and spaCy) live in their own venv, never in the project's.
+bench-setup: setup
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install -q 'datatrove[processing]' spacy orjson

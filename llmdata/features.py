@@ -5,18 +5,24 @@ document, so thresholds can be re-tuned later without recomputing them.
 """
 from __future__ import annotations
 
+import re
+import string
 import zlib
 from collections import Counter
 
 import regex
 
 _WORD = regex.compile(r"\w+")
-_ALPHA_RUN = regex.compile(r"[\p{L}\p{M}]+")
-_DIGIT_RUN = regex.compile(r"\p{Nd}+")
-_UPPER_RUN = regex.compile(r"\p{Lu}+")
-_SPACE_RUN = regex.compile(r"\s+")
-_NON_ASCII_RUN = regex.compile(r"[^\x00-\x7f]+")
+_WORD_ASCII = re.compile(r"\w+")  # same tokens as _WORD on ASCII text, 1.5x faster
+_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
+_NOT_ALPHA = regex.compile(r"[^\p{L}\p{M}]+")
+_NOT_DIGIT = regex.compile(r"[^\p{Nd}]+")
+_NOT_UPPER = regex.compile(r"[^\p{Lu}]+")
 _HAS_ALPHA = regex.compile(r"\p{L}")
+_ASCII_LETTERS = string.ascii_letters.encode()
+_ASCII_DIGITS = string.digits.encode()
+_ASCII_UPPER = string.ascii_uppercase.encode()
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
 
 #: The features the statistical outlier filter knows, and the scale each is judged on:
 #: (log scale?, offset). Lengths and counts are roughly log-normal (log of x + 1); skewed ratios
@@ -47,11 +53,38 @@ def feature_scale(name: str, log_override: "bool | None" = None) -> tuple[bool, 
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text)
+    """Runs of word characters (letters with their combining marks, digits, underscore)."""
+    return (_WORD_ASCII if text.isascii() else _WORD).findall(text)
 
 
-def _run_chars(pattern: regex.Pattern, text: str) -> int:
-    return sum(len(m) for m in pattern.findall(text))
+def char_classes(text: str) -> tuple[int, int, int, int, int]:
+    """Letters (with combining marks), decimal digits, uppercase letters, whitespace, non-ASCII.
+
+    The ASCII characters, most of technical text, are counted with bytes.translate, many times
+    faster than a Unicode class in a regex; only the non-ASCII remainder goes through `regex`.
+    """
+    data = text.encode("ascii", "ignore")
+    n = len(data)
+    counts = [
+        n - len(data.translate(None, _ASCII_LETTERS)),
+        n - len(data.translate(None, _ASCII_DIGITS)),
+        n - len(data.translate(None, _ASCII_UPPER)),
+        n - len(data.translate(None, _ASCII_SPACE)),
+        len(text) - n,
+    ]
+    if n < len(text):
+        rest = _ASCII_RUNS.sub("", text)
+        for i, extra in enumerate(char_classes_unicode(rest)[:4]):
+            counts[i] += extra
+    return counts[0], counts[1], counts[2], counts[3], counts[4]
+
+
+def char_classes_unicode(text: str) -> tuple[int, int, int, int, int]:
+    """The same counts with Unicode classes only: the reference for the fast path."""
+    n = len(text)
+    spaces = n - len("".join(text.split()))
+    non_ascii = n - len(text.encode("ascii", "ignore"))
+    return len(_NOT_ALPHA.sub("", text)), len(_NOT_DIGIT.sub("", text)), len(_NOT_UPPER.sub("", text)), spaces, non_ascii
 
 
 def document_features(text: str) -> dict[str, float]:
@@ -61,10 +94,8 @@ def document_features(text: str) -> dict[str, float]:
     n_words = len(toks)
     lines = text.split("\n")
     nonblank = [ln.strip() for ln in lines if ln.strip()]
-    spaces = _run_chars(_SPACE_RUN, text)
+    alpha, digits, upper, spaces, non_ascii = char_classes(text)
     visible = max(n_chars - spaces, 1)
-    alpha = _run_chars(_ALPHA_RUN, text)
-    digits = _run_chars(_DIGIT_RUN, text)
     symbols = visible - alpha - digits
     encoded = text.encode("utf-8")
     counts = Counter(nonblank)
@@ -78,12 +109,13 @@ def document_features(text: str) -> dict[str, float]:
         "alpha_ratio": alpha / visible,
         "digit_ratio": digits / visible,
         "symbol_ratio": max(symbols, 0) / visible,
-        "upper_ratio": (_run_chars(_UPPER_RUN, text) / alpha) if alpha else 0.0,
+        "upper_ratio": (upper / alpha) if alpha else 0.0,
         "whitespace_ratio": spaces / max(n_chars, 1),
-        "non_ascii_ratio": _run_chars(_NON_ASCII_RUN, text) / max(n_chars, 1),
-        "unique_word_ratio": (len(set(w.lower() for w in toks)) / n_words) if n_words else 0.0,
+        "non_ascii_ratio": non_ascii / max(n_chars, 1),
+        "unique_word_ratio": (len(set(map(str.lower, toks))) / n_words) if n_words else 0.0,
         "dup_line_frac": (dup_lines / len(nonblank)) if nonblank else 0.0,
-        "compression_ratio": (len(zlib.compress(encoded, 6)) / len(encoded)) if encoded else 0.0,
+        # Level 1 finds the repetition that matters here at 60% of level 6's cost.
+        "compression_ratio": (len(zlib.compress(encoded, 1)) / len(encoded)) if encoded else 0.0,
     }
 
 

@@ -18,9 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # Cc (controls) except tab and newline, Cf (format: zero-width, bidi marks, soft hyphen, BOM),
 # and the line/paragraph separators; carriage returns become newlines first.
 _INVISIBLE = regex.compile(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}--[\t\n]]", regex.V1)
-_HSPACE_RUN = regex.compile(r"(?<=\S)[^\S\n]{2,}(?=\S)")  # inside a line, not indentation
+_HSPACE_RUN = re.compile(r"(?<=\S)[^\S\n]{2,}(?=\S)")  # inside a line, not indentation
 _EXOTIC_SPACE = regex.compile(r"[^\S\n\t ]")  # NBSP, ideographic space, etc.
-_TRAILING = re.compile(r"[ \t]+(?=\n|\Z)")
 _PUNCT = regex.compile(r"[\p{P}\p{S}]+")
 _WORD = regex.compile(r"\w+", regex.UNICODE)
 
@@ -33,9 +32,14 @@ DEFAULT_SPECIAL = {
 }
 
 
+_ASCII_CONTROLS = bytes(c for c in range(128) if (c < 32 and c not in (9, 10)) or c == 127)
+
+
 def remove_invisible(text: str) -> str:
     """Drop control, format (zero-width, bidi) and separator characters; CR and CRLF become LF."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii():  # only C0 controls and DEL can be invisible; bytes.translate is C speed
+        return text.encode("ascii").translate(None, _ASCII_CONTROLS).decode("ascii")
     return _INVISIBLE.sub("", text)
 
 
@@ -49,13 +53,16 @@ def collapse_spaces(text: str) -> str:
 
     Indentation at the start of a line is kept: code in manuals depends on it.
     """
-    text = _EXOTIC_SPACE.sub(" ", text)
+    if not text.isascii() or any(c in text for c in "\x0b\x0c\x1c\x1d\x1e\x1f"):
+        text = _EXOTIC_SPACE.sub(" ", text)
+    if "  " not in text and "\t" not in text:
+        return text
     return _HSPACE_RUN.sub(" ", text)
 
 
 def strip_trailing(text: str) -> str:
     """Remove spaces and tabs at line ends, and blank lines at the start and end of the text."""
-    return _TRAILING.sub("", text).strip("\n")
+    return "\n".join(line.rstrip(" \t") for line in text.split("\n")).strip("\n")
 
 
 def limit_blank_lines(text: str, max_blank: int = 1) -> str:

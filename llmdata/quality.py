@@ -22,6 +22,7 @@ _BULLETS = ("\u2022", "\u2023", "\u25b6", "\u25cf", "\u25e6", "\u25aa", "\u25ab"
 _ELLIPSES = ("...", "\u2026")
 _TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_PUNCT_CHARS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u2018\u2019\u201c\u201d"
 _SENTENCE_END = regex.compile(r"[.!?]+(?=\s|$)")
 _PARAGRAPHS = regex.compile(r"\n\s*\n")
 
@@ -91,7 +92,10 @@ class QualityOptions(BaseModel):
 
 
 def gopher_quality(text: str, opts: GopherQuality) -> Verdict:
-    toks = words(text)
+    """Words are whitespace-separated, as in the Gopher paper. (datatrove counts spaCy tokens,
+    so each bracket or comma is a word without letters; on code-heavy text that rejects nearly
+    every document for the alphabetic-words rule.)"""
+    toks = text.split()
     n = len(toks)
     lines = [ln for ln in text.split("\n") if ln.strip()]
     n_lines = max(len(lines), 1)
@@ -104,7 +108,7 @@ def gopher_quality(text: str, opts: GopherQuality) -> Verdict:
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
         "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if w.lower() in stops)),
+        "gq_stop_words": float(sum(1 for w in toks if w.lower().strip(_PUNCT_CHARS) in stops)),
     }
     checks = [
         ("min_words", scores["gq_words"] < opts.min_words),

@@ -175,7 +175,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    logging.getLogger("apache_beam").setLevel(os.environ.get("LLMPIPE_BEAM_LOG", "WARNING"))
+    level = os.environ.get("LLMPIPE_BEAM_LOG", "WARNING")
+    logging.getLogger("apache_beam").setLevel(level)
+    # Multi-process DirectRunner workers relay start-up notices (no semi_persistent_directory,
+    # discarded args) as warnings on every run; they say nothing about the user's data.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel("ERROR" if level == "WARNING" else level)
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
     try:
         return func(args, beam_args)

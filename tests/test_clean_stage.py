@@ -145,3 +145,24 @@ def test_cli_help_lists_stages():
         assert stage in out
     clean_help = subprocess.run([sys.executable, "-m", "pipelines.cli", "clean", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--thresholds" in clean_help and "--input" in clean_help
+
+
+def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):
+    folder, _ = small_corpus
+    common = ["--config", "configs/pipeline.yaml", "--set", f"run.root={tmp_path / 'runs'}",
+              "--set", f"run.input={folder / 'shard-0000.jsonl.gz'}", "--set", "clean.eval_labels=null",
+              "--set", "clean.output.parquet=true", "--run-name", "exp1"]
+    assert main(["run", *common]) == 0
+    stage = tmp_path / "runs" / "exp1" / "01-clean"
+    m = manifest(stage)
+    assert m["stage"] == "clean" and m["outputs"]["kept_parquet"] == "kept_parquet/part-*.parquet"
+    rows = sum(pq.read_table(p).num_rows for p in (stage / "kept_parquet").glob("part-*.parquet"))
+    assert rows == m["counts"]["kept"]
+    assert set(pq.read_schema(next((stage / "kept_parquet").glob("*.parquet"))).names) == {"id", "text", "source", "meta_json", "scores_json"}
+    capsys.readouterr()
+    assert main(["run", *common]) == 0
+    assert "up to date" in capsys.readouterr().out
+    # A run killed before its manifest was written has no manifest: the next run redoes the stage.
+    (stage / "manifest.json").unlink()
+    assert main(["run", *common]) == 0
+    assert "up to date" not in capsys.readouterr().out and (stage / "manifest.json").exists()

@@ -111,3 +111,21 @@ def test_apply_rules_runs_only_enabled_sets_and_c4_first():
     assert reason == "c4:lorem_ipsum" and "gq_words" not in scores
     reason, scores, _ = apply_rules(PROSE * 2, on)
     assert reason is None and "gq_words" in scores and "c4_sentences" in scores
+
+
+@given(st.text(max_size=300) | st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+@settings(max_examples=500)
+def test_fast_paths_count_like_the_unicode_reference(text):
+    import regex
+
+    from llmdata.features import char_classes, char_classes_unicode, words
+
+    assert char_classes(text) == char_classes_unicode(text)
+    assert words(text) == regex.findall(r"\w+", text)
+
+
+def test_unicode_char_classes():
+    from llmdata.features import char_classes
+
+    # é (precomposed), e + combining acute, Ä, Arabic-Indic digit 3, ideographic space, Chinese
+    assert char_classes("\u00e9e\u0301\u00c4\u0663\u3000\u4e2d") == (5, 1, 1, 1, 6)
