@@ -46,7 +46,7 @@ FEATURES: dict[str, tuple[bool, float]] = {
 }
 
 
-def feature_scale(name: str, log_override: "bool | None" = None) -> tuple[bool, float]:
+def feature_scale(name: str, log_override: bool | None = None) -> tuple[bool, float]:
     """(judged on a log scale?, offset added before the log) for a feature."""
     use_log, offset = FEATURES.get(name, (False, 1.0))
     return (use_log if log_override is None else log_override), offset

@@ -24,7 +24,7 @@ class ImputeRule(BaseModel):
     predictors: Optional[list[str]] = None  # for rule: regression; default: other listed fields
 
     @model_validator(mode="after")
-    def _needs(self) -> "ImputeRule":
+    def _needs(self) -> ImputeRule:
         if self.rule == "constant" and self.value is None:
             raise ValueError("rule 'constant' needs a 'value'")
         if self.rule == "interpolate" and not self.order:
@@ -68,13 +68,13 @@ class KnotSketch:
     cap: int = 2048
     points: list[tuple[float, float, float]] = field(default_factory=list)  # order, value_sum, weight
 
-    def add(self, order: float, value: float) -> "KnotSketch":
+    def add(self, order: float, value: float) -> KnotSketch:
         self.points.append((order, value, 1.0))
         if len(self.points) > 2 * self.cap:
             self.compress()
         return self
 
-    def merge(self, other: "KnotSketch") -> "KnotSketch":
+    def merge(self, other: KnotSketch) -> KnotSketch:
         self.points.extend(other.points)
         if len(self.points) > 2 * self.cap:
             self.compress()
@@ -118,14 +118,14 @@ class NormalEquations:
             self.xtx = np.zeros((self.k + 1, self.k + 1))
             self.xty = np.zeros(self.k + 1)
 
-    def add(self, x: list[float], y: float) -> "NormalEquations":
+    def add(self, x: list[float], y: float) -> NormalEquations:
         row = np.array([1.0, *x])
         self.xtx += np.outer(row, row)
         self.xty += row * y
         self.n += 1
         return self
 
-    def merge(self, other: "NormalEquations") -> "NormalEquations":
+    def merge(self, other: NormalEquations) -> NormalEquations:
         self.xtx += other.xtx
         self.xty += other.xty
         self.n += other.n

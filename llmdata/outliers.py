@@ -75,7 +75,7 @@ class Moments:
     lo: float = math.inf
     hi: float = -math.inf
 
-    def add(self, x: float) -> "Moments":
+    def add(self, x: float) -> Moments:
         self.n += 1
         delta = x - self.mean
         self.mean += delta / self.n
@@ -84,7 +84,7 @@ class Moments:
         self.hi = max(self.hi, x)
         return self
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         if other.n == 0:
             return self
         if self.n == 0:

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 #: The kinds of bad input the reader recognises; each has a policy (quarantine, drop, fail).
@@ -64,8 +64,6 @@ class FieldSpec:
 
     text_field: str = "text"
     id_field: str = "id"
-    source_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Parsed = Union[dict, Quarantined]
@@ -73,7 +71,7 @@ Parsed = Union[dict, Quarantined]
 
 def stable_id(source: str, position: int) -> str:
     """An id that survives reruns: a hash of where the record came from, not of its content."""
-    digest = hashlib.blake2b(f"{source}\0{position}".encode("utf-8"), digest_size=10)
+    digest = hashlib.blake2b(f"{source}\0{position}".encode(), digest_size=10)
     return digest.hexdigest()
 
 
@@ -166,7 +164,7 @@ def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Pars
     return record_from_object(obj, spec, source, line, raw)
 
 
-def parse_text_document(raw: bytes, spec: FieldSpec, source: str, unit: int) -> Parsed:
+def parse_text_document(raw: bytes, source: str, unit: int) -> Parsed:
     """A plain-text document (a whole file, or one blank-line separated block) as a record."""
     try:
         text = raw.decode("utf-8")

@@ -140,8 +140,8 @@ class ReadFileUnits(beam.DoFn):
             if self.text_mode == "blank_line":
                 documents = split_blank_line_documents(data)
                 for start, chunk in documents:
-                    yield parse_text_document(chunk, self.spec, source, start)
+                    yield parse_text_document(chunk, source, start)
                 if not documents:
                     yield Quarantined("empty_text", source, 1, "file holds no document", data)
             else:
-                yield parse_text_document(data, self.spec, source, 1)
+                yield parse_text_document(data, source, 1)

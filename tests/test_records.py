@@ -75,9 +75,9 @@ def test_nan_and_infinity_become_null():
 
 
 def test_text_documents_and_blank_line_split():
-    assert parse_text_document(b"hello\n", SPEC, "d.txt", 1)["text"] == "hello\n"
-    assert parse_text_document(b"\xff", SPEC, "d.txt", 1).reason == "invalid_utf8"
-    assert parse_text_document(b"  \n", SPEC, "d.txt", 1).reason == "whitespace_text"
+    assert parse_text_document(b"hello\n", "d.txt", 1)["text"] == "hello\n"
+    assert parse_text_document(b"\xff", "d.txt", 1).reason == "invalid_utf8"
+    assert parse_text_document(b"  \n", "d.txt", 1).reason == "whitespace_text"
     docs = split_blank_line_documents(b"a\nb\n\n\n  \nc\r\n\nd")
     assert docs == [(1, b"a\nb"), (6, b"c"), (8, b"d")]
     assert split_blank_line_documents(b"\n\n") == []
