@@ -68,6 +68,10 @@ class FieldSpec:
 
 Parsed = Union[dict, Quarantined]
 
+#: Fields a stage adds to a record; reading a stage's output back keeps them where they were
+#: instead of folding them into `meta` (and keeps the first stage's `origin`).
+STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "cluster", "duplicate_of", "dup_kind", "lines_removed")
+
 
 def stable_id(source: str, position: int) -> str:
     """An id that survives reruns: a hash of where the record came from, not of its content."""
@@ -132,6 +136,9 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
     meta = dict(obj)
     _drop_path(meta, spec.text_field)
     _drop_path(meta, spec.id_field)
+    carried = {k: meta.pop(k) for k in STAGE_FIELDS if k in meta}
+    if not isinstance(carried.get("origin"), dict):
+        carried["origin"] = {"file": source, "line": line}
     given_meta = meta.pop("meta", None)
     given_source = meta.pop("source", None)
     if isinstance(given_meta, dict):
@@ -143,7 +150,7 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
         "text": text,
         "source": given_source if isinstance(given_source, str) and given_source else source,
         "meta": _finite(meta),
-        "origin": {"file": source, "line": line},
+        **_finite(carried),
     }
 
 

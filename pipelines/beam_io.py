@@ -17,9 +17,12 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import fs
+
 from llmdata.records import (
     FieldSpec,
     Quarantined,
+    to_json_line,
     parse_json_line,
     parse_text_document,
     record_from_object,
@@ -28,6 +31,7 @@ from llmdata.records import (
 
 BAD = "bad"
 UNITS = "units"
+PRODUCTS = "products.jsonl"
 
 _JSONL = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".jsonl.zst", ".jsonl.bz2")
 _PARQUET = (".parquet", ".pq")
@@ -145,3 +149,86 @@ class ReadFileUnits(beam.DoFn):
                     yield Quarantined("empty_text", source, 1, "file holds no document", data)
             else:
                 yield parse_text_document(data, source, 1)
+
+
+class BadRecordError(RuntimeError):
+    """A bad record met a `fail` policy; the message names the file, line and kind."""
+
+
+def quarantine_record(record: dict, reason: str, detail: str) -> dict:
+    """A parsed record that a later step refuses, as a quarantine entry with its full line."""
+    origin = record.get("origin", {})
+    return Quarantined(reason, origin.get("file", ""), origin.get("line", 0), detail, to_json_line(record)).to_json()
+
+
+class SplitDuplicateIds(beam.DoFn):
+    """Of records sharing an id, keep the first by (file, line); quarantine the others."""
+
+    def process(self, item: tuple[str, list[dict]]) -> Iterator:
+        doc_id, group = item
+        group = sorted(group, key=lambda r: (r["origin"]["file"], r["origin"]["line"]))
+        yield group[0]
+        first = group[0]["origin"]
+        for other in group[1:]:
+            detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
+            yield beam.pvalue.TaggedOutput(BAD, quarantine_record(other, "duplicate_id", detail))
+
+
+class DedupIds(beam.PTransform):
+    """Records with unique ids, and quarantine entries for the repeats (a keyed GroupByKey)."""
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        out = (
+            records
+            | "ById" >> beam.Map(lambda r: (r["id"], r))
+            | "GroupIds" >> beam.GroupByKey()
+            | "Split" >> beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
+        )
+        return out.unique, out[BAD]
+
+
+class ApplyPolicy(beam.DoFn):
+    """Quarantine (write with reason), drop (count only) or fail, per kind of bad record."""
+
+    DROPPED = "dropped"
+
+    def __init__(self, policies: dict[str, str], default: str):
+        self.policies = policies
+        self.default = default
+
+    def process(self, bad: dict) -> Iterator:
+        policy = self.policies.get(bad["reason"], self.default)
+        if policy == "fail":
+            raise BadRecordError(
+                f"{bad['source']}:{bad['line']}: {bad['reason']} ({bad['detail']}); "
+                f"policy for {bad['reason']!r} is 'fail'"
+            )
+        if policy == "drop":
+            yield beam.pvalue.TaggedOutput(self.DROPPED, bad)
+        else:
+            yield bad
+
+
+class Products:
+    """Small side products (counts, statistics, plan, thresholds) gathered into one sink.
+
+    Each is a `[kind, value]` JSON line of `_work/products.jsonl`; one sink instead of one per
+    product keeps the pipeline's fixed cost low, and the driver reads them back by kind.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[beam.PCollection] = []
+
+    def add(self, pcoll: beam.PCollection, kind: str) -> None:
+        self.parts.append(pcoll | f"{kind}Product" >> beam.Map(lambda v, k=kind: json.dumps([k, v])))
+
+    def write(self, work: str) -> None:
+        _ = tuple(self.parts) | "Products" >> beam.Flatten() | "ProductsWrite" >> beam.io.WriteToText(
+            fs.join(work, PRODUCTS), num_shards=1, shard_name_template=""
+        )
+
+
+def write_docs(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
+    _ = pcoll | f"{label}Lines" >> beam.Map(to_json_line) | f"{label}Write" >> beam.io.WriteToText(
+        fs.join(folder, "part"), file_name_suffix=".jsonl.gz", num_shards=num_shards
+    )

@@ -23,40 +23,27 @@ from llmdata.normalize import Normalizer
 from llmdata.outliers import check as outlier_check
 from llmdata.outliers import feature_threshold, from_json, to_json_safe, transform
 from llmdata.quality import apply_rules
-from llmdata.records import FieldSpec, Quarantined, to_json_line
+from llmdata.records import FieldSpec
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ReadFileUnits, glob_base
+from pipelines.beam_io import (
+    BAD,
+    UNITS,
+    ApplyPolicy,
+    DedupIds,
+    Products,
+    ReadFileUnits,
+    glob_base,
+    quarantine_record,
+    write_docs,
+)
 from pipelines.combiners import KnotSketchFn, MomentsFn, NormalEquationsFn, PresenceFn
 from pipelines.config import CleanSection
 
 WORK = "_work"
-PRODUCTS = "products.jsonl"
 _STAT_QUANTILES = 101
 
 
-class BadRecordError(RuntimeError):
-    """A bad record met a `fail` policy; the message names the file, line and kind."""
-
-
 # ---------------------------------------------------------------- record-level steps
-
-
-def _quarantine_record(record: dict, reason: str, detail: str) -> dict:
-    origin = record.get("origin", {})
-    return Quarantined(reason, origin.get("file", ""), origin.get("line", 0), detail, to_json_line(record)).to_json()
-
-
-class SplitDuplicateIds(beam.DoFn):
-    """Of records sharing an id, keep the first by (file, line); quarantine the others."""
-
-    def process(self, item: tuple[str, list[dict]]) -> Iterator:
-        doc_id, group = item
-        group = sorted(group, key=lambda r: (r["origin"]["file"], r["origin"]["line"]))
-        yield group[0]
-        first = group[0]["origin"]
-        for other in group[1:]:
-            detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
-            yield beam.pvalue.TaggedOutput(BAD, _quarantine_record(other, "duplicate_id", detail))
 
 
 class ScoreDocument(beam.DoFn):
@@ -76,7 +63,7 @@ class ScoreDocument(beam.DoFn):
         text = self.normalizer(record["text"])
         if not text.strip():
             yield beam.pvalue.TaggedOutput(
-                BAD, _quarantine_record(record, "empty_after_normalization", "no visible text left")
+                BAD, quarantine_record(record, "empty_after_normalization", "no visible text left")
             )
             return
         reason, rule_scores, text = apply_rules(text, self.quality)
@@ -99,28 +86,6 @@ class ApplyThresholds(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
         else:
             yield record
-
-
-class ApplyPolicy(beam.DoFn):
-    """Quarantine (write with reason), drop (count only) or fail, per kind of bad record."""
-
-    DROPPED = "dropped"
-
-    def __init__(self, policies: dict[str, str], default: str):
-        self.policies = policies
-        self.default = default
-
-    def process(self, bad: dict) -> Iterator:
-        policy = self.policies.get(bad["reason"], self.default)
-        if policy == "fail":
-            raise BadRecordError(
-                f"{bad['source']}:{bad['line']}: {bad['reason']} ({bad['detail']}); "
-                f"policy for {bad['reason']!r} is 'fail'"
-            )
-        if policy == "drop":
-            yield beam.pvalue.TaggedOutput(self.DROPPED, bad)
-        else:
-            yield bad
 
 
 # ---------------------------------------------------------------- global statistics
@@ -271,31 +236,6 @@ def histogram_edges(before_quants: beam.PCollection, names: list[str]) -> beam.P
 # ---------------------------------------------------------------- the pipeline
 
 
-class Products:
-    """Small side products (counts, statistics, plan, thresholds) gathered into one sink.
-
-    Each is a `[kind, value]` JSON line of `_work/products.jsonl`; one sink instead of one per
-    product keeps the pipeline's fixed cost low, and the driver reads them back by kind.
-    """
-
-    def __init__(self) -> None:
-        self.parts: list[beam.PCollection] = []
-
-    def add(self, pcoll: beam.PCollection, kind: str) -> None:
-        self.parts.append(pcoll | f"{kind}Product" >> beam.Map(lambda v, k=kind: json.dumps([k, v])))
-
-    def write(self, p: beam.Pipeline, work: str) -> None:
-        _ = tuple(self.parts) | "Products" >> beam.Flatten() | "ProductsWrite" >> beam.io.WriteToText(
-            fs.join(work, PRODUCTS), num_shards=1, shard_name_template=""
-        )
-
-
-def _write_docs(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
-    _ = pcoll | f"{label}Lines" >> beam.Map(to_json_line) | f"{label}Write" >> beam.io.WriteToText(
-        fs.join(folder, "part"), file_name_suffix=".jsonl.gz", num_shards=num_shards
-    )
-
-
 def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> None:
     import pyarrow as pa
 
@@ -341,14 +281,8 @@ def build_pipeline(
     bad_parts = [read[BAD]]
 
     if section.check_duplicate_ids:
-        grouped = (
-            records
-            | "ById" >> beam.Map(lambda r: (r["id"], r))
-            | "GroupIds" >> beam.GroupByKey()
-            | "SplitDupIds" >> beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
-        )
-        records = grouped.unique
-        bad_parts.append(grouped[BAD])
+        records, dup_ids = records | "DuplicateIds" >> DedupIds()
+        bad_parts.append(dup_ids)
 
     plan = imputation_plan(records, section)
 
@@ -384,9 +318,9 @@ def build_pipeline(
     quarantined, dropped = policed.quarantined, policed[ApplyPolicy.DROPPED]
 
     shards = section.output.num_shards
-    _write_docs(kept, fs.join(out, "kept"), "Kept", shards)
-    _write_docs(rejected, fs.join(out, "rejected"), "Rejected", shards)
-    _write_docs(quarantined, fs.join(out, "quarantine"), "Quarantined", shards)
+    write_docs(kept, fs.join(out, "kept"), "Kept", shards)
+    write_docs(rejected, fs.join(out, "rejected"), "Rejected", shards)
+    write_docs(quarantined, fs.join(out, "quarantine"), "Quarantined", shards)
     if section.output.parquet:
         _write_parquet(kept, fs.join(out, "kept_parquet"), shards)
     products = Products()
@@ -453,7 +387,7 @@ def build_pipeline(
             | "CountConfusion" >> beam.combiners.Count.PerElement()
         )
         products.add(confusion_counts, "eval")
-    products.write(p, work)
+    products.write(work)
 
 
 def run_pipeline(

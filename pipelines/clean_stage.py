@@ -2,34 +2,16 @@
 assemble counts and statistics, write the report, check the accounting, write the manifest."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Optional
 
 from llmdata.outliers import to_json_safe
 from pipelines import fs
-from pipelines.clean import PRODUCTS, WORK, load_thresholds, run_pipeline
+from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
-from pipelines.manifest import input_fingerprint, is_complete, read_manifest, stage_fingerprint, write_manifest
+from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.report import write_clean_report
-
-
-class StageInputError(ValueError):
-    """The stage's input cannot be used (no files match, a thresholds file is missing...)."""
-
-
-def read_products(work: str) -> dict[str, list]:
-    """The pipeline's small side products, grouped by kind (see clean.Products)."""
-    out: dict[str, list] = {}
-    for line in fs.read_lines(fs.join(work, PRODUCTS)):
-        kind, value = json.loads(line)
-        out.setdefault(kind, []).append(value)
-    return out
-
-
-def _by_reason(pairs: list, kind: str) -> dict:
-    by_reason = {reason: n for (k, reason), n in pairs if k == kind}
-    return {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items()))}
+from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
 
 
 def collect_counts(products: dict[str, list]) -> dict:
@@ -40,9 +22,9 @@ def collect_counts(products: dict[str, list]) -> dict:
     return {
         "input": int(inputs[0]) if inputs else 0,
         "kept": kept,
-        "rejected": _by_reason(pairs, "rejected"),
-        "quarantined": _by_reason(pairs, "quarantined"),
-        "dropped": _by_reason(pairs, "dropped"),
+        "rejected": by_reason(pairs, "rejected"),
+        "quarantined": by_reason(pairs, "quarantined"),
+        "dropped": by_reason(pairs, "dropped"),
     }
 
 
@@ -98,9 +80,6 @@ def run_clean(
     log=print,
 ) -> dict:
     """Run (or skip) the clean stage from the files matching `pattern` into folder `out`."""
-    files = fs.match(pattern)
-    if not files:
-        raise StageInputError(f"input {pattern!r} matches no files")
     thresholds_file = thresholds_file or section.outliers.thresholds_file
     saved = None
     if thresholds_file:
@@ -112,21 +91,19 @@ def run_clean(
             raise StageInputError(f"thresholds file {thresholds_file}: {err}") from None
     labels = section.eval_labels if section.eval_labels and fs.match(section.eval_labels) else None
     config = section.model_dump(mode="json")
-    inputs = {"data": input_fingerprint(pattern)}
+    extra = {}
     if saved is not None:
-        inputs["thresholds"] = to_json_safe(saved)
+        extra["thresholds"] = to_json_safe(saved)
     if labels:
-        inputs["labels"] = input_fingerprint(labels)
-    fingerprint = stage_fingerprint("clean", config, inputs)
-    if not force and is_complete(out, fingerprint):
+        extra["labels"] = input_fingerprint(labels)
+    plan = plan_stage("clean", config, pattern, out, force, extra)
+    if plan.up_to_date:
         log(f"clean: up to date in {out} (use --force to rerun)")
-        return read_manifest(out)
+        return plan.up_to_date
 
-    fs.remove_tree(out)
-    fs.makedirs(out)
-    log(f"clean: {len(files)} file(s), {sum(s for _, s, _ in files) / 1e6:.1f} MB -> {out}")
+    begin(out, plan, "clean", log)
     started = time.time()
-    run_pipeline([f for f, _, _ in files], pattern, out, section, beam_args, saved, labels)
+    run_pipeline(plan.files, pattern, out, section, beam_args, saved, labels)
     pipeline_s = time.time() - started
 
     work = fs.join(out, WORK)
@@ -134,11 +111,11 @@ def run_clean(
     counts = collect_counts(products)
     thresholds = (products.get("thresholds") or [{}])[0]
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
-    plan = (products.get("plan") or [{}])[0]
+    imputation = (products.get("plan") or [{}])[0]
     examples = {reason: items for reason, items in products.get("examples", [])}
     stats = {
         "counts": counts,
-        "imputation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("knots")} for k, v in plan.items()},
+        "imputation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("knots")} for k, v in imputation.items()},
         "features_before": _feature_stats(products, "before"),
         "features_after": _feature_stats(products, "after"),
         "evaluation": _evaluation(products),
@@ -158,7 +135,7 @@ def run_clean(
     }
     if section.output.parquet:
         outputs["kept_parquet"] = "kept_parquet/part-*.parquet"
-    manifest = write_manifest(out, "clean", fingerprint, config, inputs, counts, timings, outputs)
+    manifest = write_manifest(out, "clean", plan.fingerprint, config, plan.inputs, counts, timings, outputs)
     q = counts["quarantined"]["total"] + counts["dropped"]["total"]
     log(
         f"clean: {counts['input']} in, {counts['kept']} kept, {counts['rejected']['total']} rejected, "

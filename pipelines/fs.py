@@ -33,6 +33,13 @@ def match(pattern: str) -> list[tuple[str, int, float]]:
     return sorted(files)
 
 
+def match_many(paths: list[str]) -> list[tuple[str, int, float]]:
+    """Metadata of known files (no glob), one listing call."""
+    if not paths:
+        return []
+    return [(m.path, m.size_in_bytes, 0.0) for r in FileSystems.match(paths) for m in r.metadata_list]
+
+
 def exists(path: str) -> bool:
     return FileSystems.exists(path)
 

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from llmdata.records import FieldSpec
 from pipelines.beam_io import BAD, UNITS, ReadFileUnits, glob_base, relative_source
-from pipelines.clean import ApplyPolicy, SplitDuplicateIds
+from pipelines.beam_io import ApplyPolicy, SplitDuplicateIds
 from pipelines.manifest import AccountingError, check_accounting
 
 

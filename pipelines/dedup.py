@@ -1,0 +1,423 @@
+"""The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
+
+    records ─► group by exact key ─► keeper per exact group ─► MinHash of keepers (batched)
+        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (joins by id)
+        ─► connected components (large-star / small-star rounds) ─► keeper per component
+        ─► final join per exact group ─► kept / removed (sorted shards), optional line dedup
+
+Outputs are written in sorted, hash-assigned shards, so a rerun gives byte-identical files.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from typing import Any, Iterator, Optional
+
+import apache_beam as beam
+import mmh3
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from llmdata.dedup import (
+    DedupOptions,
+    band_keys,
+    bucket_edges,
+    dedup_key,
+    estimated_jaccard,
+    key_hash,
+    large_star,
+    line_hash,
+    preference_key,
+    shingles,
+    small_star,
+)
+from llmdata.records import FieldSpec, to_json_line
+from pipelines import fs
+from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+
+WORK = "_work"
+_SIM_BINS = 20
+
+
+def shingle_hashes(text: str, opts: DedupOptions) -> np.ndarray:
+    """Sorted unique 32-bit hashes of the key's shingles: MinHash input and exact-Jaccard sets."""
+    grams = shingles(dedup_key(text, opts.key), opts.shingle_size, opts.shingle_unit)
+    return np.unique(np.fromiter((mmh3.hash(g, opts.seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - inter
+    return inter / union if union else 1.0
+
+
+class ExactGroups(beam.DoFn):
+    """One exact-key group: the preferred record is its keeper, the others are exact duplicates.
+
+    Main output: every record, tagged with its exact keeper; `reps`: the keepers, for MinHash.
+    """
+
+    REPS = "reps"
+
+    def __init__(self, prefer: str, prefer_field: Optional[str]):
+        self.prefer = prefer
+        self.prefer_field = prefer_field
+
+    def process(self, item: tuple[str, list[dict]]) -> Iterator:
+        _, group = item
+        group = sorted(group, key=lambda r: preference_key(r, self.prefer, self.prefer_field))
+        keeper = group[0]
+        yield beam.pvalue.TaggedOutput(self.REPS, keeper)
+        for rec in group:
+            yield (keeper["id"], rec)
+
+
+class Signatures(beam.DoFn):
+    """MinHash signatures for a batch of keepers with datasketch; shingle sets kept for verification."""
+
+    def __init__(self, opts: dict):
+        self.opts = opts
+
+    def setup(self) -> None:
+        self.o = DedupOptions.model_validate(self.opts)
+
+    def process(self, batch: list[dict]) -> Iterator:
+        from datasketch import MinHash
+
+        o = self.o
+        for rec in batch:
+            hashes = shingle_hashes(rec["text"], o)
+            m = MinHash(num_perm=o.num_perm, seed=o.seed, hashfunc=int)
+            m.update_batch(hashes.tolist())
+            pref = preference_key(rec, o.prefer, o.prefer_field)
+            yield rec["id"], {"sig": np.asarray(m.hashvalues), "set": hashes, "pref": pref}
+
+
+def verify_edges(edges: beam.PCollection, data: beam.PCollection, opts: DedupOptions) -> beam.PCollection:
+    """Accepted pairs (a, b, similarity): each endpoint's data joined by id, then compared."""
+
+    def first_side(item: tuple[str, dict]) -> Iterator:
+        node, grouped = item
+        if not grouped["data"]:
+            return
+        d = grouped["data"][0]
+        for other in grouped["edge"]:
+            yield other, (node, d)
+
+    def second_side(item: tuple[str, dict]) -> Iterator:
+        node, grouped = item
+        if not grouped["data"]:
+            return
+        d = grouped["data"][0]
+        for other, od in grouped["half"]:
+            if opts.verify == "exact":
+                sim = exact_jaccard(d["set"], od["set"])
+            else:
+                sim = estimated_jaccard(d["sig"], od["sig"])
+            if opts.verify == "none" or sim >= opts.threshold:
+                a, b = sorted((node, other))
+                yield a, b, sim
+
+    half = (
+        {"edge": edges, "data": data}
+        | "JoinFirst" >> beam.CoGroupByKey()
+        | "FirstSide" >> beam.FlatMap(first_side)
+    )
+    return (
+        {"half": half, "data": data}
+        | "JoinSecond" >> beam.CoGroupByKey()
+        | "SecondSide" >> beam.FlatMap(second_side)
+    )
+
+
+def connected_components(edges: beam.PCollection, rounds: int) -> tuple[beam.PCollection, beam.PCollection]:
+    """(node, root) for every node of the graph, root the smallest id of its component.
+
+    Alternating large-star and small-star rounds (Kiveris et al. 2014) turn every component
+    into a star around its smallest node; the rounds are unrolled, and the second output counts
+    the edges not yet pointing at a root, which must be zero.
+    """
+
+    def both_ways(e: tuple[str, str]) -> Iterator:
+        yield e[0], e[1]
+        yield e[1], e[0]
+
+    def toward_smaller(e: tuple[str, str]) -> tuple[str, str]:
+        a, b = e
+        return (a, b) if b <= a else (b, a)
+
+    current = edges
+    for i in range(rounds):
+        current = (
+            current
+            | f"LargeIn{i}" >> beam.FlatMap(both_ways)
+            | f"LargeGroup{i}" >> beam.GroupByKey()
+            | f"Large{i}" >> beam.FlatMapTuple(large_star)
+            | f"SmallIn{i}" >> beam.Map(toward_smaller)
+            | f"SmallGroup{i}" >> beam.GroupByKey()
+            | f"Small{i}" >> beam.FlatMapTuple(small_star)
+            | f"Distinct{i}" >> beam.Distinct()
+        )
+
+    # Converged when every edge is (node, root): no root has an edge to a smaller node.
+    def unconverged(item: tuple[str, dict]) -> Iterator:
+        node, grouped = item
+        if grouped["out"] and grouped["in"]:
+            yield len(grouped["in"])
+
+    targets = current | "Targets" >> beam.Map(lambda e: (e[1], e[0]))
+    bad = (
+        {"out": current, "in": targets}
+        | "ConvergenceJoin" >> beam.CoGroupByKey()
+        | "Unconverged" >> beam.FlatMap(unconverged)
+        | "UnconvergedSum" >> beam.CombineGlobally(sum)
+    )
+    labels = (
+        current | "Members" >> beam.Map(lambda e: (e[0], e[1])),
+        current | "Roots" >> beam.Map(lambda e: (e[1], e[1])),
+    ) | "Labels" >> beam.Flatten() | "DistinctLabels" >> beam.Distinct()
+    return labels, bad
+
+
+class NearKeepers(beam.DoFn):
+    """One component: its preferred member is kept; the others are near duplicates of it."""
+
+    def process(self, item: tuple[str, list[tuple[tuple, str]]]) -> Iterator:
+        root, members = item
+        members = sorted(members)
+        keeper = members[0][1]
+        for _, node in members:
+            yield node, {"cluster": root, "keeper": keeper, "size": len(members)}
+
+
+class Assign(beam.DoFn):
+    """One exact group with its keeper's component: decide kept or removed for each record."""
+
+    REMOVED = "removed"
+
+    def process(self, item: tuple[str, dict]) -> Iterator:
+        exact_keeper, grouped = item
+        near = grouped["near"][0] if grouped["near"] else None
+        records = grouped["docs"]
+        cluster = near["cluster"] if near else (exact_keeper if len(records) > 1 else None)
+        for rec in records:
+            out = dict(rec)
+            if cluster is not None:
+                out["cluster"] = cluster
+            if rec["id"] != exact_keeper:
+                out.update(duplicate_of=exact_keeper, dup_kind="exact")
+                yield beam.pvalue.TaggedOutput(self.REMOVED, out)
+            elif near and near["keeper"] != rec["id"]:
+                out.update(duplicate_of=near["keeper"], dup_kind="near")
+                yield beam.pvalue.TaggedOutput(self.REMOVED, out)
+            else:
+                yield out
+
+
+def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection, beam.PCollection]:
+    """C4-style: a line (at least `min_chars` long) seen in several documents stays only in the
+    document with the smallest id. Returns the rewritten documents and (doc, lines removed)."""
+
+    def lines_of(rec: dict) -> Iterator:
+        seen = set()
+        for line in rec["text"].split("\n"):
+            if len(line.strip()) >= min_chars:
+                h = line_hash(line)
+                if h not in seen:
+                    seen.add(h)
+                    yield h, rec["id"]
+
+    def losers(item: tuple[str, list[str]]) -> Iterator:
+        h, ids = item
+        owner = min(ids)
+        for doc_id in set(ids):
+            if doc_id != owner:
+                yield doc_id, h
+
+    def rewrite(item: tuple[str, dict]) -> Iterator:
+        _, grouped = item
+        for rec in grouped["doc"]:
+            drop = set(grouped["drop"])
+            if not drop:
+                yield rec
+                continue
+            kept_lines, removed = [], 0
+            for line in rec["text"].split("\n"):
+                if len(line.strip()) >= min_chars and line_hash(line) in drop:
+                    removed += 1
+                else:
+                    kept_lines.append(line)
+            yield {**rec, "text": "\n".join(kept_lines).strip("\n"), "lines_removed": removed}
+
+    drops = (
+        kept
+        | "LineHashes" >> beam.FlatMap(lines_of)
+        | "GroupLines" >> beam.GroupByKey()
+        | "LineLosers" >> beam.FlatMap(losers)
+    )
+    rewritten = (
+        {"doc": kept | "DocById" >> beam.Map(lambda r: (r["id"], r)), "drop": drops}
+        | "JoinLineDrops" >> beam.CoGroupByKey()
+        | "RewriteLines" >> beam.FlatMap(rewrite)
+    )
+    return rewritten, drops
+
+
+def write_sorted_shards(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
+    """Records assigned to shards by a hash of their id and sorted by id within each shard.
+
+    Gzip headers carry no timestamp, so the same input always gives byte-identical files.
+    """
+
+    def shard_of(rec: dict) -> tuple[int, dict]:
+        h = int(hashlib.blake2b(rec["id"].encode(), digest_size=4).hexdigest(), 16)
+        return h % num_shards, rec
+
+    def write(item: tuple[int, list[dict]]) -> Iterator:
+        shard, records = item
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+            for rec in sorted(records, key=lambda r: r["id"]):
+                gz.write(to_json_line(rec).encode("utf-8") + b"\n")
+        path = fs.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.jsonl.gz")
+        fs.write_bytes_atomic(path, buf.getvalue())
+        yield path
+
+    _ = (
+        pcoll
+        | f"{label}Shard" >> beam.Map(shard_of)
+        | f"{label}GroupShard" >> beam.GroupByKey()
+        | f"{label}WriteShard" >> beam.FlatMap(write)
+    )
+
+
+def _similarity_bin(sim: float) -> int:
+    return min(int(sim * _SIM_BINS), _SIM_BINS - 1)
+
+
+def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts: DedupOptions, num_shards: int,
+                   policies: dict, default_policy: str, bands: int, rows: int) -> None:
+    work = fs.join(out, WORK)
+    read = (
+        p
+        | "Files" >> beam.Create(files)
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
+    )
+    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
+    bad = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten()
+    policed = bad | "Policy" >> beam.ParDo(ApplyPolicy(policies, default_policy)).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    products = Products()
+
+    key_opts = opts.key
+    if opts.exact:
+        keyed = records | "ExactKey" >> beam.Map(lambda r: (key_hash(dedup_key(r["text"], key_opts)), r))
+    else:
+        keyed = records | "OwnKey" >> beam.Map(lambda r: (r["id"], r))
+    groups = (
+        keyed
+        | "GroupExact" >> beam.GroupByKey()
+        | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field)).with_outputs(ExactGroups.REPS, main="docs")
+    )
+    docs_by_keeper = groups.docs
+    reps = groups[ExactGroups.REPS]
+
+    if opts.near:
+        data = (
+            reps
+            | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
+            | "MinHash" >> beam.ParDo(Signatures(opts.model_dump()))
+        )
+        candidates = (
+            data
+            | "Bands" >> beam.FlatMap(lambda kv: [(band, kv[0]) for band in band_keys(kv[1]["sig"], bands, rows)])
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketEdges" >> beam.FlatMapTuple(lambda _, ids: bucket_edges(list(ids), opts.all_pairs_up_to))
+            | "DistinctCandidates" >> beam.Distinct()
+        )
+        accepted = verify_edges(candidates, data, opts)
+        labels, unconverged = connected_components(accepted | "EdgePairs" >> beam.Map(lambda e: (e[0], e[1])), opts.max_rounds)
+        prefs = data | "Prefs" >> beam.Map(lambda kv: (kv[0], kv[1]["pref"]))
+        near = (
+            {"label": labels, "pref": prefs}
+            | "JoinPrefs" >> beam.CoGroupByKey()
+            | "ByRoot" >> beam.FlatMap(lambda kv: [(root, (kv[1]["pref"][0], kv[0])) for root in kv[1]["label"]])
+            | "GroupComponents" >> beam.GroupByKey()
+            | "NearKeepers" >> beam.ParDo(NearKeepers())
+        )
+        products.add(candidates | "CountCandidates" >> beam.combiners.Count.Globally(), "candidates")
+        products.add(unconverged, "unconverged")
+        products.add(
+            accepted | "SimBins" >> beam.Map(lambda e: _similarity_bin(e[2])) | "CountSimBins" >> beam.combiners.Count.PerElement(),
+            "similarity_hist",
+        )
+    else:
+        near = p | "NoNear" >> beam.Create([])
+
+    assigned = (
+        {"docs": docs_by_keeper, "near": near}
+        | "JoinAssign" >> beam.CoGroupByKey()
+        | "Assign" >> beam.ParDo(Assign()).with_outputs(Assign.REMOVED, main="kept")
+    )
+    kept, removed = assigned.kept, assigned[Assign.REMOVED]
+    if opts.line_dedup:
+        kept, drops = line_dedup(kept, opts.line_min_chars)
+        products.add(drops | "CountLineDrops" >> beam.combiners.Count.Globally(), "lines_removed")
+        products.add(
+            drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct() | "CountTouched" >> beam.combiners.Count.Globally(),
+            "docs_with_lines_removed",
+        )
+
+    write_sorted_shards(kept, fs.join(out, "kept"), "Kept", num_shards)
+    write_sorted_shards(removed, fs.join(out, "removed"), "Removed", num_shards)
+    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
+        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
+    )
+
+    cluster_sizes = (
+        (kept, removed)
+        | "Clustered" >> beam.Flatten()
+        | "ClusterIds" >> beam.FlatMap(lambda r: [r["cluster"]] if "cluster" in r else [])
+        | "ClusterSize" >> beam.combiners.Count.PerElement()
+        | "SizeOnly" >> beam.Values()
+        | "SizeHist" >> beam.combiners.Count.PerElement()
+    )
+    products.add(cluster_sizes, "cluster_size_hist")
+    input_total = read[UNITS] | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum)
+    products.add(input_total, "input")
+    outcomes = (
+        kept | "KeptTag" >> beam.Map(lambda r: ("kept", "kept")),
+        removed | "RemovedTag" >> beam.Map(lambda r: ("removed", r["dup_kind"])),
+        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
+        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
+    ) | "Outcomes" >> beam.Flatten()
+    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    products.add(
+        removed | "RemovedEx" >> beam.Map(lambda r: (r["dup_kind"], (r["id"], r["duplicate_of"], r["text"][:160])))
+        | "RemovedTop" >> beam.combiners.Top.PerKey(3, key=lambda e: e[0], reverse=True),
+        "examples",
+    )
+    products.write(work)
+
+
+def run_pipeline(files: list[str], pattern: str, out: str, opts: DedupOptions, num_shards: int, policies: dict,
+                 default_policy: str, beam_args: list[str]) -> tuple[int, int]:
+    bands, rows = opts.banding()
+    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+        build_pipeline(p, files, glob_base(pattern), out, opts, num_shards, policies, default_policy, bands, rows)
+    return bands, rows
+
+
+def summary_products(products: dict[str, list]) -> dict[str, Any]:
+    """The figures of clusters.json from the pipeline's side products."""
+    sizes = {int(size): n for size, n in products.get("cluster_size_hist", [])}
+    sims = {int(b): n for b, n in products.get("similarity_hist", [])}
+    return {
+        "candidates": (products.get("candidates") or [0])[0],
+        "unconverged_edges": (products.get("unconverged") or [0])[0],
+        "cluster_size_histogram": dict(sorted(sizes.items())),
+        "verified_similarity_histogram": {f"{b / _SIM_BINS:.2f}-{(b + 1) / _SIM_BINS:.2f}": sims.get(b, 0) for b in range(_SIM_BINS) if sims.get(b)},
+        "lines_removed": (products.get("lines_removed") or [0])[0],
+        "docs_with_lines_removed": (products.get("docs_with_lines_removed") or [0])[0],
+    }

@@ -1,0 +1,75 @@
+"""What every stage does around its real work: match inputs, decide whether to skip, fingerprint,
+read the pipeline's side products back, and tally outcomes by reason."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from pipelines import fs
+from pipelines.beam_io import PRODUCTS
+from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
+
+
+class StageInputError(ValueError):
+    """The stage's input cannot be used (no files match, a thresholds file is missing...)."""
+
+
+@dataclass
+class StagePlan:
+    """A stage about to run: its files, the fingerprint its manifest will carry, or a skip."""
+
+    files: list[str]
+    inputs: dict
+    fingerprint: str
+    up_to_date: Optional[dict] = None  # the finished manifest, when the stage is skipped
+    config: dict = field(default_factory=dict)
+
+
+def plan_stage(
+    stage: str,
+    config: dict,
+    pattern: str,
+    out: str,
+    force: bool,
+    extra_inputs: Optional[dict] = None,
+    upstream: Optional[str] = None,
+) -> StagePlan:
+    """Match the input and fingerprint config + inputs; a finished, matching stage is not rerun.
+
+    `upstream` is the folder of the stage that produced the input: its manifest stands for the
+    input, so rerunning that stage invalidates this one.
+    """
+    matched = fs.match(pattern)
+    if not matched:
+        raise StageInputError(f"input {pattern!r} matches no files")
+    inputs = {"data": input_fingerprint(pattern)}
+    if upstream and fs.exists(fs.join(upstream, MANIFEST)):
+        inputs["data"] = input_fingerprint(upstream)
+    inputs.update(extra_inputs or {})
+    fingerprint = stage_fingerprint(stage, config, inputs)
+    done = read_manifest(out) if not force and is_complete(out, fingerprint) else None
+    return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
+
+
+def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> None:
+    """Clear the stage folder (no stale shard survives a rerun) and say what is about to run."""
+    fs.remove_tree(out)
+    fs.makedirs(out)
+    size = sum(s for _, s, _ in fs.match_many(plan.files)) / 1e6
+    log(f"{name}: {len(plan.files)} file(s), {size:.1f} MB -> {out}")
+
+
+def read_products(work: str) -> dict[str, list]:
+    """The pipeline's small side products, grouped by kind (see beam_io.Products)."""
+    out: dict[str, list] = {}
+    for line in fs.read_lines(fs.join(work, PRODUCTS)):
+        kind, value = json.loads(line)
+        out.setdefault(kind, []).append(value)
+    return out
+
+
+def by_reason(pairs: list, kind: str) -> dict:
+    """Total and per-reason counts of one kind of outcome, from ((kind, reason), n) pairs."""
+    counts = {reason: n for (k, reason), n in pairs if k == kind}
+    return {"total": sum(counts.values()), "by_reason": dict(sorted(counts.items()))}
