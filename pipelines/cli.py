@@ -97,15 +97,41 @@ def cmd_clean(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _dedup_input(cfg: PipelineConfig) -> tuple[str, str]:
+    """The dedup stage reads the clean stage's kept documents unless told otherwise."""
+    from pipelines import fs
+    from pipelines.rundir import stage_dir
+
+    clean_dir = stage_dir(cfg, "clean")
+    return cfg.dedup.input or fs.join(clean_dir, "kept", "part-*.jsonl.gz"), clean_dir
+
+
+def cmd_dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.dedup_stage import run_dedup
+    from pipelines.rundir import stage_dir
+
+    cfg = _load(args)
+    pattern, upstream = _dedup_input(cfg)
+    if args.input:
+        pattern, upstream = args.input, None
+    out = args.output or stage_dir(cfg, "dedup")
+    run_dedup(cfg.dedup, pattern, out, _beam_args(beam_args, args.workers), force=args.force, upstream=upstream)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
     from pipelines.clean_stage import run_clean
+    from pipelines.dedup_stage import run_dedup
     from pipelines.rundir import run_root, stage_dir
 
     cfg = _load(args)
     if not cfg.run.input:
         raise ConfigError("run.input: the raw input glob is not set")
-    run_clean(cfg.clean, cfg.run.input, stage_dir(cfg, "clean"), _beam_args(beam_args, args.workers), force=args.force)
+    options = _beam_args(beam_args, args.workers)
+    run_clean(cfg.clean, cfg.run.input, stage_dir(cfg, "clean"), options, force=args.force)
+    pattern, upstream = _dedup_input(cfg)
+    run_dedup(cfg.dedup, pattern, stage_dir(cfg, "dedup"), options, force=args.force, upstream=upstream)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -138,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="output folder; default: runs/<name>/01-clean")
     p.add_argument("--thresholds", default=None, help="apply a saved thresholds.json instead of computing thresholds")
     p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("dedup", help="stage 2: exact and MinHash near-duplicate removal (Beam)",
+                       description="The dedup stage (Apache Beam). Groups exact duplicates by a normalized key, finds "
+                       "near duplicates with MinHash LSH (datasketch), verifies candidate pairs, computes connected "
+                       "components with keyed large-star/small-star rounds, keeps one document per cluster, and "
+                       "writes kept and removed documents (with cluster and duplicate_of), clusters.json, report.md "
+                       "and manifest.json. Default input: the clean stage's kept documents.")
+    _common(p)
+    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/01-clean/kept/part-*.jsonl.gz")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/02-dedup")
+    p.set_defaults(func=cmd_dedup)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmdata.dedup import DedupOptions
 from llmdata.missing import MissingOptions
 from llmdata.normalize import NormalizeOptions
 from llmdata.outliers import OutlierOptions
@@ -77,6 +78,15 @@ class CleanSection(_Section):
     eval_labels: Optional[str] = None  # jsonl of {"id", "label"} planted by the demo generator
 
 
+class DedupSection(DedupOptions):
+    """Exact and near-duplicate removal; see llmdata/dedup.py for the options' meaning."""
+
+    input: Optional[str] = None  # default: the clean stage's kept documents in the run dir
+    num_shards: int = Field(4, ge=1, le=100_000)  # output shards, fixed so reruns are identical
+    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    eval_labels: Optional[str] = None  # the demo generator's labels: recall of planted duplicates
+
+
 class SampleDataSection(_Section):
     output: str = "data/demo"
     seed: int = 0
@@ -88,6 +98,7 @@ class PipelineConfig(_Section):
     run: RunSection = Field(default_factory=RunSection)
     sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
     clean: CleanSection = Field(default_factory=CleanSection)
+    dedup: DedupSection = Field(default_factory=DedupSection)
 
 
 def _parse_value(text: str) -> Any:

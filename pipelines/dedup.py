@@ -76,11 +76,8 @@ class ExactGroups(beam.DoFn):
 class Signatures(beam.DoFn):
     """MinHash signatures for a batch of keepers with datasketch; shingle sets kept for verification."""
 
-    def __init__(self, opts: dict):
-        self.opts = opts
-
-    def setup(self) -> None:
-        self.o = DedupOptions.model_validate(self.opts)
+    def __init__(self, opts: DedupOptions):
+        self.o = opts
 
     def process(self, batch: list[dict]) -> Iterator:
         from datasketch import MinHash
@@ -327,7 +324,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         data = (
             reps
             | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
-            | "MinHash" >> beam.ParDo(Signatures(opts.model_dump()))
+            | "MinHash" >> beam.ParDo(Signatures(opts))
         )
         candidates = (
             data

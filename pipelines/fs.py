@@ -99,6 +99,14 @@ def write_json(path: str, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def iter_json_lines(path: str):
+    """Records of one (possibly gzipped) jsonl file, e.g. a stage's output shard."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+        for line in f.read().splitlines():
+            if line.strip():
+                yield json.loads(line)
+
+
 def read_lines(pattern: str) -> list[str]:
     """All lines of the (small) files matching a pattern, e.g. a stage's count shards."""
     lines: list[str] = []

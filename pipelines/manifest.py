@@ -76,15 +76,17 @@ def package_versions() -> dict[str, str]:
 
 
 def check_accounting(counts: dict) -> None:
-    """input == kept + rejected + quarantined + dropped, and each total equals its reasons' sum."""
-    parts = {k: counts.get(k, {}) for k in ("kept", "rejected", "quarantined", "dropped")}
+    """input == the sum of every outcome (kept, rejected, removed, quarantined, dropped...), and
+    each outcome's total equals the sum of its reasons."""
     totals = {}
-    for name, part in parts.items():
+    for name, part in counts.items():
+        if name == "input":
+            continue
         if isinstance(part, dict):
             total = part.get("total", 0)
-            by_reason = part.get("by_reason")
-            if by_reason is not None and sum(by_reason.values()) != total:
-                raise AccountingError(f"{name}: total {total} != sum of reasons {sum(by_reason.values())}")
+            reasons = part.get("by_reason")
+            if reasons is not None and sum(reasons.values()) != total:
+                raise AccountingError(f"{name}: total {total} != sum of reasons {sum(reasons.values())}")
             totals[name] = total
         else:
             totals[name] = int(part)

@@ -1,0 +1,98 @@
+"""The dedup stage end to end through the CLI, on the DirectRunner."""
+import gzip
+import json
+
+from pipelines.cli import main
+from tests.conftest import read_jsonl_gz
+
+
+def manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def write_jsonl(path, records):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+def test_dedup_of_the_clean_output(clean_run, small_corpus, tmp_path):
+    folder, _ = small_corpus
+    out = tmp_path / "dedup"
+    args = ["dedup", "--config", "configs/pipeline.yaml", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"),
+            "--output", str(out), "--set", f"dedup.eval_labels={folder / 'labels.jsonl'}"]
+    assert main(args) == 0
+    m = manifest(out)
+    c = m["counts"]
+    assert c["input"] == manifest(clean_run)["counts"]["kept"]
+    assert c["input"] == c["kept"] + c["removed"]["total"] + c["quarantined"]["total"] + c["dropped"]["total"]
+    assert c["removed"]["by_reason"]["exact"] >= 1
+    ev = m["evaluation"]
+    assert ev["exact_above_threshold"]["recall"] == 1.0
+    removed = read_jsonl_gz(out / "removed")
+    kept_ids = {r["id"] for r in read_jsonl_gz(out / "kept")}
+    assert len(removed) == c["removed"]["total"]
+    for r in removed:
+        assert r["dup_kind"] in ("exact", "near") and r["cluster"] and r["duplicate_of"] != r["id"]
+    # Every chain of duplicate_of ends at a kept document.
+    by_id = {r["id"]: r for r in removed}
+    for r in removed:
+        target = r["duplicate_of"]
+        while target in by_id:
+            target = by_id[target]["duplicate_of"]
+        assert target in kept_ids
+    clusters = json.loads((out / "clusters.json").read_text())
+    assert clusters["bands"] * clusters["rows"] <= clusters["num_perm"] and clusters["s_curve"]["0.80"] >= 0.97
+    assert "Planted duplicates found" in (out / "report.md").read_text()
+    # Same input, second run into another folder: byte-identical outputs.
+    out2 = tmp_path / "dedup2"
+    assert main(args[:-4] + ["--output", str(out2), "--set", f"dedup.eval_labels={folder / 'labels.jsonl'}"]) == 0
+    for sub in ("kept", "removed"):
+        first = sorted((out / sub).glob("*.jsonl.gz"))
+        assert [p.name for p in first] == [p.name for p in sorted((out2 / sub).glob("*.jsonl.gz"))]
+        assert all(p.read_bytes() == (out2 / sub / p.name).read_bytes() for p in first)
+
+
+def test_near_duplicates_and_line_dedup_on_handmade_data(tmp_path):
+    words = [f"token{i}" for i in range(300)]
+    base = " ".join(words)
+    variant = " ".join(words[:150] + ["CHANGED"] + words[151:])  # one word: Jaccard ~0.97
+    other = " ".join(reversed(words))
+    boiler = "This boilerplate line is repeated at the top of many different documents here."
+    docs = [
+        {"id": "a", "text": base},
+        {"id": "b", "text": variant + " and a longer tail"},
+        {"id": "c", "text": other},
+        {"id": "d", "text": base.upper()},  # same key as "a" once lowercased: exact duplicate
+        {"id": "e", "text": f"{boiler}\nUnique content of document e, long enough to stay."},
+        {"id": "f", "text": f"{boiler}\nUnique content of document f, long enough to stay."},
+    ]
+    write_jsonl(tmp_path / "in.jsonl.gz", docs)
+    out = tmp_path / "out"
+    assert main(["dedup", "--input", str(tmp_path / "in.jsonl.gz"), "--output", str(out),
+                 "--set", "dedup.line_dedup=true", "--set", "dedup.line_min_chars=30"]) == 0
+    removed = {r["id"]: r for r in read_jsonl_gz(out / "removed")}
+    kept = {r["id"]: r for r in read_jsonl_gz(out / "kept")}
+    assert set(kept) == {"b", "c", "e", "f"}  # b is the longest of the near cluster {a, b, d}
+    assert removed["a"]["dup_kind"] == "near" and removed["a"]["duplicate_of"] == "b"
+    assert removed["d"]["dup_kind"] == "exact" and removed["d"]["duplicate_of"] == "a"
+    assert removed["a"]["cluster"] == removed["d"]["cluster"] == kept["b"]["cluster"]
+    assert boiler in kept["e"]["text"] and boiler not in kept["f"]["text"] and kept["f"]["lines_removed"] == 1
+    report = (out / "report.md").read_text()
+    assert "removed 1 repeated lines from 1 documents" in report
+
+
+def test_dedup_in_a_run_follows_the_clean_stage(small_corpus, tmp_path, capsys):
+    folder, _ = small_corpus
+    common = ["--config", "configs/pipeline.yaml", "--set", f"run.root={tmp_path}", "--set", f"run.input={folder / 'shard-0001.jsonl.gz'}",
+              "--set", "clean.eval_labels=null", "--set", "dedup.eval_labels=null", "--run-name", "r"]
+    assert main(["run", *common]) == 0
+    dedup_dir = tmp_path / "r" / "02-dedup"
+    first = manifest(dedup_dir)
+    assert first["counts"]["input"] == manifest(tmp_path / "r" / "01-clean")["counts"]["kept"]
+    capsys.readouterr()
+    assert main(["run", *common]) == 0
+    assert capsys.readouterr().out.count("up to date") == 2
+    # Rerunning the clean stage with another setting invalidates dedup.
+    assert main(["run", *common, "--set", "clean.outliers.iqr_k=2.0"]) == 0
+    assert manifest(dedup_dir)["fingerprint"] != first["fingerprint"]
