@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data clean-stage bench-setup bench-clean distclean
+.PHONY: setup pipeline test sample-data clean-stage dedup-stage bench-setup bench-clean bench-dedup distclean
 
 setup: $(STAMP)
 
@@ -35,11 +35,17 @@ pipeline: sample-data
 clean-stage: sample-data
 	$(LLMPIPE) clean --config $(CONFIG) --run-name $(RUN)
 
+dedup-stage: clean-stage
+	$(LLMPIPE) dedup --config $(CONFIG) --run-name $(RUN)
+
 test: setup
 	$(PY) -m pytest
 
 bench-clean: bench-setup
 	$(PY) bench/clean_throughput.py
+
+bench-dedup: bench-setup
+	$(PY) bench/dedup_throughput.py
 
 distclean:
 	rm -rf $(VENV) runs data build *.egg-info

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import string
 import unicodedata
 from functools import lru_cache
 from typing import Iterable, Literal, Optional
@@ -15,7 +16,7 @@ import numpy as np
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
-_PUNCT = regex.compile(r"[\p{P}\p{S}]+")
+_PUNCT = regex.compile(r"[\p{P}\p{S}\p{Cc}]")  # one space per character; controls separate words too
 _SPACES = regex.compile(r"\s+")
 _DIGIT = regex.compile(r"\p{Nd}")
 _WORD = regex.compile(r"\w+")
@@ -32,8 +33,42 @@ class KeyOptions(BaseModel):
     remove_accents: bool = False  # "café" and "cafe" collide
 
 
+def _ascii_table(opts: KeyOptions) -> bytes:
+    table = bytearray(range(256))
+    if opts.lowercase:
+        for c in range(ord("A"), ord("Z") + 1):
+            table[c] = c + 32
+    if opts.strip_punctuation:
+        for c in list(range(0, 32)) + [127] + [ord(ch) for ch in string.punctuation]:
+            table[c] = ord(" ")
+    if opts.map_digits:
+        for c in range(ord("0"), ord("9") + 1):
+            table[c] = ord("0")
+    return bytes(table)
+
+
+_TABLES: dict[tuple, bytes] = {}
+
+
 def dedup_key(text: str, opts: KeyOptions) -> str:
-    """The text as duplicates are compared: normalized by the options, never shown to a model."""
+    """The text as duplicates are compared: normalized by the options, never shown to a model.
+
+    ASCII text (most of it) goes through one bytes.translate table; `dedup_key_unicode` is the
+    general path and gives the same key for ASCII text (tested).
+    """
+    if not text.isascii():
+        return dedup_key_unicode(text, opts)
+    sig = (opts.lowercase, opts.strip_punctuation, opts.map_digits)
+    table = _TABLES.get(sig)
+    if table is None:
+        table = _TABLES[sig] = _ascii_table(opts)
+    out = text.encode("ascii").translate(table).decode("ascii")
+    if opts.collapse_whitespace:
+        out = " ".join(out.split())
+    return out
+
+
+def dedup_key_unicode(text: str, opts: KeyOptions) -> str:
     if opts.remove_accents:
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     if opts.lowercase:
@@ -43,7 +78,7 @@ def dedup_key(text: str, opts: KeyOptions) -> str:
     if opts.map_digits:
         text = _DIGIT.sub("0", text)
     if opts.collapse_whitespace:
-        text = _SPACES.sub(" ", text).strip()
+        text = " ".join(text.split())
     return text
 
 
@@ -51,14 +86,19 @@ def key_hash(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def shingles(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[bytes]:
+def shingle_strings(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[str]:
     """Overlapping n-grams of words (or characters) of the key; a short text is one shingle."""
     if unit == "char":
         grams = {key[i : i + n] for i in range(max(len(key) - n + 1, 1))}
     else:
         toks = _WORD.findall(key)
         grams = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))}
-    return {g.encode("utf-8") for g in grams if g}
+    grams.discard("")
+    return grams
+
+
+def shingles(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[bytes]:
+    return {g.encode("utf-8") for g in shingle_strings(key, n, unit)}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -182,7 +222,7 @@ class DedupOptions(BaseModel):
     seed: int = 1
     verify: Literal["none", "signature", "exact"] = "exact"
     all_pairs_up_to: int = Field(32, ge=2)  # bucket size above which candidates form a star
-    max_rounds: int = Field(40, ge=1)  # connected-components rounds before giving up
+    max_rounds: int = Field(16, ge=1)  # large+small star rounds, unrolled; unconverged is an error
     prefer: Literal["longest", "first"] = "longest"
     prefer_field: Optional[str] = None  # numeric meta/scores field, higher kept first
     line_dedup: bool = False

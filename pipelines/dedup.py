@@ -29,7 +29,7 @@ from llmdata.dedup import (
     large_star,
     line_hash,
     preference_key,
-    shingles,
+    shingle_strings,
     small_star,
 )
 from llmdata.records import FieldSpec, to_json_line
@@ -41,9 +41,11 @@ _SIM_BINS = 20
 
 
 def shingle_hashes(text: str, opts: DedupOptions) -> np.ndarray:
-    """Sorted unique 32-bit hashes of the key's shingles: MinHash input and exact-Jaccard sets."""
-    grams = shingles(dedup_key(text, opts.key), opts.shingle_size, opts.shingle_unit)
-    return np.unique(np.fromiter((mmh3.hash(g, opts.seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
+    """Sorted unique 32-bit hashes (mmh3 of the UTF-8 shingle) of the key's shingles: the MinHash
+    input and the sets compared by exact Jaccard."""
+    grams = shingle_strings(dedup_key(text, opts.key), opts.shingle_size, opts.shingle_unit)
+    seed = opts.seed
+    return np.unique(np.fromiter((mmh3.hash(g, seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,13 +81,20 @@ class Signatures(beam.DoFn):
     def __init__(self, opts: DedupOptions):
         self.o = opts
 
+    def setup(self) -> None:
+        from datasketch import MinHash
+
+        self.template = MinHash(num_perm=self.o.num_perm, seed=self.o.seed, hashfunc=int)
+
     def process(self, batch: list[dict]) -> Iterator:
         from datasketch import MinHash
 
         o = self.o
         for rec in batch:
             hashes = shingle_hashes(rec["text"], o)
-            m = MinHash(num_perm=o.num_perm, seed=o.seed, hashfunc=int)
+            # The permutations depend only on (num_perm, seed): build them once per worker.
+            m = MinHash(num_perm=o.num_perm, seed=o.seed, hashfunc=int, permutations=self.template.permutations,
+                        scheme=self.template.scheme)
             m.update_batch(hashes.tolist())
             pref = preference_key(rec, o.prefer, o.prefer_field)
             yield rec["id"], {"sig": np.asarray(m.hashvalues), "set": hashes, "pref": pref}
@@ -212,9 +221,13 @@ class Assign(beam.DoFn):
                 yield out
 
 
-def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection, beam.PCollection]:
+EMPTIED = "emptied"
+
+
+def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
     """C4-style: a line (at least `min_chars` long) seen in several documents stays only in the
-    document with the smallest id. Returns the rewritten documents and (doc, lines removed)."""
+    document with the smallest id. Returns the rewritten documents, the documents left with no
+    text (removed, kind `lines`), and (doc, line) drops."""
 
     def lines_of(rec: dict) -> Iterator:
         seen = set()
@@ -245,7 +258,12 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
                     removed += 1
                 else:
                     kept_lines.append(line)
-            yield {**rec, "text": "\n".join(kept_lines).strip("\n"), "lines_removed": removed}
+            text = "\n".join(kept_lines).strip("\n")
+            out = {**rec, "text": text, "lines_removed": removed}
+            if text.strip():
+                yield out
+            else:
+                yield beam.pvalue.TaggedOutput(EMPTIED, {**out, "dup_kind": "lines"})
 
     drops = (
         kept
@@ -256,9 +274,9 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
     rewritten = (
         {"doc": kept | "DocById" >> beam.Map(lambda r: (r["id"], r)), "drop": drops}
         | "JoinLineDrops" >> beam.CoGroupByKey()
-        | "RewriteLines" >> beam.FlatMap(rewrite)
+        | "RewriteLines" >> beam.FlatMap(rewrite).with_outputs(EMPTIED, main="kept")
     )
-    return rewritten, drops
+    return rewritten.kept, rewritten[EMPTIED], drops
 
 
 def write_sorted_shards(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
@@ -274,7 +292,7 @@ def write_sorted_shards(pcoll: beam.PCollection, folder: str, label: str, num_sh
     def write(item: tuple[int, list[dict]]) -> Iterator:
         shard, records = item
         buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
             for rec in sorted(records, key=lambda r: r["id"]):
                 gz.write(to_json_line(rec).encode("utf-8") + b"\n")
         path = fs.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.jsonl.gz")
@@ -359,7 +377,8 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     )
     kept, removed = assigned.kept, assigned[Assign.REMOVED]
     if opts.line_dedup:
-        kept, drops = line_dedup(kept, opts.line_min_chars)
+        kept, emptied, drops = line_dedup(kept, opts.line_min_chars)
+        removed = (removed, emptied) | "RemovedWithEmptied" >> beam.Flatten()
         products.add(drops | "CountLineDrops" >> beam.combiners.Count.Globally(), "lines_removed")
         products.add(
             drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct() | "CountTouched" >> beam.combiners.Count.Globally(),
@@ -391,7 +410,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     ) | "Outcomes" >> beam.Flatten()
     products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
     products.add(
-        removed | "RemovedEx" >> beam.Map(lambda r: (r["dup_kind"], (r["id"], r["duplicate_of"], r["text"][:160])))
+        removed | "RemovedEx" >> beam.Map(lambda r: (r["dup_kind"], (r["id"], r.get("duplicate_of") or "-", r["text"][:160])))
         | "RemovedTop" >> beam.combiners.Top.PerKey(3, key=lambda e: e[0], reverse=True),
         "examples",
     )

@@ -93,6 +93,7 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
         f"| kept | {counts['kept']} |",
         f"| removed as exact duplicates | {removed.get('exact', 0)} |",
         f"| removed as near duplicates | {removed.get('near', 0)} |",
+        *([f"| removed by line dedup (no text left) | {removed['lines']} |"] if removed.get("lines") else []),
         f"| quarantined / dropped | {counts['quarantined']['total']} / {counts['dropped']['total']} |",
         "",
         f"MinHash: {section.num_perm} permutations, {section.shingle_size}-{section.shingle_unit} shingles, "
@@ -185,4 +186,5 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
 
 def removed_line(counts: dict) -> str:
     r = counts["removed"]["by_reason"]
-    return f"{r.get('exact', 0)} exact and {r.get('near', 0)} near duplicates removed"
+    lines = f", {r['lines']} emptied by line dedup" if r.get("lines") else ""
+    return f"{r.get('exact', 0)} exact and {r.get('near', 0)} near duplicates removed{lines}"

@@ -66,6 +66,7 @@ def test_near_duplicates_and_line_dedup_on_handmade_data(tmp_path):
         {"id": "d", "text": base.upper()},  # same key as "a" once lowercased: exact duplicate
         {"id": "e", "text": f"{boiler}\nUnique content of document e, long enough to stay."},
         {"id": "f", "text": f"{boiler}\nUnique content of document f, long enough to stay."},
+        {"id": "g", "text": boiler},  # nothing left once the repeated line goes
     ]
     write_jsonl(tmp_path / "in.jsonl.gz", docs)
     out = tmp_path / "out"
@@ -78,8 +79,11 @@ def test_near_duplicates_and_line_dedup_on_handmade_data(tmp_path):
     assert removed["d"]["dup_kind"] == "exact" and removed["d"]["duplicate_of"] == "a"
     assert removed["a"]["cluster"] == removed["d"]["cluster"] == kept["b"]["cluster"]
     assert boiler in kept["e"]["text"] and boiler not in kept["f"]["text"] and kept["f"]["lines_removed"] == 1
+    assert removed["g"]["dup_kind"] == "lines" and "g" not in kept
     report = (out / "report.md").read_text()
-    assert "removed 1 repeated lines from 1 documents" in report
+    assert "removed 2 repeated lines from 2 documents" in report
+    c = manifest(out)["counts"]
+    assert c["removed"]["by_reason"] == {"exact": 1, "lines": 1, "near": 1} and c["input"] == 7
 
 
 def test_dedup_in_a_run_follows_the_clean_stage(small_corpus, tmp_path, capsys):

@@ -2,7 +2,6 @@
 import random
 
 import apache_beam as beam
-import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -155,3 +154,22 @@ def test_star_rounds_in_memory_match_union_find(pairs):
         current = {e for u, vs in smaller.items() for e in small_star(u, vs)}
     labels = {a: b for a, b in current} | {b: b for _, b in current}
     assert labels == union_find(edges)
+
+
+@given(st.text(max_size=200) | st.text(alphabet=st.characters(max_codepoint=127), max_size=200),
+       st.booleans(), st.booleans(), st.booleans(), st.booleans())
+@settings(max_examples=400)
+def test_ascii_key_fast_path_equals_the_unicode_path(text, lower, punct, digits, spaces):
+    from llmdata.dedup import dedup_key_unicode
+
+    opts = KeyOptions(lowercase=lower, strip_punctuation=punct, map_digits=digits, collapse_whitespace=spaces)
+    assert dedup_key(text, opts) == dedup_key_unicode(text, opts)
+
+
+def test_shingle_hashes_are_the_hashes_of_the_shingles():
+    import mmh3
+
+    opts = DedupOptions()
+    text = "The Quick, brown fox; jumps over the lazy dog again and again."
+    expected = sorted({mmh3.hash(s, opts.seed, signed=False) for s in shingles(dedup_key(text, opts.key), 5)})
+    assert shingle_hashes(text, opts).tolist() == expected
