@@ -1,0 +1,177 @@
+"""Byte-level BPE: pre-tokenization, an incremental merge learner, and a reference encoder.
+
+The 256 bytes are the base vocabulary (id = byte value), so any UTF-8 text encodes with no
+unknown token and decodes back exactly. Merges get ids 256, 257, ... in the order they were
+learned, which is also their rank: a tiktoken `Encoding` built from these ranks and the HF
+`tokenizer.json` written by tokenizer_io give the same ids as `encode_reference` (tested).
+"""
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import regex
+
+#: Pre-tokenizer regexes. gpt2: GPT-2's; gpt4: cl100k's (digits in groups of up to 3).
+PATTERNS = {
+    "gpt2": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+}
+
+
+def pretokenize(text: str, pattern: regex.Pattern) -> list[bytes]:
+    """The pre-tokens of a text as UTF-8 bytes; merges never cross their boundaries."""
+    return [m.encode("utf-8") for m in pattern.findall(text)]
+
+
+@dataclass
+class MergeResult:
+    merges: list[tuple[int, int]]  # (left id, right id) in rank order; merge i creates id 256 + i
+    vocab: dict[int, bytes]  # id -> bytes, for the 256 bytes and every merge
+    stats: dict = field(default_factory=dict)
+
+
+def learn_merges(counts: dict[bytes, int], vocab_size: int, min_pair_count: int = 2) -> MergeResult:
+    """Learn up to vocab_size - 256 merges from a pre-token count table.
+
+    Incremental: pair counts are kept in a dict and a heap; a merge only revisits the words that
+    contain its pair (found through a pair -> words index), adjusting the counts of the pairs it
+    destroys and creates. Heap entries are checked against the live count when popped (lazy
+    deletion). Ties go to the pair whose merged bytes are smallest, then to the smaller ids, so
+    the result does not depend on dict or table order.
+    """
+    words: list[list[int]] = []
+    freqs: list[int] = []
+    for token, n in counts.items():
+        if n > 0 and token:
+            words.append(list(token))
+            freqs.append(n)
+    vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+    pair_counts: Counter = Counter()
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for wi, (w, f) in enumerate(zip(words, freqs)):
+        for pair in zip(w, w[1:]):
+            pair_counts[pair] += f
+            where[pair].add(wi)
+
+    def key(pair: tuple[int, int]) -> tuple:
+        return (-pair_counts[pair], vocab[pair[0]] + vocab[pair[1]], pair)
+
+    heap = [key(p) for p in pair_counts]
+    heapq.heapify(heap)
+    merges: list[tuple[int, int]] = []
+    target = max(vocab_size - 256, 0)
+    while len(merges) < target and heap:
+        neg, merged_bytes, pair = heapq.heappop(heap)
+        live = pair_counts.get(pair, 0)
+        if live != -neg:  # stale entry: the count changed since it was pushed
+            if live > 0:
+                heapq.heappush(heap, key(pair))
+            continue
+        if live < min_pair_count:
+            break
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        vocab[new_id] = merged_bytes
+        a, b = pair
+        touched: set[tuple[int, int]] = set()
+        for wi in list(where.pop(pair, ())):
+            w, f = words[wi], freqs[wi]
+            i = 0
+            out: list[int] = []
+            changed = False
+            while i < len(w):
+                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
+                    out.append(new_id)
+                    i += 2
+                    changed = True
+                else:
+                    out.append(w[i])
+                    i += 1
+            if not changed:
+                continue
+            for p in zip(w, w[1:]):
+                pair_counts[p] -= f
+                touched.add(p)
+            for p in zip(out, out[1:]):
+                pair_counts[p] += f
+                where[p].add(wi)
+                touched.add(p)
+            words[wi] = out
+        pair_counts.pop(pair, None)
+        for p in touched:
+            if p == pair:
+                continue
+            if pair_counts.get(p, 0) > 0:
+                heapq.heappush(heap, key(p))
+            else:
+                pair_counts.pop(p, None)
+    return MergeResult(merges, vocab, {"words": len(words), "merges": len(merges)})
+
+
+def learn_merges_naive(counts: dict[bytes, int], vocab_size: int, min_pair_count: int = 2) -> list[tuple[int, int]]:
+    """Recount every pair after every merge: the slow, obviously right reference for tests."""
+    words = {tuple(t): n for t, n in counts.items() if n > 0 and t}
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = []
+    while len(merges) < vocab_size - 256:
+        pc: Counter = Counter()
+        for w, n in words.items():
+            for p in zip(w, w[1:]):
+                pc[p] += n
+        if not pc:
+            break
+        best = min(pc, key=lambda p: (-pc[p], vocab[p[0]] + vocab[p[1]], p))
+        if pc[best] < min_pair_count:
+            break
+        new_id = 256 + len(merges)
+        merges.append(best)
+        vocab[new_id] = vocab[best[0]] + vocab[best[1]]
+        new_words: dict = {}
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + n
+        words = new_words
+    return merges
+
+
+def encode_reference(text: str, merges: list[tuple[int, int]], pattern: regex.Pattern) -> list[int]:
+    """Pure-Python encoder: in each pre-token, repeatedly merge the adjacent pair of lowest rank."""
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    ids: list[int] = []
+    for piece in pretokenize(text, pattern):
+        seq = list(piece)
+        while len(seq) > 1:
+            best: Optional[tuple[int, int]] = None
+            best_rank = None
+            for p in zip(seq, seq[1:]):
+                r = ranks.get(p)
+                if r is not None and (best_rank is None or r < best_rank):
+                    best, best_rank = p, r
+            if best is None:
+                break
+            new_id = 256 + best_rank
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seq = out
+        ids.extend(seq)
+    return ids
+
+
+def decode(ids: Iterable[int], vocab: dict[int, bytes]) -> str:
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
