@@ -1,0 +1,83 @@
+"""Byte-level BPE: the incremental learner equals a naive one; three encoders give the same ids."""
+from collections import Counter
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmdata.bpe import PATTERNS, encode_reference, learn_merges, learn_merges_naive, pretokenize
+from llmdata.sample_data import good_documents
+from llmdata.tokenizer_io import BPETokenizer, load_hf
+
+
+@pytest.fixture(scope="module")
+def corpus_text():
+    return "\n\n".join(d.text for d in good_documents()[:60])
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_incremental_learner_equals_naive(corpus_text, pattern):
+    counts = Counter(pretokenize(corpus_text[:60_000], regex.compile(PATTERNS[pattern])))
+    fast = learn_merges(counts, 700)
+    assert fast.merges == learn_merges_naive(counts, 700)
+    assert len(fast.merges) > 100
+
+
+def test_ties_are_deterministic():
+    counts = {b"ab": 3, b"cd": 3, b"xy": 3}
+    assert learn_merges(counts, 258).merges == [(97, 98), (99, 100)]
+    reordered = dict(reversed(list(counts.items())))
+    assert learn_merges(reordered, 258).merges == [(97, 98), (99, 100)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus_text, tmp_path_factory):
+    pattern = PATTERNS["gpt4"]
+    counts = Counter(pretokenize(corpus_text, regex.compile(pattern)))
+    tok = BPETokenizer(learn_merges(counts, 1200).merges, pattern)
+    folder = tmp_path_factory.mktemp("tok")
+    tok.save(str(folder))
+    return tok, folder
+
+
+VARIED = [
+    "def f(x):\n    return x ** 2  # square\n\n\n\t\ttabs",
+    "中文文本和日本語のテキスト、한국어",
+    "emoji 🎉🚀 and ZWJ family 👨‍👩‍👧 and flags 🇫🇷",
+    "     leading spaces and trailing     ",
+    "a" * 3000 + " supercalifragilisticexpialidocious" * 20,
+    "numbers 1234567890 3.14159 1e-10 0x1F",
+    "literal <|endoftext|> and <|user|> stay text",
+    "",
+    "\r\n windows \r\n lines \u00a0nbsp\u2028sep",
+]
+
+
+def test_three_encoders_agree(tokenizer):
+    tok, folder = tokenizer
+    hf = load_hf(str(folder))
+    loaded = BPETokenizer.load(str(folder))
+    pat = regex.compile(tok.pattern)
+    for text in VARIED:
+        ref = encode_reference(text, tok.merges, pat)
+        assert tok.encode(text) == ref == loaded.encode(text)
+        assert hf.encode(text, add_special_tokens=False).ids == ref
+        assert tok.decode(ref) == text
+
+
+def test_special_token_text_is_never_a_special_id(tokenizer):
+    tok, folder = tokenizer
+    ids = tok.encode("before <|endoftext|> after")
+    assert tok.eot_id not in ids and set(tok.special_ids.values()).isdisjoint(ids)
+    assert tok.eot_id not in load_hf(str(folder)).encode("<|endoftext|>", add_special_tokens=False).ids
+    assert tok.vocab_size == 256 + 1200 - 256 + len(tok.specials)
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_round_trip_any_unicode(tokenizer, text):
+    tok, _ = tokenizer
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert ids == encode_reference(text, tok.merges, regex.compile(tok.pattern))
