@@ -119,6 +119,36 @@ def cmd_dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _tokenizer_input(cfg: PipelineConfig) -> tuple[str, str]:
+    """The tokenizer trains on the dedup stage's kept documents unless told otherwise."""
+    from pipelines import fs
+    from pipelines.rundir import stage_dir
+
+    dedup_dir = stage_dir(cfg, "dedup")
+    return cfg.tokenizer.input or fs.join(dedup_dir, "kept", "part-*.jsonl.gz"), dedup_dir
+
+
+def _run_tokenizer(cfg: PipelineConfig, pattern: str, out: str, beam_args: list[str], force: bool, upstream) -> dict:
+    from pipelines.tokenizer import TokenizerOptions, run_tokenizer
+
+    section = cfg.tokenizer
+    opts = TokenizerOptions.model_validate(section.model_dump(include=set(TokenizerOptions.model_fields)))
+    return run_tokenizer(opts, pattern, out, beam_args, dict(section.bad_records.per_kind), section.bad_records.default,
+                         force=force, upstream=upstream)
+
+
+def cmd_tokenizer(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.rundir import stage_dir
+
+    cfg = _load(args)
+    pattern, upstream = _tokenizer_input(cfg)
+    if args.input:
+        pattern, upstream = args.input, None
+    out = args.output or stage_dir(cfg, "tokenizer")
+    _run_tokenizer(cfg, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
     from pipelines.clean_stage import run_clean
@@ -132,6 +162,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_clean(cfg.clean, cfg.run.input, stage_dir(cfg, "clean"), options, force=args.force)
     pattern, upstream = _dedup_input(cfg)
     run_dedup(cfg.dedup, pattern, stage_dir(cfg, "dedup"), options, force=args.force, upstream=upstream)
+    pattern, upstream = _tokenizer_input(cfg)
+    _run_tokenizer(cfg, pattern, stage_dir(cfg, "tokenizer"), options, args.force, upstream)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -175,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=None, help="input glob; default: runs/<name>/01-clean/kept/part-*.jsonl.gz")
     p.add_argument("--output", default=None, help="output folder; default: runs/<name>/02-dedup")
     p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("tokenizer", help="stage 3: train a byte-level BPE tokenizer (Beam counting + merges)",
+                       description="Counts pre-tokens (GPT-2 or GPT-4 regex) as a Beam aggregation, keeps a bounded table "
+                       "(min frequency, cap on distinct pre-tokens), learns merges incrementally, and saves tokenizer.json "
+                       "(HF), vocab.json + merges.txt and a report with held-out bytes per token. Default input: the dedup "
+                       "stage's kept documents.")
+    _common(p)
+    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/02-dedup/kept/part-*.jsonl.gz")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/03-tokenizer")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

@@ -18,6 +18,7 @@ from llmdata.normalize import NormalizeOptions
 from llmdata.outliers import OutlierOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
+from pipelines.tokenizer import TokenizerOptions
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -87,6 +88,13 @@ class DedupSection(DedupOptions):
     eval_labels: Optional[str] = None  # the demo generator's labels: recall of planted duplicates
 
 
+class TokenizerSection(TokenizerOptions):
+    """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
+
+    input: Optional[str] = None  # default: the dedup stage's kept documents in the run dir
+    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+
+
 class SampleDataSection(_Section):
     output: str = "data/demo"
     seed: int = 0
@@ -99,6 +107,7 @@ class PipelineConfig(_Section):
     sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
     clean: CleanSection = Field(default_factory=CleanSection)
     dedup: DedupSection = Field(default_factory=DedupSection)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
 
 
 def _parse_value(text: str) -> Any:

@@ -1,0 +1,245 @@
+"""The tokenizer stage: pre-token counts as a Beam aggregation, merges learned from the bounded
+table, the tokenizer saved in HF and GPT-2 layouts, and a report.
+
+    documents ─► split train / held-out by a hash of the id
+    train ─► pre-tokens counted per bundle ─► CombinePerKey(sum) ─► min frequency ─► top-K table
+    driver: learn merges from the table ─► tokenizer.json, vocab.json, merges.txt ─► report
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import time
+from collections import Counter
+from typing import Callable, Iterator, Optional
+
+import apache_beam as beam
+import regex
+from apache_beam.options.pipeline_options import PipelineOptions
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmdata.bpe import PATTERNS, learn_merges, pretokenize
+from llmdata.records import FieldSpec, to_json_line
+from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
+from pipelines import fs
+from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+from pipelines.manifest import write_manifest
+from pipelines.stage import begin, by_reason, plan_stage, read_products
+
+WORK = "_work"
+
+
+class TokenizerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vocab_size: int = Field(8192, ge=300, le=1_000_000)  # bytes + merges + special tokens
+    pattern: str = "gpt4"  # gpt2 | gpt4 | a regex of your own
+    min_frequency: int = Field(2, ge=1)  # pre-tokens seen fewer times are left out of the table
+    max_pretokens: int = Field(2_000_000, ge=1000)  # distinct pre-tokens kept for the merge step
+    min_pair_count: int = Field(2, ge=1)
+    heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
+    heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
+    specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
+    flush_every: int = Field(200_000, ge=1000)  # distinct pre-tokens held per bundle before a flush
+
+    def regex_pattern(self) -> str:
+        return PATTERNS.get(self.pattern, self.pattern)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            regex.compile(PATTERNS.get(value, value))
+        except regex.error as err:
+            raise ValueError(f"not a valid regex ({err})") from None
+        return value
+
+
+def is_heldout(doc_id: str, fraction: float) -> bool:
+    """A stable split: the same document is always on the same side, on any worker."""
+    h = int(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).hexdigest(), 16)
+    return (h % 1_000_000) < fraction * 1_000_000
+
+
+class CountPretokens(beam.DoFn):
+    """Pre-token counts aggregated within a bundle (bounded by `flush_every`), then emitted;
+    Beam's combiner merges them across bundles and workers."""
+
+    def __init__(self, pattern: str, flush_every: int):
+        self.pattern = pattern
+        self.flush_every = flush_every
+
+    def setup(self) -> None:
+        self.regex = regex.compile(self.pattern)
+
+    def start_bundle(self) -> None:
+        self.counts: Counter = Counter()
+
+    def process(self, record: dict) -> Iterator:
+        self.counts.update(pretokenize(record["text"], self.regex))
+        if len(self.counts) >= self.flush_every:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for kv in self._flush():
+            yield WindowedValue(kv, 0, [GlobalWindow()])
+
+    def _flush(self) -> Iterator:
+        counts, self.counts = self.counts, Counter()
+        for token, n in counts.items():
+            yield token.decode("latin-1"), n  # latin-1 maps bytes 1:1 to characters
+
+
+def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts: TokenizerOptions, policies: dict, default_policy: str) -> None:
+    read = (
+        p
+        | "Files" >> beam.Create(files)
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
+    )
+    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
+    policed = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten() | "Policy" >> beam.ParDo(
+        ApplyPolicy(policies, default_policy)
+    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    fraction = opts.heldout_fraction
+    train, heldout = records | "Split" >> beam.Partition(lambda r, _: int(is_heldout(r["id"], fraction)), 2)
+    products = Products()
+
+    counted = (
+        train
+        | "Count" >> beam.ParDo(CountPretokens(opts.regex_pattern(), opts.flush_every))
+        | "Sum" >> beam.CombinePerKey(sum)
+    )
+    products.add(counted | "Distinct" >> beam.combiners.Count.Globally(), "distinct_pretokens")
+    products.add(counted | "Occurrences" >> beam.Values() | "SumOccurrences" >> beam.CombineGlobally(sum), "pretoken_occurrences")
+    frequent = counted | "MinFrequency" >> beam.Filter(lambda kv, m=opts.min_frequency: kv[1] >= m)
+    products.add(frequent | "CountFrequent" >> beam.combiners.Count.Globally(), "frequent_pretokens")
+    products.add(frequent | "Table" >> beam.combiners.Top.Of(opts.max_pretokens, key=lambda kv: (kv[1], kv[0])), "table")
+    products.add(train | "TrainBytes" >> beam.Map(lambda r: len(r["text"].encode("utf-8"))) | "SumTrainBytes" >> beam.CombineGlobally(sum), "train_bytes")
+
+    _ = heldout | "HeldoutLines" >> beam.Map(to_json_line) | "HeldoutWrite" >> beam.io.WriteToText(
+        fs.join(out, "heldout", "part"), file_name_suffix=".jsonl.gz"
+    )
+    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
+        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
+    )
+    outcomes = (
+        train | "TrainTag" >> beam.Map(lambda r: ("train", "train")),
+        heldout | "HeldTag" >> beam.Map(lambda r: ("heldout", "heldout")),
+        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
+        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
+    ) | "Outcomes" >> beam.Flatten()
+    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    products.add(read[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    products.write(fs.join(out, WORK))
+
+
+def _heldout_texts(out: str, limit: int) -> list[str]:
+    texts, total = [], 0
+    for path, _, _ in fs.match(fs.join(out, "heldout", "part-*.jsonl.gz")):
+        for rec in fs.iter_json_lines(path):
+            texts.append(rec["text"])
+            total += len(rec["text"].encode("utf-8"))
+            if total >= limit:
+                return texts
+    return texts
+
+
+def _printable(token: bytes) -> str:
+    return json.dumps(token.decode("utf-8", errors="backslashreplace"), ensure_ascii=False)
+
+
+def write_report(out: str, tok: BPETokenizer, figures: dict) -> None:
+    merged = [tok.vocab[256 + i] for i in range(len(tok.merges))]
+    longest = sorted(merged, key=lambda b: (-len(b), b))[:10]
+    lines = [
+        "# Tokenizer stage report",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| vocabulary (bytes + merges + special tokens) | {tok.vocab_size} |",
+        f"| merges learned | {len(tok.merges)} |",
+        f"| pre-tokenizer | `{figures['pattern_name']}` |",
+        f"| training text | {figures['train_bytes'] / 1e6:.2f} MB |",
+        f"| distinct pre-tokens | {figures['distinct_pretokens']} |",
+        f"| kept for the merge step (count >= {figures['min_frequency']}, top {figures['max_pretokens']}) | {figures['table_size']} |",
+        f"| pruned by min frequency | {figures['distinct_pretokens'] - figures['frequent_pretokens']} |",
+        f"| pruned by the cap | {figures['frequent_pretokens'] - figures['table_size']} |",
+        f"| held-out bytes per token | {figures['heldout_bytes_per_token']:.3f} (on {figures['heldout_bytes'] / 1e6:.2f} MB) |",
+        f"| merge learning time | {figures['merge_s']:.1f} s |",
+        f"| peak memory of the process | {figures['peak_rss_mb']:.0f} MB |",
+        "",
+        "Special tokens (ids after the merges): " + ", ".join(f"`{t}` = {i}" for t, i in tok.special_ids.items()),
+        "",
+        "First merges: " + ", ".join(_printable(tok.vocab[256 + i]) for i in range(min(20, len(tok.merges)))),
+        "",
+        "Longest tokens: " + ", ".join(_printable(b) for b in longest),
+        "",
+    ]
+    if len(tok.merges) < figures["requested_merges"]:
+        lines.append(
+            f"Only {len(tok.merges)} of the {figures['requested_merges']} requested merges: no pair was seen "
+            f"{figures['min_pair_count']} times or more after that. More text or a smaller vocabulary would fill it."
+        )
+    fs.write_text(fs.join(out, "report.md"), "\n".join(lines) + "\n")
+
+
+def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: list[str], policies: dict,
+                  default_policy: str, force: bool = False, upstream: Optional[str] = None,
+                  log: Callable[[str], None] = print) -> dict:
+    config = opts.model_dump(mode="json")
+    plan = plan_stage("tokenizer", config, pattern, out, force, upstream=upstream)
+    if plan.up_to_date:
+        log(f"tokenizer: up to date in {out} (use --force to rerun)")
+        return plan.up_to_date
+    begin(out, plan, "tokenizer", log)
+    started = time.time()
+    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+        build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
+    count_s = time.time() - started
+    products = read_products(fs.join(out, WORK))
+    table = {token.encode("latin-1"): n for token, n in (products.get("table") or [[]])[0]}
+    requested = opts.vocab_size - 256 - len(opts.specials)
+    t = time.time()
+    result = learn_merges(table, 256 + requested, opts.min_pair_count)
+    merge_s = time.time() - t
+    tok = BPETokenizer(result.merges, opts.regex_pattern(), tuple(opts.specials))
+    tok.save(out)
+    heldout = _heldout_texts(out, opts.heldout_bytes)
+    figures = {
+        "pattern_name": opts.pattern if opts.pattern in PATTERNS else "custom",
+        "train_bytes": (products.get("train_bytes") or [0])[0],
+        "distinct_pretokens": (products.get("distinct_pretokens") or [0])[0],
+        "frequent_pretokens": (products.get("frequent_pretokens") or [0])[0],
+        "table_size": len(table),
+        "min_frequency": opts.min_frequency,
+        "max_pretokens": opts.max_pretokens,
+        "min_pair_count": opts.min_pair_count,
+        "requested_merges": requested,
+        "heldout_bytes_per_token": bytes_per_token(tok, heldout),
+        "heldout_bytes": sum(len(t.encode("utf-8")) for t in heldout),
+        "merge_s": merge_s,
+        "count_s": count_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    write_report(out, tok, figures)
+    fs.remove_tree(fs.join(out, WORK))
+    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
+    counts = {
+        "input": int((products.get("input") or [0])[0]),
+        "train": sum(n for (k, _), n in pairs if k == "train"),
+        "heldout": sum(n for (k, _), n in pairs if k == "heldout"),
+        "quarantined": by_reason(pairs, "quarantined"),
+        "dropped": by_reason(pairs, "dropped"),
+    }
+    timings = {"count_s": round(count_s, 2), "merge_s": round(merge_s, 2), "total_s": round(time.time() - started, 2)}
+    outputs = {"tokenizer": "tokenizer.json", "vocab": "vocab.json", "merges": "merges.txt", "llmpipe": "llmpipe_tokenizer.json",
+               "heldout": "heldout/part-*.jsonl.gz", "report": "report.md"}
+    manifest = write_manifest(out, "tokenizer", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
+                              {"tokenizer": {k: v for k, v in figures.items() if k != "pattern_name"}})
+    log(f"tokenizer: vocabulary {tok.vocab_size} ({len(tok.merges)} merges) from {figures['train_bytes'] / 1e6:.1f} MB; "
+        f"held-out {figures['heldout_bytes_per_token']:.2f} bytes/token; {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}")
+    return manifest
