@@ -149,6 +149,40 @@ def cmd_tokenizer(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _run_pack(cfg: PipelineConfig, pattern: str, out: str, beam_args: list[str], force: bool, upstream) -> dict:
+    from pipelines.pack import PackOptions, run_pack
+    from pipelines.rundir import stage_dir
+
+    section = cfg.pack
+    opts = PackOptions.model_validate(section.model_dump(include=set(PackOptions.model_fields)))
+    tokenizer_dir = section.tokenizer or stage_dir(cfg, "tokenizer")
+    return run_pack(opts, pattern, tokenizer_dir, out, beam_args, dict(section.bad_records.per_kind),
+                    section.bad_records.default, force=force, upstream=upstream)
+
+
+def _pack_input(cfg: PipelineConfig) -> tuple[str, str]:
+    """Packing encodes the same documents the tokenizer trained on: the dedup stage's kept ones."""
+    from pipelines import fs
+    from pipelines.rundir import stage_dir
+
+    dedup_dir = stage_dir(cfg, "dedup")
+    return cfg.pack.input or fs.join(dedup_dir, "kept", "part-*.jsonl.gz"), dedup_dir
+
+
+def cmd_pack(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.rundir import stage_dir
+
+    cfg = _load(args)
+    pattern, upstream = _pack_input(cfg)
+    if args.input:
+        pattern, upstream = args.input, None
+    if args.tokenizer:
+        cfg.pack.tokenizer = args.tokenizer
+    out = args.output or stage_dir(cfg, "pack")
+    _run_pack(cfg, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
     from pipelines.clean_stage import run_clean
@@ -164,6 +198,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_dedup(cfg.dedup, pattern, stage_dir(cfg, "dedup"), options, force=args.force, upstream=upstream)
     pattern, upstream = _tokenizer_input(cfg)
     _run_tokenizer(cfg, pattern, stage_dir(cfg, "tokenizer"), options, args.force, upstream)
+    pattern, upstream = _pack_input(cfg)
+    _run_pack(cfg, pattern, stage_dir(cfg, "pack"), options, args.force, upstream)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -217,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=None, help="input glob; default: runs/<name>/02-dedup/kept/part-*.jsonl.gz")
     p.add_argument("--output", default=None, help="output folder; default: runs/<name>/03-tokenizer")
     p.set_defaults(func=cmd_tokenizer)
+
+    p = sub.add_parser("pack", help="stage 4: encode and pack documents into Megatron .bin/.idx (Beam)",
+                       description="Encodes documents with the trained tokenizer (tiktoken fast path), appends end-of-text, "
+                       "splits train/val by a hash of the id, and writes Megatron .bin/.idx shards with a packing plan "
+                       "(concat or best_fit) per shard, shards.json and report.md.")
+    _common(p)
+    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/02-dedup/kept/part-*.jsonl.gz")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/04-pack")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

@@ -18,6 +18,7 @@ from llmdata.normalize import NormalizeOptions
 from llmdata.outliers import OutlierOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
+from pipelines.pack import PackOptions
 from pipelines.tokenizer import TokenizerOptions
 
 Policy = Literal["quarantine", "drop", "fail"]
@@ -95,6 +96,14 @@ class TokenizerSection(TokenizerOptions):
     bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
 
 
+class PackSection(PackOptions):
+    """Encoding and packing into Megatron token files; see pipelines/pack.py."""
+
+    input: Optional[str] = None  # default: the dedup stage's kept documents in the run dir
+    tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
+    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+
+
 class SampleDataSection(_Section):
     output: str = "data/demo"
     seed: int = 0
@@ -108,6 +117,7 @@ class PipelineConfig(_Section):
     clean: CleanSection = Field(default_factory=CleanSection)
     dedup: DedupSection = Field(default_factory=DedupSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    pack: PackSection = Field(default_factory=PackSection)
 
 
 def _parse_value(text: str) -> Any:

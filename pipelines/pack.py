@@ -1,0 +1,190 @@
+"""The pack stage: encode documents with the trained tokenizer, append end-of-text, split
+train/validation by a hash of the id, and write Megatron `.bin`/`.idx` shards with packing plans.
+
+    documents ─► (split, shard) by hash of id ─► GroupByKey ─► per shard: sort by id, encode in a
+    batch (tiktoken), write split-shard.bin/.idx and split-shard.plan.npz ─► figures per shard
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Iterator, Literal, Optional
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmdata.packing import best_fit_plan, concat_plan, token_dtype, write_indexed
+from llmdata.records import FieldSpec, to_json_line
+from llmdata.tokenizer_io import BPETokenizer
+from pipelines import fs
+from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+from pipelines.manifest import input_fingerprint, write_manifest
+from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
+from pipelines.tokenizer import is_heldout
+
+WORK = "_work"
+
+
+class PackOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seq_len: int = Field(2048, ge=8, le=1_048_576)
+    strategy: Literal["concat", "best_fit"] = "best_fit"
+    val_fraction: float = Field(0.02, ge=0, lt=0.5)
+    num_shards: int = Field(4, ge=1, le=100_000)
+    encode_threads: int = Field(1, ge=1, le=64)
+
+
+def shard_of(doc_id: str, num_shards: int) -> int:
+    return int(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).hexdigest(), 16) % num_shards
+
+
+class PackShard(beam.DoFn):
+    """Encode, write and plan one (split, shard); yields its figures."""
+
+    def __init__(self, tokenizer_dir: str, out: str, opts: PackOptions):
+        self.tokenizer_dir = tokenizer_dir
+        self.out = out
+        self.opts = opts
+
+    def setup(self) -> None:
+        self.tok = BPETokenizer.load(self.tokenizer_dir)
+
+    def process(self, item: tuple[tuple[str, int], list[dict]]) -> Iterator:
+        (split, shard), records = item
+        records = sorted(records, key=lambda r: r["id"])
+        started = time.time()
+        encoded = self.tok.encode_batch([r["text"] for r in records], threads=self.opts.encode_threads)
+        eot = self.tok.eot_id
+        docs = [np.asarray(ids + [eot], dtype=np.int64) for ids in encoded]
+        encode_s = time.time() - started
+        dtype = token_dtype(self.tok.vocab_size)
+        name = f"{split}-{shard:05d}"
+        lengths = [len(d) for d in docs]
+        planner = best_fit_plan if self.opts.strategy == "best_fit" else concat_plan
+        plan = planner(lengths, self.opts.seq_len)
+        local = fs.is_local(self.out)
+        folder = self.out if local else tempfile.mkdtemp(prefix="llmpipe-pack-")
+        os.makedirs(folder, exist_ok=True)
+        tokens = write_indexed(os.path.join(folder, name), docs, dtype)
+        plan.save(os.path.join(folder, f"{name}.plan.npz"))
+        if not local:
+            for suffix in (".bin", ".idx", ".plan.npz"):
+                with open(os.path.join(folder, name + suffix), "rb") as f:
+                    fs.write_bytes_atomic(fs.join(self.out, name + suffix), f.read())
+            shutil.rmtree(folder, ignore_errors=True)
+        yield {
+            "split": split, "shard": name, "docs": len(docs), "tokens": tokens, "samples": plan.samples,
+            "window": plan.window, "padding": plan.padding, "dropped": plan.dropped, "split_docs": plan.split_docs,
+            "text_bytes": sum(len(r["text"].encode("utf-8")) for r in records), "encode_s": encode_s,
+        }
+
+
+def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, tokenizer_dir: str, opts: PackOptions,
+                   policies: dict, default_policy: str) -> None:
+    read = (
+        p
+        | "Files" >> beam.Create(files)
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
+    )
+    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
+    policed = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten() | "Policy" >> beam.ParDo(
+        ApplyPolicy(policies, default_policy)
+    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    val, shards = opts.val_fraction, opts.num_shards
+    figures = (
+        records
+        | "Key" >> beam.Map(lambda r: (("val" if is_heldout(r["id"], val) else "train", shard_of(r["id"], shards)), r))
+        | "GroupShards" >> beam.GroupByKey()
+        | "Pack" >> beam.ParDo(PackShard(tokenizer_dir, out, opts))
+    )
+    products = Products()
+    products.add(figures, "shard")
+    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
+        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
+    )
+    outcomes = (
+        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
+        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
+    ) | "Outcomes" >> beam.Flatten()
+    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    products.add(read[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    products.write(fs.join(out, WORK))
+
+
+def summarize(shards: list[dict]) -> dict:
+    out = {}
+    for split in ("train", "val"):
+        rows = [s for s in shards if s["split"] == split]
+        slots = sum(s["samples"] * s["window"] for s in rows)
+        docs = sum(s["docs"] for s in rows)
+        out[split] = {
+            "shards": len(rows), "docs": docs, "tokens": sum(s["tokens"] for s in rows), "samples": sum(s["samples"] for s in rows),
+            "padding_fraction": (sum(s["padding"] for s in rows) / slots) if slots else 0.0,
+            "dropped_tokens": sum(s["dropped"] for s in rows),
+            "split_doc_fraction": (sum(s["split_docs"] for s in rows) / docs) if docs else 0.0,
+            "text_bytes": sum(s["text_bytes"] for s in rows),
+        }
+    return out
+
+
+def write_report(out: str, summary: dict, opts: PackOptions, tok: BPETokenizer) -> None:
+    lines = [
+        "# Pack stage report",
+        "",
+        f"Strategy `{opts.strategy}`, seq_len {opts.seq_len} (windows of {opts.seq_len + 1} tokens), vocabulary "
+        f"{tok.vocab_size} stored as {token_dtype(tok.vocab_size).name}; end-of-text id {tok.eot_id} after each document.",
+        "",
+        "| split | documents | tokens | bytes/token | samples | padding | documents split | tokens dropped (tail) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for split, s in summary.items():
+        bpt = s["text_bytes"] / max(s["tokens"] - s["docs"], 1)
+        lines.append(f"| {split} | {s['docs']} | {s['tokens']} | {bpt:.2f} | {s['samples']} | {s['padding_fraction']:.2%} | "
+                     f"{s['split_doc_fraction']:.2%} | {s['dropped_tokens']} |")
+    lines.append("")
+    fs.write_text(fs.join(out, "report.md"), "\n".join(lines) + "\n")
+
+
+def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam_args: list[str], policies: dict,
+             default_policy: str, force: bool = False, upstream: Optional[str] = None,
+             log: Callable[[str], None] = print) -> dict:
+    if not fs.exists(fs.join(tokenizer_dir, "llmpipe_tokenizer.json")):
+        raise StageInputError(f"no trained tokenizer in {tokenizer_dir} (run `llmpipe tokenizer` first)")
+    config = opts.model_dump(mode="json")
+    plan = plan_stage("pack", config, pattern, out, force, {"tokenizer": input_fingerprint(tokenizer_dir)}, upstream)
+    if plan.up_to_date:
+        log(f"pack: up to date in {out} (use --force to rerun)")
+        return plan.up_to_date
+    begin(out, plan, "pack", log)
+    started = time.time()
+    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+        build_pipeline(p, plan.files, glob_base(pattern), out, tokenizer_dir, opts, policies, default_policy)
+    products = read_products(fs.join(out, WORK))
+    shards = sorted(products.get("shard", []), key=lambda s: s["shard"])
+    summary = summarize(shards)
+    tok = BPETokenizer.load(tokenizer_dir)
+    write_report(out, summary, opts, tok)
+    fs.write_json(fs.join(out, "shards.json"), {"shards": shards, "summary": summary, "seq_len": opts.seq_len,
+                                                  "strategy": opts.strategy, "eot_id": tok.eot_id, "pad_id": tok.special_ids["<|pad|>"]})
+    fs.remove_tree(fs.join(out, WORK))
+    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
+    counts = {
+        "input": int((products.get("input") or [0])[0]),
+        "train": summary["train"]["docs"],
+        "val": summary["val"]["docs"],
+        "quarantined": by_reason(pairs, "quarantined"),
+        "dropped": by_reason(pairs, "dropped"),
+    }
+    timings = {"total_s": round(time.time() - started, 2), "encode_s": round(sum(s["encode_s"] for s in shards), 2)}
+    outputs = {"train": "train-*.bin/.idx/.plan.npz", "val": "val-*.bin/.idx/.plan.npz", "shards": "shards.json", "report": "report.md"}
+    manifest = write_manifest(out, "pack", plan.fingerprint, config, plan.inputs, counts, timings, outputs, {"summary": summary})
+    t = summary["train"]
+    log(f"pack: {t['docs']} train / {summary['val']['docs']} val documents, {t['tokens']} train tokens in {t['samples']} samples "
+        f"(padding {t['padding_fraction']:.2%}); {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}")
+    return manifest

@@ -1,0 +1,84 @@
+"""The packed token files as a PyTorch dataset, in a seeded order that can be resumed exactly.
+
+Each sample holds input ids, labels (-100 on padding), position ids restarting at each document
+piece, and the piece index of each position, from which attention is kept inside documents.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from llmdata.packing import IndexedDataset, PackPlan, sample_arrays
+
+
+class PackedDataset(Dataset):
+    """All shards of one split (`train` or `val`) of a pack stage folder."""
+
+    def __init__(self, folder: str, split: str = "train"):
+        with open(os.path.join(folder, "shards.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        self.pad_id = int(info["pad_id"])
+        self.seq_len = int(info["seq_len"])
+        self.shards: list[tuple[IndexedDataset, PackPlan]] = []
+        for idx in sorted(glob.glob(os.path.join(folder, f"{split}-*.idx"))):
+            prefix = idx[: -len(".idx")]
+            self.shards.append((IndexedDataset.open(prefix), PackPlan.load(prefix + ".plan.npz")))
+        sizes = [plan.samples for _, plan in self.shards]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        if not self.shards:
+            raise FileNotFoundError(f"no {split}-*.idx files in {folder}")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        shard = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        data, plan = self.shards[shard]
+        arrays = sample_arrays(data, plan, int(i - self.offsets[shard]), self.pad_id)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+class ResumableSampler(Sampler[int]):
+    """A seeded permutation per epoch; `state_dict()` after N samples and `load_state_dict()` on a
+    fresh sampler continue with exactly the samples an uninterrupted run would have seen."""
+
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
+        self.size = size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.position = 0
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.size)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            order = self._order()
+            while self.position < self.size:
+                i = int(order[self.position])
+                self.position += 1
+                yield i
+            self.epoch += 1
+            self.position = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["size"] != self.size or state["seed"] != self.seed:
+            raise ValueError("sampler state was saved for another dataset size or seed")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
