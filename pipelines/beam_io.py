@@ -85,6 +85,60 @@ def open_decompressed(path: str) -> BinaryIO:
     return raw if hasattr(raw, "readline") else io.BufferedReader(raw)
 
 
+def iter_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str) -> Iterator:
+    """Every unit of one file as a record (dict) or a Quarantined entry, in file order.
+
+    A file that breaks off (corrupt compression, unreadable parquet) ends with one
+    `unreadable_file` entry for the rest, so everything read before it is kept.
+    """
+    units = 0
+    try:
+        for item in _raw_units(path, fmt, text_mode, spec, source):
+            units += 1
+            yield item
+    except Exception as err:  # a corrupt gzip stream, an unreadable parquet footer, ...
+        detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        yield Quarantined("unreadable_file", source, units + 1, f"after {units} units: {detail}")
+
+
+def _raw_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str) -> Iterator:
+    if fmt == "jsonl":
+        with open_decompressed(path) as stream:
+            number = 0
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                number += 1
+                if line.endswith(b"\n"):
+                    line = line[:-1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                yield parse_json_line(line, spec, source, number)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            table = pq.ParquetFile(io.BytesIO(raw.read()))
+            number = 0
+            for batch in table.iter_batches(batch_size=1024):
+                for row in batch.to_pylist():
+                    number += 1
+                    shown = json.dumps(row, default=str, ensure_ascii=False)
+                    yield record_from_object(row, spec, source, number, shown)
+    else:
+        with open_decompressed(path) as stream:
+            data = stream.read()
+        if text_mode == "blank_line":
+            documents = split_blank_line_documents(data)
+            for start, chunk in documents:
+                yield parse_text_document(chunk, source, start)
+            if not documents:
+                yield Quarantined("empty_text", source, 1, "file holds no document", data)
+        else:
+            yield parse_text_document(data, source, 1)
+
+
 class ReadFileUnits(beam.DoFn):
     """One file in, its records out; quarantine entries on `bad`, (file, unit count) on `units`."""
 
@@ -96,59 +150,14 @@ class ReadFileUnits(beam.DoFn):
 
     def process(self, path: str) -> Iterator:
         source = relative_source(path, self.base)
-        fmt = detect_format(path, self.input_format)
         units = 0
-        try:
-            for item in self._units(path, fmt, source):
-                units += 1
-                if isinstance(item, Quarantined):
-                    yield beam.pvalue.TaggedOutput(BAD, item.to_json())
-                else:
-                    yield item
-        except Exception as err:  # a corrupt gzip stream, an unreadable parquet footer, ...
+        for item in iter_units(path, detect_format(path, self.input_format), self.text_mode, self.spec, source):
             units += 1
-            detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-            yield beam.pvalue.TaggedOutput(
-                BAD, Quarantined("unreadable_file", source, units, f"after {units - 1} units: {detail}").to_json()
-            )
-        yield beam.pvalue.TaggedOutput(UNITS, (source, units))
-
-    def _units(self, path: str, fmt: str, source: str) -> Iterator:
-        if fmt == "jsonl":
-            with open_decompressed(path) as stream:
-                number = 0
-                while True:
-                    line = stream.readline()
-                    if not line:
-                        break
-                    number += 1
-                    if line.endswith(b"\n"):
-                        line = line[:-1]
-                    if line.endswith(b"\r"):
-                        line = line[:-1]
-                    yield parse_json_line(line, self.spec, source, number)
-        elif fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-                table = pq.ParquetFile(io.BytesIO(raw.read()))
-                number = 0
-                for batch in table.iter_batches(batch_size=1024):
-                    for row in batch.to_pylist():
-                        number += 1
-                        shown = json.dumps(row, default=str, ensure_ascii=False)
-                        yield record_from_object(row, self.spec, source, number, shown)
-        else:
-            with open_decompressed(path) as stream:
-                data = stream.read()
-            if self.text_mode == "blank_line":
-                documents = split_blank_line_documents(data)
-                for start, chunk in documents:
-                    yield parse_text_document(chunk, source, start)
-                if not documents:
-                    yield Quarantined("empty_text", source, 1, "file holds no document", data)
+            if isinstance(item, Quarantined):
+                yield beam.pvalue.TaggedOutput(BAD, item.to_json())
             else:
-                yield parse_text_document(data, source, 1)
+                yield item
+        yield beam.pvalue.TaggedOutput(UNITS, (source, units))
 
 
 class BadRecordError(RuntimeError):

@@ -1,12 +1,14 @@
 """The pack stage: encode documents with the trained tokenizer, append end-of-text, split
 train/validation by a hash of the id, and write Megatron `.bin`/`.idx` shards with packing plans.
 
-    documents ─► (split, shard) by hash of id ─► GroupByKey ─► per shard: sort by id, encode in a
-    batch (tiktoken), write split-shard.bin/.idx and split-shard.plan.npz ─► figures per shard
+    input file i ─► read, split by hash of id, encode in a batch (tiktoken), write
+                    train-0000i.bin/.idx/.plan.npz and val-0000i.* ─► figures per file
+
+One input file becomes one shard per split, read, encoded and written by the same worker: the
+stage moves no document through a shuffle, and the shards are the same on every run.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,10 +21,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.packing import best_fit_plan, concat_plan, token_dtype, write_indexed
-from llmdata.records import FieldSpec, to_json_line
+from llmdata.records import FieldSpec, Quarantined, to_json_line
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+from pipelines.beam_io import BAD, UNITS, ApplyPolicy, Products, detect_format, glob_base, iter_units, relative_source
 from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
 from pipelines.tokenizer import is_heldout
@@ -35,39 +37,52 @@ class PackOptions(BaseModel):
     seq_len: int = Field(2048, ge=8, le=1_048_576)
     strategy: Literal["concat", "best_fit"] = "best_fit"
     val_fraction: float = Field(0.02, ge=0, lt=0.5)
-    num_shards: int = Field(4, ge=1, le=100_000)
     encode_threads: int = Field(1, ge=1, le=64)
 
 
-def shard_of(doc_id: str, num_shards: int) -> int:
-    return int(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).hexdigest(), 16) % num_shards
+class PackFile(beam.DoFn):
+    """Read one input file, then encode, write and plan its train and val shards.
 
+    Main output: each shard's figures; `bad`: quarantine entries; `units`: (file, units read).
+    """
 
-class PackShard(beam.DoFn):
-    """Encode, write and plan one (split, shard); yields its figures."""
-
-    def __init__(self, tokenizer_dir: str, out: str, opts: PackOptions):
+    def __init__(self, tokenizer_dir: str, out: str, opts: PackOptions, base: str):
         self.tokenizer_dir = tokenizer_dir
         self.out = out
         self.opts = opts
+        self.base = base
 
     def setup(self) -> None:
         self.tok = BPETokenizer.load(self.tokenizer_dir)
 
-    def process(self, item: tuple[tuple[str, int], list[dict]]) -> Iterator:
-        (split, shard), records = item
-        records = sorted(records, key=lambda r: r["id"])
+    def process(self, item: tuple[int, str]) -> Iterator:
+        index, path = item
+        source = relative_source(path, self.base)
+        splits: dict[str, list[dict]] = {"train": [], "val": []}
+        units = 0
+        for unit in iter_units(path, detect_format(path, "auto"), "file", FieldSpec(), source):
+            units += 1
+            if isinstance(unit, Quarantined):
+                yield beam.pvalue.TaggedOutput(BAD, unit.to_json())
+            else:
+                splits["val" if is_heldout(unit["id"], self.opts.val_fraction) else "train"].append(unit)
+        yield beam.pvalue.TaggedOutput(UNITS, (source, units))
+        for split, records in splits.items():
+            if records:
+                yield self._write(split, index, records)
+
+    def _write(self, split: str, shard: int, records: list[dict]) -> dict:
         started = time.time()
         encoded = self.tok.encode_batch([r["text"] for r in records], threads=self.opts.encode_threads)
         eot = self.tok.eot_id
         docs = [np.asarray(ids + [eot], dtype=np.int64) for ids in encoded]
         encode_s = time.time() - started
         dtype = token_dtype(self.tok.vocab_size)
-        name = f"{split}-{shard:05d}"
         lengths = [len(d) for d in docs]
         planner = best_fit_plan if self.opts.strategy == "best_fit" else concat_plan
         plan = planner(lengths, self.opts.seq_len)
         local = fs.is_local(self.out)
+        name = f"{split}-{shard:05d}"
         folder = self.out if local else tempfile.mkdtemp(prefix="llmpipe-pack-")
         os.makedirs(folder, exist_ok=True)
         tokens = write_indexed(os.path.join(folder, name), docs, dtype)
@@ -77,7 +92,7 @@ class PackShard(beam.DoFn):
                 with open(os.path.join(folder, name + suffix), "rb") as f:
                     fs.write_bytes_atomic(fs.join(self.out, name + suffix), f.read())
             shutil.rmtree(folder, ignore_errors=True)
-        yield {
+        return {
             "split": split, "shard": name, "docs": len(docs), "tokens": tokens, "samples": plan.samples,
             "window": plan.window, "padding": plan.padding, "dropped": plan.dropped, "split_docs": plan.split_docs,
             "text_bytes": sum(len(r["text"].encode("utf-8")) for r in records), "encode_s": encode_s,
@@ -86,25 +101,17 @@ class PackShard(beam.DoFn):
 
 def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, tokenizer_dir: str, opts: PackOptions,
                    policies: dict, default_policy: str) -> None:
-    read = (
+    packed = (
         p
-        | "Files" >> beam.Create(files)
+        | "Files" >> beam.Create(list(enumerate(files)))
         | "Spread" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
+        | "Pack" >> beam.ParDo(PackFile(tokenizer_dir, out, opts, base)).with_outputs(BAD, UNITS, main="figures")
     )
-    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
-    policed = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten() | "Policy" >> beam.ParDo(
-        ApplyPolicy(policies, default_policy)
-    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
-    val, shards = opts.val_fraction, opts.num_shards
-    figures = (
-        records
-        | "Key" >> beam.Map(lambda r: (("val" if is_heldout(r["id"], val) else "train", shard_of(r["id"], shards)), r))
-        | "GroupShards" >> beam.GroupByKey()
-        | "Pack" >> beam.ParDo(PackShard(tokenizer_dir, out, opts))
+    policed = packed[BAD] | "Policy" >> beam.ParDo(ApplyPolicy(policies, default_policy)).with_outputs(
+        ApplyPolicy.DROPPED, main="quarantined"
     )
     products = Products()
-    products.add(figures, "shard")
+    products.add(packed.figures, "shard")
     _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
         fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
     )
@@ -113,7 +120,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, toke
         policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
     ) | "Outcomes" >> beam.Flatten()
     products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
-    products.add(read[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    products.add(packed[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
     products.write(fs.join(out, WORK))
 
 

@@ -23,7 +23,7 @@ from llmdata.bpe import PATTERNS, learn_merges, pretokenize
 from llmdata.records import FieldSpec, to_json_line
 from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+from pipelines.beam_io import BAD, UNITS, ApplyPolicy, Products, ReadFileUnits, glob_base
 from pipelines.manifest import write_manifest
 from pipelines.stage import begin, by_reason, plan_stage, read_products
 
@@ -100,8 +100,10 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
     )
-    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
-    policed = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten() | "Policy" >> beam.ParDo(
+    # No duplicate-id check: counting joins nothing by id, and a shuffle of every document would
+    # cost more than the counting itself.
+    records = read.records
+    policed = read[BAD] | "Policy" >> beam.ParDo(
         ApplyPolicy(policies, default_policy)
     ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
     fraction = opts.heldout_fraction

@@ -79,7 +79,7 @@ def packed(clean_run, tmp_path_factory):
                  "--set", "tokenizer.vocab_size=800"]) == 0
     out = root / "pack"
     assert main(["pack", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--tokenizer", str(tok), "--output", str(out),
-                 "--set", "pack.seq_len=128", "--set", "pack.num_shards=2", "--set", "pack.val_fraction=0.1"]) == 0
+                 "--set", "pack.seq_len=128", "--set", "pack.val_fraction=0.1"]) == 0
     return out, tok
 
 
