@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data clean-stage dedup-stage bench-setup bench-clean bench-dedup distclean
+.PHONY: setup pipeline test sample-data clean-stage dedup-stage tokenizer-stage pack-stage bench-setup bench-clean bench-dedup bench-tokenizer distclean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ clean-stage: sample-data
 dedup-stage: clean-stage
 	$(LLMPIPE) dedup --config $(CONFIG) --run-name $(RUN)
 
+tokenizer-stage: dedup-stage
+	$(LLMPIPE) tokenizer --config $(CONFIG) --run-name $(RUN)
+
+pack-stage: tokenizer-stage
+	$(LLMPIPE) pack --config $(CONFIG) --run-name $(RUN)
+
 test: setup
 	$(PY) -m pytest
 
@@ -46,6 +52,9 @@ bench-clean: bench-setup
 
 bench-dedup: bench-setup
 	$(PY) bench/dedup_throughput.py
+
+bench-tokenizer: setup
+	$(PY) bench/tokenizer_throughput.py
 
 distclean:
 	rm -rf $(VENV) runs data build *.egg-info

@@ -86,17 +86,20 @@ def test_near_duplicates_and_line_dedup_on_handmade_data(tmp_path):
     assert c["removed"]["by_reason"] == {"exact": 1, "lines": 1, "near": 1} and c["input"] == 7
 
 
-def test_dedup_in_a_run_follows_the_clean_stage(small_corpus, tmp_path, capsys):
+def test_run_chains_every_stage_and_resumes(small_corpus, tmp_path, capsys):
     folder, _ = small_corpus
     common = ["--config", "configs/pipeline.yaml", "--set", f"run.root={tmp_path}", "--set", f"run.input={folder / 'shard-0001.jsonl.gz'}",
-              "--set", "clean.eval_labels=null", "--set", "dedup.eval_labels=null", "--run-name", "r"]
+              "--set", "clean.eval_labels=null", "--set", "dedup.eval_labels=null", "--set", "tokenizer.vocab_size=600",
+              "--set", "pack.seq_len=256", "--run-name", "r"]
     assert main(["run", *common]) == 0
     dedup_dir = tmp_path / "r" / "02-dedup"
     first = manifest(dedup_dir)
     assert first["counts"]["input"] == manifest(tmp_path / "r" / "01-clean")["counts"]["kept"]
     capsys.readouterr()
     assert main(["run", *common]) == 0
-    assert capsys.readouterr().out.count("up to date") == 2
+    assert capsys.readouterr().out.count("up to date") == 4  # clean, dedup, tokenizer, pack
+    assert (tmp_path / "r" / "03-tokenizer" / "tokenizer.json").exists()
+    assert json.loads((tmp_path / "r" / "04-pack" / "manifest.json").read_text())["counts"]["input"] == first["counts"]["kept"]
     # Rerunning the clean stage with another setting invalidates dedup.
     assert main(["run", *common, "--set", "clean.outliers.iqr_k=2.0"]) == 0
     assert manifest(dedup_dir)["fingerprint"] != first["fingerprint"]
