@@ -11,7 +11,7 @@ import gzip
 import io
 import json
 import os
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -241,3 +241,30 @@ def write_docs(pcoll: beam.PCollection, folder: str, label: str, num_shards: int
     _ = pcoll | f"{label}Lines" >> beam.Map(to_json_line) | f"{label}Write" >> beam.io.WriteToText(
         fs.join(folder, "part"), file_name_suffix=".jsonl.gz", num_shards=num_shards
     )
+
+
+def police_bad_records(bad: beam.PCollection, out: str, policies: dict, default: str) -> tuple[beam.PCollection, beam.PCollection]:
+    """Bad entries through their policies; quarantined ones are written to `out/quarantine/`.
+
+    Returns (quarantined, dropped); a `fail` policy stops the pipeline with a BadRecordError.
+    """
+    policed = bad | "Policy" >> beam.ParDo(ApplyPolicy(policies, default)).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
+        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
+    )
+    return policed.quarantined, policed[ApplyPolicy.DROPPED]
+
+
+def count_outcomes(products: "Products", units: beam.PCollection, outcomes: dict[str, tuple[beam.PCollection, Optional[str]]]) -> None:
+    """The stage's accounting as products: `input` (units every file reported) and `counts`
+    ((outcome, reason) -> n). `outcomes` maps an outcome name to its records and the field that
+    holds their reason (None: the outcome name is the reason)."""
+
+    def tagger(name: str, field: Optional[str]):
+        return lambda r: (name, r[field] if field else name)
+
+    tagged = tuple(
+        pcoll | f"Tag{name.title()}" >> beam.Map(tagger(name, field)) for name, (pcoll, field) in outcomes.items()
+    ) | "Outcomes" >> beam.Flatten()
+    products.add(tagged | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    products.add(units | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")

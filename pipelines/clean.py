@@ -28,11 +28,12 @@ from pipelines import fs
 from pipelines.beam_io import (
     BAD,
     UNITS,
-    ApplyPolicy,
     DedupIds,
     Products,
     ReadFileUnits,
+    count_outcomes,
     glob_base,
+    police_bad_records,
     quarantine_record,
     write_docs,
 )
@@ -312,15 +313,11 @@ def build_pipeline(
     kept = filtered.kept
     rejected = (scored[ScoreDocument.REJECTED], filtered[ApplyThresholds.REJECTED]) | "AllRejected" >> beam.Flatten()
     bad = tuple(bad_parts) | "AllBad" >> beam.Flatten()
-    policed = bad | "Policy" >> beam.ParDo(
-        ApplyPolicy(dict(section.bad_records.per_kind), section.bad_records.default)
-    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
-    quarantined, dropped = policed.quarantined, policed[ApplyPolicy.DROPPED]
+    quarantined, dropped = police_bad_records(bad, out, dict(section.bad_records.per_kind), section.bad_records.default)
 
     shards = section.output.num_shards
     write_docs(kept, fs.join(out, "kept"), "Kept", shards)
     write_docs(rejected, fs.join(out, "rejected"), "Rejected", shards)
-    write_docs(quarantined, fs.join(out, "quarantine"), "Quarantined", shards)
     if section.output.parquet:
         _write_parquet(kept, fs.join(out, "kept_parquet"), shards)
     products = Products()
@@ -328,15 +325,9 @@ def build_pipeline(
     products.add(plan, "plan")
 
     # Accounting: units reported by each file, against every outcome.
-    input_total = read[UNITS] | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum)
-    products.add(input_total, "input")
-    outcomes = (
-        kept | "KeptTag" >> beam.Map(lambda r: ("kept", "kept")),
-        rejected | "RejectedTag" >> beam.Map(lambda r: ("rejected", r["reason"])),
-        quarantined | "QuarantinedTag" >> beam.Map(lambda r: ("quarantined", r["reason"])),
-        dropped | "DroppedTag" >> beam.Map(lambda r: ("dropped", r["reason"])),
-    ) | "Outcomes" >> beam.Flatten()
-    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    count_outcomes(products, read[UNITS], {
+        "kept": (kept, None), "rejected": (rejected, "reason"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+    })
 
     # Feature statistics before and after filtering, and histogram counts for the report.
     before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()

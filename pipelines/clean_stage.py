@@ -11,21 +11,7 @@ from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
 from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.report import write_clean_report
-from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
-
-
-def collect_counts(products: dict[str, list]) -> dict:
-    """The stage's accounting, from the counts the pipeline wrote."""
-    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
-    inputs = products.get("input", [])
-    kept = sum(n for (k, _), n in pairs if k == "kept")
-    return {
-        "input": int(inputs[0]) if inputs else 0,
-        "kept": kept,
-        "rejected": by_reason(pairs, "rejected"),
-        "quarantined": by_reason(pairs, "quarantined"),
-        "dropped": by_reason(pairs, "dropped"),
-    }
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
 
 
 def _feature_stats(products: dict[str, list], phase: str) -> dict:
@@ -108,7 +94,7 @@ def run_clean(
 
     work = fs.join(out, WORK)
     products = read_products(work)
-    counts = collect_counts(products)
+    counts = outcome_counts(products, ("kept",), ("rejected", "quarantined", "dropped"))
     thresholds = (products.get("thresholds") or [{}])[0]
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
     imputation = (products.get("plan") or [{}])[0]

@@ -34,7 +34,7 @@ from llmdata.dedup import (
 )
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ApplyPolicy, DedupIds, Products, ReadFileUnits, glob_base
+from pipelines.beam_io import BAD, UNITS, DedupIds, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 
 WORK = "_work"
 _SIM_BINS = 20
@@ -322,7 +322,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     )
     records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
     bad = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten()
-    policed = bad | "Policy" >> beam.ParDo(ApplyPolicy(policies, default_policy)).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    quarantined, dropped = police_bad_records(bad, out, policies, default_policy)
     products = Products()
 
     key_opts = opts.key
@@ -387,10 +387,6 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
 
     write_sorted_shards(kept, fs.join(out, "kept"), "Kept", num_shards)
     write_sorted_shards(removed, fs.join(out, "removed"), "Removed", num_shards)
-    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
-        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
-    )
-
     cluster_sizes = (
         (kept, removed)
         | "Clustered" >> beam.Flatten()
@@ -400,15 +396,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "SizeHist" >> beam.combiners.Count.PerElement()
     )
     products.add(cluster_sizes, "cluster_size_hist")
-    input_total = read[UNITS] | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum)
-    products.add(input_total, "input")
-    outcomes = (
-        kept | "KeptTag" >> beam.Map(lambda r: ("kept", "kept")),
-        removed | "RemovedTag" >> beam.Map(lambda r: ("removed", r["dup_kind"])),
-        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
-        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
-    ) | "Outcomes" >> beam.Flatten()
-    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
+    count_outcomes(products, read[UNITS], {
+        "kept": (kept, None), "removed": (removed, "dup_kind"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+    })
     products.add(
         removed | "RemovedEx" >> beam.Map(lambda r: (r["dup_kind"], (r["id"], r.get("duplicate_of") or "-", r["text"][:160])))
         | "RemovedTop" >> beam.combiners.Top.PerKey(3, key=lambda e: e[0], reverse=True),

@@ -10,7 +10,7 @@ from pipelines import fs
 from pipelines.config import DedupSection
 from pipelines.dedup import WORK, run_pipeline, summary_products
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
 
 
 def planted_recall(out: str, labels_path: str, section: DedupSection) -> dict:
@@ -159,14 +159,7 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
             f"dedup: connected components did not converge in {section.max_rounds} rounds "
             f"({summary['unconverged_edges']} edges left); raise dedup.max_rounds"
         )
-    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
-    counts = {
-        "input": int((products.get("input") or [0])[0]),
-        "kept": sum(n for (k, _), n in pairs if k == "kept"),
-        "removed": by_reason(pairs, "removed"),
-        "quarantined": by_reason(pairs, "quarantined"),
-        "dropped": by_reason(pairs, "dropped"),
-    }
+    counts = outcome_counts(products, ("kept",), ("removed", "quarantined", "dropped"))
     evaluation = planted_recall(out, labels, section) if labels else None
     summary.update({"bands": bands, "rows": rows, "threshold": section.threshold, "num_perm": section.num_perm,
                     "s_curve": {f"{j / 20:.2f}": round(candidate_probability(j / 20, bands, rows), 4) for j in range(21)}})

@@ -21,12 +21,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.packing import best_fit_plan, concat_plan, token_dtype, write_indexed
-from llmdata.records import FieldSpec, Quarantined, to_json_line
+from llmdata.records import FieldSpec, Quarantined
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ApplyPolicy, Products, detect_format, glob_base, iter_units, relative_source
+from pipelines.beam_io import BAD, UNITS, Products, count_outcomes, detect_format, glob_base, iter_units, police_bad_records, relative_source
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, begin, by_reason, plan_stage, read_products
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
 from pipelines.tokenizer import is_heldout
 
 WORK = "_work"
@@ -107,20 +107,10 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, toke
         | "Spread" >> beam.Reshuffle()
         | "Pack" >> beam.ParDo(PackFile(tokenizer_dir, out, opts, base)).with_outputs(BAD, UNITS, main="figures")
     )
-    policed = packed[BAD] | "Policy" >> beam.ParDo(ApplyPolicy(policies, default_policy)).with_outputs(
-        ApplyPolicy.DROPPED, main="quarantined"
-    )
+    quarantined, dropped = police_bad_records(packed[BAD], out, policies, default_policy)
     products = Products()
     products.add(packed.figures, "shard")
-    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
-        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
-    )
-    outcomes = (
-        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
-        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
-    ) | "Outcomes" >> beam.Flatten()
-    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
-    products.add(packed[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    count_outcomes(products, packed[UNITS], {"quarantined": (quarantined, "reason"), "dropped": (dropped, "reason")})
     products.write(fs.join(out, WORK))
 
 
@@ -180,14 +170,8 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     fs.write_json(fs.join(out, "shards.json"), {"shards": shards, "summary": summary, "seq_len": opts.seq_len,
                                                   "strategy": opts.strategy, "eot_id": tok.eot_id, "pad_id": tok.special_ids["<|pad|>"]})
     fs.remove_tree(fs.join(out, WORK))
-    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
-    counts = {
-        "input": int((products.get("input") or [0])[0]),
-        "train": summary["train"]["docs"],
-        "val": summary["val"]["docs"],
-        "quarantined": by_reason(pairs, "quarantined"),
-        "dropped": by_reason(pairs, "dropped"),
-    }
+    counts = {**outcome_counts(products, (), ("quarantined", "dropped")),
+              "train": summary["train"]["docs"], "val": summary["val"]["docs"]}
     timings = {"total_s": round(time.time() - started, 2), "encode_s": round(sum(s["encode_s"] for s in shards), 2)}
     outputs = {"train": "train-*.bin/.idx/.plan.npz", "val": "val-*.bin/.idx/.plan.npz", "shards": "shards.json", "report": "report.md"}
     manifest = write_manifest(out, "pack", plan.fingerprint, config, plan.inputs, counts, timings, outputs, {"summary": summary})

@@ -73,3 +73,15 @@ def by_reason(pairs: list, kind: str) -> dict:
     """Total and per-reason counts of one kind of outcome, from ((kind, reason), n) pairs."""
     counts = {reason: n for (k, reason), n in pairs if k == kind}
     return {"total": sum(counts.values()), "by_reason": dict(sorted(counts.items()))}
+
+
+def outcome_counts(products: dict[str, list], totals: tuple[str, ...], with_reasons: tuple[str, ...]) -> dict:
+    """The manifest's counts from `count_outcomes` products: `input`, plain totals for outcomes
+    whose reason is themselves (kept, train...), per-reason breakdowns for the others."""
+    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
+    counts: dict = {"input": int((products.get("input") or [0])[0])}
+    for name in totals:
+        counts[name] = sum(n for (k, _), n in pairs if k == name)
+    for name in with_reasons:
+        counts[name] = by_reason(pairs, name)
+    return counts

@@ -23,9 +23,9 @@ from llmdata.bpe import PATTERNS, learn_merges, pretokenize
 from llmdata.records import FieldSpec, to_json_line
 from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
 from pipelines import fs
-from pipelines.beam_io import BAD, UNITS, ApplyPolicy, Products, ReadFileUnits, glob_base
+from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
-from pipelines.stage import begin, by_reason, plan_stage, read_products
+from pipelines.stage import begin, outcome_counts, plan_stage, read_products
 
 WORK = "_work"
 
@@ -103,9 +103,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     # No duplicate-id check: counting joins nothing by id, and a shuffle of every document would
     # cost more than the counting itself.
     records = read.records
-    policed = read[BAD] | "Policy" >> beam.ParDo(
-        ApplyPolicy(policies, default_policy)
-    ).with_outputs(ApplyPolicy.DROPPED, main="quarantined")
+    quarantined, dropped = police_bad_records(read[BAD], out, policies, default_policy)
     fraction = opts.heldout_fraction
     train, heldout = records | "Split" >> beam.Partition(lambda r, _: int(is_heldout(r["id"], fraction)), 2)
     products = Products()
@@ -125,17 +123,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     _ = heldout | "HeldoutLines" >> beam.Map(to_json_line) | "HeldoutWrite" >> beam.io.WriteToText(
         fs.join(out, "heldout", "part"), file_name_suffix=".jsonl.gz"
     )
-    _ = policed.quarantined | "QuarantineLines" >> beam.Map(to_json_line) | "QuarantineWrite" >> beam.io.WriteToText(
-        fs.join(out, "quarantine", "part"), file_name_suffix=".jsonl.gz"
-    )
-    outcomes = (
-        train | "TrainTag" >> beam.Map(lambda r: ("train", "train")),
-        heldout | "HeldTag" >> beam.Map(lambda r: ("heldout", "heldout")),
-        policed.quarantined | "QuarTag" >> beam.Map(lambda q: ("quarantined", q["reason"])),
-        policed[ApplyPolicy.DROPPED] | "DropTag" >> beam.Map(lambda q: ("dropped", q["reason"])),
-    ) | "Outcomes" >> beam.Flatten()
-    products.add(outcomes | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
-    products.add(read[UNITS] | "Units" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    count_outcomes(products, read[UNITS], {
+        "train": (train, None), "heldout": (heldout, None), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+    })
     products.write(fs.join(out, WORK))
 
 
@@ -229,14 +219,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
     }
     write_report(out, tok, figures)
     fs.remove_tree(fs.join(out, WORK))
-    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
-    counts = {
-        "input": int((products.get("input") or [0])[0]),
-        "train": sum(n for (k, _), n in pairs if k == "train"),
-        "heldout": sum(n for (k, _), n in pairs if k == "heldout"),
-        "quarantined": by_reason(pairs, "quarantined"),
-        "dropped": by_reason(pairs, "dropped"),
-    }
+    counts = outcome_counts(products, ("train", "heldout"), ("quarantined", "dropped"))
     timings = {"count_s": round(count_s, 2), "merge_s": round(merge_s, 2), "total_s": round(time.time() - started, 2)}
     outputs = {"tokenizer": "tokenizer.json", "vocab": "vocab.json", "merges": "merges.txt", "llmpipe": "llmpipe_tokenizer.json",
                "heldout": "heldout/part-*.jsonl.gz", "report": "report.md"}
