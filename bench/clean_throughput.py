@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -28,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmdata.sample_data import JUNK_MAKERS, bad_lines, good_documents  # noqa: E402
+from bench.common import append_results, machine_line  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
 
 DT_PYTHON = ROOT / "bench" / ".venv" / "bin" / "python"
@@ -62,16 +61,6 @@ def build_corpus(folder: Path, target_mb: float, shards: int, seed: int = 0) -> 
             for raw in lines[s * per : (s + 1) * per]:
                 f.write(raw + b"\n")
     return {"lines": len(lines), "bytes": size}
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_llmpipe(corpus: Path, out: Path, workers: int, rules: bool) -> dict:
@@ -140,7 +129,7 @@ def main() -> None:
         "",
         f"Command: `python bench/clean_throughput.py --mb {args.mb:g}`. Corpus: {docs} lines, {mb:.1f} MB of jsonl "
         f"(~{info['bytes'] / docs / 1e3:.1f} KB per document) in {args.shards} gzip shards; 2% junk, 1% bad lines.",
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}.",
+        machine_line(),
         "",
         "| tool | worker processes | wall s | docs/s | docs/s per core | MB/s per core | kept |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -152,13 +141,7 @@ def main() -> None:
               for label, workers, wall, _ in rows if not label.startswith("datatrove") and workers in base]
     if ratios:
         lines += [""] + [f"- {r}" for r in ratios]
-    text = "\n".join(lines) + "\n"
-    results = Path(args.results)
-    if not results.exists():
-        results.write_text("# Benchmark results\n\nEach section is written by the command it names, on the machine it names.\n")
-    with results.open("a") as f:
-        f.write(text)
-    print(text)
+    append_results(args.results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

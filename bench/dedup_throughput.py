@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -30,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmdata.dedup import DedupOptions  # noqa: E402
 from llmdata.sample_data import good_documents, near_duplicate  # noqa: E402
+from bench.common import append_results, machine_line  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
 from pipelines.dedup import exact_jaccard, shingle_hashes  # noqa: E402
 
@@ -193,7 +192,7 @@ def main() -> None:
         "documents is removed. A removed document outside the planted groups is wrongly removed only if no "
         "document of the corpus reaches the threshold with it (the standard library repeats docstrings, so some "
         "are natural duplicates).",
-        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
+        machine_line(),
         "",
         "| tool | worker processes | wall s | docs/s per core | recall of pairs with J >= 0.8 | pairs below 0.8 caught | natural duplicates removed | unique docs wrongly removed | removed | stage times |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -207,13 +206,7 @@ def main() -> None:
               for label, w, wall, _, _ in rows if label.startswith("llmpipe") and w in base]
     if ratios:
         lines += [""] + [f"- {r}" for r in ratios]
-    text = "\n".join(lines) + "\n"
-    results = Path(args.results)
-    if not results.exists():
-        results.write_text("# Benchmark results\n\nEach section is written by the command it names, on the machine it names.\n")
-    with results.open("a") as f:
-        f.write(text)
-    print(text)
+    append_results(args.results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.clean_throughput import build_corpus  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
+from bench.common import append_results, machine_line  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
 from pipelines.tokenizer import is_heldout  # noqa: E402
 
@@ -114,8 +114,8 @@ def main() -> None:
         "",
         f"Command: `python bench/tokenizer_throughput.py --mb {args.mb:g} --vocab {args.vocab}`. Corpus: the clean benchmark's "
         f"{len(docs)} documents; training on {len(train)} ({train_mb:.1f} MB), bytes/token on the same {len(heldout)} held-out "
-        f"documents ({held_bytes / 1e6:.2f} MB). GPT-2 pre-tokenizer regex for llmpipe, HF's ByteLevel for HF (the same regex). "
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"documents ({held_bytes / 1e6:.2f} MB). GPT-2 pre-tokenizer regex for llmpipe, HF's ByteLevel for HF (the same regex).",
+        machine_line(),
         "",
         "| trainer | wall s | vocabulary | held-out bytes/token |",
         "|---|---:|---:|---:|",
@@ -133,11 +133,7 @@ def main() -> None:
         per_core = total_mb / wall / workers
         lines.append(f"| llmpipe pack stage (best_fit, seq_len 2048; padding {train_summary['padding_fraction']:.2%}) | {workers} | "
                      f"{wall:.1f} | {per_core:.2f} | {per_core / (total_mb / raw_s):.2f}x |")
-    text = "\n".join(lines) + "\n"
-    results = Path(args.results)
-    with results.open("a") as f:
-        f.write(text)
-    print(text)
+    append_results(args.results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

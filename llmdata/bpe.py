@@ -26,6 +26,21 @@ def pretokenize(text: str, pattern: regex.Pattern) -> list[bytes]:
     return [m.encode("utf-8") for m in pattern.findall(text)]
 
 
+def merge_pair(seq: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """The sequence with every non-overlapping occurrence of `pair`, left to right, replaced."""
+    a, b = pair
+    out: list[int] = []
+    i = 0
+    while i < len(seq):
+        if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(seq[i])
+            i += 1
+    return out
+
+
 @dataclass
 class MergeResult:
     merges: list[tuple[int, int]]  # (left id, right id) in rank order; merge i creates id 256 + i
@@ -75,22 +90,11 @@ def learn_merges(counts: dict[bytes, int], vocab_size: int, min_pair_count: int 
         new_id = 256 + len(merges)
         merges.append(pair)
         vocab[new_id] = merged_bytes
-        a, b = pair
         touched: set[tuple[int, int]] = set()
         for wi in list(where.pop(pair, ())):
             w, f = words[wi], freqs[wi]
-            i = 0
-            out: list[int] = []
-            changed = False
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                    changed = True
-                else:
-                    out.append(w[i])
-                    i += 1
-            if not changed:
+            out = merge_pair(w, pair, new_id)
+            if len(out) == len(w):
                 continue
             for p in zip(w, w[1:]):
                 pair_counts[p] -= f
@@ -131,15 +135,8 @@ def learn_merges_naive(counts: dict[bytes, int], vocab_size: int, min_pair_count
         vocab[new_id] = vocab[best[0]] + vocab[best[1]]
         new_words: dict = {}
         for w, n in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + n
+            out = tuple(merge_pair(list(w), best, new_id))
+            new_words[out] = new_words.get(out, 0) + n
         words = new_words
     return merges
 
@@ -159,16 +156,7 @@ def encode_reference(text: str, merges: list[tuple[int, int]], pattern: regex.Pa
                     best, best_rank = p, r
             if best is None:
                 break
-            new_id = 256 + best_rank
-            out, i = [], 0
-            while i < len(seq):
-                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(seq[i])
-                    i += 1
-            seq = out
+            seq = merge_pair(seq, best, 256 + best_rank)
         ids.extend(seq)
     return ids
 
