@@ -17,7 +17,18 @@ import os
 import sys
 from typing import Callable, Optional
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+
+class _QuietOptionalBeamImports(logging.Filter):
+    """Beam logs at import time that the GCP client libraries are missing; without the `gcp`
+    extra that is expected and says nothing about the user's data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_QuietOptionalBeamImports())
+
+from pipelines.config import ConfigError, PipelineConfig, load_config  # noqa: E402  (after the filter)
 
 EXIT_USAGE = 2
 
