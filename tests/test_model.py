@@ -1,0 +1,136 @@
+"""The decoder model: shapes and counts, positions, attention variants, packing, generation."""
+import math
+
+import pytest
+import torch
+
+from training.model import ModelConfig, Transformer, alibi_slopes, apply_rope, rope_tables, sample_next
+
+
+def tiny(**kw) -> ModelConfig:
+    base = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, max_seq_len=64, ffn_multiple_of=16)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.mark.parametrize("kw", [{}, {"n_kv_heads": 1}, {"n_kv_heads": 2, "tie_embeddings": False}])
+def test_parameter_count_is_computed_from_shapes(kw):
+    cfg = tiny(**kw)
+    model = Transformer(cfg)
+    assert cfg.n_params() == sum(p.numel() for p in model.parameters())
+    assert cfg.flops_per_token(64) > 6 * cfg.n_params(embeddings=False)
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        tiny(n_heads=4, n_kv_heads=3)
+    with pytest.raises(ValueError, match="n_heads"):
+        tiny(d_model=30)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    torch.manual_seed(0)
+    cos, sin = rope_tables(16, 128, 10000.0)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(m, n):
+        return (apply_rope(q, cos, sin, torch.tensor([[m]])) * apply_rope(k, cos, sin, torch.tensor([[n]]))).sum()
+
+    assert torch.allclose(score(10, 3), score(57, 50), atol=1e-5)
+    assert not torch.allclose(score(10, 3), score(10, 4), atol=1e-3)
+    assert torch.allclose(apply_rope(q, cos, sin, torch.tensor([[0]])), q)
+
+
+def test_alibi_slopes():
+    assert torch.allclose(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    assert len(alibi_slopes(12)) == 12 and bool((alibi_slopes(12) > 0).all())
+
+
+def test_grouped_query_attention_equals_mha_with_repeated_kv():
+    torch.manual_seed(0)
+    gqa = Transformer(tiny(n_kv_heads=2))
+    mha = Transformer(tiny(n_kv_heads=4))
+    state = gqa.state_dict()
+    hd = gqa.cfg.head_dim
+    for name, tensor in list(state.items()):
+        if name.endswith("attn.wk.weight") or name.endswith("attn.wv.weight"):
+            state[name] = tensor.view(2, hd, -1).repeat_interleave(2, dim=0).reshape(4 * hd, -1)
+    mha.load_state_dict(state)
+    ids = torch.randint(0, 97, (2, 20))
+    assert torch.allclose(gqa(ids)["logits"], mha(ids)["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"position": "alibi"}, {"n_kv_heads": 1}, {"sliding_window": 5}, {"norm": "post"}])
+def test_kv_cache_generation_equals_generation_without_cache(kw):
+    torch.manual_seed(1)
+    model = Transformer(tiny(**kw))
+    prompt = torch.randint(0, 97, (2, 7))
+    with_cache = model.generate(prompt, 12, use_cache=True)
+    without = model.generate(prompt, 12, use_cache=False)
+    assert torch.equal(with_cache, without) and with_cache.shape == (2, 19)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    s1 = model.generate(prompt, 8, temperature=0.9, top_k=20, top_p=0.9, generator=g1)
+    s2 = model.generate(prompt, 8, temperature=0.9, top_k=20, top_p=0.9, use_cache=False, generator=g2)
+    assert torch.equal(s1, s2)
+
+
+def test_generation_stops_at_end_of_text():
+    torch.manual_seed(2)
+    model = Transformer(tiny())
+    prompt = torch.randint(0, 97, (1, 4))
+    eos = int(model.generate(prompt, 1)[0, -1])  # whatever greedy says first becomes "end of text"
+    assert model.generate(prompt, 10, eos_id=eos).shape == (1, 5)
+
+
+@pytest.mark.parametrize("position", ["rope", "alibi"])
+def test_packed_sequence_equals_documents_run_separately(position):
+    torch.manual_seed(3)
+    model = Transformer(tiny(position=position)).eval()
+    a, b = torch.randint(0, 97, (1, 9)), torch.randint(0, 97, (1, 6))
+    packed = torch.cat([a, b], dim=1)
+    positions = torch.cat([torch.arange(9), torch.arange(6)])[None]
+    docs = torch.tensor([[0] * 9 + [1] * 6])
+    out = model(packed, position_ids=positions, doc_ids=docs)["logits"]
+    assert torch.allclose(out[:, :9], model(a)["logits"], atol=1e-5)
+    assert torch.allclose(out[:, 9:], model(b)["logits"], atol=1e-5)
+    labels = torch.cat([a[:, 1:], torch.full((1, 1), -100), b[:, 1:], torch.full((1, 1), -100)], dim=1)
+    packed_loss = model(packed, labels=labels, position_ids=positions, doc_ids=docs)["loss"]
+    sep = [model(x, labels=torch.cat([x[:, 1:], torch.full((1, 1), -100)], dim=1))["loss"] for x in (a, b)]
+    assert torch.allclose(packed_loss, (sep[0] * 8 + sep[1] * 5) / 13, atol=1e-5)
+
+
+def test_sliding_window_limits_what_a_token_sees():
+    torch.manual_seed(4)
+    model = Transformer(tiny(n_layers=1, sliding_window=4)).eval()
+    ids = torch.randint(0, 97, (1, 16))
+    changed = ids.clone()
+    changed[0, 0] = (ids[0, 0] + 1) % 97
+    a, b = model(ids)["logits"], model(changed)["logits"]
+    assert not torch.allclose(a[:, 3], b[:, 3])  # position 3 still sees position 0
+    assert torch.allclose(a[:, 4:], b[:, 4:], atol=1e-6)  # later positions do not
+
+
+@pytest.mark.parametrize("norm", ["pre", "post", "deepnorm"])
+def test_loss_falls_when_training(norm):
+    torch.manual_seed(5)
+    model = Transformer(tiny(norm=norm))
+    data = torch.arange(32).repeat(4, 2)[:, :48] % 97
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(data[:, :-1], labels=data[:, 1:])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0] and math.isfinite(losses[-1])
+
+
+def test_sampling_filters():
+    logits = torch.tensor([[0.1, 3.0, 0.2, 2.9]])
+    assert int(sample_next(logits, 0.0, None, None)) == 1
+    assert int(sample_next(logits, 1.0, 1, None)) == 1
+    assert int(sample_next(logits, 1.0, None, 1e-6)) == 1
+    g = torch.Generator().manual_seed(0)
+    picks = {int(sample_next(logits, 1.0, 2, None, g)) for _ in range(50)}
+    assert picks <= {1, 3} and len(picks) == 2

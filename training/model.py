@@ -1,0 +1,319 @@
+"""The decoder-only transformer, in one file to read top to bottom.
+
+Token embedding (optionally tied to the output head) -> N blocks -> final RMSNorm -> head.
+A block: grouped-query attention with rotary positions (or ALiBi), then a SwiGLU MLP, each in a
+residual branch, pre-norm by default (post-norm and DeepNorm as options). Attention runs through
+`torch.nn.functional.scaled_dot_product_attention`, which picks FlashAttention kernels on GPUs
+when the mask is plain causal. Packed sequences keep attention inside each document: `doc_ids`
+gives a block-diagonal causal mask, and `position_ids` restart at each document.
+
+The model knows nothing of parallelism or checkpointing; those live beside it (torchtitan's rule).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 8192
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: int = 8  # 1 = multi-query, n_heads = multi-head, between = grouped-query
+    ffn_multiple_of: int = 64  # SwiGLU hidden size: 8/3 d_model rounded up to this multiple
+    max_seq_len: int = 2048
+    position: Literal["rope", "alibi"] = "rope"
+    rope_theta: float = 10000.0
+    norm: Literal["pre", "post", "deepnorm"] = "pre"
+    sliding_window: Optional[int] = None  # attend to at most this many previous tokens
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+        if self.position == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError("rotary positions need an even head dimension")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ffn_hidden(self) -> int:
+        hidden = int(8 * self.d_model / 3)
+        return self.ffn_multiple_of * math.ceil(hidden / self.ffn_multiple_of)
+
+    def n_params(self, embeddings: bool = True) -> int:
+        """Parameters, computed from the shapes (tested equal to the module's count)."""
+        d, kv = self.d_model, self.n_kv_heads * self.head_dim
+        attn = d * d + 2 * d * kv + d * d
+        mlp = 3 * d * self.ffn_hidden
+        per_layer = attn + mlp + 2 * d
+        total = self.n_layers * per_layer + d  # + final norm
+        if embeddings:
+            total += self.vocab_size * d * (1 if self.tie_embeddings else 2)
+        else:
+            total += 0 if self.tie_embeddings else self.vocab_size * d
+        return total
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token, nanoGPT/PaLM's formula: 6N + 12·L·H·Q·T, with N the
+        non-embedding parameters plus the output head, L layers, H heads, Q head dim, T context."""
+        n = self.n_params(embeddings=False) + self.vocab_size * self.d_model
+        return 6 * n + 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position x frequency, shape (max_len, head_dim / 2)."""
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(max_len, device=device, dtype=torch.float32), inv)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[2i], x[2i+1]) of each head by position x frequency i.
+
+    x: (batch, heads, seq, head_dim); positions: (batch, seq).
+    """
+    c = cos[positions].unsqueeze(1)  # (batch, 1, seq, head_dim/2)
+    s = sin[positions].unsqueeze(1)
+    x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
+    out = torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press et al. 2022): a geometric sequence, 2^-8/n ... 2^-8."""
+    def powers(n: int) -> list[float]:
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(powers(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    extra = powers(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(powers(closest) + extra)
+
+
+def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, q_doc: Optional[torch.Tensor], k_doc: Optional[torch.Tensor],
+                   window: Optional[int]) -> torch.Tensor:
+    """Boolean (batch, 1, q, k) mask: causal by absolute index, same document, within the window.
+
+    q_pos / k_pos are absolute indices in the sequence (with a KV cache, keys reach further back).
+    """
+    allowed = k_pos[:, None, :] <= q_pos[:, :, None]
+    if window is not None:
+        allowed &= k_pos[:, None, :] > q_pos[:, :, None] - window
+    if q_doc is not None:
+        allowed &= q_doc[:, :, None] == k_doc[:, None, :]
+    return allowed.unsqueeze(1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        kv = cfg.n_kv_heads * cfg.head_dim
+        self.wq = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.wk = nn.Linear(cfg.d_model, kv, bias=False)
+        self.wv = nn.Linear(cfg.d_model, kv, bias=False)
+        self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        if cfg.position == "alibi":
+            self.register_buffer("slopes", alibi_slopes(cfg.n_heads), persistent=False)
+
+    def forward(self, x: torch.Tensor, rope: Optional[tuple], positions: torch.Tensor, index: torch.Tensor,
+                doc_ids: Optional[torch.Tensor], cache: Optional[dict]) -> torch.Tensor:
+        b, t, _ = x.shape
+        cfg = self.cfg
+        q = self.wq(x).view(b, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)
+        k = self.wk(x).view(b, t, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
+        v = self.wv(x).view(b, t, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
+        if rope is not None:
+            q = apply_rope(q, *rope, positions)
+            k = apply_rope(k, *rope, positions)
+        k_index, k_doc, k_pos = index, doc_ids, positions
+        if cache is not None:  # append this step's keys and values to the cache
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+                k_index = torch.cat([cache["index"], index], dim=1)
+                k_pos = torch.cat([cache["pos"], positions], dim=1)
+                k_doc = torch.cat([cache["doc"], doc_ids], dim=1) if doc_ids is not None else None
+            cache.update(k=k, v=v, index=k_index, pos=k_pos, doc=k_doc)
+        plain = doc_ids is None and cfg.sliding_window is None and cfg.position == "rope" and cache is None
+        groups = cfg.n_heads // cfg.n_kv_heads
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        if plain:  # the FlashAttention-eligible path
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = attention_mask(index, k_index, doc_ids, k_doc, cfg.sliding_window)
+            if cfg.position == "alibi":
+                distance = (k_pos[:, None, None, :] - positions[:, None, :, None]).float()  # <= 0 for the past
+                bias = self.slopes.view(1, -1, 1, 1) * distance
+                bias = bias.masked_fill(~mask, float("-inf"))
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(b, t, cfg.d_model))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
+        self.w3 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+        # DeepNorm (Wang et al. 2022), decoder-only: x_{l+1} = LN(alpha * x_l + f(x_l)), alpha = (2N)^(1/4)
+        self.alpha = (2 * cfg.n_layers) ** 0.25 if cfg.norm == "deepnorm" else 1.0
+
+    def forward(self, x: torch.Tensor, rope, positions, index, doc_ids, cache) -> torch.Tensor:
+        if self.cfg.norm == "pre":
+            x = x + self.attn(self.attn_norm(x), rope, positions, index, doc_ids, cache)
+            return x + self.mlp(self.mlp_norm(x))
+        x = self.attn_norm(self.alpha * x + self.attn(x, rope, positions, index, doc_ids, cache))
+        return self.mlp_norm(self.alpha * x + self.mlp(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        self._rope = None
+        self.apply(self._init)
+        if cfg.norm == "deepnorm":  # DeepNorm's beta scales the value, output and MLP projections
+            beta = (8 * cfg.n_layers) ** -0.25
+            for block in self.blocks:
+                for lin in (block.attn.wv, block.attn.wo, block.mlp.w1, block.mlp.w2, block.mlp.w3):
+                    nn.init.xavier_normal_(lin.weight, gain=beta)
+        else:  # GPT-2's scaled init of the residual projections
+            for block in self.blocks:
+                for lin in (block.attn.wo, block.mlp.w2):
+                    nn.init.normal_(lin.weight, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+
+    def _init(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.cfg.init_std)
+
+    def rope(self, device) -> Optional[tuple]:
+        if self.cfg.position != "rope":
+            return None
+        if self._rope is None or self._rope[0].device != device:
+            self._rope = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, device)
+        return self._rope
+
+    def forward(self, input_ids: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None, doc_ids: Optional[torch.Tensor] = None,
+                cache: Optional[list[dict]] = None, start: int = 0) -> dict:
+        """Logits, and the mean next-token loss over labels != -100 when labels are given.
+
+        `position_ids` default to start..start+T; `doc_ids` (same shape) keep attention inside
+        documents; `cache` (one dict per layer) makes generation incremental, `start` being the
+        index of the first new token.
+        """
+        b, t = input_ids.shape
+        device = input_ids.device
+        index = torch.arange(start, start + t, device=device).expand(b, t)
+        positions = index if position_ids is None else position_ids
+        if int(positions.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.cfg.max_seq_len}")
+        x = self.embed(input_ids)
+        rope = self.rope(device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
+        logits = self.head(self.norm(x))
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, eos_id: Optional[int] = None, use_cache: bool = True,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Continue each prompt: greedy at temperature 0, else sampling with top-k / top-p.
+        Stops early when every sequence has produced `eos_id`."""
+        self.eval()
+        seq = prompt
+        cache = [dict() for _ in self.blocks] if use_cache else None
+        done = torch.zeros(prompt.size(0), dtype=torch.bool, device=prompt.device)
+        step_input, start = seq, 0
+        for _ in range(max_new_tokens):
+            if seq.size(1) >= self.cfg.max_seq_len:
+                break
+            if use_cache:
+                logits = self(step_input, cache=cache, start=start)["logits"][:, -1]
+            else:
+                logits = self(seq)["logits"][:, -1]
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            if eos_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                done |= nxt == eos_id
+            start = seq.size(1)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            step_input = nxt[:, None]
+            if eos_id is not None and bool(done.all()):
+                break
+        return seq
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float],
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set whose mass reaches top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
