@@ -134,3 +134,20 @@ def test_sampling_filters():
     g = torch.Generator().manual_seed(0)
     picks = {int(sample_next(logits, 1.0, 2, None, g)) for _ in range(50)}
     assert picks <= {1, 3} and len(picks) == 2
+
+
+@pytest.mark.parametrize("name, size", [("125m", 125e6), ("350m", 350e6), ("1b", 1e9)])
+def test_presets_are_the_size_their_names_say(name, size):
+    from training.model import load_preset
+
+    cfg = load_preset(name)
+    assert 0.8 * size <= cfg.n_params() <= 1.25 * size, cfg.n_params()
+
+
+def test_tiny_preset_builds_and_unknown_presets_are_refused():
+    from training.model import load_preset
+
+    cfg = load_preset("tiny", vocab_size=300)
+    assert Transformer(cfg)(torch.randint(0, 300, (1, 8)))["logits"].shape == (1, 8, 300)
+    with pytest.raises(ValueError, match="unknown model preset"):
+        load_preset("huge")

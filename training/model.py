@@ -77,6 +77,17 @@ class ModelConfig:
         return asdict(self)
 
 
+def load_preset(name: str, path: str = "configs/models.yaml", **overrides) -> ModelConfig:
+    """A named preset from configs/models.yaml (read with safe_load), with overrides."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        presets = yaml.safe_load(f)
+    if name not in presets:
+        raise ValueError(f"unknown model preset {name!r} (known: {', '.join(presets)})")
+    return ModelConfig(**{**presets[name], **overrides})
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
