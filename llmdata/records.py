@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -18,6 +19,7 @@ BAD_RECORD_KINDS = (
     "blank_line",
     "invalid_utf8",
     "invalid_json",
+    "invalid_unicode",
     "not_an_object",
     "missing_text",
     "null_text",
@@ -67,6 +69,9 @@ class FieldSpec:
 
 
 Parsed = Union[dict, Quarantined]
+
+#: A JSON escape of a UTF-16 surrogate; only lines holding one need the full check below.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 #: Fields a stage adds to a record; reading a stage's output back keeps them where they were
 #: instead of folding them into `meta` (and keeps the first stage's `origin`).
@@ -168,7 +173,22 @@ def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Pars
         msg = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
         pos = f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         return Quarantined("invalid_json", source, line, f"{msg}{pos}", raw)
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(obj):
+        return Quarantined("invalid_unicode", source, line, "unpaired surrogate escape (\\ud800-\\udfff)", raw)
     return record_from_object(obj, spec, source, line, raw)
+
+
+def _encodable(obj: Any) -> bool:
+    """Whether every string in a decoded JSON value is valid Unicode (no lone surrogates).
+
+    Python's json accepts "\\ud800" and gives a string that cannot be written as UTF-8; a paired
+    escape ("\\ud83d\\ude00") becomes one character and passes.
+    """
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def parse_text_document(raw: bytes, source: str, unit: int) -> Parsed:

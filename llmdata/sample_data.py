@@ -195,6 +195,7 @@ def bad_lines(rng: random.Random, good_ids: list[str]) -> list[tuple[bytes, str]
         good = json.dumps({"id": f"latin1-{i}", "text": "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e"}, ensure_ascii=False)
         out.append((good.encode("latin-1"), "invalid_utf8"))
     out.append((b'{"id": "bad-bytes", "text": "\xff\xfe\xfd garbage"}', "invalid_utf8"))
+    out.append((b'{"id": "lone-surrogate", "text": "half of an emoji \\ud83d and nothing after"}', "invalid_unicode"))
     for i in range(5):
         out.append((json.dumps({"id": f"no-text-{i}", "body": "the text is under another key"}).encode(), "missing_text"))
         out.append((json.dumps({"id": f"null-text-{i}", "text": None}).encode(), "null_text"))

@@ -41,6 +41,9 @@ def test_each_bad_kind_has_its_reason():
     assert reason(b'{"id": true, "text": "x"}') == "invalid_id"
     assert reason(b'{"id": "  ", "text": "x"}') == "invalid_id"
     assert reason(b'{"id": 7, "text": "x"}') == "ok"
+    assert reason(b'{"text": "lone \\ud800 surrogate"}') == "invalid_unicode"
+    assert reason(b'{"text": "fine", "meta": {"note": "\\udfff"}}') == "invalid_unicode"
+    assert reason(b'{"text": "paired \\ud83d\\ude00 emoji"}') == "ok"
 
 
 def test_quarantine_keeps_raw_line_text_or_base64():
