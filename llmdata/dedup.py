@@ -16,6 +16,8 @@ import numpy as np
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmdata.missing import is_number
+
 _PUNCT = regex.compile(r"[\p{P}\p{S}\p{Cc}]")  # one space per character; controls separate words too
 _SPACES = regex.compile(r"\s+")
 _DIGIT = regex.compile(r"\p{Nd}")
@@ -196,7 +198,7 @@ def preference_key(record: dict, prefer: str, prefer_field: Optional[str] = None
     primary = 0.0
     if prefer_field:
         value = (record.get("scores") or {}).get(prefer_field, (record.get("meta") or {}).get(prefer_field))
-        primary = -float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else math.inf
+        primary = -float(value) if is_number(value) else math.inf
     secondary = -len(record["text"]) if prefer == "longest" else 0
     return (primary, secondary, record["id"] if prefer == "first" else "", tie)
 

@@ -169,10 +169,12 @@ def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Pars
         return Quarantined("invalid_utf8", source, line, f"byte {err.start}: {err.reason}", raw)
     try:
         obj = json.loads(decoded)
-    except (json.JSONDecodeError, RecursionError) as err:
-        msg = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
-        pos = f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
-        return Quarantined("invalid_json", source, line, f"{msg}{pos}", raw)
+    except json.JSONDecodeError as err:
+        return Quarantined("invalid_json", source, line, f"{err.msg} at column {err.colno}", raw)
+    except RecursionError:
+        return Quarantined("invalid_json", source, line, "nested too deeply", raw)
+    except ValueError as err:  # e.g. an integer longer than Python's 4300-digit conversion limit
+        return Quarantined("invalid_json", source, line, str(err).splitlines()[0][:200], raw)
     if _SURROGATE_ESCAPE.search(raw) and not _encodable(obj):
         return Quarantined("invalid_unicode", source, line, "unpaired surrogate escape (\\ud800-\\udfff)", raw)
     return record_from_object(obj, spec, source, line, raw)

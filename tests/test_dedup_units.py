@@ -82,6 +82,8 @@ def test_preference_is_deterministic():
     assert min([a, b], key=lambda r: preference_key(r, "longest")) is b
     assert min([a, b], key=lambda r: preference_key(r, "first")) is a
     assert min([a, b], key=lambda r: preference_key(r, "longest", "q")) is a
+    huge = {"id": "c", "text": "x", "meta": {"q": 10**400}}  # not a usable number: ranks last
+    assert min([huge, b], key=lambda r: preference_key(r, "longest", "q")) is b
 
 
 def union_find(edges):

@@ -181,6 +181,13 @@ def test_plan_rules_and_drop():
     assert filled[0][1] == []
 
 
+def test_integers_beyond_float_range_are_not_numbers():
+    from llmdata.missing import is_number
+
+    assert is_number(3) and is_number(2.5) and not is_number(True) and not is_number(float("nan"))
+    assert not is_number(10**400) and presence({"n": 10**400}) == {"n": "other"}
+
+
 def test_plan_median_default_for_unlisted_numeric_fields():
     metas = [{"n": 1}, {"n": 2}, {"n": 100}, {"n": None}]
     plan = _plan(metas, MissingOptions())

@@ -44,6 +44,8 @@ def test_each_bad_kind_has_its_reason():
     assert reason(b'{"text": "lone \\ud800 surrogate"}') == "invalid_unicode"
     assert reason(b'{"text": "fine", "meta": {"note": "\\udfff"}}') == "invalid_unicode"
     assert reason(b'{"text": "paired \\ud83d\\ude00 emoji"}') == "ok"
+    assert reason(b'{"text": "x", "n": ' + b"9" * 5000 + b"}") == "invalid_json"  # past the int-conversion limit
+    assert reason(b'{"text": "x", "n": ' + b"9" * 400 + b"}") == "ok"
 
 
 def test_quarantine_keeps_raw_line_text_or_base64():
