@@ -165,3 +165,26 @@ def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):
     (stage / "manifest.json").unlink()
     assert main(["run", *common]) == 0
     assert "up to date" not in capsys.readouterr().out and (stage / "manifest.json").exists()
+
+
+def test_hostile_json_lines_are_quarantined_not_fatal(tmp_path):
+    lines = [
+        b'{"id": "ok", "text": "An ordinary document with a few words in it."}',
+        b'{"id": "s1", "text": "lone \\ud800 surrogate"}',  # valid JSON, not valid Unicode
+        b'{"id": "s2", "text": "fine", "meta": {"deep": ["\\udfff"]}}',
+        b'{"id": "emoji", "text": "paired \\ud83d\\ude00 surrogates make an emoji"}',
+        b'{"id": "huge", "text": "a huge integer in meta", "n": ' + b"9" * 400 + b"}",
+        b'{"id": "longer", "text": "past the int limit", "n": ' + b"9" * 5000 + b"}",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"id": "nan", "text": "NaN metadata", "x": NaN, "y": -Infinity}',
+        b'{"id": "ctl", "text": "\\u0000\\u200b\\u200b"}',  # nothing visible once normalized
+    ]
+    (tmp_path / "h.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    assert main(["clean", "--input", str(tmp_path / "h.jsonl"), "--output", str(out), "--set", "clean.outliers.enabled=false"]) == 0
+    c = manifest(out)["counts"]
+    assert c["input"] == len(lines)
+    assert c["quarantined"]["by_reason"] == {"empty_after_normalization": 1, "invalid_json": 2, "invalid_unicode": 2}
+    kept = {r["id"]: r for r in read_jsonl_gz(out / "kept")}
+    assert set(kept) == {"ok", "emoji", "huge", "nan"}
+    assert "\U0001f600" in kept["emoji"]["text"] and kept["huge"]["meta"]["n"] == int("9" * 400)
