@@ -12,7 +12,7 @@ The model knows nothing of parallelism or checkpointing; those live beside it (t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
@@ -72,9 +72,6 @@ class ModelConfig:
         non-embedding parameters plus the output head, L layers, H heads, Q head dim, T context."""
         n = self.n_params(embeddings=False) + self.vocab_size * self.d_model
         return 6 * n + 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def load_preset(name: str, path: str = "configs/models.yaml", **overrides) -> ModelConfig:
