@@ -1,0 +1,59 @@
+"""The DeepSpeed engine from the training section: it really initializes on CPU (gloo)."""
+import pytest
+import torch
+from pydantic import ValidationError
+
+from training.engine import TrainSection, build_engine, deepspeed_config, lr_factor, param_groups
+from training.model import ModelConfig, Transformer
+
+
+def tiny_model() -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, ffn_multiple_of=16))
+
+
+def test_pipeline_parallelism_with_zero_2_or_3_is_refused():
+    with pytest.raises(ValidationError, match="pipeline parallelism needs ZeRO stage 0 or 1"):
+        TrainSection(pipeline_stages=2, zero_stage=2)
+    TrainSection(pipeline_stages=2, zero_stage=1)
+    with pytest.raises(ValidationError, match="offload_optimizer needs"):
+        TrainSection(offload_optimizer=True, zero_stage=0)
+
+
+def test_config_and_parameter_groups():
+    section = TrainSection(micro_batch=4, grad_accum=3, zero_stage=2, offload_optimizer=True)
+    cfg = deepspeed_config(section, bf16=False)
+    assert cfg["train_micro_batch_size_per_gpu"] == 4 and cfg["gradient_accumulation_steps"] == 3
+    assert cfg["zero_optimization"] == {"stage": 2, "offload_optimizer": {"device": "cpu", "pin_memory": True}}
+    model = tiny_model()
+    decay, no_decay = param_groups(model, 0.1)
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert total == model.cfg.n_params()  # tied embedding counted once
+
+
+def test_warmup_then_cosine_to_min_lr():
+    s = TrainSection(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
+    assert lr_factor(0, s) == pytest.approx(0.1) and lr_factor(9, s) == pytest.approx(1.0)
+    assert lr_factor(60, s) == pytest.approx(0.55)  # halfway through the cosine
+    assert lr_factor(110, s) == pytest.approx(0.1) and lr_factor(500, s) == pytest.approx(0.1)
+
+
+def _losses(stage: int) -> list[float]:
+    engine, config = build_engine(tiny_model(), TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0, max_steps=10))
+    assert config["bf16"]["enabled"] is False  # fp32 on the CPU accelerator
+    data = torch.arange(32).repeat(2, 2)[:, :33] % 97
+    losses = []
+    for _ in range(4):
+        loss = engine(data[:, :-1], labels=data[:, 1:])["loss"]
+        engine.backward(loss)
+        engine.step()
+        losses.append(float(loss))
+    return losses
+
+
+def test_zero_stages_give_the_same_losses_on_one_cpu_rank():
+    reference = _losses(0)
+    assert reference[-1] < reference[0]
+    for stage in (1, 2, 3):
+        assert _losses(stage) == pytest.approx(reference, rel=1e-4)

@@ -1,0 +1,125 @@
+"""The DeepSpeed engine, built from the YAML's training section.
+
+Beside the model, never inside it: micro batch, accumulation, ZeRO stage and offload, precision,
+clipping, AdamW with decay and no-decay groups, and a warmup + cosine schedule. The accelerator
+comes from DeepSpeed (`get_accelerator()`), never a hard-coded "cuda"; on a machine without a GPU
+DeepSpeed's CPU accelerator runs it with the gloo backend, in fp32.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    micro_batch: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    zero_stage: int = Field(1, ge=0, le=3)
+    offload_optimizer: bool = False  # ZeRO-Offload of optimizer state to CPU memory (stage >= 1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator supports it
+    grad_clip: float = Field(1.0, ge=0)
+    lr: float = Field(3e-4, gt=0)
+    min_lr: float = Field(3e-5, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = Field(100, ge=0)
+    max_steps: int = Field(1000, ge=1)
+    pipeline_stages: int = Field(1, ge=1)  # > 1: deepspeed.pipe.PipelineModule
+    activation_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "TrainSection":
+        if self.pipeline_stages > 1 and self.zero_stage > 1:
+            raise ValueError(
+                f"pipeline parallelism needs ZeRO stage 0 or 1 (got zero_stage {self.zero_stage} with "
+                f"pipeline_stages {self.pipeline_stages})"
+            )
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
+        return self
+
+
+def setup_distributed() -> None:
+    """One-process defaults (rank 0 of 1) when no launcher set them, then DeepSpeed's init.
+
+    Without a GPU, DeepSpeed's CPU accelerator is selected, which talks gloo.
+    """
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        os.environ.setdefault(key, value)
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+
+
+def use_bf16(section: TrainSection) -> bool:
+    if section.precision != "auto":
+        return section.precision == "bf16"
+    from deepspeed.accelerator import get_accelerator
+
+    accel = get_accelerator()
+    return accel.device_name() != "cpu" and accel.is_bf16_supported()
+
+
+def deepspeed_config(section: TrainSection, bf16: bool) -> dict:
+    zero: dict = {"stage": section.zero_stage}
+    if section.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_micro_batch_size_per_gpu": section.micro_batch,
+        "gradient_accumulation_steps": section.grad_accum,
+        "gradient_clipping": section.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,  # the trainer logs; DeepSpeed stays quiet
+        "wall_clock_breakdown": False,
+    }
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices (linear and embedding weights), none on norms and biases."""
+    decay, no_decay = [], []
+    seen = set()
+    for _, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:  # tied weights appear once
+            continue
+        seen.add(id(p))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, section: TrainSection) -> float:
+    """Multiplier of `lr` at a step: linear warmup, then cosine decay to min_lr at max_steps."""
+    if step < section.warmup_steps:
+        return (step + 1) / section.warmup_steps
+    span = max(section.max_steps - section.warmup_steps, 1)
+    progress = min((step - section.warmup_steps) / span, 1.0)
+    floor = section.min_lr / section.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_engine(model: torch.nn.Module, section: TrainSection):
+    """The DeepSpeed engine and the config it was built with."""
+    import deepspeed
+
+    setup_distributed()
+    config = deepspeed_config(section, use_bf16(section))
+    if section.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(param_groups(model, section.weight_decay), lr=section.lr, betas=section.betas)
+    else:
+        optimizer = torch.optim.AdamW(param_groups(model, section.weight_decay), lr=section.lr, betas=section.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, section))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+    return engine, config
