@@ -67,8 +67,9 @@ def glob_base(pattern: str) -> str:
 def open_decompressed(path: str) -> BinaryIO:
     """A binary stream of the file's content, decompressed by Python's own modules.
 
-    Beam's decompressor treats a truncated gzip stream as a normal end of file (measured: half
-    of a gzip file read back as 30 bytes and no error), which would lose the rest of a shard
+    Beam's decompressor treats a truncated gzip stream as a normal end of file (`python
+    bench/probes.py truncated-gzip`: half of a gzip file reads back as 30 bytes, no error), which
+    would lose the rest of a shard
     silently; Python's gzip, bz2 and zstandard readers raise instead, and the reader quarantines
     the remainder as `unreadable_file`.
     """
