@@ -15,7 +15,6 @@ import math
 from typing import Any, Iterator, Optional
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from llmdata import features as feats
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
@@ -25,6 +24,7 @@ from llmdata.outliers import feature_threshold, from_json, to_json_safe, transfo
 from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
 from pipelines import fs
+from pipelines.stage import beam_pipeline
 from pipelines.beam_io import (
     BAD,
     UNITS,
@@ -390,8 +390,7 @@ def run_pipeline(
     saved_thresholds: Optional[dict] = None,
     labels_path: Optional[str] = None,
 ) -> None:
-    options = PipelineOptions(beam_args or ["--runner=DirectRunner"])
-    with beam.Pipeline(options=options) as p:
+    with beam_pipeline(beam_args) as p:
         build_pipeline(p, files, glob_base(pattern), out, section, saved_thresholds, labels_path)
 
 

@@ -82,9 +82,8 @@ def run_clean(
         extra["thresholds"] = to_json_safe(saved)
     if labels:
         extra["labels"] = input_fingerprint(labels)
-    plan = plan_stage("clean", config, pattern, out, force, extra)
+    plan = plan_stage("clean", config, pattern, out, force, extra, log=log)
     if plan.up_to_date:
-        log(f"clean: up to date in {out} (use --force to rerun)")
         return plan.up_to_date
 
     begin(out, plan, "clean", log)

@@ -94,125 +94,88 @@ def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
-def cmd_clean(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.clean_stage import run_clean
-    from pipelines.rundir import stage_dir
-
-    cfg = _load(args)
-    pattern = args.input or cfg.run.input
-    if not pattern:
-        raise ConfigError("no input: give --input GLOB or set run.input in the config")
-    out = args.output or stage_dir(cfg, "clean")
-    run_clean(cfg.clean, pattern, out, _beam_args(beam_args, args.workers), force=args.force,
-              thresholds_file=args.thresholds)
-    return 0
+#: The data stages in run order, and the stage whose kept documents each one reads by default.
+DATA_STAGES = ("clean", "dedup", "tokenizer", "pack")
+UPSTREAM = {"dedup": "clean", "tokenizer": "dedup", "pack": "dedup"}
 
 
-def _dedup_input(cfg: PipelineConfig) -> tuple[str, str]:
-    """The dedup stage reads the clean stage's kept documents unless told otherwise."""
+def _stage_input(cfg: PipelineConfig, stage: str) -> tuple[str, Optional[str]]:
+    """A stage's input glob and the upstream stage folder that stands for it in the fingerprint:
+    the raw input for clean, the upstream stage's kept documents for the others (unless the
+    stage's own `input` is set)."""
     from pipelines import fs
     from pipelines.rundir import stage_dir
 
-    clean_dir = stage_dir(cfg, "clean")
-    return cfg.dedup.input or fs.join(clean_dir, "kept", "part-*.jsonl.gz"), clean_dir
+    if stage == "clean":
+        if not cfg.run.input:
+            raise ConfigError("no input: give --input GLOB or set run.input in the config")
+        return cfg.run.input, None
+    upstream = stage_dir(cfg, UPSTREAM[stage])
+    own = getattr(cfg, stage).input
+    return (own, None) if own else (fs.join(upstream, "kept", "part-*.jsonl.gz"), upstream)
 
 
-def cmd_dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.dedup_stage import run_dedup
+def _run_stage(cfg: PipelineConfig, stage: str, pattern: str, out: str, beam_args: list[str], force: bool,
+               upstream: Optional[str], thresholds: Optional[str] = None) -> dict:
     from pipelines.rundir import stage_dir
 
-    cfg = _load(args)
-    pattern, upstream = _dedup_input(cfg)
-    if args.input:
-        pattern, upstream = args.input, None
-    out = args.output or stage_dir(cfg, "dedup")
-    run_dedup(cfg.dedup, pattern, out, _beam_args(beam_args, args.workers), force=args.force, upstream=upstream)
-    return 0
+    if stage == "clean":
+        from pipelines.clean_stage import run_clean
 
+        return run_clean(cfg.clean, pattern, out, beam_args, force=force, thresholds_file=thresholds)
+    if stage == "dedup":
+        from pipelines.dedup_stage import run_dedup
 
-def _tokenizer_input(cfg: PipelineConfig) -> tuple[str, str]:
-    """The tokenizer trains on the dedup stage's kept documents unless told otherwise."""
-    from pipelines import fs
-    from pipelines.rundir import stage_dir
+        return run_dedup(cfg.dedup, pattern, out, beam_args, force=force, upstream=upstream)
+    section = getattr(cfg, stage)
+    policies, default = dict(section.bad_records.per_kind), section.bad_records.default
+    if stage == "tokenizer":
+        from pipelines.tokenizer import run_tokenizer
 
-    dedup_dir = stage_dir(cfg, "dedup")
-    return cfg.tokenizer.input or fs.join(dedup_dir, "kept", "part-*.jsonl.gz"), dedup_dir
+        return run_tokenizer(section, pattern, out, beam_args, policies, default, force=force, upstream=upstream)
+    from pipelines.pack import run_pack
 
-
-def _run_tokenizer(cfg: PipelineConfig, pattern: str, out: str, beam_args: list[str], force: bool, upstream) -> dict:
-    from pipelines.tokenizer import TokenizerOptions, run_tokenizer
-
-    section = cfg.tokenizer
-    opts = TokenizerOptions.model_validate(section.model_dump(include=set(TokenizerOptions.model_fields)))
-    return run_tokenizer(opts, pattern, out, beam_args, dict(section.bad_records.per_kind), section.bad_records.default,
-                         force=force, upstream=upstream)
-
-
-def cmd_tokenizer(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.rundir import stage_dir
-
-    cfg = _load(args)
-    pattern, upstream = _tokenizer_input(cfg)
-    if args.input:
-        pattern, upstream = args.input, None
-    out = args.output or stage_dir(cfg, "tokenizer")
-    _run_tokenizer(cfg, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream)
-    return 0
-
-
-def _run_pack(cfg: PipelineConfig, pattern: str, out: str, beam_args: list[str], force: bool, upstream) -> dict:
-    from pipelines.pack import PackOptions, run_pack
-    from pipelines.rundir import stage_dir
-
-    section = cfg.pack
-    opts = PackOptions.model_validate(section.model_dump(include=set(PackOptions.model_fields)))
     tokenizer_dir = section.tokenizer or stage_dir(cfg, "tokenizer")
-    return run_pack(opts, pattern, tokenizer_dir, out, beam_args, dict(section.bad_records.per_kind),
-                    section.bad_records.default, force=force, upstream=upstream)
+    return run_pack(section, pattern, tokenizer_dir, out, beam_args, policies, default, force=force, upstream=upstream)
 
 
-def _pack_input(cfg: PipelineConfig) -> tuple[str, str]:
-    """Packing encodes the same documents the tokenizer trained on: the dedup stage's kept ones."""
-    from pipelines import fs
-    from pipelines.rundir import stage_dir
-
-    dedup_dir = stage_dir(cfg, "dedup")
-    return cfg.pack.input or fs.join(dedup_dir, "kept", "part-*.jsonl.gz"), dedup_dir
-
-
-def cmd_pack(args: argparse.Namespace, beam_args: list[str]) -> int:
+def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """One data stage: its input from --input, the config, or the stage before it in the run dir."""
     from pipelines.rundir import stage_dir
 
     cfg = _load(args)
-    pattern, upstream = _pack_input(cfg)
-    if args.input:
-        pattern, upstream = args.input, None
-    if args.tokenizer:
+    stage = args.command
+    if getattr(args, "tokenizer", None):
         cfg.pack.tokenizer = args.tokenizer
-    out = args.output or stage_dir(cfg, "pack")
-    _run_pack(cfg, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream)
+    pattern, upstream = (args.input, None) if args.input else _stage_input(cfg, stage)
+    out = args.output or stage_dir(cfg, stage)
+    _run_stage(cfg, stage, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream,
+               getattr(args, "thresholds", None))
     return 0
 
 
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
-    from pipelines.clean_stage import run_clean
-    from pipelines.dedup_stage import run_dedup
     from pipelines.rundir import run_root, stage_dir
 
     cfg = _load(args)
-    if not cfg.run.input:
-        raise ConfigError("run.input: the raw input glob is not set")
     options = _beam_args(beam_args, args.workers)
-    run_clean(cfg.clean, cfg.run.input, stage_dir(cfg, "clean"), options, force=args.force)
-    pattern, upstream = _dedup_input(cfg)
-    run_dedup(cfg.dedup, pattern, stage_dir(cfg, "dedup"), options, force=args.force, upstream=upstream)
-    pattern, upstream = _tokenizer_input(cfg)
-    _run_tokenizer(cfg, pattern, stage_dir(cfg, "tokenizer"), options, args.force, upstream)
-    pattern, upstream = _pack_input(cfg)
-    _run_pack(cfg, pattern, stage_dir(cfg, "pack"), options, args.force, upstream)
+    for stage in DATA_STAGES:
+        pattern, upstream = _stage_input(cfg, stage)
+        _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
+
+
+def _stage_parser(sub, name: str, help_text: str, description: str, default_input: str) -> argparse.ArgumentParser:
+    from pipelines.rundir import STAGE_FOLDERS
+
+    p = sub.add_parser(name, help=help_text, description=description)
+    _common(p)
+    p.add_argument("--input", default=None, help=f"input glob (any Beam filesystem); default: {default_input}")
+    p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/{STAGE_FOLDERS[name]}")
+    p.set_defaults(func=cmd_stage)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,47 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-docs", type=int, default=None, help="keep only this many good documents (small test corpora)")
     p.set_defaults(func=cmd_sample_data)
 
-    p = sub.add_parser("clean", help="stage 1: quarantine bad records, impute, normalize, filter (Beam)",
-                       description="The clean stage (Apache Beam). Reads jsonl/jsonl.gz/parquet/text files, "
-                       "quarantines malformed records with a reason, imputes numeric metadata, normalizes text, "
-                       "applies the enabled fixed rules and the statistical outlier filter, and writes kept, "
-                       "rejected and quarantined records, thresholds.json, stats.json, report.md and manifest.json.")
-    _common(p)
-    p.add_argument("--input", default=None, help="input glob (any Beam filesystem); default: run.input")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/01-clean")
+    p = _stage_parser(sub, "clean", "stage 1: quarantine bad records, impute, normalize, filter (Beam)",
+                      "The clean stage (Apache Beam). Reads jsonl/jsonl.gz/parquet/text files, quarantines malformed "
+                      "records with a reason, imputes numeric metadata, normalizes text, applies the enabled fixed rules "
+                      "and the statistical outlier filter, and writes kept, rejected and quarantined records, "
+                      "thresholds.json, stats.json, report.md and manifest.json.", "run.input")
     p.add_argument("--thresholds", default=None, help="apply a saved thresholds.json instead of computing thresholds")
-    p.set_defaults(func=cmd_clean)
-
-    p = sub.add_parser("dedup", help="stage 2: exact and MinHash near-duplicate removal (Beam)",
-                       description="The dedup stage (Apache Beam). Groups exact duplicates by a normalized key, finds "
-                       "near duplicates with MinHash LSH (datasketch), verifies candidate pairs, computes connected "
-                       "components with keyed large-star/small-star rounds, keeps one document per cluster, and "
-                       "writes kept and removed documents (with cluster and duplicate_of), clusters.json, report.md "
-                       "and manifest.json. Default input: the clean stage's kept documents.")
-    _common(p)
-    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/01-clean/kept/part-*.jsonl.gz")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/02-dedup")
-    p.set_defaults(func=cmd_dedup)
-
-    p = sub.add_parser("tokenizer", help="stage 3: train a byte-level BPE tokenizer (Beam counting + merges)",
-                       description="Counts pre-tokens (GPT-2 or GPT-4 regex) as a Beam aggregation, keeps a bounded table "
-                       "(min frequency, cap on distinct pre-tokens), learns merges incrementally, and saves tokenizer.json "
-                       "(HF), vocab.json + merges.txt and a report with held-out bytes per token. Default input: the dedup "
-                       "stage's kept documents.")
-    _common(p)
-    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/02-dedup/kept/part-*.jsonl.gz")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/03-tokenizer")
-    p.set_defaults(func=cmd_tokenizer)
-
-    p = sub.add_parser("pack", help="stage 4: encode and pack documents into Megatron .bin/.idx (Beam)",
-                       description="Encodes documents with the trained tokenizer (tiktoken fast path), appends end-of-text, "
-                       "splits train/val by a hash of the id, and writes Megatron .bin/.idx shards with a packing plan "
-                       "(concat or best_fit) per shard, shards.json and report.md.")
-    _common(p)
-    p.add_argument("--input", default=None, help="input glob; default: runs/<name>/02-dedup/kept/part-*.jsonl.gz")
+    _stage_parser(sub, "dedup", "stage 2: exact and MinHash near-duplicate removal (Beam)",
+                  "The dedup stage (Apache Beam). Groups exact duplicates by a normalized key, finds near duplicates "
+                  "with MinHash LSH (datasketch), verifies candidate pairs, computes connected components with keyed "
+                  "large-star/small-star rounds, keeps one document per cluster, and writes kept and removed documents "
+                  "(with cluster and duplicate_of), clusters.json, report.md and manifest.json.",
+                  "runs/<name>/01-clean/kept/part-*.jsonl.gz")
+    _stage_parser(sub, "tokenizer", "stage 3: train a byte-level BPE tokenizer (Beam counting + merges)",
+                  "Counts pre-tokens (GPT-2 or GPT-4 regex) as a Beam aggregation, keeps a bounded table (min "
+                  "frequency, cap on distinct pre-tokens), learns merges incrementally, and saves tokenizer.json (HF), "
+                  "vocab.json + merges.txt and a report with held-out bytes per token.",
+                  "runs/<name>/02-dedup/kept/part-*.jsonl.gz")
+    p = _stage_parser(sub, "pack", "stage 4: encode and pack documents into Megatron .bin/.idx (Beam)",
+                      "Encodes documents with the trained tokenizer (tiktoken fast path), appends end-of-text, splits "
+                      "train/val by a hash of the id, and writes Megatron .bin/.idx shards with a packing plan (concat "
+                      "or best_fit) per shard, shards.json and report.md.", "runs/<name>/02-dedup/kept/part-*.jsonl.gz")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/04-pack")
-    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

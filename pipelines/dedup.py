@@ -17,7 +17,6 @@ from typing import Any, Iterator, Optional
 import apache_beam as beam
 import mmh3
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from llmdata.dedup import (
     DedupOptions,
@@ -34,6 +33,7 @@ from llmdata.dedup import (
 )
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
+from pipelines.stage import beam_pipeline
 from pipelines.beam_io import BAD, UNITS, DedupIds, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 
 WORK = "_work"
@@ -410,7 +410,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
 def run_pipeline(files: list[str], pattern: str, out: str, opts: DedupOptions, num_shards: int, policies: dict,
                  default_policy: str, beam_args: list[str]) -> tuple[int, int]:
     bands, rows = opts.banding()
-    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+    with beam_pipeline(beam_args) as p:
         build_pipeline(p, files, glob_base(pattern), out, opts, num_shards, policies, default_policy, bands, rows)
     return bands, rows
 

@@ -142,9 +142,8 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     labels = section.eval_labels if section.eval_labels and fs.match(section.eval_labels) else None
     config = section.model_dump(mode="json")
     extra = {"labels": input_fingerprint(labels)} if labels else {}
-    plan = plan_stage("dedup", config, pattern, out, force, extra, upstream)
+    plan = plan_stage("dedup", config, pattern, out, force, extra, upstream, log=log)
     if plan.up_to_date:
-        log(f"dedup: up to date in {out} (use --force to rerun)")
         return plan.up_to_date
     begin(out, plan, "dedup", log)
     started = time.time()

@@ -17,7 +17,6 @@ from typing import Callable, Iterator, Literal, Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.packing import best_fit_plan, concat_plan, token_dtype, write_indexed
@@ -26,7 +25,7 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, count_outcomes, detect_format, glob_base, iter_units, police_bad_records, relative_source
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import StageInputError, beam_pipeline, begin, outcome_counts, plan_stage, read_products
 from pipelines.tokenizer import is_heldout
 
 WORK = "_work"
@@ -154,13 +153,12 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     if not fs.exists(fs.join(tokenizer_dir, "llmpipe_tokenizer.json")):
         raise StageInputError(f"no trained tokenizer in {tokenizer_dir} (run `llmpipe tokenizer` first)")
     config = opts.model_dump(mode="json")
-    plan = plan_stage("pack", config, pattern, out, force, {"tokenizer": input_fingerprint(tokenizer_dir)}, upstream)
+    plan = plan_stage("pack", config, pattern, out, force, {"tokenizer": input_fingerprint(tokenizer_dir)}, upstream, log=log)
     if plan.up_to_date:
-        log(f"pack: up to date in {out} (use --force to rerun)")
         return plan.up_to_date
     begin(out, plan, "pack", log)
     started = time.time()
-    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+    with beam_pipeline(beam_args) as p:
         build_pipeline(p, plan.files, glob_base(pattern), out, tokenizer_dir, opts, policies, default_policy)
     products = read_products(fs.join(out, WORK))
     shards = sorted(products.get("shard", []), key=lambda s: s["shard"])

@@ -34,6 +34,7 @@ def plan_stage(
     force: bool,
     extra_inputs: Optional[dict] = None,
     upstream: Optional[str] = None,
+    log: Callable[[str], None] = print,
 ) -> StagePlan:
     """Match the input and fingerprint config + inputs; a finished, matching stage is not rerun.
 
@@ -49,7 +50,17 @@ def plan_stage(
     inputs.update(extra_inputs or {})
     fingerprint = stage_fingerprint(stage, config, inputs)
     done = read_manifest(out) if not force and is_complete(out, fingerprint) else None
+    if done:
+        log(f"{stage}: up to date in {out} (use --force to rerun)")
     return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
+
+
+def beam_pipeline(beam_args: list[str]):
+    """A Beam pipeline from pass-through options; the local DirectRunner when none are given."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"]))
 
 
 def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> None:

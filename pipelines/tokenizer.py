@@ -16,7 +16,6 @@ from typing import Callable, Iterator, Optional
 
 import apache_beam as beam
 import regex
-from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdata.bpe import PATTERNS, learn_merges, pretokenize
@@ -25,7 +24,7 @@ from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
-from pipelines.stage import begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import beam_pipeline, begin, outcome_counts, plan_stage, read_products
 
 WORK = "_work"
 
@@ -183,13 +182,12 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
                   default_policy: str, force: bool = False, upstream: Optional[str] = None,
                   log: Callable[[str], None] = print) -> dict:
     config = opts.model_dump(mode="json")
-    plan = plan_stage("tokenizer", config, pattern, out, force, upstream=upstream)
+    plan = plan_stage("tokenizer", config, pattern, out, force, upstream=upstream, log=log)
     if plan.up_to_date:
-        log(f"tokenizer: up to date in {out} (use --force to rerun)")
         return plan.up_to_date
     begin(out, plan, "tokenizer", log)
     started = time.time()
-    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
+    with beam_pipeline(beam_args) as p:
         build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
     count_s = time.time() - started
     products = read_products(fs.join(out, WORK))

@@ -140,10 +140,11 @@ def test_arbitrary_bytes_never_break_the_pipeline(tmp_path_factory, lines):
 
 def test_cli_help_lists_stages():
     out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for stage in ("sample-data", "clean", "run"):
-        assert stage in out
-    clean_help = subprocess.run([sys.executable, "-m", "pipelines.cli", "clean", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "--thresholds" in clean_help and "--input" in clean_help
+    for stage in ("sample-data", "clean", "dedup", "tokenizer", "pack", "run"):
+        assert f"\n    {stage}" in out
+    for stage, own in (("clean", "--thresholds"), ("dedup", "--input"), ("tokenizer", "--output"), ("pack", "--tokenizer")):
+        text = subprocess.run([sys.executable, "-m", "pipelines.cli", stage, "--help"], capture_output=True, text=True, check=True).stdout
+        assert own in text and "--set" in text and "--force" in text
 
 
 def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):

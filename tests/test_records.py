@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmdata.records import (
+    BAD_RECORD_KINDS,
     FieldSpec,
     Quarantined,
     parse_json_line,
@@ -104,4 +105,7 @@ def test_any_bytes_give_a_record_or_a_quarantine_entry(raw):
 def test_any_json_value_gives_a_record_or_a_quarantine_entry(value):
     raw = json.dumps({"text": value, "id": value}).encode()
     out = parse_json_line(raw, SPEC, "f", 1)
-    assert isinstance(out, (Quarantined, dict))
+    if isinstance(out, Quarantined):
+        assert out.reason in BAD_RECORD_KINDS and out.line == 1
+    else:  # only a non-blank string text with a usable (or absent) id makes a record
+        assert isinstance(value, str) and value.strip() and out["text"] == value and out["id"] == value
