@@ -154,15 +154,69 @@ def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _relaunch(nproc: int, argv: list[str]) -> int:
+    """The same command under the `deepspeed` launcher with `nproc` local ranks."""
+    import shutil
+    import subprocess
+
+    launcher = shutil.which("deepspeed") or os.path.join(os.path.dirname(sys.executable), "deepspeed")
+    rest, skip = [], False
+    for a in argv:  # drop --nproc N / --nproc=N
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [launcher, "--num_accelerators", str(nproc), "--master_port", str(_free_port()), "--no_local_rank",
+           "--module", "pipelines.cli", *rest]
+    print("launching: " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd)
+
+
+def _train_dirs(cfg: PipelineConfig, stage: str, args: Optional[argparse.Namespace] = None) -> tuple[str, str, str]:
+    """(input folder, tokenizer folder, output folder) of a training stage."""
+    from pipelines.rundir import stage_dir
+
+    section = getattr(cfg, stage)
+    given = (lambda name: getattr(args, name, None)) if args else (lambda name: None)
+    return (given("input") or section.input or stage_dir(cfg, "pack"),
+            given("tokenizer") or section.tokenizer or stage_dir(cfg, "tokenizer"),
+            given("output") or stage_dir(cfg, stage))
+
+
+def cmd_pretrain(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Pretraining: in-process for one rank, or re-launched under `deepspeed` with --nproc N."""
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch(args.nproc, sys.argv[1:])
+    from training.pretrain import run_pretrain
+
+    cfg = _load(args)
+    pack_dir, tokenizer_dir, out = _train_dirs(cfg, "pretrain", args)
+    run_pretrain(cfg.pretrain, pack_dir, tokenizer_dir, out, force=args.force, until_step=args.until_step,
+                 progress=not args.no_progress)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
     from pipelines.rundir import run_root, stage_dir
+    from training.pretrain import run_pretrain
 
     cfg = _load(args)
     options = _beam_args(beam_args, args.workers)
     for stage in DATA_STAGES:
         pattern, upstream = _stage_input(cfg, stage)
         _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
+    run_pretrain(cfg.pretrain, *_train_dirs(cfg, "pretrain"), force=args.force)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -219,6 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
                       "or best_fit) per shard, shards.json and report.md.", "runs/<name>/02-dedup/kept/part-*.jsonl.gz")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
 
+    p = sub.add_parser("pretrain", help="stage 5: pretrain the decoder on the packed tokens (DeepSpeed)",
+                       description="Next-token pretraining of the decoder model (training/model.py) on the pack stage's "
+                       "token files with a DeepSpeed engine built from the pretrain section: ZeRO 0-3, optional pipeline "
+                       "parallelism, evaluation, checkpoints with exact resume, safetensors export, metrics, loss curve "
+                       "and report. One rank runs in-process; --nproc N (or the deepspeed launcher) runs N ranks.")
+    _common(p)
+    p.add_argument("--input", default=None, help="pack stage folder; default: runs/<name>/04-pack")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/05-pretrain")
+    p.add_argument("--until-step", type=int, default=None,
+                   help="stop after this optimizer step with a checkpoint; the next run resumes from it")
+    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
+    p.set_defaults(func=cmd_pretrain)
+
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "
                        "config and inputs is skipped, so a killed run resumes at the first unfinished stage.")
@@ -227,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OURS = ("BadRecordError", "StageInputError", "ConfigError", "AccountingError", "NormalizerUnavailable")
+_OURS = ("BadRecordError", "StageInputError", "ConfigError", "AccountingError", "NormalizerUnavailable", "TrainingInputError")
 
 
 def _one_line(err: BaseException) -> Optional[str]:

@@ -20,6 +20,7 @@ from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
 from pipelines.pack import PackOptions
 from pipelines.tokenizer import TokenizerOptions
+from training.options import PretrainSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -118,6 +119,7 @@ class PipelineConfig(_Section):
     dedup: DedupSection = Field(default_factory=DedupSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     pack: PackSection = Field(default_factory=PackSection)
+    pretrain: PretrainSection = Field(default_factory=PretrainSection)
 
 
 def _parse_value(text: str) -> Any:

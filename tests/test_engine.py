@@ -3,8 +3,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from training.engine import TrainSection, build_engine, deepspeed_config, lr_factor, param_groups
+from training.engine import build_engine, deepspeed_config, lr_factor, param_groups
 from training.model import ModelConfig, Transformer
+from training.options import TrainSection
 
 
 def tiny_model() -> Transformer:

@@ -9,41 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Literal
+import socket
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class TrainSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    micro_batch: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    zero_stage: int = Field(1, ge=0, le=3)
-    offload_optimizer: bool = False  # ZeRO-Offload of optimizer state to CPU memory (stage >= 1)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator supports it
-    grad_clip: float = Field(1.0, ge=0)
-    lr: float = Field(3e-4, gt=0)
-    min_lr: float = Field(3e-5, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = Field(100, ge=0)
-    max_steps: int = Field(1000, ge=1)
-    pipeline_stages: int = Field(1, ge=1)  # > 1: deepspeed.pipe.PipelineModule
-    activation_checkpointing: bool = False
-
-    @model_validator(mode="after")
-    def _compatible(self) -> "TrainSection":
-        if self.pipeline_stages > 1 and self.zero_stage > 1:
-            raise ValueError(
-                f"pipeline parallelism needs ZeRO stage 0 or 1 (got zero_stage {self.zero_stage} with "
-                f"pipeline_stages {self.pipeline_stages})"
-            )
-        if self.offload_optimizer and self.zero_stage == 0:
-            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
-        if self.min_lr > self.lr:
-            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
-        return self
+from training.options import TrainSection
 
 
 def setup_distributed() -> None:
@@ -53,11 +23,18 @@ def setup_distributed() -> None:
     """
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+    if "MASTER_PORT" not in os.environ and "WORLD_SIZE" not in os.environ:  # alone: any free port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
     import deepspeed
     from deepspeed.accelerator import get_accelerator
+    from deepspeed.utils import logger
 
+    # DeepSpeed logs its whole config and every checkpoint file at INFO; the trainer reports instead.
+    logger.setLevel(os.environ.get("LLMPIPE_DEEPSPEED_LOG", "WARNING"))
     if not torch.distributed.is_initialized():
         deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
 

@@ -7,7 +7,7 @@ residual branch, pre-norm by default (post-norm and DeepNorm as options). Attent
 when the mask is plain causal. Packed sequences keep attention inside each document: `doc_ids`
 gives a block-diagonal causal mask, and `position_ids` restart at each document.
 
-The model knows nothing of parallelism or checkpointing; those live beside it (torchtitan's rule).
+The model knows nothing of parallelism or of saving checkpoints; those live beside it (torchtitan's rule).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Literal, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -233,6 +234,7 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
         self._rope = None
+        self.checkpoint_activations = False  # recompute each block in the backward pass (saves memory)
         self.apply(self._init)
         if cfg.norm == "deepnorm":  # DeepNorm's beta scales the value, output and MLP projections
             beta = (8 * cfg.n_layers) ** -0.25
@@ -273,11 +275,15 @@ class Transformer(nn.Module):
         x = self.embed(input_ids)
         rope = self.rope(device)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
+            if self.checkpoint_activations and self.training and cache is None:
+                x = checkpoint(block, x, rope, positions, index, doc_ids, None, use_reentrant=False)
+            else:
+                x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
         logits = self.head(self.norm(x))
         out = {"logits": logits}
         if labels is not None:
-            out["loss"] = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+            total, count = token_loss(logits, labels)
+            out["loss"] = total / count.clamp(min=1)
         return out
 
     @torch.no_grad()
@@ -308,6 +314,14 @@ class Transformer(nn.Module):
             if eos_id is not None and bool(done.all()):
                 break
         return seq
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy summed over labels != -100 (in fp32), and how many there were;
+    sums rather than a mean so batches, ranks and padding combine exactly."""
+    flat = labels.reshape(-1)
+    total = F.cross_entropy(logits.float().view(-1, logits.size(-1)), flat, ignore_index=-100, reduction="sum")
+    return total, (flat != -100).sum()
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float],

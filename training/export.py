@@ -1,0 +1,78 @@
+"""Final weights: consolidated from the engine's checkpoint into one safetensors file with the
+model config beside it, and loaded back as a `Transformer`.
+
+Where the consolidated weights come from depends on how they were trained:
+- ZeRO 1-3: DeepSpeed's `zero_to_fp32` reads the fp32 master weights of every rank's partition
+  from the checkpoint (so a bf16 run exports its fp32 masters, not bf16-rounded copies);
+- ZeRO 0: the engine's module, which holds the whole model on every rank;
+- pipeline parallelism: the per-layer files of the checkpoint, mapped to `Transformer` names.
+A tied output head is stored once (safetensors refuses shared tensors) and re-tied on load.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import asdict
+
+import torch
+
+from training.model import ModelConfig, Transformer
+
+WEIGHTS = "model.safetensors"
+CONFIG = "model_config.json"
+_LAYER_FILE = re.compile(r"layer_(\d+)-model_states\.pt$")
+
+
+def consolidated_state(engine, ckpt_dir: str, tag: str, cfg: ModelConfig, zero_stage: int, pipeline: bool) -> dict[str, torch.Tensor]:
+    """The whole model's weights under `Transformer` names (call on one rank, after the save)."""
+    if pipeline:
+        from training.pipe import state_to_transformer
+
+        layers = {}
+        for path in glob.glob(os.path.join(ckpt_dir, tag, "layer_*-model_states.pt")):
+            layers[int(_LAYER_FILE.search(path).group(1))] = torch.load(path, map_location="cpu", weights_only=True)
+        return state_to_transformer(layers, cfg)
+    if zero_stage == 0:
+        return {k: v.detach().cpu() for k, v in engine.module.state_dict().items()}
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    state = get_fp32_state_dict_from_zero_checkpoint(ckpt_dir, tag)
+    if cfg.tie_embeddings:
+        state["head.weight"] = state["embed.weight"]
+    return state
+
+
+def save_model(folder: str, state: dict[str, torch.Tensor], cfg: ModelConfig, extra_config: dict | None = None) -> str:
+    """model.safetensors (fp32) + model_config.json; returns the weights path."""
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()
+               if not (cfg.tie_embeddings and k == "head.weight")}
+    path = os.path.join(folder, WEIGHTS)
+    save_file(tensors, path, metadata={"format": "pt"})
+    with open(os.path.join(folder, CONFIG), "w", encoding="utf-8") as f:
+        json.dump({**asdict(cfg), **(extra_config or {})}, f, indent=2)
+    return path
+
+
+def read_config(folder: str) -> ModelConfig:
+    with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
+        data = json.load(f)
+    known = set(ModelConfig.__dataclass_fields__)
+    return ModelConfig(**{k: v for k, v in data.items() if k in known})
+
+
+def load_model(folder: str) -> Transformer:
+    """A `Transformer` with the weights of `folder` (safetensors only: no pickle is executed)."""
+    from safetensors.torch import load_file
+
+    cfg = read_config(folder)
+    model = Transformer(cfg)
+    state = load_file(os.path.join(folder, WEIGHTS))
+    if cfg.tie_embeddings:
+        state["head.weight"] = state["embed.weight"]
+    model.load_state_dict(state, strict=True)
+    return model

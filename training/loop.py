@@ -1,0 +1,261 @@
+"""The training loop every training stage shares: batches, steps, evaluation, checkpoints, resume.
+
+A stage hands the `Trainer` a model (a `Transformer`, a wrapped one, or a `PipelineModule`), its
+train and validation datasets, and a loss function; the trainer builds the DeepSpeed engine from
+the YAML section and runs it.
+
+Data order: every rank holds the same seeded `ResumableSampler` over the training set. Each micro
+step draws micro_batch x data-parallel ranks indices and rank r takes the r-th slice, so one
+optimizer step sees the same global batch whatever the split between ranks and accumulation
+(2 ranks x 1 accumulation step == 1 rank x 2 accumulation steps, sample for sample).
+
+Checkpoints go through the engine (`save_checkpoint`: weights, optimizer, LR schedule) with the
+client state beside them: step, consumed samples, tokens, the sampler's position and the RNG
+states, so a resumed run continues with exactly the batches and losses of a run that never stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training.data import ResumableSampler
+from training.engine import build_engine
+from training.metrics import MetricsLog, peak_tflops
+from training.model import token_loss
+from training.options import TrainSection
+
+Batch = dict[str, torch.Tensor]
+#: (model, batch) -> (sum of per-token losses, number of tokens counted); the mean is sum / count.
+LossFn = Callable[[Callable, Batch], tuple[torch.Tensor, torch.Tensor]]
+
+
+def causal_lm_loss(model: Callable, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy summed over labels != -100, with its token count."""
+    logits = model(batch["input_ids"], position_ids=batch.get("position_ids"), doc_ids=batch.get("doc_ids"))["logits"]
+    return token_loss(logits, batch["labels"])
+
+
+def stack(samples: list[Batch]) -> Batch:
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def rng_state() -> dict:
+    """Every RNG a step can draw from, as plain Python values."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, section: TrainSection, out: str, train_set: Dataset,
+                 val_set: Optional[Dataset], tokens_per_sample: int, flops_per_token: float,
+                 loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
+                 fingerprint: str = "", log: Callable[[str], None] = print):
+        import torch.distributed as dist
+
+        self.section = section
+        self.out = out
+        self.train_set, self.val_set = train_set, val_set
+        self.loss_fn, self.collate = loss_fn, collate
+        self.fingerprint = fingerprint
+        self.engine, self.ds_config = build_engine(model, section)
+        self.pipeline = section.pipeline_stages > 1
+        self.rank = dist.get_rank()
+        self.world = dist.get_world_size()
+        self.dp_world = self.engine.dp_world_size
+        self.dp_rank = self.engine.grid.get_data_parallel_rank() if self.pipeline else self.rank
+        self.log = log if self.rank == 0 else (lambda _msg: None)
+        self.sampler = ResumableSampler(len(train_set), seed=section.seed)
+        self._order = iter(self.sampler)
+        self.global_batch = section.micro_batch * section.grad_accum * self.dp_world
+        self.tokens_per_step = self.global_batch * tokens_per_sample
+        self.flops_per_token = flops_per_token
+        self.ckpt_dir = os.path.join(out, "checkpoints")
+        self.step = self.consumed = self.tokens = 0
+        self.resumed_from = 0
+
+    # ---- data ----------------------------------------------------------------------------------
+    def _to_device(self, batch: Batch) -> Batch:
+        return {k: v.to(self.engine.device) for k, v in batch.items()}
+
+    def _next_micro_batch(self) -> Batch:
+        mb = self.section.micro_batch
+        indices = [next(self._order) for _ in range(mb * self.dp_world)]
+        mine = indices[self.dp_rank * mb : (self.dp_rank + 1) * mb]
+        return self._to_device(self.collate([self.train_set[i] for i in mine]))
+
+    @staticmethod
+    def _pipe_item(batch: Batch) -> tuple:
+        return (batch["input_ids"], batch["position_ids"], batch["doc_ids"]), batch["labels"]
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def _train_step(self) -> float:
+        engine = self.engine
+        if self.pipeline:  # every rank draws the batches, so the sampler state is the same everywhere
+            batches = [self._pipe_item(self._next_micro_batch()) for _ in range(self.section.grad_accum)]
+            return float(engine.train_batch(data_iter=iter(batches)))
+        losses = []
+        for _ in range(self.section.grad_accum):
+            total, count = self.loss_fn(engine, self._next_micro_batch())
+            loss = total / count.clamp(min=1)
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach().float())
+        mean = torch.stack(losses).mean()
+        if self.dp_world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(mean)
+            mean /= self.dp_world
+        return float(mean)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean validation loss (token-weighted) and perplexity over the first eval_batches global
+        batches of the validation split, in file order; the last batch wraps round a small split."""
+        if self.val_set is None or len(self.val_set) == 0:
+            return {}
+        mb = self.section.micro_batch
+        per_global = mb * self.dp_world
+        batches = min(self.section.eval_batches, math.ceil(len(self.val_set) / per_global))
+        engine = self.engine
+        total = torch.zeros(2, dtype=torch.float64)
+        for b in range(batches):
+            start = b * per_global + self.dp_rank * mb
+            batch = self._to_device(self.collate([self.val_set[(start + i) % len(self.val_set)] for i in range(mb)]))
+            if self.pipeline:
+                loss = engine.eval_batch(iter([self._pipe_item(batch)]), num_micro_batches=1)
+                total += torch.tensor([float(loss), 1.0], dtype=torch.float64)
+            else:
+                engine.eval()
+                s, c = self.loss_fn(engine, batch)
+                total += torch.tensor([float(s), float(c)], dtype=torch.float64)
+        engine.train()
+        if self.dp_world > 1 and not self.pipeline:  # eval_batch already averages over data-parallel ranks
+            import torch.distributed as dist
+
+            dist.all_reduce(total)
+        val_loss = float(total[0] / max(total[1], 1.0))
+        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save(self) -> str:
+        tag = f"step_{self.step:07d}"
+        client = {"step": self.step, "consumed_samples": self.consumed, "tokens": self.tokens,
+                  "sampler": self.sampler.state_dict(), "rng": rng_state(), "fingerprint": self.fingerprint}
+        self.engine.save_checkpoint(self.ckpt_dir, tag=tag, client_state=client)
+        if self.rank == 0:
+            tags = sorted(d for d in os.listdir(self.ckpt_dir) if d.startswith("step_"))
+            for old in tags[: -self.section.keep_checkpoints]:
+                shutil.rmtree(os.path.join(self.ckpt_dir, old), ignore_errors=True)
+        return tag
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint in the stage folder, if there is one."""
+        if not os.path.exists(os.path.join(self.ckpt_dir, "latest")):
+            return False
+        path, client = self.engine.load_checkpoint(self.ckpt_dir)
+        if path is None:
+            return False
+        self.step, self.consumed, self.tokens = client["step"], client["consumed_samples"], client["tokens"]
+        self.sampler.load_state_dict(client["sampler"])
+        self._order = iter(self.sampler)
+        set_rng_state(client["rng"])
+        self.resumed_from = self.step
+        self.log(f"resumed from {path} at step {self.step}")
+        return True
+
+    def latest_tag(self) -> str:
+        with open(os.path.join(self.ckpt_dir, "latest"), encoding="utf-8") as f:
+            return f.read().strip()
+
+    # ---- the run -------------------------------------------------------------------------------
+    def fit(self, until_step: Optional[int] = None, progress: bool = True) -> dict:
+        """Train to max_steps (or stop after `until_step`, checkpointed, for a later resume)."""
+        from tqdm import tqdm
+
+        s = self.section
+        peak, peak_source = peak_tflops(s.peak_tflops)
+        metrics = MetricsLog(self.out, s.tensorboard, self.resumed_from, self.log) if self.rank == 0 else None
+        # A bar on a terminal; in a log file (make, CI, a cluster job) a plain line every tenth of the run.
+        interactive = progress and sys.stderr.isatty()
+        bar = tqdm(total=s.max_steps, initial=self.step, disable=not interactive or self.rank != 0, mininterval=1.0,
+                   desc="train", unit="step", dynamic_ncols=True)
+        every = max(s.max_steps // 10, 1)
+        step_times: list[float] = []
+        last_eval: dict = {}
+        losses: list[float] = []
+        started = time.perf_counter()
+        while self.step < s.max_steps:
+            t0 = time.perf_counter()
+            loss = self._train_step()
+            dt = time.perf_counter() - t0
+            self.step += 1
+            self.consumed += self.global_batch
+            self.tokens += self.tokens_per_step
+            step_times.append(dt)
+            losses.append(loss)
+            tok_s = self.tokens_per_step / dt
+            mfu = tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None
+            lr = self.engine.get_lr()[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+            if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):
+                self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s")
+            if metrics and (self.step % s.log_every == 0 or self.step == s.max_steps):
+                norm = self.engine.get_global_grad_norm() if not self.pipeline else None
+                metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
+                               "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,
+                               "grad_norm": float(norm) if norm is not None else None})
+            if self.step % s.eval_every == 0 or self.step == s.max_steps:
+                last_eval = self.evaluate()
+                if metrics and last_eval:
+                    metrics.write({"event": "eval", "step": self.step, **last_eval})
+                    (bar.write if interactive else self.log)(f"step {self.step}: val loss {last_eval['val_loss']:.4f}, ppl {last_eval['val_ppl']:.1f}")
+            stop = until_step is not None and self.step >= until_step
+            if self.step % s.save_every == 0 or self.step == s.max_steps or stop:
+                self.save()
+            if stop:
+                break
+        bar.close()
+        if metrics:
+            metrics.close()
+        timed = step_times[1:] or step_times  # the first step pays for warm-up
+        tok_s = self.tokens_per_step * len(timed) / sum(timed) if timed else 0.0
+        return {
+            "steps": self.step, "finished": self.step >= s.max_steps, "resumed_from": self.resumed_from,
+            "tokens": self.tokens, "consumed_samples": self.consumed, "global_batch": self.global_batch,
+            "epochs": self.consumed / max(len(self.train_set), 1),
+            "train_loss_last": float(np.mean(losses[-10:])) if losses else None,
+            **last_eval, "tokens_per_s": tok_s, "peak_tflops_per_device": peak, "peak_source": peak_source,
+            "mfu": tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None,
+            "ranks": self.world, "wall_s": time.perf_counter() - started,
+        }

@@ -1,0 +1,71 @@
+"""The training stages' YAML sections, kept free of torch so a config is checked in milliseconds.
+
+`TrainSection` is what every training stage shares (batching, ZeRO, precision, optimizer,
+schedule, parallelism, logging and checkpoint intervals); each stage adds its own inputs.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    micro_batch: int = Field(8, ge=1)  # sequences per rank per forward pass
+    grad_accum: int = Field(1, ge=1)  # micro batches per optimizer step
+    zero_stage: int = Field(1, ge=0, le=3)
+    offload_optimizer: bool = False  # ZeRO-Offload of optimizer state to CPU memory (stage >= 1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator supports it
+    grad_clip: float = Field(1.0, ge=0)
+    lr: float = Field(3e-4, gt=0)
+    min_lr: float = Field(3e-5, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = Field(100, ge=0)
+    max_steps: int = Field(1000, ge=1)  # optimizer steps
+    pipeline_stages: int = Field(1, ge=1)  # > 1: deepspeed.pipe.PipelineModule
+    activation_checkpointing: bool = False
+    seed: int = 0
+    eval_every: int = Field(50, ge=1)  # optimizer steps between validation passes (and one at the end)
+    eval_batches: int = Field(8, ge=1)  # micro batches per rank in one validation pass
+    save_every: int = Field(100, ge=1)  # optimizer steps between checkpoints (and one at the end)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
+    tensorboard: bool = True
+    peak_tflops: Optional[float] = Field(None, gt=0)  # per device, for MFU; default: known GPU, or measured on CPU
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "TrainSection":
+        if self.pipeline_stages > 1 and self.zero_stage > 1:
+            raise ValueError(
+                f"pipeline parallelism needs ZeRO stage 0 or 1 (got zero_stage {self.zero_stage} with "
+                f"pipeline_stages {self.pipeline_stages})"
+            )
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
+        return self
+
+
+class GenerateSection(BaseModel):
+    """A few continuations written to the stage's report, so a person can see what was learned."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[str] = Field(default_factory=lambda: ["def ", "Return the", "The following"])
+    max_new_tokens: int = Field(48, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0)
+    top_k: Optional[int] = Field(None, ge=1)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+
+
+class PretrainSection(TrainSection):
+    """Next-token pretraining on the pack stage's token files."""
+
+    input: Optional[str] = None  # default: the run's 04-pack folder
+    tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
+    model: str = "tiny"  # a preset name in `presets`
+    presets: str = "configs/models.yaml"
+    model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {position: alibi, n_layers: 2}
+    generate: GenerateSection = Field(default_factory=GenerateSection)

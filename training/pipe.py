@@ -1,0 +1,114 @@
+"""The same transformer as a `deepspeed.pipe.PipelineModule`: a list of layer specs that
+DeepSpeed spreads over pipeline stages.
+
+    embed (tied) -> block 0 ... block N-1 -> final norm -> head (the embedding again, when tied)
+
+Each layer passes the tuple (hidden, position_ids, doc_ids) to the next, so the block-diagonal
+document mask and restarting positions reach every stage. The layers reuse `training.model`'s
+modules, so the maths is the one of `Transformer`; `state_to_transformer` maps the pipeline's
+per-layer weights back to `Transformer` names for export.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from training.model import Block, ModelConfig, RMSNorm, rope_tables, token_loss
+
+
+class EmbedPipe(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.normal_(self.embed.weight, std=cfg.init_std)
+
+    def forward(self, inputs: tuple) -> tuple:
+        input_ids, position_ids, doc_ids = inputs
+        return self.embed(input_ids), position_ids, doc_ids
+
+
+def tied_head(module: EmbedPipe, inputs: torch.Tensor) -> torch.Tensor:
+    return F.linear(inputs, module.embed.weight)
+
+
+class BlockPipe(Block):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__(cfg)
+        for lin in (self.attn.wq, self.attn.wk, self.attn.wv, self.mlp.w1, self.mlp.w3):
+            nn.init.normal_(lin.weight, std=cfg.init_std)
+        for lin in (self.attn.wo, self.mlp.w2):  # GPT-2's scaled residual init, as in Transformer
+            nn.init.normal_(lin.weight, std=cfg.init_std / (2 * cfg.n_layers) ** 0.5)
+        self._rope = None
+
+    def forward(self, inputs: tuple) -> tuple:
+        x, position_ids, doc_ids = inputs
+        b, t = position_ids.shape
+        rope = None
+        if self.cfg.position == "rope":
+            if self._rope is None or self._rope[0].device != x.device:
+                self._rope = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, x.device)
+            rope = self._rope
+        index = torch.arange(t, device=x.device).expand(b, t)
+        return super().forward(x, rope, position_ids, index, doc_ids, None), position_ids, doc_ids
+
+
+class NormPipe(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+    def forward(self, inputs: tuple) -> torch.Tensor:
+        return self.norm(inputs[0])
+
+
+class HeadPipe(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        nn.init.normal_(self.head.weight, std=cfg.init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss over labels != -100 (0 for a micro batch with none)."""
+    total, count = token_loss(logits, labels)
+    return total / count.clamp(min=1)
+
+
+def build_pipeline(cfg: ModelConfig, num_stages: int, activation_checkpointing: bool = False):
+    """The PipelineModule; only pre-norm models (the default) are offered as a pipeline."""
+    from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
+
+    if cfg.norm != "pre":
+        raise ValueError("pipeline parallelism is built for the pre-norm model (norm: pre)")
+    if cfg.tie_embeddings:
+        first = TiedLayerSpec("embed", EmbedPipe, cfg, tied_weight_attr="embed.weight")
+        last = TiedLayerSpec("embed", EmbedPipe, cfg, forward_fn=tied_head, tied_weight_attr="embed.weight")
+    else:
+        first, last = LayerSpec(EmbedPipe, cfg), LayerSpec(HeadPipe, cfg)
+    layers = [first, *(LayerSpec(BlockPipe, cfg, i) for i in range(cfg.n_layers)), LayerSpec(NormPipe, cfg), last]
+    return PipelineModule(layers=layers, num_stages=num_stages, loss_fn=causal_lm_loss, partition_method="parameters",
+                          activation_checkpoint_interval=1 if activation_checkpointing else 0)
+
+
+def state_to_transformer(layer_states: dict[int, dict[str, torch.Tensor]], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Per-layer state dicts (layer index -> its weights) as `Transformer` parameter names."""
+    out: dict[str, torch.Tensor] = {}
+    last_block = cfg.n_layers
+    for layer, state in layer_states.items():
+        for name, tensor in state.items():
+            if layer == 0:
+                out[name] = tensor  # embed.weight
+            elif layer <= last_block:
+                out[f"blocks.{layer - 1}.{name}"] = tensor
+            elif layer == last_block + 1:
+                out[name] = tensor  # norm.weight
+            elif not cfg.tie_embeddings:
+                out[name] = tensor  # head.weight
+    if cfg.tie_embeddings:
+        out["head.weight"] = out["embed.weight"]
+    return out
+

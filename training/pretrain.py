@@ -1,0 +1,170 @@
+"""The pretraining stage: next-token training of the decoder on the pack stage's token files.
+
+    04-pack (train/val .bin/.idx + plans) + 03-tokenizer ─► DeepSpeed engine ─► 05-pretrain/
+        checkpoints/step_N/   engine checkpoints with client state (resume after a kill or --until-step)
+        final/                model.safetensors + model_config.json + the tokenizer (self-contained)
+        metrics.jsonl, tensorboard/, loss.png, samples.json, report.md, manifest.json
+
+One rank runs in-process (`llmpipe pretrain`); several ranks or nodes run the same code under the
+`deepspeed` launcher. The stage follows the stage contract: skipped when its manifest matches the
+config and the upstream manifests; a partial run (killed, or stopped with --until-step) leaves
+checkpoints that the next run with the same fingerprint resumes from, and no manifest.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+from typing import Callable, Optional
+
+import torch
+
+from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from training.options import PretrainSection
+
+FINGERPRINT_FILE = "fingerprint"
+
+
+class TrainingInputError(ValueError):
+    """The stage's input folders are missing or unusable (one line for the CLI)."""
+
+
+def folder_fingerprint(folder: str) -> dict:
+    """An upstream stage folder stands for its manifest; any other folder for its files."""
+    return input_fingerprint(folder if read_manifest(folder) else os.path.join(folder, "*"))
+
+
+def require(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise TrainingInputError(f"{what} not found: {path}")
+
+
+def prepare_output(out: str, fingerprint: str, force: bool, rank: int, log: Callable[[str], None]) -> None:
+    """Keep the stage folder (and its checkpoints) only when they belong to this exact config and
+    input; otherwise start clean. Every rank waits for rank 0 to decide."""
+    import torch.distributed as dist
+
+    if rank == 0:
+        marker = os.path.join(out, "checkpoints", FINGERPRINT_FILE)
+        previous = open(marker, encoding="utf-8").read().strip() if os.path.exists(marker) else None
+        if force or previous != fingerprint:
+            if previous is not None:
+                log("pretrain: config or input changed since the checkpoints were written; starting over"
+                    if not force else "pretrain: --force: starting over")
+            shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write(fingerprint)
+    dist.barrier()
+
+
+def copy_tokenizer(tokenizer_dir: str, dest: str) -> None:
+    for name in ("tokenizer.json", "llmpipe_tokenizer.json", "vocab.json", "merges.txt"):
+        src = os.path.join(tokenizer_dir, name)
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(dest, name))
+
+
+def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
+                     top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
+    """Continuations of each prompt by the exported model (so the export itself is exercised)."""
+    from training.export import load_model
+
+    model = load_model(model_dir)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for prompt in prompts:
+        ids = tokenizer.encode(prompt)[-model.cfg.max_seq_len + 1 :] or [tokenizer.eot_id]
+        seq = model.generate(torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             eos_id=tokenizer.eot_id, generator=gen)
+        new = [int(t) for t in seq[0, len(ids):] if int(t) != tokenizer.eot_id]
+        out.append({"prompt": prompt, "completion": tokenizer.decode(new)})
+    return out
+
+
+def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, out: str, force: bool = False,
+                 until_step: Optional[int] = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Train (or resume) and, when max_steps is reached, export, report and write the manifest."""
+    import torch.distributed as dist
+
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.data import PackedDataset
+    from training.engine import setup_distributed
+    from training.export import consolidated_state, save_model
+    from training.loop import Trainer, seed_everything
+    from training.model import Transformer, load_preset
+
+    require(os.path.join(pack_dir, "shards.json"), "packed data (shards.json of a pack stage)")
+    require(os.path.join(tokenizer_dir, "llmpipe_tokenizer.json"), "tokenizer (llmpipe_tokenizer.json of a tokenizer stage)")
+    config = section.model_dump(mode="json")
+    inputs = {"pack": folder_fingerprint(pack_dir), "tokenizer": folder_fingerprint(tokenizer_dir)}
+    fingerprint = stage_fingerprint("pretrain", config, inputs)
+    done = read_manifest(out)
+    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
+        log(f"pretrain: up to date in {out} (use --force to rerun)")
+        return done
+
+    setup_distributed()
+    rank = dist.get_rank()
+    say = log if rank == 0 else (lambda _m: None)
+    prepare_output(out, fingerprint, force, rank, say)
+
+    tokenizer = BPETokenizer.load(tokenizer_dir)
+    with open(os.path.join(pack_dir, "shards.json"), encoding="utf-8") as f:
+        packed = json.load(f)
+    seq_len = int(packed["seq_len"])
+    train = PackedDataset(pack_dir, "train")
+    try:
+        val = PackedDataset(pack_dir, "val")
+    except FileNotFoundError:
+        val = None
+    preset = load_preset(section.model, section.presets)
+    cfg = load_preset(section.model, section.presets, **{
+        "vocab_size": tokenizer.vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
+    seed_everything(section.seed)
+    if section.pipeline_stages > 1:
+        from training.pipe import build_pipeline
+
+        model = build_pipeline(cfg, section.pipeline_stages, section.activation_checkpointing)
+    else:
+        model = Transformer(cfg)
+        model.checkpoint_activations = section.activation_checkpointing
+    say(f"pretrain: model {section.model} ({cfg.n_params() / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, "
+        f"{cfg.n_layers} layers, d_model {cfg.d_model}), {len(train)} training sequences of {seq_len} tokens "
+        f"-> {out}")
+    trainer = Trainer(model, section, out, train, val, tokens_per_sample=seq_len,
+                      flops_per_token=cfg.flops_per_token(seq_len), fingerprint=fingerprint, log=say)
+    trainer.resume()
+    summary = trainer.fit(until_step, progress=progress)
+    if not summary["finished"]:
+        say(f"pretrain: stopped at step {summary['steps']} of {section.max_steps} (checkpoint "
+            f"{trainer.latest_tag()}); run the same command again to resume")
+        return summary
+
+    final = os.path.join(out, "final")
+    manifest: dict = {}
+    if rank == 0:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # zero_to_fp32 chatter
+            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage,
+                                       section.pipeline_stages > 1)
+        save_model(final, state, cfg)
+        copy_tokenizer(tokenizer_dir, final)
+        g = section.generate
+        samples = generate_samples(final, tokenizer, g.prompts, g.max_new_tokens, g.temperature, g.top_k, g.top_p, section.seed)
+        from training.report import write_training_report
+
+        write_training_report(out, "Pretraining", section, cfg, summary, samples, {
+            "training sequences": len(train), "validation sequences": len(val) if val else 0, "sequence length": seq_len,
+            "packing": packed.get("strategy"), "packed from": pack_dir, "tokenizer": tokenizer_dir})
+        counts = {"steps": summary["steps"], "tokens": summary["tokens"], "train_sequences": len(train),
+                  "val_sequences": len(val) if val else 0, "parameters": cfg.n_params()}
+        manifest = write_manifest(out, "pretrain", fingerprint, config, inputs, counts, {"wall_s": summary["wall_s"]},
+                                  {"weights": "final/model.safetensors", "model_config": "final/model_config.json",
+                                   "checkpoints": "checkpoints/", "metrics": "metrics.jsonl", "report": "report.md"},
+                                  {"summary": summary})
+        say(f"pretrain: {summary['steps']} steps, {summary['tokens']:,} tokens, val loss "
+            f"{summary.get('val_loss', float('nan')):.4f}, {summary['tokens_per_s']:,.0f} tokens/s; see {out}/report.md")
+    dist.barrier()
+    return manifest
