@@ -34,3 +34,16 @@ def read_jsonl_gz(pattern_dir: Path) -> list[dict]:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             rows.extend(json.loads(line) for line in f if line.strip())
     return rows
+
+
+@pytest.fixture(scope="session")
+def packed(clean_run, tmp_path_factory) -> tuple[Path, Path]:
+    """A tokenizer (vocabulary 800) and a pack stage (seq_len 128) over the clean run."""
+    root = tmp_path_factory.mktemp("pack")
+    tok = root / "tok"
+    assert main(["tokenizer", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--output", str(tok),
+                 "--set", "tokenizer.vocab_size=800"]) == 0
+    out = root / "pack"
+    assert main(["pack", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--tokenizer", str(tok), "--output", str(out),
+                 "--set", "pack.seq_len=128", "--set", "pack.val_fraction=0.1"]) == 0
+    return out, tok

@@ -71,18 +71,6 @@ def test_sample_arrays_positions_labels_and_documents(tmp_path):
     assert s["doc_ids"].tolist() == [0, 0, 0, 1, 1, -1, -1]
 
 
-@pytest.fixture(scope="module")
-def packed(clean_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pack")
-    tok = root / "tok"
-    assert main(["tokenizer", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--output", str(tok),
-                 "--set", "tokenizer.vocab_size=800"]) == 0
-    out = root / "pack"
-    assert main(["pack", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--tokenizer", str(tok), "--output", str(out),
-                 "--set", "pack.seq_len=128", "--set", "pack.val_fraction=0.1"]) == 0
-    return out, tok
-
-
 def test_pack_stage_accounts_and_conserves_tokens(packed, clean_run):
     out, tok_dir = packed
     from llmdata.tokenizer_io import BPETokenizer

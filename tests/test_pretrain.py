@@ -1,0 +1,150 @@
+"""The pretraining stage on real packed data: loss falls, exact resume, several ranks, pipeline.
+
+Every run here is a real DeepSpeed engine on CPU (gloo) training a small model for a few steps.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines.cli import main
+from training.metrics import read_metrics
+
+SMALL = ["--set", "pretrain.model_overrides={d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}",
+         "--set", "pretrain.lr=3e-3", "--set", "pretrain.warmup_steps=2", "--set", "pretrain.tensorboard=false",
+         "--set", "pretrain.generate.max_new_tokens=8"]
+
+
+def pretrain_args(packed, out: Path, *extra: str) -> list[str]:
+    pack, tok = packed
+    return ["pretrain", "--config", "configs/pipeline.yaml", "--input", str(pack), "--tokenizer", str(tok),
+            "--output", str(out), "--no-progress", *SMALL, *extra]
+
+
+def train_losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(str(out / "metrics.jsonl")) if r["event"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def pretrained(packed, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "out"
+    assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=30", "--set", "pretrain.micro_batch=4",
+                              "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=10",
+                              "--set", "pretrain.tensorboard=true")) == 0
+    return out
+
+
+def test_loss_falls_and_the_stage_writes_its_products(pretrained, capsys):
+    metrics = read_metrics(str(pretrained / "metrics.jsonl"))
+    train = [r["loss"] for r in metrics if r["event"] == "train"]
+    evals = [r for r in metrics if r["event"] == "eval"]
+    assert len(train) == 30 and [r["step"] for r in evals] == [10, 20, 30]
+    assert sum(train[-5:]) / 5 < train[0] - 0.5  # from ln(800) = 6.68, the uniform guess
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]
+    assert evals[-1]["val_ppl"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
+    assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 for r in metrics if r["event"] == "train")
+    manifest = json.loads((pretrained / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["steps"] == 30
+    for name in ("final/model.safetensors", "final/model_config.json", "final/tokenizer.json", "loss.png", "report.md"):
+        assert (pretrained / name).stat().st_size > 0, name
+    assert list((pretrained / "tensorboard").glob("events.out.tfevents.*"))
+    report = (pretrained / "report.md").read_text()
+    assert "MFU" in report and "![loss](loss.png)" in report and "## Samples" in report
+    assert sorted(p.name for p in (pretrained / "checkpoints").glob("step_*")) == ["step_0000020", "step_0000030"]
+
+
+def test_exported_weights_give_the_trainers_validation_loss(pretrained, packed):
+    """The safetensors export is the trained model: its loss on the validation batches the trainer
+    evaluated equals the val loss the trainer logged."""
+    from training.data import PackedDataset
+    from training.export import load_model
+    from training.loop import causal_lm_loss, stack
+
+    model = load_model(str(pretrained / "final")).eval()
+    val = PackedDataset(str(packed[0]), "val")
+    total = count = 0.0
+    with torch.no_grad():
+        for start in range(0, min(len(val), 8 * 4), 4):  # eval_batches 8 x micro_batch 4, wrapping
+            s, c = causal_lm_loss(model, stack([val[(start + i) % len(val)] for i in range(4)]))
+            total, count = total + float(s), count + float(c)
+    logged = [r for r in read_metrics(str(pretrained / "metrics.jsonl")) if r["event"] == "eval"][-1]["val_loss"]
+    assert total / count == pytest.approx(logged, rel=1e-5)
+
+
+def test_a_finished_stage_is_skipped(pretrained, packed, capsys):
+    assert main(pretrain_args(packed, pretrained, "--set", "pretrain.max_steps=30", "--set", "pretrain.micro_batch=4",
+                              "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=10",
+                              "--set", "pretrain.tensorboard=true")) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(packed, tmp_path):
+    common = ["--set", "pretrain.max_steps=6", "--set", "pretrain.micro_batch=2", "--set", "pretrain.eval_every=3",
+              "--set", "pretrain.save_every=100"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(pretrain_args(packed, straight, *common)) == 0
+    assert main(pretrain_args(packed, stopped, *common, "--until-step", "3")) == 0
+    assert not (stopped / "manifest.json").exists() and (stopped / "checkpoints" / "step_0000003").is_dir()
+    assert main(pretrain_args(packed, stopped, *common)) == 0  # resumes at step 3
+    assert train_losses(stopped) == train_losses(straight)  # bit for bit, every step
+    from safetensors.torch import load_file
+
+    a, b = load_file(straight / "final" / "model.safetensors"), load_file(stopped / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((stopped / "manifest.json").read_text())["summary"]["resumed_from"] == 3
+
+
+def test_changed_config_starts_over_instead_of_resuming(packed, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=4", "--set", "pretrain.micro_batch=2",
+                              "--until-step", "2")) == 0
+    assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=4", "--set", "pretrain.micro_batch=2",
+                              "--set", "pretrain.lr=1e-3", "--until-step", "3")) == 0
+    assert "starting over" in capsys.readouterr().out
+    assert sorted(train_losses(out)) == [1, 2, 3]
+
+
+def test_missing_input_is_one_line(tmp_path, capsys):
+    code = main(["pretrain", "--input", str(tmp_path / "nope"), "--tokenizer", str(tmp_path), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("llmpipe: error: packed data") and "\n" not in err
+
+
+def _launch(args: list[str]) -> None:
+    """`llmpipe ... --nproc 2`: re-launched under the deepspeed launcher, two CPU ranks (gloo)."""
+    rendezvous = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # this process's own, set in-process
+    env = {**{k: v for k, v in os.environ.items() if k not in rendezvous}, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--nproc", "2"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_ranks_agree_with_one_rank_at_the_same_global_batch(packed, tmp_path):
+    common = ["--set", "pretrain.max_steps=4", "--set", "pretrain.micro_batch=2", "--set", "pretrain.eval_every=4",
+              "--set", "pretrain.zero_stage=2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(pretrain_args(packed, one, *common, "--set", "pretrain.grad_accum=2")) == 0
+    _launch(pretrain_args(packed, two, *common, "--set", "pretrain.grad_accum=1"))
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["summary"]["ranks"] == 2 and manifest["summary"]["global_batch"] == 4
+    a, b = train_losses(one), train_losses(two)
+    assert list(a) == list(b) == [1, 2, 3, 4]
+    assert list(b.values()) == pytest.approx(list(a.values()), rel=1e-5)
+
+
+def test_two_stage_pipeline_on_two_ranks_trains_and_exports(packed, tmp_path):
+    out = tmp_path / "pipe"
+    _launch(pretrain_args(packed, out, "--set", "pretrain.max_steps=12", "--set", "pretrain.micro_batch=2",
+                          "--set", "pretrain.grad_accum=2", "--set", "pretrain.pipeline_stages=2",
+                          "--set", "pretrain.zero_stage=1", "--set", "pretrain.eval_every=12"))
+    losses = list(train_losses(out).values())
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0]
+    from training.export import load_model
+
+    model = load_model(str(out / "final"))  # the pipeline's per-layer weights under Transformer names
+    assert model.cfg.n_layers == 2 and (out / "report.md").exists()
