@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data clean-stage dedup-stage tokenizer-stage pack-stage bench-setup bench-clean bench-dedup bench-tokenizer distclean
+.PHONY: setup pipeline test sample-data clean-stage dedup-stage tokenizer-stage pack-stage pretrain-stage bench-setup bench-clean bench-dedup bench-tokenizer bench-train distclean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ tokenizer-stage: dedup-stage
 pack-stage: tokenizer-stage
 	$(LLMPIPE) pack --config $(CONFIG) --run-name $(RUN)
 
+pretrain-stage: pack-stage
+	$(LLMPIPE) pretrain --config $(CONFIG) --run-name $(RUN)
+
 test: setup
 	$(PY) -m pytest
 
@@ -55,6 +58,9 @@ bench-dedup: bench-setup
 
 bench-tokenizer: setup
 	$(PY) bench/tokenizer_throughput.py
+
+bench-train: setup
+	$(PY) bench/train_throughput.py
 
 distclean:
 	rm -rf $(VENV) runs data build *.egg-info

@@ -78,19 +78,23 @@ def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
     seed = sd.seed if args.seed is None else args.seed
     shards = args.shards or sd.shards
     max_docs = args.max_docs or sd.max_docs
-    params = {"seed": seed, "shards": shards, "max_docs": max_docs, "python": sys.version.split()[0]}
+    params = {"seed": seed, "shards": shards, "max_docs": max_docs, "python": sys.version.split()[0], "tasks": 1}
     fingerprint = stage_fingerprint("sample-data", params, {})
     if not args.force and is_complete(output, fingerprint):
         print(f"sample-data: up to date in {output}")
         return 0
     summary = write_corpus(output, seed=seed, shards=shards, max_docs=max_docs)
+    from llmdata.sample_tasks import write_tasks
+
+    tasks = write_tasks(output, seed=seed)
     write_manifest(output, "sample-data", fingerprint, params, {}, {"lines": summary["lines"]}, {},
                    {"shards": "shard-*.jsonl.gz", "labels": "labels.jsonl"}, {"planted": summary})
     bad = sum(v for k, v in summary.items() if k.startswith("bad:"))
     junk = sum(v for k, v in summary.items() if k.startswith("junk:"))
     print(f"sample-data: {summary['lines']} lines in {shards} shards ({summary['good']} good documents, "
           f"{summary.get('good:exact_dup', 0)} exact and {summary.get('good:near_dup', 0)} near duplicates, "
-          f"{junk} junk, {bad} bad records) -> {output}; see {fs.join(output, MANIFEST)}")
+          f"{junk} junk, {bad} bad records) -> {output}; alignment tasks: {tasks['train']} + {tasks['heldout']} held-out "
+          f"conversations and preference pairs in {output}/sft and {output}/preferences; see {fs.join(output, MANIFEST)}")
     return 0
 
 
@@ -206,6 +210,99 @@ def cmd_pretrain(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace, _beam: list[str]) -> int:
+    """SFT or LoRA from a trained model folder (default: the run's pretrained model)."""
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch(args.nproc, sys.argv[1:])
+    from training.finetune import run_finetune
+
+    cfg = _load(args)
+    stage = args.command
+    run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage, args.base), args.output or stage_dir_of(cfg, stage),
+                 force=args.force, until_step=args.until_step, progress=not args.no_progress)
+    return 0
+
+
+def _base_dir(cfg: PipelineConfig, stage: str, given: Optional[str] = None) -> str:
+    """The model an alignment stage starts from: --base, the section's `base`, or the pretrained model."""
+    return given or getattr(cfg, stage).base or os.path.join(stage_dir_of(cfg, "pretrain"), "final")
+
+
+def stage_dir_of(cfg: PipelineConfig, stage: str) -> str:
+    from pipelines.rundir import stage_dir
+
+    return stage_dir(cfg, stage)
+
+
+def cmd_reward(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Train the reward model, or score responses with a trained one."""
+    if args.action == "score":
+        return _reward_score(args)
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch(args.nproc, sys.argv[1:])
+    from training.reward import run_reward
+
+    cfg = _load(args)
+    run_reward(cfg.reward, _base_dir(cfg, "reward", args.base), args.output or stage_dir_of(cfg, "reward"),
+               force=args.force, until_step=args.until_step, progress=not args.no_progress)
+    return 0
+
+
+def _reward_score(args: argparse.Namespace) -> int:
+    """JSONL in ({"prompt", "response"} or preference rows), one JSON line of scores out per row."""
+    import json
+
+    from llmdata.chat import ChatTemplate
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.reward import load_reward_model, score
+    from training.stage import TrainingInputError, require
+
+    cfg = _load(args)
+    model_dir = args.model or os.path.join(stage_dir_of(cfg, "reward"), "final")
+    require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
+    if not args.input:
+        raise TrainingInputError("reward score needs --input FILE.jsonl with prompt and response (or chosen/rejected)")
+    require(args.input, "input")
+    model = load_reward_model(model_dir)
+    template = ChatTemplate(BPETokenizer.load(model_dir))
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    bad = 0
+    with open(args.input, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                prompt = row["prompt"]
+                keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
+                if not keys or not isinstance(prompt, (str, list)):
+                    raise ValueError("needs a prompt and a string response, chosen or rejected")
+                result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
+            except (ValueError, KeyError, TypeError) as err:
+                bad += 1
+                result = {"line": n, "error": f"{type(err).__name__}: {err}"}
+            out.write(json.dumps(result) + "\n")
+    if args.output:
+        out.close()
+        print(f"reward score: {n} rows scored ({bad} bad) -> {args.output}")
+    return 0
+
+
+def cmd_lora_merge(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Fold a PEFT-layout adapter into its base model's weights."""
+    from training.export import load_model, save_model
+    from training.lora import load_adapter_into, merge_lora
+    from training.stage import copy_tokenizer, require
+
+    require(os.path.join(args.base, "model.safetensors"), "base model (model.safetensors)")
+    require(os.path.join(args.adapter, "adapter_config.json"), "adapter (adapter_config.json)")
+    model = merge_lora(load_adapter_into(load_model(args.base), args.adapter))
+    save_model(args.output, model.state_dict(), model.cfg)
+    copy_tokenizer(args.base, args.output)
+    print(f"lora-merge: {args.adapter} folded into {args.base} -> {args.output}/model.safetensors")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage that exists, in order, each skipped when its manifest is up to date."""
     from pipelines.rundir import run_root, stage_dir
@@ -217,6 +314,13 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         pattern, upstream = _stage_input(cfg, stage)
         _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
     run_pretrain(cfg.pretrain, *_train_dirs(cfg, "pretrain"), force=args.force)
+    from training.finetune import run_finetune
+
+    for stage in ("sft", "lora"):
+        run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage), stage_dir(cfg, stage), force=args.force)
+    from training.reward import run_reward
+
+    run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -287,6 +391,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
     p.set_defaults(func=cmd_pretrain)
+
+    for name, number, what in (("sft", 6, "full supervised fine-tuning"), ("lora", 7, "LoRA fine-tuning (base frozen)")):
+        p = sub.add_parser(name, help=f"stage {number}: {what} on conversations (DeepSpeed)",
+                           description=f"{what.capitalize()} of a trained model on chat, prompt/completion or Alpaca "
+                           "JSONL with the loss on assistant tokens, packed with document masks; reports held-out loss "
+                           "and exact match of greedy answers before and after. Bad rows are counted with their line.")
+        _common(p)
+        p.add_argument("--base", default=None, help="model folder to start from; default: runs/<name>/05-pretrain/final")
+        p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/0{number}-{name}")
+        p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
+        p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("reward", help="stage 8: train a reward model on preference pairs, or score responses",
+                       description="`llmpipe reward` trains a scalar head on a trained model with the Bradley-Terry loss on "
+                       "{prompt, chosen, rejected} JSONL and reports held-out pairwise accuracy; `llmpipe reward score "
+                       "--input rows.jsonl` scores {prompt, response} (or chosen/rejected) rows with a trained one.")
+    _common(p)
+    p.add_argument("action", nargs="?", choices=["train", "score"], default="train")
+    p.add_argument("--base", default=None, help="model folder to start from; default: runs/<name>/05-pretrain/final")
+    p.add_argument("--model", default=None, help="score: reward model folder; default: runs/<name>/08-reward/final")
+    p.add_argument("--input", default=None, help="score: JSONL rows to score")
+    p.add_argument("--output", default=None, help="train: output folder (default runs/<name>/08-reward); score: JSONL file (default stdout)")
+    p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
+    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reward)
+
+    p = sub.add_parser("lora-merge", help="fold a LoRA adapter (PEFT layout) into its base model",
+                       description="Write base + adapter as one model.safetensors: W + B·A·alpha/r for each adapted layer.")
+    p.add_argument("--base", required=True, help="base model folder (model.safetensors + model_config.json)")
+    p.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json + adapter_model.safetensors)")
+    p.add_argument("--output", required=True, help="folder for the merged model")
+    p.set_defaults(func=cmd_lora_merge)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

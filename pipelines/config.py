@@ -20,7 +20,7 @@ from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
 from pipelines.pack import PackOptions
 from pipelines.tokenizer import TokenizerOptions
-from training.options import PretrainSection
+from training.options import LoraSection, PretrainSection, RewardSection, SFTSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -120,6 +120,9 @@ class PipelineConfig(_Section):
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     pack: PackSection = Field(default_factory=PackSection)
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    reward: RewardSection = Field(default_factory=RewardSection)
 
 
 def _parse_value(text: str) -> Any:

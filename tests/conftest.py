@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from llmdata.sample_data import write_corpus
+from training.metrics import read_metrics
 from pipelines.cli import main
 
 
@@ -47,3 +48,27 @@ def packed(clean_run, tmp_path_factory) -> tuple[Path, Path]:
     assert main(["pack", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--tokenizer", str(tok), "--output", str(out),
                  "--set", "pack.seq_len=128", "--set", "pack.val_fraction=0.1"]) == 0
     return out, tok
+
+
+SMALL = ["--set", "pretrain.model_overrides={d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}",
+         "--set", "pretrain.lr=3e-3", "--set", "pretrain.warmup_steps=2", "--set", "pretrain.tensorboard=false",
+         "--set", "pretrain.generate.max_new_tokens=8"]
+
+
+def pretrain_args(packed, out: Path, *extra: str) -> list[str]:
+    pack, tok = packed
+    return ["pretrain", "--config", "configs/pipeline.yaml", "--input", str(pack), "--tokenizer", str(tok),
+            "--output", str(out), "--no-progress", *SMALL, *extra]
+
+
+def train_losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(str(out / "metrics.jsonl")) if r["event"] == "train"}
+
+
+@pytest.fixture(scope="session")
+def pretrained(packed, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "out"
+    assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=30", "--set", "pretrain.micro_batch=4",
+                              "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=10",
+                              "--set", "pretrain.tensorboard=true")) == 0
+    return out

@@ -3,12 +3,10 @@ import json
 import struct
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmdata.packing import IndexedDataset, best_fit_plan, concat_plan, sample_arrays, token_dtype, write_indexed
-from pipelines.cli import main
 
 
 def _docs(lengths, seed=0):

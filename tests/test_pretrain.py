@@ -7,36 +7,13 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from pipelines.cli import main
+from tests.conftest import pretrain_args, train_losses
 from training.metrics import read_metrics
-
-SMALL = ["--set", "pretrain.model_overrides={d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}",
-         "--set", "pretrain.lr=3e-3", "--set", "pretrain.warmup_steps=2", "--set", "pretrain.tensorboard=false",
-         "--set", "pretrain.generate.max_new_tokens=8"]
-
-
-def pretrain_args(packed, out: Path, *extra: str) -> list[str]:
-    pack, tok = packed
-    return ["pretrain", "--config", "configs/pipeline.yaml", "--input", str(pack), "--tokenizer", str(tok),
-            "--output", str(out), "--no-progress", *SMALL, *extra]
-
-
-def train_losses(out: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(str(out / "metrics.jsonl")) if r["event"] == "train"}
-
-
-@pytest.fixture(scope="module")
-def pretrained(packed, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain") / "out"
-    assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=30", "--set", "pretrain.micro_batch=4",
-                              "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=10",
-                              "--set", "pretrain.tensorboard=true")) == 0
-    return out
 
 
 def test_loss_falls_and_the_stage_writes_its_products(pretrained, capsys):

@@ -272,19 +272,25 @@ class Transformer(nn.Module):
         positions = index if position_ids is None else position_ids
         if int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.cfg.max_seq_len}")
-        x = self.embed(input_ids)
-        rope = self.rope(device)
-        for i, block in enumerate(self.blocks):
-            if self.checkpoint_activations and self.training and cache is None:
-                x = checkpoint(block, x, rope, positions, index, doc_ids, None, use_reentrant=False)
-            else:
-                x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
-        logits = self.head(self.norm(x))
+        logits = self.head(self.hidden(input_ids, positions, index, doc_ids, cache))
         out = {"logits": logits}
         if labels is not None:
             total, count = token_loss(logits, labels)
             out["loss"] = total / count.clamp(min=1)
         return out
+
+    def hidden(self, input_ids: torch.Tensor, positions: torch.Tensor, index: torch.Tensor,
+               doc_ids: Optional[torch.Tensor] = None, cache: Optional[list[dict]] = None) -> torch.Tensor:
+        """The final normalized hidden states, (batch, seq, d_model): what the head (or a reward
+        head) reads."""
+        x = self.embed(input_ids)
+        rope = self.rope(input_ids.device)
+        for i, block in enumerate(self.blocks):
+            if self.checkpoint_activations and self.training and cache is None:
+                x = checkpoint(block, x, rope, positions, index, doc_ids, None, use_reentrant=False)
+            else:
+                x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
+        return self.norm(x)
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0, top_k: Optional[int] = None,

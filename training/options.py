@@ -69,3 +69,36 @@ class PretrainSection(TrainSection):
     presets: str = "configs/models.yaml"
     model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {position: alibi, n_layers: 2}
     generate: GenerateSection = Field(default_factory=GenerateSection)
+
+
+class SFTSection(TrainSection):
+    """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
+
+    base: Optional[str] = None  # model folder; default: the run's 05-pretrain/final
+    train_file: str = "data/demo/sft/train.jsonl"
+    heldout_file: Optional[str] = "data/demo/sft/heldout.jsonl"
+    seq_len: int = Field(256, ge=16)  # conversations are packed (with document masks) into windows this long
+    train_on_prompt: bool = False  # loss on every token instead of the assistant turns only
+    eval_generate: int = Field(100, ge=0)  # held-out examples answered by greedy generation for exact match
+    max_new_tokens: int = Field(32, ge=1)
+
+
+class LoraSection(SFTSection):
+    """SFT through low-rank adapters; the base weights stay frozen."""
+
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]] = Field(
+        default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"])
+
+
+class RewardSection(TrainSection):
+    """A scalar reward head on a trained model, trained on preference pairs (Bradley-Terry)."""
+
+    base: Optional[str] = None  # model folder; default: the run's 05-pretrain/final
+    train_file: str = "data/demo/preferences/train.jsonl"
+    heldout_file: Optional[str] = "data/demo/preferences/heldout.jsonl"
+    max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
+    margin: float = Field(0.0, ge=0)  # -log sigmoid(r_chosen - r_rejected - margin)
+    center_coef: float = Field(0.0, ge=0)  # + coef * (r_chosen + r_rejected)^2 keeps rewards near 0

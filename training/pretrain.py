@@ -16,56 +16,13 @@ import contextlib
 import io
 import json
 import os
-import shutil
 from typing import Callable, Optional
 
 import torch
 
-from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from pipelines.manifest import read_manifest, stage_fingerprint, write_manifest
 from training.options import PretrainSection
-
-FINGERPRINT_FILE = "fingerprint"
-
-
-class TrainingInputError(ValueError):
-    """The stage's input folders are missing or unusable (one line for the CLI)."""
-
-
-def folder_fingerprint(folder: str) -> dict:
-    """An upstream stage folder stands for its manifest; any other folder for its files."""
-    return input_fingerprint(folder if read_manifest(folder) else os.path.join(folder, "*"))
-
-
-def require(path: str, what: str) -> None:
-    if not os.path.exists(path):
-        raise TrainingInputError(f"{what} not found: {path}")
-
-
-def prepare_output(out: str, fingerprint: str, force: bool, rank: int, log: Callable[[str], None]) -> None:
-    """Keep the stage folder (and its checkpoints) only when they belong to this exact config and
-    input; otherwise start clean. Every rank waits for rank 0 to decide."""
-    import torch.distributed as dist
-
-    if rank == 0:
-        marker = os.path.join(out, "checkpoints", FINGERPRINT_FILE)
-        previous = open(marker, encoding="utf-8").read().strip() if os.path.exists(marker) else None
-        if force or previous != fingerprint:
-            if previous is not None:
-                log("pretrain: config or input changed since the checkpoints were written; starting over"
-                    if not force else "pretrain: --force: starting over")
-            shutil.rmtree(out, ignore_errors=True)
-        os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
-        with open(marker, "w", encoding="utf-8") as f:
-            f.write(fingerprint)
-    dist.barrier()
-
-
-def copy_tokenizer(tokenizer_dir: str, dest: str) -> None:
-    for name in ("tokenizer.json", "llmpipe_tokenizer.json", "vocab.json", "merges.txt"):
-        src = os.path.join(tokenizer_dir, name)
-        if os.path.exists(src):
-            shutil.copy(src, os.path.join(dest, name))
-
+from training.stage import copy_tokenizer, folder_fingerprint, prepare_output, require
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
                      top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
@@ -109,7 +66,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     setup_distributed()
     rank = dist.get_rank()
     say = log if rank == 0 else (lambda _m: None)
-    prepare_output(out, fingerprint, force, rank, say)
+    prepare_output("pretrain", out, fingerprint, force, rank, say)
 
     tokenizer = BPETokenizer.load(tokenizer_dir)
     with open(os.path.join(pack_dir, "shards.json"), encoding="utf-8") as f:

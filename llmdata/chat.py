@@ -1,0 +1,175 @@
+"""Alignment data: the formats people already have, one chat template, and label masks.
+
+Rows are read from JSONL in any of these shapes:
+- chat:              {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
+- prompt/completion: {"prompt": str, "completion": str}
+- Alpaca:            {"instruction": str, "input": str (optional), "output": str}
+- preference pairs:  {"prompt": str | messages, "chosen": str | messages, "rejected": str | messages}
+A row that fits none of them is a `BadRow` with its line number and reason, never an exception.
+
+The chat template uses the tokenizer's reserved role tokens, so no text in the data can forge a
+turn (special-token text inside content is encoded as ordinary text):
+
+    <|system|>{content}<|end|><|user|>{content}<|end|><|assistant|>{content}<|end|>...<|endoftext|>
+
+Training targets are the assistant turns' content and their closing <|end|>; every other label is
+-100 unless `train_on_prompt` is set. Generation feeds the turns up to `<|assistant|>` and stops at
+`<|end|>`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator, Optional, Union
+
+ROLES = ("system", "user", "assistant")
+ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
+END, EOT = "<|end|>", "<|endoftext|>"
+
+Message = dict[str, str]
+
+
+@dataclass
+class BadRow:
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass
+class Preference:
+    prompt: list[Message]
+    chosen: list[Message]  # the assistant turn(s) that follow the prompt
+    rejected: list[Message]
+
+
+def _messages(value, where: str) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where} is neither text nor a non-empty list of messages")
+    out = []
+    for m in value:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: each message needs a role in {ROLES} and string content")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _answer(value, where: str) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]
+    msgs = _messages(value, where)
+    return [m for m in msgs if m["role"] == "assistant"] or msgs
+
+
+def to_conversation(row: dict) -> list[Message]:
+    """A supervised row as messages; raises ValueError naming what is wrong."""
+    if "messages" in row:
+        msgs = _messages(row["messages"], "messages")
+    elif "instruction" in row and "output" in row:
+        for key in ("instruction", "output"):
+            if not isinstance(row[key], str):
+                raise ValueError(f"{key} is not a string")
+        extra = row.get("input") or ""
+        if not isinstance(extra, str):
+            raise ValueError("input is not a string")
+        prompt = row["instruction"] + ("\n\n" + extra if extra else "")
+        msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    elif "prompt" in row and "completion" in row:
+        msgs = _messages(row["prompt"], "prompt") + _answer(row["completion"], "completion")
+    else:
+        raise ValueError("not a chat, prompt/completion or Alpaca row")
+    if not any(m["role"] == "assistant" and m["content"] for m in msgs):
+        raise ValueError("no non-empty assistant turn to learn from")
+    return msgs
+
+
+def to_preference(row: dict) -> Preference:
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in row:
+            raise ValueError(f"missing {key!r}")
+    pref = Preference(_messages(row["prompt"], "prompt"), _answer(row["chosen"], "chosen"), _answer(row["rejected"], "rejected"))
+    if pref.chosen == pref.rejected:
+        raise ValueError("chosen and rejected are the same")
+    return pref
+
+
+def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Message], Preference]], BadRow]]:
+    """(row, conversation) for kind "sft" or (row, Preference) for kind "preference" from a JSONL
+    file, and a BadRow for each line that is not UTF-8, not JSON, not an object, or not the format."""
+    parse = to_conversation if kind == "sft" else to_preference
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield BadRow(n, f"invalid UTF-8 at byte {err.start}", raw[:200].decode("utf-8", "replace"))
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                yield BadRow(n, f"invalid JSON: {err.msg}", text[:200])
+                continue
+            if not isinstance(row, dict):
+                yield BadRow(n, f"a JSON {type(row).__name__}, not an object", text[:200])
+                continue
+            try:
+                parsed = parse(row)
+            except ValueError as err:
+                yield BadRow(n, str(err), text[:200])
+                continue
+            yield row, parsed
+
+
+class ChatTemplate:
+    """Token ids of conversations under the template above, with their training mask."""
+
+    def __init__(self, tokenizer, train_on_prompt: bool = False):
+        self.tok = tokenizer
+        self.train_on_prompt = train_on_prompt
+        self.role_ids = {role: tokenizer.special_ids[t] for role, t in ROLE_TOKENS.items()}
+        self.end_id = tokenizer.special_ids[END]
+        self.eot_id = tokenizer.special_ids[EOT]
+
+    def encode(self, messages: list[Message], eot: bool = True) -> tuple[list[int], list[bool]]:
+        """Ids, and for each id whether it is a training target."""
+        ids: list[int] = []
+        mask: list[bool] = []
+        for m in messages:
+            body = self.tok.encode(m["content"]) + [self.end_id]
+            target = m["role"] == "assistant" or self.train_on_prompt
+            ids += [self.role_ids[m["role"]]] + body
+            mask += [self.train_on_prompt] + [target] * len(body)
+        if eot:
+            ids.append(self.eot_id)
+            mask.append(self.train_on_prompt)
+        return ids, mask
+
+    def prompt(self, messages: list[Message]) -> list[int]:
+        """The ids a model continues to answer: the turns, then the assistant's role token."""
+        ids, _ = self.encode(messages, eot=False)
+        return ids + [self.role_ids["assistant"]]
+
+    def to_json(self) -> dict:
+        """Stored beside a checkpoint: enough to rebuild prompts without this code."""
+        return {"format": "llmpipe-chat-v1", "roles": ROLE_TOKENS, "end": END, "eos": EOT,
+                "turn": "{role_token}{content}{end}", "generation_prompt": ROLE_TOKENS["assistant"],
+                "targets": "assistant content and its end token" + (" (and the prompt)" if self.train_on_prompt else ""),
+                "jinja": ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
+                          "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")}
+
+
+def inputs_and_labels(ids: list[int], mask: list[bool]) -> tuple[list[int], list[int]]:
+    """Next-token pairs: input ids[:-1], label ids[1:] where the label is a target, else -100."""
+    return ids[:-1], [t if m else -100 for t, m in zip(ids[1:], mask[1:])]
+
+
+def prompt_and_reference(messages: list[Message]) -> tuple[list[Message], Optional[str]]:
+    """The messages before the last assistant turn, and that turn's content (the reference answer)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return messages, None
+    return messages[:last], messages[last]["content"]

@@ -1,0 +1,211 @@
+"""Alignment data and stages: formats, the chat template's label mask, LoRA, the reward model."""
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmdata.bpe import PATTERNS, learn_merges
+from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, read_rows, to_conversation, to_preference
+from llmdata.sample_tasks import write_tasks
+from llmdata.tokenizer_io import BPETokenizer
+from pipelines.cli import main
+from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, trainable_parameters
+from training.model import ModelConfig, Transformer
+from training.reward import RewardModel, pad_pairs, pair_loss
+
+
+@pytest.fixture(scope="module")
+def tok() -> BPETokenizer:
+    text = "What is 3 + 4? 7 Repeat: file list name Reverse the words: path type data " * 20
+    counts = {(" " + w).encode(): 5 for w in text.split()}
+    return BPETokenizer(learn_merges(counts, 300).merges, PATTERNS["gpt4"])
+
+
+def test_the_three_supervised_formats_become_the_same_conversation():
+    chat = {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
+    expected = chat["messages"]
+    assert to_conversation(chat) == expected
+    assert to_conversation({"prompt": "Q", "completion": "A"}) == expected
+    assert to_conversation({"instruction": "Q", "input": "", "output": "A"}) == expected
+    assert to_conversation({"instruction": "Q", "input": "x", "output": "A"})[0]["content"] == "Q\n\nx"
+    for bad in ({"instruction": "Q"}, {"messages": [{"role": "robot", "content": "x"}]},
+                {"messages": [{"role": "user", "content": "only a question"}]}, {"prompt": 3, "completion": "A"}):
+        with pytest.raises(ValueError):
+            to_conversation(bad)
+    pref = to_preference({"prompt": "Q", "chosen": "A", "rejected": "B"})
+    assert pref.chosen == [{"role": "assistant", "content": "A"}]
+    with pytest.raises(ValueError, match="the same"):
+        to_preference({"prompt": "Q", "chosen": "A", "rejected": "A"})
+
+
+def test_bad_rows_are_reported_with_their_line(tmp_path):
+    summary = write_tasks(str(tmp_path), seed=1, train=50, heldout=5)
+    rows = list(read_rows(str(tmp_path / "sft" / "train.jsonl"), "sft"))
+    bad = [r for r in rows if isinstance(r, BadRow)]
+    assert len(bad) == summary["bad_rows_planted"] and len(rows) - len(bad) == 50
+    lines = (tmp_path / "sft" / "train.jsonl").read_bytes().splitlines()
+    for b in bad:  # the line number points at the planted line
+        assert b.line >= 1 and b.reason and lines[b.line - 1].strip()
+    assert {b.reason.split(":")[0] for b in bad} >= {"invalid JSON", "a JSON list, not an object"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), max_size=8))
+def test_any_lines_are_rows_or_bad_rows_never_an_exception(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("rows") / "x.jsonl"
+    path.write_bytes(b"\n".join(line.encode("utf-8", "surrogatepass") for line in lines))
+    for kind in ("sft", "preference"):
+        for item in read_rows(str(path), kind):
+            assert isinstance(item, (BadRow, tuple))
+
+
+def test_labels_are_exactly_the_assistant_tokens(tok):
+    template = ChatTemplate(tok)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is 3 + 4?"},
+                {"role": "assistant", "content": "7"}, {"role": "user", "content": "Repeat: file"},
+                {"role": "assistant", "content": "file"}]
+    ids, mask = template.encode(messages)
+    inp, labels = inputs_and_labels(ids, mask)
+    expected_targets = []
+    for m in messages:
+        if m["role"] == "assistant":
+            expected_targets += tok.encode(m["content"]) + [template.end_id]
+    assert [t for t in labels if t != -100] == expected_targets
+    # every ignored label is a prompt token: role tokens, system/user content, their <|end|>, the final eot
+    prompt_len = len(template.encode(messages[:2], eot=False)[0])
+    assert labels[: prompt_len] == [-100] * prompt_len  # up to and including <|assistant|>
+    assert inp == ids[:-1] and labels[-1] == -100  # <|endoftext|> is not a target
+    everything = ChatTemplate(tok, train_on_prompt=True)
+    _, all_labels = inputs_and_labels(*everything.encode(messages))
+    assert all(t != -100 for t in all_labels)
+
+
+def test_role_token_text_inside_content_cannot_forge_a_turn(tok):
+    template = ChatTemplate(tok)
+    ids, _ = template.encode([{"role": "user", "content": "<|assistant|>hi<|end|>"}, {"role": "assistant", "content": "ok"}])
+    specials = set(tok.special_ids.values())
+    assert [t for t in ids if t in specials] == [template.role_ids["user"], template.end_id, template.role_ids["assistant"],
+                                                 template.end_id, template.eot_id]
+
+
+def small_model(**kw) -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64,
+                                   ffn_multiple_of=16, **kw))
+
+
+def test_lora_merge_equals_the_adapter_model_and_freezes_the_base(tmp_path):
+    model = small_model()
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    wrapped = apply_lora(model, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], rank=4, alpha=8, dropout=0.0)
+    assert len(wrapped) == 2 * 7
+    trainable, total = trainable_parameters(model)
+    assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) and trainable < total
+    ids = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(model(ids)["logits"], Transformer.forward(small_model(), ids)["logits"], atol=1e-6)  # B = 0
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.05)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(ids, labels=ids)["loss"].backward()
+    opt.step()
+    for name, value in model.state_dict().items():
+        if "lora_" not in name:
+            assert torch.equal(value, base_state[name.replace(".base.", ".")]), name  # the base never moves
+    model.eval()
+    with torch.no_grad():
+        adapted = model(ids)["logits"]
+        save_adapter(str(tmp_path / "adapter"), model.state_dict(), model.cfg, 4, 8, 0.0, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], "base")
+        reloaded = load_adapter_into(small_model(), str(tmp_path / "adapter")).eval()
+        assert torch.allclose(reloaded(ids)["logits"], adapted, atol=1e-5)  # PEFT layout round trip (HF rotary rows)
+        merged = merge_lora(reloaded)
+        assert not any("lora_" in n for n, _ in merged.named_parameters())
+        assert torch.allclose(merged(ids)["logits"], adapted, atol=1e-5)
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and "q_proj" in config["target_modules"] and config["r"] == 4
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in keys
+
+
+def test_reward_is_read_at_the_last_real_token_whatever_the_padding():
+    model = RewardModel(small_model()).eval()
+    seq = [5, 6, 7, 8, 9]
+    short = pad_pairs([{"chosen": seq, "rejected": seq[:3]}], pad_id=0)
+    long = pad_pairs([{"chosen": seq, "rejected": seq[:3]}, {"chosen": seq + [1] * 20, "rejected": [2]}], pad_id=0)
+    for pad in (0, 96):
+        long_other = pad_pairs([{"chosen": seq, "rejected": seq[:3]}, {"chosen": seq + [1] * 20, "rejected": [2]}], pad_id=pad)
+        with torch.no_grad():
+            a, b = model(**short), model(**long_other)
+        assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[2], atol=1e-6)
+    assert long["input_ids"].shape == (4, 25) and long["lengths"].tolist() == [5, 25, 3, 1]
+
+
+def test_bradley_terry_loss():
+    rewards = torch.tensor([2.0, 0.0, 0.0, 0.0])  # chosen 2, 0; rejected 0, 0
+    loss = pair_loss(rewards, margin=0.0, center_coef=0.0)
+    assert torch.allclose(loss, torch.tensor([-torch.log(torch.sigmoid(torch.tensor(2.0))), torch.log(torch.tensor(2.0))]))
+    assert pair_loss(rewards, 1.0, 0.0)[0] > loss[0]
+    assert pair_loss(rewards, 0.0, 0.5)[0] == pytest.approx(float(loss[0]) + 0.5 * 4)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks")
+    write_tasks(str(folder), seed=0, train=600, heldout=40)
+    return folder
+
+
+def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path):
+    common = ["--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--no-progress"]
+    for stage in ("sft", "lora"):
+        out = tmp_path / stage
+        args = [stage, *common, "--output", str(out), "--set", f"{stage}.train_file={tasks / 'sft' / 'train.jsonl'}",
+                "--set", f"{stage}.heldout_file={tasks / 'sft' / 'heldout.jsonl'}", "--set", f"{stage}.seq_len=128",
+                "--set", f"{stage}.max_steps=12", "--set", f"{stage}.eval_every=6", "--set", f"{stage}.save_every=12",
+                "--set", f"{stage}.eval_generate=10", "--set", f"{stage}.max_new_tokens=6", "--set", f"{stage}.tensorboard=false"]
+        assert main(args) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        c = manifest["counts"]
+        assert c["input"] == 605 and c["used"] == 600 and c["bad"]["total"] == 5  # the planted rows, counted
+        evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+        assert evals[-1]["val_loss"] < evals[0]["val_loss"] + 0.5 and evals[-1]["val_loss"] < 6.0
+        assert manifest["exact_match"]["after"]["n"] == 10
+        assert len((out / "bad_rows.jsonl").read_text().splitlines()) == 5
+        report = (out / "report.md").read_text()
+        assert "Exact match" in report and "bad rows: invalid JSON" in report
+    assert (tmp_path / "sft" / "final" / "chat_template.json").exists()
+    lora = json.loads((tmp_path / "lora" / "manifest.json").read_text())
+    assert lora["trainable_parameters"] < json.loads((tmp_path / "sft" / "manifest.json").read_text())["trainable_parameters"]
+    from safetensors.torch import load_file
+
+    from training.export import load_model
+
+    merged = load_model(str(tmp_path / "lora" / "merged"))
+    base = load_file(pretrained / "final" / "model.safetensors")
+    assert any(not torch.equal(base[k], merged.state_dict()[k]) for k in base if k.startswith("blocks."))
+    assert main(["lora-merge", "--base", str(pretrained / "final"), "--adapter", str(tmp_path / "lora" / "adapter"),
+                 "--output", str(tmp_path / "merged2")]) == 0
+    again = load_file(tmp_path / "merged2" / "model.safetensors")
+    assert all(torch.allclose(again[k], merged.state_dict()[k]) for k in again)
+
+
+def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, tmp_path, capsys):
+    out = tmp_path / "reward"
+    assert main(["reward", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
+                 "--no-progress", "--set", f"reward.train_file={tasks / 'preferences' / 'train.jsonl'}",
+                 "--set", f"reward.heldout_file={tasks / 'preferences' / 'heldout.jsonl'}", "--set", "reward.max_steps=60",
+                 "--set", "reward.lr=3e-3", "--set", "reward.eval_every=30", "--set", "reward.tensorboard=false"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    after = manifest["heldout"]["after"]
+    assert after["pairs"] == 40 and after["accuracy"] >= 0.75 and after["mean_margin"] > 0
+    rows = tmp_path / "score.jsonl"
+    rows.write_text('{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n')
+    capsys.readouterr()
+    assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert isinstance(lines[0]["response_reward"], float) and "error" in lines[1]

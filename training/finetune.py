@@ -1,0 +1,239 @@
+"""The SFT and LoRA stages: supervised fine-tuning of a trained model on conversations.
+
+    base model folder (05-pretrain/final) + conversations (chat / prompt-completion / Alpaca JSONL)
+      ─► chat template, loss on assistant tokens ─► conversations packed into windows with
+         document masks ─► the shared DeepSpeed trainer ─► 06-sft/ or 07-lora/
+
+SFT trains every weight and exports `final/` (a full model). LoRA wraps the chosen linear layers
+with adapters, trains only those, and exports `adapter/` in PEFT's layout plus `merged/` (the
+adapters folded into the base weights). Both report held-out loss and exact match of greedy
+answers against the references, before (the base model) and after training, per task.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections import Counter
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, prompt_and_reference, read_rows
+from llmdata.packing import best_fit_plan
+from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from training.options import LoraSection, SFTSection
+from training.stage import copy_tokenizer, folder_fingerprint, prepare_output, require
+
+
+class ConversationPack(Dataset):
+    """Conversations (input ids, labels) packed best-fit into windows of seq_len, each keeping
+    its own positions and document id so attention stays inside it."""
+
+    def __init__(self, examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int):
+        self.examples = examples
+        self.seq_len = seq_len
+        self.pad_id = pad_id
+        self.plan = best_fit_plan([len(inp) for inp, _ in examples], seq_len - 1)  # windows of seq_len
+
+    def __len__(self) -> int:
+        return self.plan.samples
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        n = self.seq_len
+        ids = np.full(n, self.pad_id, dtype=np.int64)
+        labels = np.full(n, -100, dtype=np.int64)
+        positions = np.zeros(n, dtype=np.int64)
+        docs = np.full(n, -1, dtype=np.int64)
+        at = 0
+        for k, (d, _, length) in enumerate(self.plan.segments[self.plan.sample_index[i] : self.plan.sample_index[i + 1]]):
+            inp, lab = self.examples[int(d)]
+            ids[at : at + length], labels[at : at + length] = inp, lab
+            positions[at : at + length] = np.arange(length)
+            docs[at : at + length] = k
+            at += length
+        return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
+                "position_ids": torch.from_numpy(positions), "doc_ids": torch.from_numpy(docs)}
+
+
+def bad_kind(reason: str) -> str:
+    return reason.split(":")[0].split(" at byte")[0]
+
+
+def load_conversations(path: str, template: ChatTemplate, seq_len: int):
+    """Training pairs, the parsed rows (for evaluation), the bad rows, and how many were cut."""
+    examples, rows, bad, truncated = [], [], [], 0
+    for item in read_rows(path, "sft"):
+        if isinstance(item, BadRow):
+            bad.append(item)
+            continue
+        row, messages = item
+        ids, mask = template.encode(messages)
+        if len(ids) > seq_len + 1:
+            ids, mask = ids[: seq_len + 1], mask[: seq_len + 1]
+            truncated += 1
+        inp, lab = inputs_and_labels(ids, mask)
+        if all(t == -100 for t in lab):
+            bad.append(BadRow(0, "no assistant token left after truncation to seq_len", ""))
+            continue
+        examples.append((inp, lab))
+        rows.append((row.get("task", "all"), messages))
+    return examples, rows, bad, truncated
+
+
+@torch.no_grad()
+def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Message]]], limit: int,
+                max_new_tokens: int) -> dict:
+    """Greedy answers to the first `limit` held-out prompts against their reference answers."""
+    model.eval()
+    hits: Counter = Counter()
+    seen: Counter = Counter()
+    examples = []
+    for task, messages in rows[:limit]:
+        context, reference = prompt_and_reference(messages)
+        prompt = template.prompt(context)
+        out = model.generate(torch.tensor([prompt]), max_new_tokens, eos_id=template.end_id)
+        answer_ids = [int(t) for t in out[0, len(prompt):] if int(t) != template.end_id]
+        answer = template.tok.decode(answer_ids).strip()
+        ok = answer == (reference or "").strip()
+        hits[task] += ok
+        seen[task] += 1
+        if len(examples) < 8:
+            examples.append({"task": task, "prompt": context[-1]["content"], "reference": reference, "answer": answer, "ok": ok})
+    total = sum(seen.values())
+    return {"exact_match": sum(hits.values()) / total if total else None, "n": total,
+            "by_task": {t: hits[t] / seen[t] for t in sorted(seen)}, "examples": examples}
+
+
+def _em_rows(em: dict, label: str) -> dict:
+    rows = {f"{label}: all tasks ({em['n']} prompts)": em["exact_match"]}
+    rows.update({f"{label}: {task}": v for task, v in em["by_task"].items()})
+    return rows
+
+
+def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: str, out: str, force: bool = False,
+                 until_step: Optional[int] = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """The `sft` stage, or the `lora` stage when `section` is a LoraSection."""
+    import torch.distributed as dist
+
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.engine import setup_distributed
+    from training.export import consolidated_state, load_model, save_model
+    from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, trainable_parameters
+    from training.loop import Trainer, seed_everything
+    from training.report import write_training_report
+
+    lora = isinstance(section, LoraSection)
+    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
+    require(os.path.join(base_dir, "llmpipe_tokenizer.json"), "tokenizer beside the base model")
+    require(section.train_file, f"{stage} training data")
+    config = section.model_dump(mode="json")
+    inputs = {"base": folder_fingerprint(base_dir), "train": input_fingerprint(section.train_file)}
+    if section.heldout_file:
+        require(section.heldout_file, f"{stage} held-out data")
+        inputs["heldout"] = input_fingerprint(section.heldout_file)
+    fingerprint = stage_fingerprint(stage, config, inputs)
+    done = read_manifest(out)
+    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
+        log(f"{stage}: up to date in {out} (use --force to rerun)")
+        return done
+
+    setup_distributed()
+    rank = dist.get_rank()
+    say = log if rank == 0 else (lambda _m: None)
+    prepare_output(stage, out, fingerprint, force, rank, say)
+    tokenizer = BPETokenizer.load(base_dir)
+    template = ChatTemplate(tokenizer, section.train_on_prompt)
+    pad = tokenizer.special_ids["<|pad|>"]
+    examples, _, bad, truncated = load_conversations(section.train_file, template, section.seq_len)
+    if not examples:
+        from training.stage import TrainingInputError
+
+        raise TrainingInputError(f"{stage}: no usable conversation in {section.train_file} ({len(bad)} bad rows)")
+    held_examples, held_rows, held_bad, _ = (load_conversations(section.heldout_file, template, section.seq_len)
+                                             if section.heldout_file else ([], [], [], 0))
+    train_set = ConversationPack(examples, section.seq_len, pad)
+    val_set = ConversationPack(held_examples, section.seq_len, pad) if held_examples else None
+
+    seed_everything(section.seed)
+    model = load_model(base_dir)
+    cfg = model.cfg
+    if section.seq_len > cfg.max_seq_len:
+        from training.stage import TrainingInputError
+
+        raise TrainingInputError(f"{stage}: seq_len {section.seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
+    before = exact_match(model, template, held_rows, section.eval_generate, section.max_new_tokens) if rank == 0 and held_rows else None
+    model.train()
+    if lora:
+        apply_lora(model, list(section.targets), section.rank, section.alpha, section.dropout)
+    trainable, total = trainable_parameters(model)
+    model.checkpoint_activations = section.activation_checkpointing
+    say(f"{stage}: {len(examples)} conversations ({len(bad)} bad rows, {truncated} truncated) packed into "
+        f"{len(train_set)} windows of {section.seq_len}; training {trainable:,} of {total:,} parameters -> {out}")
+    trainer = Trainer(model, section, out, train_set, val_set, tokens_per_sample=section.seq_len,
+                      flops_per_token=cfg.flops_per_token(section.seq_len), fingerprint=fingerprint, log=say)
+    trainer.resume()
+    summary = trainer.fit(until_step, progress=progress)
+    if not summary["finished"]:
+        say(f"{stage}: stopped at step {summary['steps']} of {section.max_steps}; run the same command again to resume")
+        return summary
+
+    manifest: dict = {}
+    if rank == 0:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
+        outputs = {"metrics": "metrics.jsonl", "report": "report.md"}
+        if lora:
+            adapter_dir = save_adapter(os.path.join(out, "adapter"), state, cfg, section.rank, section.alpha, section.dropout,
+                                       list(section.targets), os.path.abspath(base_dir))
+            tuned = load_adapter_into(load_model(base_dir), adapter_dir)  # the saved adapter, read back
+            merged = os.path.join(out, "merged")
+            save_model(merged, merge_lora(load_adapter_into(load_model(base_dir), adapter_dir)).state_dict(), cfg)
+            final_dir = merged
+            outputs.update(adapter="adapter/", merged="merged/model.safetensors")
+        else:
+            final_dir = os.path.join(out, "final")
+            save_model(final_dir, state, cfg)
+            tuned = load_model(final_dir)
+            outputs.update(weights="final/model.safetensors")
+        copy_tokenizer(base_dir, final_dir)
+        with open(os.path.join(final_dir, "chat_template.json"), "w", encoding="utf-8") as f:
+            json.dump(template.to_json(), f, indent=2)
+        after = exact_match(tuned, template, held_rows, section.eval_generate, section.max_new_tokens) if held_rows else None
+        summary["exact_match_before"] = before["exact_match"] if before else None
+        summary["exact_match_after"] = after["exact_match"] if after else None
+        bad_counts = Counter(bad_kind(b.reason) for b in bad)
+        with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
+            for b in bad:
+                f.write(json.dumps({"file": section.train_file, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+        extra = {"Data quality": {"rows read": len(examples) + len(bad), "conversations used": len(examples),
+                                  **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
+                                  "truncated to seq_len": truncated, "held-out bad rows": len(held_bad)},
+                 "Trainable parameters": {"trainable": trainable, "total": total, "share": f"{100 * trainable / total:.2f}%"}}
+        if before and after:
+            extra["Exact match on held-out prompts (greedy)"] = {**_em_rows(before, "base model"), **_em_rows(after, stage)}
+        samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
+                   for e in (after or {}).get("examples", [])]
+        write_training_report(out, "Supervised fine-tuning" if not lora else "LoRA fine-tuning", section, cfg, summary, samples,
+                              {"conversations": len(examples), "packed windows": len(train_set), "sequence length": section.seq_len,
+                               "base model": base_dir, "training file": section.train_file,
+                               "held-out file": section.heldout_file}, extra)
+        counts = {"input": len(examples) + len(bad), "used": len(examples),
+                  "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))},
+                  "steps": summary["steps"], "trainable_parameters": trainable}
+        manifest = write_manifest(out, stage, fingerprint, config, inputs,
+                                  {k: v for k, v in counts.items() if k not in ("steps", "trainable_parameters")},
+                                  {"wall_s": summary["wall_s"]}, outputs,
+                                  {"summary": summary, "steps": summary["steps"], "trainable_parameters": trainable,
+                                   "exact_match": {"before": before, "after": after}})
+        say(f"{stage}: {summary['steps']} steps, val loss {summary.get('val_loss', float('nan')):.4f}, exact match "
+            f"{_pct(summary['exact_match_before'])} -> {_pct(summary['exact_match_after'])}; see {out}/report.md")
+    dist.barrier()
+    return manifest
+
+
+def _pct(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -1,0 +1,124 @@
+"""Low-rank adapters (LoRA, Hu et al. 2021) on the model's linear layers, in PEFT's file layout.
+
+A wrapped layer computes base(x) + B(A(dropout(x))) * alpha / rank with the base weight frozen,
+A initialised like a linear layer and B at zero, so training starts from the base model exactly.
+Only A and B require gradients, so the optimizer (param_groups skips frozen tensors) never holds
+the base weights. `merge_lora` folds B·A·scale into the base weights and unwraps the layers.
+
+Saved as PEFT expects (`adapter_config.json`, `adapter_model.safetensors`) with the Hugging Face
+Llama module names of the exported model (training/export.py), so PEFT can load the adapter onto
+the export; the q/k rows follow the export's rotary layout.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import torch
+import torch.nn as nn
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.scaling = alpha / rank
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+
+
+def apply_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[str]:
+    """Freeze every parameter, then wrap each linear layer whose name ends in a target."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    wrapped = []
+    for name, module in list(model.named_modules()):
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, nn.Linear) and leaf in targets:
+            parent = model.get_submodule(name.rsplit(".", 1)[0])
+            setattr(parent, leaf, LoRALinear(module, rank, alpha, dropout))
+            wrapped.append(name)
+    if not wrapped:
+        raise ValueError(f"no linear layer matches the LoRA targets {targets}")
+    return wrapped
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its base weight and put the plain linear layer back."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoRALinear):
+            with torch.no_grad():
+                module.base.weight += (module.lora_B.weight @ module.lora_A.weight) * module.scaling
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], module.base)
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, shared tensors counted once."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def save_adapter(folder: str, state: dict[str, torch.Tensor], cfg, rank: int, alpha: float, dropout: float,
+                 targets: list[str], base_path: str) -> str:
+    """adapter_config.json + adapter_model.safetensors in PEFT's layout, HF Llama names."""
+    from safetensors.torch import save_file
+
+    from training.export import HF_LINEAR, hf_module, rope_rows_to_hf
+
+    os.makedirs(folder, exist_ok=True)
+    tensors = {}
+    for name, tensor in state.items():
+        if ".lora_A." not in name and ".lora_B." not in name:
+            continue
+        module, part = name.split(".lora_")  # blocks.0.attn.wq, "A.weight"
+        t = tensor.detach().float()
+        if part.startswith("B") and module.endswith(("attn.wq", "attn.wk")):
+            heads = cfg.n_heads if module.endswith("wq") else cfg.n_kv_heads
+            t = rope_rows_to_hf(t, heads, cfg.head_dim)
+        tensors[f"base_model.model.{hf_module(module)}.lora_{part}"] = t.contiguous()
+    save_file(tensors, os.path.join(folder, "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": dropout,
+              "target_modules": sorted(HF_LINEAR[t] for t in targets), "bias": "none", "fan_in_fan_out": False,
+              "inference_mode": True, "base_model_name_or_path": base_path, "modules_to_save": None}
+    with open(os.path.join(folder, "adapter_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    return folder
+
+
+def load_adapter_into(model: nn.Module, folder: str) -> nn.Module:
+    """Wrap `model` as the adapter's config says and load its A/B weights (inverse of save_adapter)."""
+    from safetensors.torch import load_file
+
+    from training.export import HF_LINEAR, hf_module, rope_rows_from_hf
+
+    with open(os.path.join(folder, "adapter_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    ours = [k for k, v in HF_LINEAR.items() if v in config["target_modules"]]
+    apply_lora(model, ours, config["r"], config["lora_alpha"], 0.0)
+    tensors = load_file(os.path.join(folder, "adapter_model.safetensors"))
+    cfg = model.cfg
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            prefix = f"base_model.model.{hf_module(name)}"
+            module.lora_A.weight.data.copy_(tensors[f"{prefix}.lora_A.weight"])
+            b = tensors[f"{prefix}.lora_B.weight"]
+            if name.endswith(("attn.wq", "attn.wk")):
+                b = rope_rows_from_hf(b, cfg.n_heads if name.endswith("wq") else cfg.n_kv_heads, cfg.head_dim)
+            module.lora_B.weight.data.copy_(b)
+    return model

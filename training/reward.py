@@ -1,0 +1,250 @@
+"""The reward stage: a scalar head on a trained transformer, trained on preference pairs.
+
+    base model folder + {"prompt", "chosen", "rejected"} JSONL ─► the chat template ─►
+      reward = w · h[last real token] + b ─► Bradley-Terry loss ─► 08-reward/final/
+
+The reward is read at each sequence's last real token (its <|endoftext|>), found from the
+sequence's length, never by searching for a pad id: right padding cannot move it (tested), which
+is the bug reward models most often have. Loss per pair:
+-log sigmoid(r_chosen - r_rejected - margin) + center_coef * (r_chosen + r_rejected)^2.
+Metrics on the held-out pairs: pairwise accuracy, mean chosen and rejected reward, mean margin.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections import Counter
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
+from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from training.model import Transformer
+from training.options import RewardSection
+from training.stage import TrainingInputError, copy_tokenizer, folder_fingerprint, prepare_output, require
+
+
+class RewardModel(nn.Module):
+    def __init__(self, backbone: Transformer):
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = backbone.cfg
+        self.value = nn.Linear(backbone.cfg.d_model, 1)
+        nn.init.normal_(self.value.weight, std=1.0 / (backbone.cfg.d_model + 1) ** 0.5)
+        nn.init.zeros_(self.value.bias)
+        if not backbone.cfg.tie_embeddings:  # the LM head is not used; keep it out of the optimizer
+            backbone.head.weight.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One reward per right-padded sequence, read at index length - 1."""
+        b, t = input_ids.shape
+        index = torch.arange(t, device=input_ids.device).expand(b, t)
+        hidden = self.backbone.hidden(input_ids, index, index)
+        last = hidden[torch.arange(b, device=input_ids.device), lengths - 1]
+        return self.value(last).squeeze(-1).float()
+
+
+def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[list[int], list[int], bool]:
+    """Ids of prompt+chosen and prompt+rejected, cut from the left when longer than max_len."""
+    chosen, _ = template.encode(pref.prompt + pref.chosen)
+    rejected, _ = template.encode(pref.prompt + pref.rejected)
+    cut = len(chosen) > max_len or len(rejected) > max_len
+    return chosen[-max_len:], rejected[-max_len:], cut
+
+
+class PairSet(Dataset):
+    def __init__(self, pairs: list[tuple[list[int], list[int]]]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        chosen, rejected = self.pairs[i]
+        return {"chosen": chosen, "rejected": rejected}
+
+
+def pad_pairs(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen sequences then rejected ones, right-padded to the longest, with their lengths."""
+    seqs = [it["chosen"] for it in items] + [it["rejected"] for it in items]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    return {"input_ids": ids, "lengths": torch.tensor([len(s) for s in seqs])}
+
+
+def pair_loss(rewards: torch.Tensor, margin: float, center_coef: float) -> torch.Tensor:
+    """Per-pair Bradley-Terry loss from [chosen..., rejected...] rewards."""
+    half = rewards.size(0) // 2
+    chosen, rejected = rewards[:half], rewards[half:]
+    loss = -F.logsigmoid(chosen - rejected - margin)
+    if center_coef:
+        loss = loss + center_coef * (chosen + rejected) ** 2
+    return loss
+
+
+def read_pairs(path: str, template: ChatTemplate, max_len: int):
+    pairs, tasks, bad, cut = [], [], [], 0
+    for item in read_rows(path, "preference"):
+        if isinstance(item, BadRow):
+            bad.append(item)
+            continue
+        row, pref = item
+        chosen, rejected, was_cut = encode_pair(template, pref, max_len)
+        cut += was_cut
+        pairs.append((chosen, rejected))
+        tasks.append(row.get("task", "all"))
+    return pairs, tasks, bad, cut
+
+
+@torch.no_grad()
+def pair_metrics(model: RewardModel, pairs: list[tuple[list[int], list[int]]], tasks: list[str], pad_id: int,
+                 batch: int = 32) -> dict:
+    model.eval()
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch):
+        items = [{"chosen": c, "rejected": r} for c, r in pairs[start : start + batch]]
+        rewards = model(**pad_pairs(items, pad_id))
+        chosen += rewards[: len(items)].tolist()
+        rejected += rewards[len(items):].tolist()
+    right = [c > r for c, r in zip(chosen, rejected)]
+    by_task: dict[str, list[bool]] = {}
+    for t, ok in zip(tasks, right):
+        by_task.setdefault(t, []).append(ok)
+    n = len(pairs)
+    return {"pairs": n, "accuracy": sum(right) / n if n else None,
+            "mean_chosen": sum(chosen) / n if n else None, "mean_rejected": sum(rejected) / n if n else None,
+            "mean_margin": sum(c - r for c, r in zip(chosen, rejected)) / n if n else None,
+            "by_task": {t: sum(v) / len(v) for t, v in sorted(by_task.items())}}
+
+
+def save_reward_model(folder: str, state: dict[str, torch.Tensor], cfg) -> None:
+    from training.export import save_model
+
+    flat = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
+    save_model(folder, flat, cfg, {"reward_head": True})
+
+
+def load_reward_model(folder: str) -> RewardModel:
+    from safetensors.torch import load_file
+
+    from training.export import WEIGHTS, read_config
+
+    cfg = read_config(folder)
+    model = RewardModel(Transformer(cfg))
+    state = load_file(os.path.join(folder, WEIGHTS))
+    value = {k[len("value."):]: state.pop(k) for k in list(state) if k.startswith("value.")}
+    if cfg.tie_embeddings:
+        state["head.weight"] = state["embed.weight"]
+    model.backbone.load_state_dict(state, strict=True)
+    model.value.load_state_dict(value, strict=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def score(model: RewardModel, template: ChatTemplate, prompt: list[Message] | str, response: str, max_len: int = 4096) -> float:
+    """The reward of one response to a prompt (a string is one user turn)."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    ids, _ = template.encode(messages + [{"role": "assistant", "content": response}])
+    ids = ids[-min(max_len, model.cfg.max_seq_len):]
+    return float(model(torch.tensor([ids]), torch.tensor([len(ids)]))[0])
+
+
+def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = False, until_step: Optional[int] = None,
+               log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    import torch.distributed as dist
+
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.engine import setup_distributed
+    from training.export import consolidated_state, load_model
+    from training.loop import Trainer, seed_everything
+    from training.report import write_training_report
+
+    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
+    require(section.train_file, "reward training data")
+    config = section.model_dump(mode="json")
+    inputs = {"base": folder_fingerprint(base_dir), "train": input_fingerprint(section.train_file)}
+    if section.heldout_file:
+        require(section.heldout_file, "reward held-out data")
+        inputs["heldout"] = input_fingerprint(section.heldout_file)
+    fingerprint = stage_fingerprint("reward", config, inputs)
+    done = read_manifest(out)
+    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
+        log(f"reward: up to date in {out} (use --force to rerun)")
+        return done
+
+    setup_distributed()
+    rank = dist.get_rank()
+    say = log if rank == 0 else (lambda _m: None)
+    prepare_output("reward", out, fingerprint, force, rank, say)
+    tokenizer = BPETokenizer.load(base_dir)
+    template = ChatTemplate(tokenizer)
+    pad = tokenizer.special_ids["<|pad|>"]
+    pairs, _, bad, cut = read_pairs(section.train_file, template, section.max_len)
+    if not pairs:
+        raise TrainingInputError(f"reward: no usable preference pair in {section.train_file} ({len(bad)} bad rows)")
+    held, held_tasks, held_bad, _ = read_pairs(section.heldout_file, template, section.max_len) if section.heldout_file else ([], [], [], 0)
+    seed_everything(section.seed)
+    model = RewardModel(load_model(base_dir))
+    cfg = model.cfg
+    before = pair_metrics(model, held, held_tasks, pad) if rank == 0 and held else None
+    model.train()
+    model.backbone.checkpoint_activations = section.activation_checkpointing
+
+    def loss_fn(engine, batch):
+        losses = pair_loss(engine(batch["input_ids"], batch["lengths"]), section.margin, section.center_coef)
+        return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
+
+    say(f"reward: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len) -> {out}")
+    trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
+                      tokens_per_sample=2 * section.max_len, flops_per_token=cfg.flops_per_token(section.max_len),
+                      loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say)
+    trainer.resume()
+    summary = trainer.fit(until_step, progress=progress)
+    if not summary["finished"]:
+        say(f"reward: stopped at step {summary['steps']} of {section.max_steps}; run the same command again to resume")
+        return summary
+    manifest: dict = {}
+    if rank == 0:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
+        final = os.path.join(out, "final")
+        save_reward_model(final, state, cfg)
+        copy_tokenizer(base_dir, final)
+        with open(os.path.join(final, "chat_template.json"), "w", encoding="utf-8") as f:
+            json.dump(template.to_json(), f, indent=2)
+        after = pair_metrics(load_reward_model(final), held, held_tasks, pad) if held else None
+        summary["accuracy_before"] = before["accuracy"] if before else None
+        summary["accuracy_after"] = after["accuracy"] if after else None
+        bad_counts = Counter(b.reason.split(":")[0] for b in bad)
+        with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
+            for b in bad:
+                f.write(json.dumps({"file": section.train_file, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+        extra = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
+                                  **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
+                                  "cut to max_len": cut, "held-out bad rows": len(held_bad)}}
+        for label, m in (("base model + untrained head", before), ("reward model", after)):
+            if m:
+                extra[f"Held-out pairs: {label}"] = {
+                    "pairwise accuracy": m["accuracy"], "mean chosen reward": m["mean_chosen"],
+                    "mean rejected reward": m["mean_rejected"], "mean margin": m["mean_margin"],
+                    **{f"accuracy: {t}": v for t, v in m["by_task"].items()}}
+        write_training_report(out, "Reward model", section, cfg, summary, [],
+                              {"pairs": len(pairs), "held-out pairs": len(held), "max length": section.max_len,
+                               "base model": base_dir, "training file": section.train_file}, extra)
+        manifest = write_manifest(out, "reward", fingerprint, config, inputs,
+                                  {"input": len(pairs) + len(bad), "used": len(pairs),
+                                   "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
+                                  {"wall_s": summary["wall_s"]}, {"weights": "final/model.safetensors", "report": "report.md"},
+                                  {"summary": summary, "heldout": {"before": before, "after": after}})
+        acc = lambda m: "n/a" if not m else f"{100 * m['accuracy']:.1f}%"  # noqa: E731
+        say(f"reward: {summary['steps']} steps, held-out pairwise accuracy {acc(before)} -> {acc(after)}; see {out}/report.md")
+    dist.barrier()
+    return manifest
