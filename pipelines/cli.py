@@ -224,8 +224,10 @@ def cmd_finetune(args: argparse.Namespace, _beam: list[str]) -> int:
 
 
 def _base_dir(cfg: PipelineConfig, stage: str, given: Optional[str] = None) -> str:
-    """The model an alignment stage starts from: --base, the section's `base`, or the pretrained model."""
-    return given or getattr(cfg, stage).base or os.path.join(stage_dir_of(cfg, "pretrain"), "final")
+    """The model an alignment stage starts from: --base, the section's `base`, or the final model of
+    its `start_from` stage in the run."""
+    section = getattr(cfg, stage)
+    return given or section.base or os.path.join(stage_dir_of(cfg, section.start_from), "final")
 
 
 def stage_dir_of(cfg: PipelineConfig, stage: str) -> str:

@@ -173,7 +173,7 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path
         c = manifest["counts"]
         assert c["input"] == 605 and c["used"] == 600 and c["bad"]["total"] == 5  # the planted rows, counted
         evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-        assert evals[-1]["val_loss"] < evals[0]["val_loss"] + 0.5 and evals[-1]["val_loss"] < 6.0
+        assert evals[-1]["val_loss"] < evals[0]["val_loss"]  # held-out loss falls
         assert manifest["exact_match"]["after"]["n"] == 10
         assert len((out / "bad_rows.jsonl").read_text().splitlines()) == 5
         report = (out / "report.md").read_text()
@@ -202,7 +202,8 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
                  "--set", "reward.lr=3e-3", "--set", "reward.eval_every=30", "--set", "reward.tensorboard=false"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     after = manifest["heldout"]["after"]
-    assert after["pairs"] == 40 and after["accuracy"] >= 0.75 and after["mean_margin"] > 0
+    before = manifest["heldout"]["before"]
+    assert after["pairs"] == 40 and after["accuracy"] >= before["accuracy"] + 0.1 and after["mean_margin"] > 0
     rows = tmp_path / "score.jsonl"
     rows.write_text('{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n')
     capsys.readouterr()

@@ -39,8 +39,9 @@ def consolidated_state(engine, ckpt_dir: str, tag: str, cfg: ModelConfig, zero_s
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     state = get_fp32_state_dict_from_zero_checkpoint(ckpt_dir, tag)
-    if cfg.tie_embeddings:
-        state["head.weight"] = state["embed.weight"]
+    if cfg.tie_embeddings:  # the shared tensor appears once; a wrapper's prefix (backbone.) is kept
+        for name in [k for k in state if k.endswith("embed.weight")]:
+            state[name[: -len("embed.weight")] + "head.weight"] = state[name]
     return state
 
 

@@ -74,7 +74,8 @@ class PretrainSection(TrainSection):
 class SFTSection(TrainSection):
     """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
 
-    base: Optional[str] = None  # model folder; default: the run's 05-pretrain/final
+    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
+    start_from: Literal["pretrain", "sft"] = "pretrain"
     train_file: str = "data/demo/sft/train.jsonl"
     heldout_file: Optional[str] = "data/demo/sft/heldout.jsonl"
     seq_len: int = Field(256, ge=16)  # conversations are packed (with document masks) into windows this long
@@ -96,7 +97,8 @@ class LoraSection(SFTSection):
 class RewardSection(TrainSection):
     """A scalar reward head on a trained model, trained on preference pairs (Bradley-Terry)."""
 
-    base: Optional[str] = None  # model folder; default: the run's 05-pretrain/final
+    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
+    start_from: Literal["pretrain", "sft"] = "pretrain"  # InstructGPT starts its reward model from the SFT model
     train_file: str = "data/demo/preferences/train.jsonl"
     heldout_file: Optional[str] = "data/demo/preferences/heldout.jsonl"
     max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
