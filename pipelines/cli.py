@@ -305,24 +305,35 @@ def cmd_lora_merge(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
+#: Every stage `llmpipe run` knows, in order.
+ALL_STAGES = DATA_STAGES + ("pretrain", "sft", "lora", "reward")
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """Every stage that exists, in order, each skipped when its manifest is up to date."""
+    """Every stage from --from to --to, in order, each skipped when its manifest is up to date."""
     from pipelines.rundir import run_root, stage_dir
-    from training.pretrain import run_pretrain
 
     cfg = _load(args)
+    first, last = ALL_STAGES.index(args.from_stage), ALL_STAGES.index(args.to_stage)
+    if first > last:
+        raise ConfigError(f"--from {args.from_stage} comes after --to {args.to_stage}")
     options = _beam_args(beam_args, args.workers)
-    for stage in DATA_STAGES:
-        pattern, upstream = _stage_input(cfg, stage)
-        _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
-    run_pretrain(cfg.pretrain, *_train_dirs(cfg, "pretrain"), force=args.force)
-    from training.finetune import run_finetune
+    for stage in ALL_STAGES[first : last + 1]:
+        if stage in DATA_STAGES:
+            pattern, upstream = _stage_input(cfg, stage)
+            _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
+        elif stage == "pretrain":
+            from training.pretrain import run_pretrain
 
-    for stage in ("sft", "lora"):
-        run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage), stage_dir(cfg, stage), force=args.force)
-    from training.reward import run_reward
+            run_pretrain(cfg.pretrain, *_train_dirs(cfg, "pretrain"), force=args.force)
+        elif stage in ("sft", "lora"):
+            from training.finetune import run_finetune
 
-    run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
+            run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage), stage_dir(cfg, stage), force=args.force)
+        else:
+            from training.reward import run_reward
+
+            run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
     print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
     return 0
 
@@ -433,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "
                        "config and inputs is skipped, so a killed run resumes at the first unfinished stage.")
     _common(p)
+    p.add_argument("--from", dest="from_stage", choices=ALL_STAGES, default=ALL_STAGES[0], help="first stage to run")
+    p.add_argument("--to", dest="to_stage", choices=ALL_STAGES, default=ALL_STAGES[-1], help="last stage to run")
     p.set_defaults(func=cmd_run)
     return parser
 

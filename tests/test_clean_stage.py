@@ -151,7 +151,7 @@ def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):
     folder, _ = small_corpus
     common = ["--config", "configs/pipeline.yaml", "--set", f"run.root={tmp_path / 'runs'}",
               "--set", f"run.input={folder / 'shard-0000.jsonl.gz'}", "--set", "clean.eval_labels=null",
-              "--set", "clean.output.parquet=true", "--run-name", "exp1"]
+              "--set", "clean.output.parquet=true", "--run-name", "exp1", "--to", "pack"]
     assert main(["run", *common]) == 0
     stage = tmp_path / "runs" / "exp1" / "01-clean"
     m = manifest(stage)

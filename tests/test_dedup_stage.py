@@ -90,7 +90,7 @@ def test_run_chains_every_stage_and_resumes(small_corpus, tmp_path, capsys):
     folder, _ = small_corpus
     common = ["--config", "configs/pipeline.yaml", "--set", f"run.root={tmp_path}", "--set", f"run.input={folder / 'shard-0001.jsonl.gz'}",
               "--set", "clean.eval_labels=null", "--set", "dedup.eval_labels=null", "--set", "tokenizer.vocab_size=600",
-              "--set", "pack.seq_len=256", "--run-name", "r"]
+              "--set", "pack.seq_len=256", "--run-name", "r", "--to", "pack"]
     assert main(["run", *common]) == 0
     dedup_dir = tmp_path / "r" / "02-dedup"
     first = manifest(dedup_dir)
