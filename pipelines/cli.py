@@ -268,7 +268,7 @@ def _reward_score(args: argparse.Namespace) -> int:
     model = load_reward_model(model_dir)
     template = ChatTemplate(BPETokenizer.load(model_dir))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    bad = 0
+    bad = n = 0
     with open(args.input, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, prompt_and_reference, read_rows
 from llmdata.packing import best_fit_plan
-from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.options import LoraSection, SFTSection
-from training.stage import copy_tokenizer, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, copy_tokenizer, finished, folder_fingerprint, prepare_output, require
 
 
 class ConversationPack(Dataset):
@@ -136,9 +136,8 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         require(section.heldout_file, f"{stage} held-out data")
         inputs["heldout"] = input_fingerprint(section.heldout_file)
     fingerprint = stage_fingerprint(stage, config, inputs)
-    done = read_manifest(out)
-    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
-        log(f"{stage}: up to date in {out} (use --force to rerun)")
+    done = finished(stage, out, fingerprint, force, log)
+    if done:
         return done
 
     setup_distributed()
@@ -150,8 +149,6 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     pad = tokenizer.special_ids["<|pad|>"]
     examples, _, bad, truncated = load_conversations(section.train_file, template, section.seq_len)
     if not examples:
-        from training.stage import TrainingInputError
-
         raise TrainingInputError(f"{stage}: no usable conversation in {section.train_file} ({len(bad)} bad rows)")
     held_examples, held_rows, held_bad, _ = (load_conversations(section.heldout_file, template, section.seq_len)
                                              if section.heldout_file else ([], [], [], 0))
@@ -162,8 +159,6 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     model = load_model(base_dir)
     cfg = model.cfg
     if section.seq_len > cfg.max_seq_len:
-        from training.stage import TrainingInputError
-
         raise TrainingInputError(f"{stage}: seq_len {section.seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
     before = exact_match(model, template, held_rows, section.eval_generate, section.max_new_tokens) if rank == 0 and held_rows else None
     model.train()

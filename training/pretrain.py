@@ -20,9 +20,9 @@ from typing import Callable, Optional
 
 import torch
 
-from pipelines.manifest import read_manifest, stage_fingerprint, write_manifest
+from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import PretrainSection
-from training.stage import copy_tokenizer, folder_fingerprint, prepare_output, require
+from training.stage import copy_tokenizer, finished, folder_fingerprint, prepare_output, require
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
                      top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
@@ -58,9 +58,8 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     config = section.model_dump(mode="json")
     inputs = {"pack": folder_fingerprint(pack_dir), "tokenizer": folder_fingerprint(tokenizer_dir)}
     fingerprint = stage_fingerprint("pretrain", config, inputs)
-    done = read_manifest(out)
-    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
-        log(f"pretrain: up to date in {out} (use --force to rerun)")
+    done = finished("pretrain", out, fingerprint, force, log)
+    if done:
         return done
 
     setup_distributed()

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
-from pipelines.manifest import input_fingerprint, read_manifest, stage_fingerprint, write_manifest
+from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.model import Transformer
 from training.options import RewardSection
-from training.stage import TrainingInputError, copy_tokenizer, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, copy_tokenizer, finished, folder_fingerprint, prepare_output, require
 
 
 class RewardModel(nn.Module):
@@ -175,9 +175,8 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         require(section.heldout_file, "reward held-out data")
         inputs["heldout"] = input_fingerprint(section.heldout_file)
     fingerprint = stage_fingerprint("reward", config, inputs)
-    done = read_manifest(out)
-    if not force and done and done.get("status") == "complete" and done.get("fingerprint") == fingerprint:
-        log(f"reward: up to date in {out} (use --force to rerun)")
+    done = finished("reward", out, fingerprint, force, log)
+    if done:
         return done
 
     setup_distributed()

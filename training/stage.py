@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable
+from typing import Callable, Optional
 
-from pipelines.manifest import input_fingerprint, read_manifest
+from pipelines.manifest import input_fingerprint, is_complete, read_manifest
 
 FINGERPRINT_FILE = "fingerprint"
 
@@ -49,3 +49,11 @@ def copy_tokenizer(tokenizer_dir: str, dest: str) -> None:
         src = os.path.join(tokenizer_dir, name)
         if os.path.exists(src):
             shutil.copy(src, os.path.join(dest, name))
+
+
+def finished(stage: str, out: str, fingerprint: str, force: bool, log: Callable[[str], None]) -> Optional[dict]:
+    """The stage's manifest when it already completed with this fingerprint (the stage is skipped)."""
+    if force or not is_complete(out, fingerprint):
+        return None
+    log(f"{stage}: up to date in {out} (use --force to rerun)")
+    return read_manifest(out)
