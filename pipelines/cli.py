@@ -294,14 +294,23 @@ def cmd_lora_merge(args: argparse.Namespace, _beam: list[str]) -> int:
     """Fold a PEFT-layout adapter into its base model's weights."""
     from training.export import load_model, save_model
     from training.lora import load_adapter_into, merge_lora
-    from training.stage import copy_tokenizer, require
+    from training.stage import complete_model_dir, require
 
     require(os.path.join(args.base, "model.safetensors"), "base model (model.safetensors)")
     require(os.path.join(args.adapter, "adapter_config.json"), "adapter (adapter_config.json)")
     model = merge_lora(load_adapter_into(load_model(args.base), args.adapter))
     save_model(args.output, model.state_dict(), model.cfg)
-    copy_tokenizer(args.base, args.output)
+    complete_model_dir(args.base, args.output)
     print(f"lora-merge: {args.adapter} folded into {args.base} -> {args.output}/model.safetensors")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, _beam: list[str]) -> int:
+    """A model folder in Hugging Face's layout (transformers' from_pretrained, PEFT)."""
+    from training.hf_export import export_hf
+
+    export_hf(args.model, args.output)
+    print(f"export: {args.model} -> {args.output} (Hugging Face layout: config.json, model.safetensors, tokenizer)")
     return 0
 
 
@@ -439,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json + adapter_model.safetensors)")
     p.add_argument("--output", required=True, help="folder for the merged model")
     p.set_defaults(func=cmd_lora_merge)
+
+    p = sub.add_parser("export", help="write a model folder in Hugging Face's layout (transformers, PEFT)",
+                       description="Llama-style config.json, model.safetensors under HF names, tokenizer.json with its "
+                       "configs and chat template. Training stages already write hf/ beside final/ (train.export_hf); "
+                       "this converts any model folder, e.g. one merged by lora-merge.")
+    p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
+    p.add_argument("--output", required=True, help="folder for the Hugging Face layout")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

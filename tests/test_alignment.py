@@ -179,6 +179,10 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path
         report = (out / "report.md").read_text()
         assert "Exact match" in report and "bad rows: invalid JSON" in report
     assert (tmp_path / "sft" / "final" / "chat_template.json").exists()
+    for folder in ("sft", "lora"):  # both end with a Hugging Face export (tests/test_export.py checks its numbers)
+        assert (tmp_path / folder / "hf" / "config.json").exists()
+    adapter = json.loads((tmp_path / "lora" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(pretrained / "hf")  # the base stage's export, which PEFT loads
     lora = json.loads((tmp_path / "lora" / "manifest.json").read_text())
     assert lora["trainable_parameters"] < json.loads((tmp_path / "sft" / "manifest.json").read_text())["trainable_parameters"]
     from safetensors.torch import load_file
@@ -210,3 +214,5 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert isinstance(lines[0]["response_reward"], float) and "error" in lines[1]
+    hf = json.loads((out / "hf" / "config.json").read_text())
+    assert hf["architectures"] == ["LlamaForSequenceClassification"] and hf["num_labels"] == 1

@@ -77,31 +77,3 @@ def load_model(folder: str) -> Transformer:
         state["head.weight"] = state["embed.weight"]
     model.load_state_dict(state, strict=True)
     return model
-
-
-#: Our linear layers and their names in Hugging Face's Llama layout.
-HF_LINEAR = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj", "w1": "gate_proj", "w3": "up_proj",
-             "w2": "down_proj"}
-
-
-def hf_module(name: str) -> str:
-    """`blocks.3.attn.wq` -> `model.layers.3.self_attn.q_proj` (the module path in HF Llama)."""
-    parts = name.split(".")
-    if parts[0] != "blocks" or len(parts) != 4:
-        raise ValueError(f"not a block linear layer: {name}")
-    group = "self_attn" if parts[2] == "attn" else "mlp"
-    return f"model.layers.{parts[1]}.{group}.{HF_LINEAR[parts[3]]}"
-
-
-def rope_rows_to_hf(w: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
-    """Reorder a q/k projection's output rows from our rotary pairs (2i, 2i+1) to HF's
-    rotate-half pairs (i, i + head_dim/2), head by head; the attention scores are unchanged."""
-    per_head = w.reshape(heads, head_dim, -1)
-    return torch.cat([per_head[:, 0::2], per_head[:, 1::2]], dim=1).reshape(w.shape)
-
-
-def rope_rows_from_hf(w: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
-    per_head = w.reshape(heads, head_dim, -1)
-    out = torch.empty_like(per_head)
-    out[:, 0::2], out[:, 1::2] = per_head[:, : head_dim // 2], per_head[:, head_dim // 2 :]
-    return out.reshape(w.shape)

@@ -26,7 +26,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, promp
 from llmdata.packing import best_fit_plan
 from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.options import LoraSection, SFTSection
-from training.stage import TrainingInputError, copy_tokenizer, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
 
 
 class ConversationPack(Dataset):
@@ -122,6 +122,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     from llmdata.tokenizer_io import BPETokenizer
     from training.engine import setup_distributed
     from training.export import consolidated_state, load_model, save_model
+    from training.hf_export import export_stage_model
     from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, trainable_parameters
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
@@ -182,8 +183,9 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
             state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
         outputs = {"metrics": "metrics.jsonl", "report": "report.md"}
         if lora:
+            base_hf = os.path.join(os.path.dirname(os.path.abspath(base_dir)), "hf")  # the base stage's export
             adapter_dir = save_adapter(os.path.join(out, "adapter"), state, cfg, section.rank, section.alpha, section.dropout,
-                                       list(section.targets), os.path.abspath(base_dir))
+                                       list(section.targets), base_hf if os.path.isdir(base_hf) else os.path.abspath(base_dir))
             tuned = load_adapter_into(load_model(base_dir), adapter_dir)  # the saved adapter, read back
             merged = os.path.join(out, "merged")
             save_model(merged, merge_lora(load_adapter_into(load_model(base_dir), adapter_dir)).state_dict(), cfg)
@@ -194,9 +196,9 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
             save_model(final_dir, state, cfg)
             tuned = load_model(final_dir)
             outputs.update(weights="final/model.safetensors")
-        copy_tokenizer(base_dir, final_dir)
-        with open(os.path.join(final_dir, "chat_template.json"), "w", encoding="utf-8") as f:
-            json.dump(template.to_json(), f, indent=2)
+        complete_model_dir(base_dir, final_dir, template.to_json())
+        if section.export_hf and export_stage_model(final_dir, os.path.join(out, "hf"), say):
+            outputs["hf"] = "hf/"
         after = exact_match(tuned, template, held_rows, section.eval_generate, section.max_new_tokens) if held_rows else None
         summary["exact_match_before"] = before["exact_match"] if before else None
         summary["exact_match_after"] = after["exact_match"] if after else None

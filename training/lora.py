@@ -79,7 +79,7 @@ def save_adapter(folder: str, state: dict[str, torch.Tensor], cfg, rank: int, al
     """adapter_config.json + adapter_model.safetensors in PEFT's layout, HF Llama names."""
     from safetensors.torch import save_file
 
-    from training.export import HF_LINEAR, hf_module, rope_rows_to_hf
+    from training.hf_export import HF_LINEAR, hf_module, rope_rows_to_hf
 
     os.makedirs(folder, exist_ok=True)
     tensors = {}
@@ -105,7 +105,7 @@ def load_adapter_into(model: nn.Module, folder: str) -> nn.Module:
     """Wrap `model` as the adapter's config says and load its A/B weights (inverse of save_adapter)."""
     from safetensors.torch import load_file
 
-    from training.export import HF_LINEAR, hf_module, rope_rows_from_hf
+    from training.hf_export import HF_LINEAR, hf_module, rope_rows_from_hf
 
     with open(os.path.join(folder, "adapter_config.json"), encoding="utf-8") as f:
         config = json.load(f)

@@ -34,6 +34,7 @@ class TrainSection(BaseModel):
     log_every: int = Field(1, ge=1)
     tensorboard: bool = True
     peak_tflops: Optional[float] = Field(None, gt=0)  # per device, for MFU; default: known GPU, or measured on CPU
+    export_hf: bool = True  # also write hf/: the final model in Hugging Face's layout (transformers, PEFT)
 
     @model_validator(mode="after")
     def _compatible(self) -> "TrainSection":

@@ -22,7 +22,7 @@ import torch
 
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import PretrainSection
-from training.stage import copy_tokenizer, finished, folder_fingerprint, prepare_output, require
+from training.stage import complete_model_dir, finished, folder_fingerprint, prepare_output, require
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
                      top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
@@ -50,6 +50,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     from training.data import PackedDataset
     from training.engine import setup_distributed
     from training.export import consolidated_state, save_model
+    from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
     from training.model import Transformer, load_preset
 
@@ -106,7 +107,8 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
             state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage,
                                        section.pipeline_stages > 1)
         save_model(final, state, cfg)
-        copy_tokenizer(tokenizer_dir, final)
+        complete_model_dir(tokenizer_dir, final)
+        hf_dir = export_stage_model(final, os.path.join(out, "hf"), say) if section.export_hf else None
         g = section.generate
         samples = generate_samples(final, tokenizer, g.prompts, g.max_new_tokens, g.temperature, g.top_k, g.top_p, section.seed)
         from training.report import write_training_report
@@ -118,7 +120,8 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
                   "val_sequences": len(val) if val else 0, "parameters": cfg.n_params()}
         manifest = write_manifest(out, "pretrain", fingerprint, config, inputs, counts, {"wall_s": summary["wall_s"]},
                                   {"weights": "final/model.safetensors", "model_config": "final/model_config.json",
-                                   "checkpoints": "checkpoints/", "metrics": "metrics.jsonl", "report": "report.md"},
+                                   "checkpoints": "checkpoints/", "metrics": "metrics.jsonl", "report": "report.md",
+                                   **({"hf": "hf/"} if hf_dir else {})},
                                   {"summary": summary})
         say(f"pretrain: {summary['steps']} steps, {summary['tokens']:,} tokens, val loss "
             f"{summary.get('val_loss', float('nan')):.4f}, {summary['tokens_per_s']:,.0f} tokens/s; see {out}/report.md")

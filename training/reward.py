@@ -27,7 +27,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
 from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.model import Transformer
 from training.options import RewardSection
-from training.stage import TrainingInputError, copy_tokenizer, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
 
 
 class RewardModel(nn.Module):
@@ -35,9 +35,10 @@ class RewardModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.cfg = backbone.cfg
-        self.value = nn.Linear(backbone.cfg.d_model, 1)
-        nn.init.normal_(self.value.weight, std=1.0 / (backbone.cfg.d_model + 1) ** 0.5)
-        nn.init.zeros_(self.value.bias)
+        # No bias: Bradley-Terry only sees reward differences, and HF's sequence-classification
+        # head (which the export maps this to) has none.
+        self.value = nn.Linear(backbone.cfg.d_model, 1, bias=False)
+        nn.init.normal_(self.value.weight, std=1.0 / backbone.cfg.d_model ** 0.5)
         if not backbone.cfg.tie_embeddings:  # the LM head is not used; keep it out of the optimizer
             backbone.head.weight.requires_grad_(False)
 
@@ -164,6 +165,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     from llmdata.tokenizer_io import BPETokenizer
     from training.engine import setup_distributed
     from training.export import consolidated_state, load_model
+    from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
 
@@ -216,9 +218,10 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
             state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
         final = os.path.join(out, "final")
         save_reward_model(final, state, cfg)
-        copy_tokenizer(base_dir, final)
-        with open(os.path.join(final, "chat_template.json"), "w", encoding="utf-8") as f:
-            json.dump(template.to_json(), f, indent=2)
+        complete_model_dir(base_dir, final, template.to_json())
+        outputs = {"weights": "final/model.safetensors", "report": "report.md"}
+        if section.export_hf and export_stage_model(final, os.path.join(out, "hf"), say):
+            outputs["hf"] = "hf/"
         after = pair_metrics(load_reward_model(final), held, held_tasks, pad) if held else None
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
@@ -241,7 +244,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         manifest = write_manifest(out, "reward", fingerprint, config, inputs,
                                   {"input": len(pairs) + len(bad), "used": len(pairs),
                                    "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
-                                  {"wall_s": summary["wall_s"]}, {"weights": "final/model.safetensors", "report": "report.md"},
+                                  {"wall_s": summary["wall_s"]}, outputs,
                                   {"summary": summary, "heldout": {"before": before, "after": after}})
         acc = lambda m: "n/a" if not m else f"{100 * m['accuracy']:.1f}%"  # noqa: E731
         say(f"reward: {summary['steps']} steps, held-out pairwise accuracy {acc(before)} -> {acc(after)}; see {out}/report.md")

@@ -2,6 +2,7 @@
 keep or clear its folder (and checkpoints), and carry the tokenizer along with the weights."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from typing import Callable, Optional
@@ -44,11 +45,16 @@ def prepare_output(stage: str, out: str, fingerprint: str, force: bool, rank: in
     dist.barrier()
 
 
-def copy_tokenizer(tokenizer_dir: str, dest: str) -> None:
-    for name in ("tokenizer.json", "llmpipe_tokenizer.json", "vocab.json", "merges.txt"):
+def complete_model_dir(tokenizer_dir: str, dest: str, chat_template: Optional[dict] = None) -> None:
+    """Make a folder of final weights self-contained: the tokenizer beside them, and the chat
+    template the model was tuned on (given, or carried over from `tokenizer_dir`)."""
+    for name in ("tokenizer.json", "llmpipe_tokenizer.json", "vocab.json", "merges.txt", "chat_template.json"):
         src = os.path.join(tokenizer_dir, name)
         if os.path.exists(src):
             shutil.copy(src, os.path.join(dest, name))
+    if chat_template is not None:
+        with open(os.path.join(dest, "chat_template.json"), "w", encoding="utf-8") as f:
+            json.dump(chat_template, f, indent=2)
 
 
 def finished(stage: str, out: str, fingerprint: str, force: bool, log: Callable[[str], None]) -> Optional[dict]:

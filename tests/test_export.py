@@ -1,0 +1,121 @@
+"""The Hugging Face export: transformers loads it and computes our logits; PEFT loads our adapters."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmdata.chat import ChatTemplate
+from llmdata.tokenizer_io import BPETokenizer
+from pipelines.cli import main
+from training.export import load_model, save_model
+from training.lora import apply_lora, merge_lora, save_adapter
+from training.model import ModelConfig, Transformer
+from training.reward import RewardModel, pad_pairs, save_reward_model
+from training.stage import complete_model_dir
+
+transformers = pytest.importorskip("transformers")
+
+TOL = 1e-4
+
+
+def model_folder(tmp_path: Path, tok: Path, name: str, **cfg) -> tuple[Path, Transformer]:
+    """A randomly initialized model saved as a stage would save it, with the test tokenizer."""
+    torch.manual_seed(0)
+    vocab = BPETokenizer.load(str(tok)).vocab_size
+    model = Transformer(ModelConfig(vocab_size=vocab, d_model=64, n_layers=2, n_heads=4, max_seq_len=128, **cfg)).eval()
+    folder = tmp_path / name
+    save_model(str(folder), model.state_dict(), model.cfg)
+    complete_model_dir(str(tok), str(folder), ChatTemplate(BPETokenizer.load(str(tok))).to_json())
+    return folder, model
+
+
+def logits_gap(ours: Transformer, hf, ids: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((ours(ids)["logits"] - hf(ids).logits).abs().max())
+
+
+@pytest.mark.parametrize("cfg", [
+    {"n_kv_heads": 2},  # grouped-query, tied embeddings
+    {"n_kv_heads": 4, "tie_embeddings": False, "rope_theta": 500000.0},
+    {"n_kv_heads": 1, "sliding_window": 16},  # multi-query, exported as Mistral
+])
+def test_transformers_computes_our_logits(packed, tmp_path, cfg):
+    folder, model = model_folder(tmp_path, packed[1], "model", **cfg)
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "hf")]) == 0
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    assert type(hf).__name__ == ("MistralForCausalLM" if "sliding_window" in cfg else "LlamaForCausalLM")
+    ids = torch.randint(0, model.cfg.vocab_size, (2, 64), generator=torch.Generator().manual_seed(1))
+    assert logits_gap(model, hf, ids) <= TOL
+    assert hf.config.eos_token_id == BPETokenizer.load(str(folder)).eot_id
+
+
+def test_the_exported_tokenizer_gives_our_ids_and_our_chat_prompts(packed, tmp_path):
+    folder, _ = model_folder(tmp_path, packed[1], "model", n_kv_heads=2)
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "hf")]) == 0
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ours = BPETokenizer.load(str(folder))
+    for text in ["plain words.", "  def f(x):\n\treturn x**2  ", "naïve café 東京 🙂🙂", "a" * 300, ""]:
+        assert hf_tok(text)["input_ids"] == ours.encode(text)
+        assert hf_tok.decode(ours.encode(text)) == text
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "sort: b a c"}]
+    prompt = hf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert hf_tok(prompt)["input_ids"] == ChatTemplate(ours).prompt(messages)
+    assert hf_tok.eos_token == "<|endoftext|>" and hf_tok.pad_token == "<|pad|>"
+
+
+def test_a_reward_model_exports_as_sequence_classification(packed, tmp_path):
+    _, backbone = model_folder(tmp_path, packed[1], "backbone", n_kv_heads=2)
+    reward = RewardModel(backbone).eval()
+    folder = tmp_path / "reward"
+    save_reward_model(str(folder), reward.state_dict(), reward.cfg)
+    complete_model_dir(str(packed[1]), str(folder))
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "hf")]) == 0
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    pad = BPETokenizer.load(str(folder)).special_ids["<|pad|>"]
+    batch = pad_pairs([{"chosen": [5, 6, 7, 8, 9, 10], "rejected": [5, 6, 7]}], pad_id=pad)  # right-padded
+    with torch.no_grad():
+        ours = reward(**batch)
+        theirs = hf(batch["input_ids"]).logits.squeeze(-1)
+    assert torch.allclose(ours, theirs, atol=TOL)
+
+
+def test_peft_loads_our_adapter_onto_the_exported_base(packed, tmp_path):
+    peft = pytest.importorskip("peft")
+    base, _ = model_folder(tmp_path, packed[1], "base", n_kv_heads=2)
+    assert main(["export", "--model", str(base), "--output", str(tmp_path / "base-hf")]) == 0
+    targets = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
+    tuned = load_model(str(base))
+    apply_lora(tuned, targets, rank=4, alpha=8, dropout=0.0)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_" in name:
+                p.normal_(std=0.05)
+    save_adapter(str(tmp_path / "adapter"), tuned.state_dict(), tuned.cfg, 4, 8, 0.0, targets, str(tmp_path / "base-hf"))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base-hf", dtype=torch.float32)
+    with_adapter = peft.PeftModel.from_pretrained(hf, str(tmp_path / "adapter")).eval()
+    ids = torch.randint(0, tuned.cfg.vocab_size, (2, 40), generator=torch.Generator().manual_seed(2))
+    tuned.eval()
+    with torch.no_grad():
+        assert float((tuned(ids)["logits"] - with_adapter(input_ids=ids).logits).abs().max()) <= TOL
+        merged = merge_lora(tuned)
+    assert logits_gap(merged, with_adapter.merge_and_unload(), ids) <= TOL
+
+
+def test_models_hf_cannot_express_are_refused_in_one_line(packed, tmp_path, capsys):
+    folder, _ = model_folder(tmp_path, packed[1], "alibi", position="alibi", n_kv_heads=4)
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "hf")]) == 2
+    assert "position 'alibi' has no Hugging Face Llama equivalent" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "hf2")]) == 2
+    assert "has no model.safetensors" in capsys.readouterr().err
+
+
+def test_the_pretrain_stage_writes_a_loadable_hf_folder(pretrained):
+    hf_dir = pretrained / "hf"
+    manifest = json.loads((pretrained / "manifest.json").read_text())
+    assert manifest["outputs"]["hf"] == "hf/"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ours = load_model(str(pretrained / "final")).eval()
+    ids = torch.randint(0, ours.cfg.vocab_size, (1, 100), generator=torch.Generator().manual_seed(4))
+    assert logits_gap(ours, hf, ids) <= TOL
