@@ -76,7 +76,7 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, model: torch.nn.Module, section: TrainSection, out: str, train_set: Dataset,
-                 val_set: Optional[Dataset], tokens_per_sample: int, flops_per_token: float,
+                 val_set: Optional[Dataset], tokens_per_sample: float, flops_per_token: float,
                  loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
                  fingerprint: str = "", log: Callable[[str], None] = print):
         import torch.distributed as dist
@@ -96,7 +96,7 @@ class Trainer:
         self.sampler = ResumableSampler(len(train_set), seed=section.seed)
         self._order = iter(self.sampler)
         self.global_batch = section.micro_batch * section.grad_accum * self.dp_world
-        self.tokens_per_step = self.global_batch * tokens_per_sample
+        self.tokens_per_step = round(self.global_batch * tokens_per_sample)
         self.flops_per_token = flops_per_token
         self.ckpt_dir = os.path.join(out, "checkpoints")
         self.step = self.consumed = self.tokens = 0

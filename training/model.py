@@ -68,10 +68,11 @@ class ModelConfig:
             total += 0 if self.tie_embeddings else self.vocab_size * d
         return total
 
-    def flops_per_token(self, seq_len: int) -> float:
+    def flops_per_token(self, seq_len: int, lm_head: bool = True) -> float:
         """Training FLOPs per token, nanoGPT/PaLM's formula: 6N + 12·L·H·Q·T, with N the
-        non-embedding parameters plus the output head, L layers, H heads, Q head dim, T context."""
-        n = self.n_params(embeddings=False) + self.vocab_size * self.d_model
+        non-embedding parameters plus the output head, L layers, H heads, Q head dim, T context.
+        A reward model never computes the vocabulary logits (`lm_head=False`)."""
+        n = self.n_params(embeddings=False) + (self.vocab_size * self.d_model if lm_head else 0)
         return 6 * n + 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
 
 

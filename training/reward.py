@@ -203,9 +203,10 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         losses = pair_loss(engine(batch["input_ids"], batch["lengths"]), section.margin, section.center_coef)
         return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
 
+    pair_tokens = sum(len(c) + len(r) for c, r in pairs) / len(pairs)  # real tokens (not padding) per pair, on average
     say(f"reward: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len) -> {out}")
     trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
-                      tokens_per_sample=2 * section.max_len, flops_per_token=cfg.flops_per_token(section.max_len),
+                      tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len, lm_head=False),
                       loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say)
     trainer.resume()
     summary = trainer.fit(until_step, progress=progress)
