@@ -343,7 +343,25 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
             from training.reward import run_reward
 
             run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
-    print(f"run: finished; stage folders and reports are under {run_root(cfg)}")
+    from pipelines.run_report import write_run_report
+
+    report = write_run_report(run_root(cfg))
+    print(f"run: finished; stage folders are under {run_root(cfg)}")
+    print(f"run: report {report} (and report.md beside it)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Rebuild the run report from the stages' manifests and metrics."""
+    from pipelines import fs
+    from pipelines.rundir import run_root
+    from pipelines.run_report import write_run_report
+
+    cfg = _load(args)
+    root = args.run_dir or run_root(cfg)
+    if not fs.exists(root):
+        raise ConfigError(f"report: no run folder {root}")
+    print(f"report: {write_run_report(root)} (and report.md beside it)")
     return 0
 
 
@@ -464,6 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_stage", choices=ALL_STAGES, default=ALL_STAGES[0], help="first stage to run")
     p.add_argument("--to", dest="to_stage", choices=ALL_STAGES, default=ALL_STAGES[-1], help="last stage to run")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="rebuild the run report (report.html + report.md) from the stage folders",
+                       description="One report for the run: the data funnel with every reason a record left, filter "
+                       "quality on labelled data, tokenizer and packing figures, loss curves, alignment metrics and "
+                       "sample outputs. `llmpipe run` writes it at the end; this rebuilds it at any time.")
+    _common(p)
+    p.add_argument("--run-dir", default=None, help="run folder; default: runs/<name>")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -122,7 +122,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
                                   {"weights": "final/model.safetensors", "model_config": "final/model_config.json",
                                    "checkpoints": "checkpoints/", "metrics": "metrics.jsonl", "report": "report.md",
                                    **({"hf": "hf/"} if hf_dir else {})},
-                                  {"summary": summary})
+                                  {"summary": summary, "samples": samples})
         say(f"pretrain: {summary['steps']} steps, {summary['tokens']:,} tokens, val loss "
             f"{summary.get('val_loss', float('nan')):.4f}, {summary['tokens_per_s']:,.0f} tokens/s; see {out}/report.md")
     dist.barrier()

@@ -107,7 +107,9 @@ def read_pairs(path: str, template: ChatTemplate, max_len: int):
 
 @torch.no_grad()
 def pair_metrics(model: RewardModel, pairs: list[tuple[list[int], list[int]]], tasks: list[str], pad_id: int,
-                 batch: int = 32) -> dict:
+                 batch: int = 32, decode: Optional[Callable[[list[int]], str]] = None, examples_per_task: int = 1) -> dict:
+    """Pairwise accuracy, mean rewards and margin, overall and per task; with `decode`, the first
+    pair of each task as text with its two rewards (for the reports)."""
     model.eval()
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch):
@@ -123,7 +125,18 @@ def pair_metrics(model: RewardModel, pairs: list[tuple[list[int], list[int]]], t
     return {"pairs": n, "accuracy": sum(right) / n if n else None,
             "mean_chosen": sum(chosen) / n if n else None, "mean_rejected": sum(rejected) / n if n else None,
             "mean_margin": sum(c - r for c, r in zip(chosen, rejected)) / n if n else None,
-            "by_task": {t: sum(v) / len(v) for t, v in sorted(by_task.items())}}
+            "by_task": {t: sum(v) / len(v) for t, v in sorted(by_task.items())},
+            "examples": _examples(pairs, tasks, chosen, rejected, decode, examples_per_task) if decode else []}
+
+
+def _examples(pairs, tasks, chosen, rejected, decode, per_task: int) -> list[dict]:
+    shown: Counter = Counter()
+    out = []
+    for (c_ids, r_ids), task, c, r in zip(pairs, tasks, chosen, rejected):
+        if shown[task] < per_task:
+            shown[task] += 1
+            out.append({"task": task, "chosen": decode(c_ids), "rejected": decode(r_ids), "chosen_reward": c, "rejected_reward": r})
+    return out
 
 
 def save_reward_model(folder: str, state: dict[str, torch.Tensor], cfg) -> None:
@@ -223,7 +236,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         outputs = {"weights": "final/model.safetensors", "report": "report.md"}
         if section.export_hf and export_stage_model(final, os.path.join(out, "hf"), say):
             outputs["hf"] = "hf/"
-        after = pair_metrics(load_reward_model(final), held, held_tasks, pad) if held else None
+        after = pair_metrics(load_reward_model(final), held, held_tasks, pad, decode=tokenizer.decode) if held else None
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
         bad_counts = Counter(b.reason.split(":")[0] for b in bad)

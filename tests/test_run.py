@@ -1,0 +1,70 @@
+"""`llmpipe run` as a whole: killed mid-stage, it resumes at the first unfinished stage (from that
+stage's checkpoint), and it ends with one self-contained report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.cli import main
+from pipelines.run_report import build, funnel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_args(corpus: Path, root: Path) -> list[str]:
+    return ["run", "--config", "configs/pipeline.yaml", "--run-name", "k", "--to", "pretrain",
+            "--set", f"run.root={root}", "--set", f"run.input={corpus / 'shard-0000.jsonl.gz'}",
+            "--set", "clean.eval_labels=null", "--set", "dedup.eval_labels=null", "--set", "tokenizer.vocab_size=600",
+            "--set", "pack.seq_len=128", "--set", "pack.val_fraction=0.1",
+            "--set", "pretrain.model_overrides={d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}",
+            "--set", "pretrain.max_steps=60", "--set", "pretrain.micro_batch=4", "--set", "pretrain.save_every=5",
+            "--set", "pretrain.eval_every=30", "--set", "pretrain.warmup_steps=2", "--set", "pretrain.tensorboard=false",
+            "--set", "pretrain.generate.max_new_tokens=8"]
+
+
+def test_a_killed_run_resumes_at_the_first_unfinished_stage_and_reports(small_corpus, tmp_path, capsys):
+    args = run_args(small_corpus[0], tmp_path)
+    stage = tmp_path / "k" / "05-pretrain"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while not (stage / "checkpoints" / "latest").exists():  # mid-pretraining, after a checkpoint
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint within 5 minutes"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (stage / "manifest.json").exists()
+    for folder in ("01-clean", "02-dedup", "03-tokenizer", "04-pack"):
+        assert (tmp_path / "k" / folder / "manifest.json").exists()
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date") == 4  # the data stages are not redone
+    summary = json.loads((stage / "manifest.json").read_text())["summary"]
+    assert summary["resumed_from"] >= 5 and summary["steps"] == 60  # pretraining went on from its checkpoint
+    report = tmp_path / "k" / "report.html"
+    assert f"report {report}" in out
+    text = report.read_text()
+    for heading in ("Data funnel", "Tokenizer", "Packing", "Training", "Samples"):
+        assert f"<h2>{heading}</h2>" in text, heading
+    assert text.count("src='data:image/png;base64,") == 2  # the funnel and loss charts are inside the file
+    assert "report_files/loss.png" in (tmp_path / "k" / "report.md").read_text()
+
+
+def test_the_funnel_accounts_for_every_record(small_corpus, tmp_path):
+    args = run_args(small_corpus[0], tmp_path)
+    assert main([*args[:5], "--to", "dedup", *args[7:]]) == 0
+    steps = funnel({s: json.loads((tmp_path / "k" / f / "manifest.json").read_text())
+                    for s, f in (("clean", "01-clean"), ("dedup", "02-dedup"))})
+    clean = json.loads((tmp_path / "k" / "01-clean" / "manifest.json").read_text())["counts"]
+    assert steps[0] == ("records read", clean["input"], "")
+    removed = sum(int(why.split(":")[0]) for _, _, why in steps[1:] if why)  # "-N: reason n, ..."
+    assert steps[-1][1] == clean["input"] + removed  # what is left = read - everything removed, step by step
+    title, sections = build(str(tmp_path / "k"))
+    assert title == "Run report: k" and [s.title for s in sections][:2] == ["Stages", "Data funnel"]
