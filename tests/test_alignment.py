@@ -11,7 +11,7 @@ from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, read_rows, to_
 from llmdata.sample_tasks import write_tasks
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
-from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, trainable_parameters
+from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
 from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, pad_pairs, pair_loss
 
@@ -101,9 +101,12 @@ def test_lora_merge_equals_the_adapter_model_and_freezes_the_base(tmp_path):
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     wrapped = apply_lora(model, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], rank=4, alpha=8, dropout=0.0)
     assert len(wrapped) == 2 * 7
+    train_token_rows(model, [94, 95])  # e.g. role tokens the base never saw
     trainable, total = trainable_parameters(model)
-    assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) and trainable < total
+    lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert trainable == lora_params + 2 * model.cfg.d_model and trainable < total  # tied: one copy of the rows
     ids = torch.randint(0, 97, (2, 12))
+    ids[:, 3] = 94
     with torch.no_grad():
         assert torch.allclose(model(ids)["logits"], Transformer.forward(small_model(), ids)["logits"], atol=1e-6)  # B = 0
         for n, p in model.named_parameters():
@@ -113,12 +116,14 @@ def test_lora_merge_equals_the_adapter_model_and_freezes_the_base(tmp_path):
     model(ids, labels=ids)["loss"].backward()
     opt.step()
     for name, value in model.state_dict().items():
-        if "lora_" not in name:
+        if "lora_" not in name and not name.endswith(".rows"):
             assert torch.equal(value, base_state[name.replace(".base.", ".")]), name  # the base never moves
+    assert not torch.equal(model.embed.rows, base_state["embed.weight"][[94, 95]])  # the token rows did
     model.eval()
     with torch.no_grad():
         adapted = model(ids)["logits"]
-        save_adapter(str(tmp_path / "adapter"), model.state_dict(), model.cfg, 4, 8, 0.0, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], "base")
+        save_adapter(str(tmp_path / "adapter"), model.state_dict(), model.cfg, 4, 8, 0.0, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], "base",
+                     (94, 95))
         reloaded = load_adapter_into(small_model(), str(tmp_path / "adapter")).eval()
         assert torch.allclose(reloaded(ids)["logits"], adapted, atol=1e-5)  # PEFT layout round trip (HF rotary rows)
         merged = merge_lora(reloaded)

@@ -9,7 +9,7 @@ from llmdata.chat import ChatTemplate
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
 from training.export import load_model, save_model
-from training.lora import apply_lora, merge_lora, save_adapter
+from training.lora import apply_lora, merge_lora, save_adapter, train_token_rows
 from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, pad_pairs, save_reward_model
 from training.stage import complete_model_dir
@@ -87,15 +87,19 @@ def test_peft_loads_our_adapter_onto_the_exported_base(packed, tmp_path):
     targets = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
     tuned = load_model(str(base))
     apply_lora(tuned, targets, rank=4, alpha=8, dropout=0.0)
+    roles = [BPETokenizer.load(str(base)).special_ids[t] for t in ("<|user|>", "<|assistant|>", "<|end|>")]
+    train_token_rows(tuned, roles)  # PEFT's trainable tokens, tied between embedding and head
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in tuned.named_parameters():
-            if "lora_" in name:
+            if "lora_" in name or name.endswith(".rows"):
                 p.normal_(std=0.05)
-    save_adapter(str(tmp_path / "adapter"), tuned.state_dict(), tuned.cfg, 4, 8, 0.0, targets, str(tmp_path / "base-hf"))
+    save_adapter(str(tmp_path / "adapter"), tuned.state_dict(), tuned.cfg, 4, 8, 0.0, targets, str(tmp_path / "base-hf"),
+                 tuple(roles))
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base-hf", dtype=torch.float32)
     with_adapter = peft.PeftModel.from_pretrained(hf, str(tmp_path / "adapter")).eval()
     ids = torch.randint(0, tuned.cfg.vocab_size, (2, 40), generator=torch.Generator().manual_seed(2))
+    ids[:, ::7] = roles[0]  # the trained rows are read in the input and scored in the output
     tuned.eval()
     with torch.no_grad():
         assert float((tuned(ids)["logits"] - with_adapter(input_ids=ids).logits).abs().max()) <= TOL

@@ -123,7 +123,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     from training.engine import setup_distributed
     from training.export import consolidated_state, load_model, save_model
     from training.hf_export import export_stage_model
-    from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, trainable_parameters
+    from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
 
@@ -163,8 +163,15 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         raise TrainingInputError(f"{stage}: seq_len {section.seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
     before = exact_match(model, template, held_rows, section.eval_generate, section.max_new_tokens) if rank == 0 and held_rows else None
     model.train()
+    token_ids: tuple[int, ...] = ()
     if lora:
+        unknown = [t for t in section.train_tokens if t not in tokenizer.special_ids]
+        if unknown:
+            raise TrainingInputError(f"lora.train_tokens: {unknown} are not special tokens of the tokenizer "
+                                     f"({', '.join(tokenizer.special_ids)})")
+        token_ids = tuple(tokenizer.special_ids[t] for t in section.train_tokens)
         apply_lora(model, list(section.targets), section.rank, section.alpha, section.dropout)
+        train_token_rows(model, list(token_ids))
     trainable, total = trainable_parameters(model)
     model.checkpoint_activations = section.activation_checkpointing
     say(f"{stage}: {len(examples)} conversations ({len(bad)} bad rows, {truncated} truncated) packed into "
@@ -185,7 +192,8 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         if lora:
             base_hf = os.path.join(os.path.dirname(os.path.abspath(base_dir)), "hf")  # the base stage's export
             adapter_dir = save_adapter(os.path.join(out, "adapter"), state, cfg, section.rank, section.alpha, section.dropout,
-                                       list(section.targets), base_hf if os.path.isdir(base_hf) else os.path.abspath(base_dir))
+                                       list(section.targets), base_hf if os.path.isdir(base_hf) else os.path.abspath(base_dir),
+                                       token_ids)
             tuned = load_adapter_into(load_model(base_dir), adapter_dir)  # the saved adapter, read back
             merged = os.path.join(out, "merged")
             save_model(merged, merge_lora(load_adapter_into(load_model(base_dir), adapter_dir)).state_dict(), cfg)

@@ -5,9 +5,15 @@ A initialised like a linear layer and B at zero, so training starts from the bas
 Only A and B require gradients, so the optimizer (param_groups skips frozen tensors) never holds
 the base weights. `merge_lora` folds B·A·scale into the base weights and unwraps the layers.
 
-Saved as PEFT expects (`adapter_config.json`, `adapter_model.safetensors`) with the Hugging Face
-Llama module names of the exported model (training/export.py), so PEFT can load the adapter onto
-the export; the q/k rows follow the export's rotary layout.
+Tokens the base model never learned (the chat template's role tokens, reserved but unseen in
+pretraining) cannot be learned through frozen embeddings: `train_tokens` makes just their rows
+trainable (`TokenRows`, PEFT's "trainable tokens"), in the input embedding and in the output head
+(one shared copy when the two are tied).
+
+Saved as PEFT expects (`adapter_config.json`, `adapter_model.safetensors`, with
+`trainable_token_indices` for the token rows) with the Hugging Face Llama module names of the
+exported model (training/hf_export.py), so PEFT can load the adapter onto the export; the q/k rows
+follow the export's rotary layout.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import os
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class LoRALinear(nn.Module):
@@ -33,6 +40,37 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+
+
+class TokenRows(nn.Module):
+    """An embedding or output head whose weight is frozen except for the rows of `ids`, which
+    come from `rows` (a parameter; pass the same one to a tied embedding and head)."""
+
+    def __init__(self, base: nn.Module, ids: list[int], rows: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        self.register_buffer("ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+        self.rows = rows
+
+    def weight(self) -> torch.Tensor:
+        return self.base.weight.index_copy(0, self.ids.to(self.base.weight.device), self.rows.to(self.base.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.base, nn.Embedding):
+            return F.embedding(x, self.weight())
+        return F.linear(x, self.weight())
+
+
+def train_token_rows(model: nn.Module, ids: list[int]) -> None:
+    """Make the embedding rows (and output-head rows) of `ids` trainable, the rest frozen."""
+    if not ids:
+        return
+    embed_rows = nn.Parameter(model.embed.weight[ids].detach().clone())
+    tied = model.head.weight is model.embed.weight
+    head_rows = embed_rows if tied else nn.Parameter(model.head.weight[ids].detach().clone())
+    model.embed = TokenRows(model.embed, ids, embed_rows)
+    model.head = TokenRows(model.head, ids, head_rows)
 
 
 def apply_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[str]:
@@ -52,7 +90,13 @@ def apply_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dr
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weight and put the plain linear layer back."""
+    """Fold every adapter (and trained token rows) into its base weight and put the plain layers back."""
+    for attr in ("embed", "head"):
+        module = getattr(model, attr, None)
+        if isinstance(module, TokenRows):
+            with torch.no_grad():
+                module.base.weight[module.ids] = module.rows.to(module.base.weight.dtype)
+            setattr(model, attr, module.base)
     for name, module in list(model.named_modules()):
         if isinstance(module, LoRALinear):
             with torch.no_grad():
@@ -74,8 +118,13 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+#: Where PEFT keeps trainable token rows, by our module name.
+_TOKEN_KEYS = {"embed": ("embed_tokens", "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"),
+               "head": ("lm_head", "base_model.model.lm_head.token_adapter.trainable_tokens_delta")}
+
+
 def save_adapter(folder: str, state: dict[str, torch.Tensor], cfg, rank: int, alpha: float, dropout: float,
-                 targets: list[str], base_path: str) -> str:
+                 targets: list[str], base_path: str, token_ids: tuple[int, ...] = ()) -> str:
     """adapter_config.json + adapter_model.safetensors in PEFT's layout, HF Llama names."""
     from safetensors.torch import save_file
 
@@ -92,10 +141,17 @@ def save_adapter(folder: str, state: dict[str, torch.Tensor], cfg, rank: int, al
             heads = cfg.n_heads if module.endswith("wq") else cfg.n_kv_heads
             t = rope_rows_to_hf(t, heads, cfg.head_dim)
         tensors[f"base_model.model.{hf_module(module)}.lora_{part}"] = t.contiguous()
+    token_indices = {}
+    for ours in ("embed",) if cfg.tie_embeddings else ("embed", "head"):  # tied: PEFT ties the head to the embedding
+        if token_ids:
+            hf_name, key = _TOKEN_KEYS[ours]
+            tensors[key] = state[f"{ours}.rows"].detach().float().contiguous()
+            token_indices[hf_name] = list(token_ids)
     save_file(tensors, os.path.join(folder, "adapter_model.safetensors"), metadata={"format": "pt"})
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": dropout,
               "target_modules": sorted(HF_LINEAR[t] for t in targets), "bias": "none", "fan_in_fan_out": False,
-              "inference_mode": True, "base_model_name_or_path": base_path, "modules_to_save": None}
+              "inference_mode": True, "base_model_name_or_path": base_path, "modules_to_save": None,
+              "trainable_token_indices": token_indices or None}
     with open(os.path.join(folder, "adapter_config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
     return folder
@@ -112,6 +168,12 @@ def load_adapter_into(model: nn.Module, folder: str) -> nn.Module:
     ours = [k for k, v in HF_LINEAR.items() if v in config["target_modules"]]
     apply_lora(model, ours, config["r"], config["lora_alpha"], 0.0)
     tensors = load_file(os.path.join(folder, "adapter_model.safetensors"))
+    token_indices = config.get("trainable_token_indices") or {}
+    if token_indices:
+        train_token_rows(model, token_indices["embed_tokens"])
+        model.embed.rows.data.copy_(tensors[_TOKEN_KEYS["embed"][1]])
+        if not model.cfg.tie_embeddings:
+            model.head.rows.data.copy_(tensors[_TOKEN_KEYS["head"][1]])
     cfg = model.cfg
     for name, module in model.named_modules():
         if isinstance(module, LoRALinear):

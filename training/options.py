@@ -93,6 +93,8 @@ class LoraSection(SFTSection):
     dropout: float = Field(0.0, ge=0, lt=1)
     targets: list[Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]] = Field(
         default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"])
+    # Special tokens whose embedding rows train too: the chat template's, which pretraining never saw.
+    train_tokens: list[str] = Field(default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
 
 
 class RewardSection(TrainSection):
