@@ -28,12 +28,17 @@ def run_args(corpus: Path, root: Path) -> list[str]:
 def test_a_killed_run_resumes_at_the_first_unfinished_stage_and_reports(small_corpus, tmp_path, capsys):
     args = run_args(small_corpus[0], tmp_path)
     stage = tmp_path / "k" / "05-pretrain"
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "first-run.log"
+    # A fresh process, as a user would start it: not the rendezvous settings of this test process,
+    # whose in-process training left its own (and still holds that port).
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.time() + 300
     try:
         while not (stage / "checkpoints" / "latest").exists():  # mid-pretraining, after a checkpoint
-            assert proc.poll() is None, "the run ended before it could be killed"
+            assert proc.poll() is None, "the run ended before it could be killed:\n" + log.read_text()[-3000:]
             assert time.time() < deadline, "no checkpoint within 5 minutes"
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
