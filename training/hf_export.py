@@ -151,8 +151,7 @@ def export_hf(model_dir: str, out_dir: str) -> str:
         json.dump(hf_config(cfg, specials, reward_head), f, indent=2)
     if not reward_head:
         with open(os.path.join(out_dir, "generation_config.json"), "w", encoding="utf-8") as f:
-            json.dump({"eos_token_id": specials["<|endoftext|>"], "pad_token_id": specials["<|pad|>"],
-                       "max_length": cfg.max_seq_len}, f, indent=2)
+            json.dump({"eos_token_id": specials["<|endoftext|>"], "pad_token_id": specials["<|pad|>"]}, f, indent=2)
     tokenizer_files(model_dir, out_dir, specials, cfg.max_seq_len)
     return out_dir
 
