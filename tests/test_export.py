@@ -113,6 +113,13 @@ def test_models_hf_cannot_express_are_refused_in_one_line(packed, tmp_path, caps
     assert "position 'alibi' has no Hugging Face Llama equivalent" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "hf2")]) == 2
     assert "has no model.safetensors" in capsys.readouterr().err
+    broken, _ = model_folder(tmp_path, packed[1], "broken", n_kv_heads=2)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    assert main(["export", "--model", str(broken), "--output", str(tmp_path / "hf3")]) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err and not (tmp_path / "hf3").exists()
+    (broken / "model_config.json").write_text("{broken")
+    assert main(["export", "--model", str(broken), "--output", str(tmp_path / "hf3")]) == 2
+    assert "not a usable model config" in capsys.readouterr().err
 
 
 def test_the_pretrain_stage_writes_a_loadable_hf_folder(pretrained):

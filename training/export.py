@@ -60,19 +60,37 @@ def save_model(folder: str, state: dict[str, torch.Tensor], cfg: ModelConfig, ex
 
 
 def read_config(folder: str) -> ModelConfig:
-    with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
-        data = json.load(f)
-    known = set(ModelConfig.__dataclass_fields__)
-    return ModelConfig(**{k: v for k, v in data.items() if k in known})
+    """The model config of a weights folder; an unreadable one is a one-line TrainingInputError."""
+    from training.stage import TrainingInputError
+
+    path = os.path.join(folder, CONFIG)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        known = set(ModelConfig.__dataclass_fields__)
+        return ModelConfig(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise TrainingInputError(f"{path}: not a usable model config ({type(err).__name__}: {err})") from err
+
+
+def read_weights(folder: str) -> dict[str, torch.Tensor]:
+    """The tensors of `folder`/model.safetensors (no pickle); a damaged file is a one-line error."""
+    from safetensors.torch import load_file
+
+    from training.stage import TrainingInputError
+
+    path = os.path.join(folder, WEIGHTS)
+    try:
+        return load_file(path)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise TrainingInputError(f"{path}: not a readable safetensors file ({err})") from err
 
 
 def load_model(folder: str) -> Transformer:
     """A `Transformer` with the weights of `folder` (safetensors only: no pickle is executed)."""
-    from safetensors.torch import load_file
-
     cfg = read_config(folder)
     model = Transformer(cfg)
-    state = load_file(os.path.join(folder, WEIGHTS))
+    state = read_weights(folder)
     if cfg.tie_embeddings:
         state["head.weight"] = state["embed.weight"]
     model.load_state_dict(state, strict=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections import Counter
 from typing import Callable, Optional, Union
@@ -26,7 +25,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, promp
 from llmdata.packing import best_fit_plan
 from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.options import LoraSection, SFTSection
-from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, write_bad_rows, folder_fingerprint, prepare_output, require
 
 
 class ConversationPack(Dataset):
@@ -57,10 +56,6 @@ class ConversationPack(Dataset):
             at += length
         return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
                 "position_ids": torch.from_numpy(positions), "doc_ids": torch.from_numpy(docs)}
-
-
-def bad_kind(reason: str) -> str:
-    return reason.split(":")[0].split(" at byte")[0]
 
 
 def load_conversations(path: str, template: ChatTemplate, seq_len: int):
@@ -210,10 +205,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         after = exact_match(tuned, template, held_rows, section.eval_generate, section.max_new_tokens) if held_rows else None
         summary["exact_match_before"] = before["exact_match"] if before else None
         summary["exact_match_after"] = after["exact_match"] if after else None
-        bad_counts = Counter(bad_kind(b.reason) for b in bad)
-        with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
-            for b in bad:
-                f.write(json.dumps({"file": section.train_file, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+        bad_counts = write_bad_rows(out, section.train_file, bad)
         extra = {"Data quality": {"rows read": len(examples) + len(bad), "conversations used": len(examples),
                                   **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
                                   "truncated to seq_len": truncated, "held-out bad rows": len(held_bad)},

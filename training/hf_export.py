@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import torch
 
-from training.export import CONFIG, WEIGHTS, read_config
+from training.export import CONFIG, WEIGHTS, read_config, read_weights
 from training.model import ModelConfig
 from training.stage import TrainingInputError
 
@@ -132,7 +132,7 @@ def tokenizer_files(model_dir: str, out_dir: str, specials: dict[str, int], max_
 
 def export_hf(model_dir: str, out_dir: str) -> str:
     """Write the HF layout of the model in `model_dir` (a stage's final/ or merged/) to `out_dir`."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from llmdata.tokenizer_io import BPETokenizer
 
@@ -144,8 +144,9 @@ def export_hf(model_dir: str, out_dir: str) -> str:
     with open(os.path.join(model_dir, CONFIG), encoding="utf-8") as f:
         reward_head = bool(json.load(f).get("reward_head"))
     specials = BPETokenizer.load(model_dir).special_ids
+    weights = read_weights(model_dir)
     os.makedirs(out_dir, exist_ok=True)
-    state = hf_state(load_file(os.path.join(model_dir, WEIGHTS)), cfg, reward_head)
+    state = hf_state(weights, cfg, reward_head)
     save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config(cfg, specials, reward_head), f, indent=2)

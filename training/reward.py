@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections import Counter
 from typing import Callable, Optional
@@ -27,7 +26,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
 from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
 from training.model import Transformer
 from training.options import RewardSection
-from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, write_bad_rows, folder_fingerprint, prepare_output, require
 
 
 class RewardModel(nn.Module):
@@ -147,13 +146,11 @@ def save_reward_model(folder: str, state: dict[str, torch.Tensor], cfg) -> None:
 
 
 def load_reward_model(folder: str) -> RewardModel:
-    from safetensors.torch import load_file
-
-    from training.export import WEIGHTS, read_config
+    from training.export import read_config, read_weights
 
     cfg = read_config(folder)
     model = RewardModel(Transformer(cfg))
-    state = load_file(os.path.join(folder, WEIGHTS))
+    state = read_weights(folder)
     value = {k[len("value."):]: state.pop(k) for k in list(state) if k.startswith("value.")}
     if cfg.tie_embeddings:
         state["head.weight"] = state["embed.weight"]
@@ -239,10 +236,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         after = pair_metrics(load_reward_model(final), held, held_tasks, pad, decode=tokenizer.decode) if held else None
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
-        bad_counts = Counter(b.reason.split(":")[0] for b in bad)
-        with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
-            for b in bad:
-                f.write(json.dumps({"file": section.train_file, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+        bad_counts = write_bad_rows(out, section.train_file, bad)
         extra = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
                                   **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
                                   "cut to max_len": cut, "held-out bad rows": len(held_bad)}}

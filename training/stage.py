@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from typing import Callable, Optional
 
 from pipelines.manifest import input_fingerprint, is_complete, read_manifest
@@ -63,3 +64,12 @@ def finished(stage: str, out: str, fingerprint: str, force: bool, log: Callable[
         return None
     log(f"{stage}: up to date in {out} (use --force to rerun)")
     return read_manifest(out)
+
+
+def write_bad_rows(out: str, source: str, bad: list) -> dict[str, int]:
+    """bad_rows.jsonl (file, line, reason, raw) of the rows a stage could not use, and their
+    counts by kind of reason ("invalid UTF-8 at byte 7" and "invalid JSON: ..." group by kind)."""
+    with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
+        for b in bad:
+            f.write(json.dumps({"file": source, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+    return dict(sorted(Counter(b.reason.split(":")[0].split(" at byte")[0] for b in bad).items()))
