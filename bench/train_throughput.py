@@ -7,7 +7,11 @@ forward / backward / clip / step / zero_grad. Rounds alternate between the two s
 machine's speed hits both; the first steps of each round are warm-up and not timed.
 
     python bench/train_throughput.py                       # CPU: tiny preset, ZeRO 0 and 1
-    python bench/train_throughput.py --preset 125m --seq-len 2048 --micro-batch 8 --zero 1 2 --precision bf16
+    python bench/train_throughput.py --preset 125m --seq-len 2048 --micro-batch 8 --zero 1 2 --precision bf16 --compile
+
+MFU = tokens/s x FLOPs per token (`ModelConfig.flops_per_token`) / the device's peak
+(`training.metrics.peak_tflops`: the dense bf16 datasheet figure on a known GPU, a measured fp32
+matmul on a CPU).
 """
 from __future__ import annotations
 
@@ -99,6 +103,9 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--zero", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--attention", default="auto", choices=["auto", "sdpa"],
+                    help="packed batches: auto = FlexAttention on a GPU, sdpa = dense boolean mask")
+    ap.add_argument("--compile", action="store_true", help="torch.compile each block, both sides")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
@@ -108,14 +115,14 @@ def main() -> None:
     from training.engine import setup_distributed
 
     setup_distributed()
-    cfg = load_preset(args.preset, vocab_size=args.vocab, max_seq_len=args.seq_len)
+    cfg = load_preset(args.preset, vocab_size=args.vocab, max_seq_len=args.seq_len, attention=args.attention)
     data = RandomPacked(256, args.seq_len, args.vocab)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     figures: dict[str, list[float]] = {"plain": []}
     trainers = {}
     for zero in args.zero:
         section = TrainSection(micro_batch=args.micro_batch, zero_stage=zero, precision=args.precision, warmup_steps=10,
-                               max_steps=10**6, lr=1e-3, min_lr=1e-4, tensorboard=False)
+                               max_steps=10**6, lr=1e-3, min_lr=1e-4, tensorboard=False, compile=args.compile)
         torch.manual_seed(0)
         trainers[zero] = Trainer(Transformer(cfg), section, tempfile.mkdtemp(), data, None, args.seq_len,
                                  cfg.flops_per_token(args.seq_len), log=lambda _m: None)
@@ -124,6 +131,9 @@ def main() -> None:
                         max_steps=10**6, lr=1e-3, min_lr=1e-4)
     torch.manual_seed(0)
     plain_model = Transformer(cfg).to(device)
+    if args.compile:
+        for block in plain_model.blocks:
+            block.compile()
     for r in range(args.rounds):
         figures["plain"].append(plain_steps(plain_model, base, data, args.steps, args.warmup))
         for zero, trainer in trainers.items():
@@ -133,22 +143,32 @@ def main() -> None:
     plain = float(np.median(figures["plain"]))
     import deepspeed
 
+    from training.metrics import peak_tflops
+
+    peak, peak_source = peak_tflops(None)
+    flops = cfg.flops_per_token(args.seq_len)
+
+    def mfu(tokens_per_s: float) -> str:
+        return f"{100 * tokens_per_s * flops / (peak * 1e12):.1f}%" if peak else "n/a"
+
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     lines = [
         f"\n## Training step throughput: DeepSpeed trainer vs plain PyTorch ({time.strftime('%Y-%m-%d')})\n",
         f"Command: `python bench/train_throughput.py {' '.join(sys.argv[1:])}`. Model: preset {args.preset} "
         f"({cfg.n_params() / 1e6:.2f}M parameters, vocab {args.vocab}), {args.micro_batch} x {args.seq_len} tokens per "
-        f"step, packed documents (block-diagonal mask), {args.precision}, AdamW + clipping. {where}; torch "
+        f"step, packed documents (block-diagonal mask, attention {args.attention}), {args.precision}, AdamW + clipping"
+        f"{', blocks compiled' if args.compile else ''}. {where}; torch "
         f"{torch.__version__}, deepspeed {deepspeed.__version__}. {machine_line()} Median of {args.rounds} alternating "
-        f"rounds of {args.steps} timed steps.\n",
-        "| trainer | tokens/s (median) | rounds | vs plain PyTorch |",
-        "|---|---:|---|---:|",
-        f"| plain PyTorch loop | {plain:,.0f} | {', '.join(f'{v:,.0f}' for v in figures['plain'])} | 1.00x |",
+        f"rounds of {args.steps} timed steps. MFU: {flops / 1e6:.0f} MFLOP per token against {peak:.1f} TFLOP/s "
+        f"({peak_source}).\n",
+        "| trainer | tokens/s (median) | MFU | rounds | vs plain PyTorch |",
+        "|---|---:|---:|---|---:|",
+        f"| plain PyTorch loop | {plain:,.0f} | {mfu(plain)} | {', '.join(f'{v:,.0f}' for v in figures['plain'])} | 1.00x |",
     ]
     for zero in args.zero:
         vals = figures[f"zero{zero}"]
         med = float(np.median(vals))
-        lines.append(f"| llmpipe Trainer, DeepSpeed ZeRO {zero} | {med:,.0f} | {', '.join(f'{v:,.0f}' for v in vals)} | "
+        lines.append(f"| llmpipe Trainer, DeepSpeed ZeRO {zero} | {med:,.0f} | {mfu(med)} | {', '.join(f'{v:,.0f}' for v in vals)} | "
                      f"{med / plain:.2f}x (overhead {100 * (1 - med / plain):+.1f}%) |")
     append_results(args.results, "\n".join(lines) + "\n")
 

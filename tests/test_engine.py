@@ -40,8 +40,9 @@ def test_warmup_then_cosine_to_min_lr():
     assert lr_factor(110, s) == pytest.approx(0.1) and lr_factor(500, s) == pytest.approx(0.1)
 
 
-def _losses(stage: int) -> list[float]:
-    engine, config = build_engine(tiny_model(), TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0, max_steps=10))
+def _losses(stage: int, **options) -> list[float]:
+    engine, config = build_engine(tiny_model(), TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0,
+                                                             max_steps=10, **options))
     assert config["bf16"]["enabled"] is False  # fp32 on the CPU accelerator
     data = torch.arange(32).repeat(2, 2)[:, :33] % 97
     losses = []
@@ -58,3 +59,37 @@ def test_zero_stages_give_the_same_losses_on_one_cpu_rank():
     assert reference[-1] < reference[0]
     for stage in (1, 2, 3):
         assert _losses(stage) == pytest.approx(reference, rel=1e-4)
+
+
+def test_compiled_blocks_and_loss_train_like_eager(monkeypatch):
+    """`compile: true` (each block and the cross-entropy through torch.compile; inductor's C++
+    backend on this CPU) gives the eager losses."""
+    import training.model as model_module
+
+    monkeypatch.setattr(model_module, "_cross_entropy", model_module._cross_entropy_sum)  # restored after
+    eager = _losses(1)
+    compiled = _losses(1, compile=True)
+    assert model_module._cross_entropy is not model_module._cross_entropy_sum
+    assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA A100-SXM4-40GB", 312.0),
+                                        ("Some Future GPU", 0.0)])
+def test_mfu_peak_of_a_gpu_comes_from_its_name(monkeypatch, name, peak):
+    """On a GPU the MFU denominator is the datasheet peak looked up by the device's name (an
+    unknown one asks for `peak_tflops` in the config); a configured figure always wins."""
+    import deepspeed.accelerator
+
+    from training.metrics import peak_tflops
+
+    class FakeCuda:
+        def device_name(self):
+            return "cuda"
+
+    monkeypatch.setattr(deepspeed.accelerator, "get_accelerator", lambda: FakeCuda())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
+    value, source = peak_tflops(None)
+    assert value == peak
+    assert (name in source) if peak else ("set peak_tflops" in source)
+    assert peak_tflops(500.0) == (500.0, "config peak_tflops")

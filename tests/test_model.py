@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from training.model import ModelConfig, Transformer, alibi_slopes, apply_rope, rope_tables, sample_next
+from training.model import ModelConfig, Transformer, alibi_slopes, apply_rope, rope_tables, sample_next, token_loss
 
 
 def tiny(**kw) -> ModelConfig:
@@ -151,3 +151,65 @@ def test_tiny_preset_builds_and_unknown_presets_are_refused():
     assert Transformer(cfg)(torch.randint(0, 300, (1, 8)))["logits"].shape == (1, 8, 300)
     with pytest.raises(ValueError, match="unknown model preset"):
         load_preset("huge")
+
+
+def packed_batch(device="cpu"):
+    """Two rows: three documents, then one; positions restart at each document."""
+    ids = torch.randint(0, 97, (2, 40), device=device)
+    docs = torch.tensor([[0] * 13 + [1] * 20 + [2] * 7, [0] * 40], device=device)
+    starts = torch.tensor([[0] * 13 + [13] * 20 + [33] * 7, [0] * 40], device=device)
+    return ids, torch.arange(40, device=device).expand(2, 40) - starts, docs
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_flex_attention_path_equals_dense_mask_path(window, monkeypatch):
+    """The GPU path for packed batches (FlexAttention with a block mask shared by the layers) gives
+    the dense-mask SDPA path's logits; here eager and forward-only (no CPU backward in torch)."""
+    import training.model as model_module
+
+    torch.manual_seed(5)
+    model = Transformer(tiny(d_model=64, n_kv_heads=2, sliding_window=window)).eval()
+    ids, positions, docs = packed_batch()
+    with torch.no_grad():
+        dense = model(ids, position_ids=positions, doc_ids=docs)["logits"]
+        monkeypatch.setattr(model_module, "use_flex", lambda *a: True)
+        flex = model(ids, position_ids=positions, doc_ids=docs)["logits"]
+    assert torch.allclose(flex, dense, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention's compiled kernel needs a GPU")
+@pytest.mark.parametrize("window", [None, 5])
+def test_flex_attention_on_gpu_matches_dense_mask_with_gradients(window):
+    torch.manual_seed(5)
+    ids, positions, docs = packed_batch("cuda")
+    results = []
+    for attention in ("sdpa", "auto"):
+        torch.manual_seed(6)
+        model = Transformer(tiny(d_model=64, n_kv_heads=2, sliding_window=window, attention=attention)).cuda()
+        out = model(ids, labels=ids, position_ids=positions, doc_ids=docs)
+        out["loss"].backward()
+        results.append((out["logits"].detach(), model.blocks[0].attn.wq.weight.grad.clone()))
+    (dense_logits, dense_grad), (flex_logits, flex_grad) = results
+    assert torch.allclose(flex_logits, dense_logits, atol=1e-4)
+    assert torch.allclose(flex_grad, dense_grad, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled loss is for GPUs")
+def test_compiled_token_loss_equals_eager_on_gpu():
+    import training.model as model_module
+
+    torch.manual_seed(7)
+    logits = torch.randn(3, 50, 1000, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, 1000, (3, 50), device="cuda")
+    labels[:, :10] = -100
+    eager, count = token_loss(logits, labels)
+    (grad_eager,) = torch.autograd.grad(eager, logits)
+    model_module.compile_token_loss()
+    try:
+        fused, fused_count = token_loss(logits, labels)
+        (grad_fused,) = torch.autograd.grad(fused, logits)
+    finally:
+        model_module._cross_entropy = model_module._cross_entropy_sum
+    assert int(count) == int(fused_count) == 120
+    assert torch.allclose(fused, eager, rtol=1e-4)
+    assert torch.allclose(grad_fused.float(), grad_eager.float(), atol=1e-2)

@@ -1,7 +1,8 @@
 """The DeepSpeed engine, built from the YAML's training section.
 
 Beside the model, never inside it: micro batch, accumulation, ZeRO stage and offload, precision,
-clipping, AdamW with decay and no-decay groups, and a warmup + cosine schedule. The accelerator
+clipping, AdamW with decay and no-decay groups, a warmup + cosine schedule, and optionally
+torch.compile of the transformer blocks. The accelerator
 comes from DeepSpeed (`get_accelerator()`), never a hard-coded "cuda"; on a machine without a GPU
 DeepSpeed's CPU accelerator runs it with the gloo backend, in fp32.
 """
@@ -13,6 +14,7 @@ import socket
 
 import torch
 
+from training.model import Block, compile_token_loss
 from training.options import TrainSection
 
 
@@ -91,6 +93,11 @@ def build_engine(model: torch.nn.Module, section: TrainSection):
     import deepspeed
 
     setup_distributed()
+    if section.compile:  # block by block (as torchtitan does): the packed-batch mask is built outside
+        for module in model.modules():
+            if isinstance(module, Block):
+                module.compile()
+        compile_token_loss()
     config = deepspeed_config(section, use_bf16(section))
     if section.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam

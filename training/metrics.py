@@ -38,7 +38,9 @@ def peak_tflops(configured: Optional[float]) -> tuple[float, str]:
 
     accel = get_accelerator()
     if accel.device_name() != "cpu":
-        name = accel.get_device_name() or ""
+        import torch
+
+        name = torch.cuda.get_device_name() if torch.cuda.is_available() else accel.device_name()
         for key, value in GPU_PEAK_TFLOPS.items():
             if key in name:
                 return value, f"{name} dense bf16 datasheet"

@@ -5,7 +5,9 @@ A block: grouped-query attention with rotary positions (or ALiBi), then a SwiGLU
 residual branch, pre-norm by default (post-norm and DeepNorm as options). Attention runs through
 `torch.nn.functional.scaled_dot_product_attention`, which picks FlashAttention kernels on GPUs
 when the mask is plain causal. Packed sequences keep attention inside each document: `doc_ids`
-gives a block-diagonal causal mask, and `position_ids` restart at each document.
+gives a block-diagonal causal mask, and `position_ids` restart at each document. A dense mask
+rules out the FlashAttention kernels, so on a GPU packed batches go through FlexAttention instead
+(`attention: auto`): a compiled kernel that skips the blocks no document reaches, same result.
 
 The model knows nothing of parallelism or of saving checkpoints; those live beside it (torchtitan's rule).
 """
@@ -35,6 +37,9 @@ class ModelConfig:
     norm: Literal["pre", "post", "deepnorm"] = "pre"
     sliding_window: Optional[int] = None  # attend to at most this many previous tokens
     tie_embeddings: bool = True
+    # packed batches: "auto" = FlexAttention with a block mask on CUDA, SDPA with a dense boolean
+    # mask elsewhere (FlexAttention has no CPU backward); "sdpa" = the dense mask everywhere
+    attention: Literal["auto", "sdpa"] = "auto"
     norm_eps: float = 1e-5
     init_std: float = 0.02
 
@@ -144,6 +149,44 @@ def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, q_doc: Optional[tor
     return allowed.unsqueeze(1)
 
 
+def use_flex(cfg: ModelConfig, doc_ids: Optional[torch.Tensor], cache: Optional[list]) -> bool:
+    """Whether a forward pass takes the FlexAttention path: a packed batch (doc_ids given) on a
+    CUDA device, rotary positions, no KV cache, `attention: auto`, heads of at least 16 dims."""
+    return (doc_ids is not None and doc_ids.is_cuda and cache is None and cfg.position == "rope"
+            and cfg.attention == "auto" and cfg.head_dim >= 16)  # FlexAttention's kernel needs head_dim >= 16
+
+
+_compiled_flex = None
+
+
+def flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask) -> torch.Tensor:
+    """FlexAttention, compiled once on CUDA (where it becomes a fused kernel); eager elsewhere,
+    forward only, which the CPU tests use to compare it with the dense-mask path."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    if not q.is_cuda:
+        return flex(q, k, v, block_mask=block_mask, enable_gqa=True)
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex, dynamic=False)
+    return _compiled_flex(q, k, v, block_mask=block_mask, enable_gqa=True)
+
+
+def document_block_mask(doc_ids: torch.Tensor, window: Optional[int]):
+    """FlexAttention's block mask for a packed batch: causal, same document, within the window.
+    Built once per forward pass and shared by every layer."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def allowed(b, h, q, k):
+        keep = (k <= q) & (doc_ids[b, q] == doc_ids[b, k])
+        if window is not None:
+            keep = keep & (k > q - window)
+        return keep
+
+    b, t = doc_ids.shape
+    return create_block_mask(allowed, B=b, H=None, Q_LEN=t, KV_LEN=t, device=doc_ids.device, _compile=doc_ids.is_cuda)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -157,7 +200,7 @@ class Attention(nn.Module):
             self.register_buffer("slopes", alibi_slopes(cfg.n_heads), persistent=False)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple], positions: torch.Tensor, index: torch.Tensor,
-                doc_ids: Optional[torch.Tensor], cache: Optional[dict]) -> torch.Tensor:
+                doc_ids: Optional[torch.Tensor], cache: Optional[dict], block_mask=None) -> torch.Tensor:
         b, t, _ = x.shape
         cfg = self.cfg
         q = self.wq(x).view(b, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)
@@ -175,6 +218,9 @@ class Attention(nn.Module):
                 k_pos = torch.cat([cache["pos"], positions], dim=1)
                 k_doc = torch.cat([cache["doc"], doc_ids], dim=1) if doc_ids is not None else None
             cache.update(k=k, v=v, index=k_index, pos=k_pos, doc=k_doc)
+        if block_mask is not None:  # packed batch on the FlexAttention path (see `use_flex`)
+            out = flex_attention(q, k, v, block_mask)
+            return self.wo(out.transpose(1, 2).reshape(b, t, cfg.d_model))
         plain = doc_ids is None and cfg.sliding_window is None and cfg.position == "rope" and cache is None
         groups = cfg.n_heads // cfg.n_kv_heads
         if groups > 1:
@@ -216,11 +262,11 @@ class Block(nn.Module):
         # DeepNorm (Wang et al. 2022), decoder-only: x_{l+1} = LN(alpha * x_l + f(x_l)), alpha = (2N)^(1/4)
         self.alpha = (2 * cfg.n_layers) ** 0.25 if cfg.norm == "deepnorm" else 1.0
 
-    def forward(self, x: torch.Tensor, rope, positions, index, doc_ids, cache) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope, positions, index, doc_ids, cache, block_mask=None) -> torch.Tensor:
         if self.cfg.norm == "pre":
-            x = x + self.attn(self.attn_norm(x), rope, positions, index, doc_ids, cache)
+            x = x + self.attn(self.attn_norm(x), rope, positions, index, doc_ids, cache, block_mask)
             return x + self.mlp(self.mlp_norm(x))
-        x = self.attn_norm(self.alpha * x + self.attn(x, rope, positions, index, doc_ids, cache))
+        x = self.attn_norm(self.alpha * x + self.attn(x, rope, positions, index, doc_ids, cache, block_mask))
         return self.mlp_norm(self.alpha * x + self.mlp(x))
 
 
@@ -286,11 +332,12 @@ class Transformer(nn.Module):
         head) reads."""
         x = self.embed(input_ids)
         rope = self.rope(input_ids.device)
+        block_mask = document_block_mask(doc_ids, self.cfg.sliding_window) if use_flex(self.cfg, doc_ids, cache) else None
         for i, block in enumerate(self.blocks):
             if self.checkpoint_activations and self.training and cache is None:
-                x = checkpoint(block, x, rope, positions, index, doc_ids, None, use_reentrant=False)
+                x = checkpoint(block, x, rope, positions, index, doc_ids, None, block_mask, use_reentrant=False)
             else:
-                x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None)
+                x = block(x, rope, positions, index, doc_ids, cache[i] if cache is not None else None, block_mask)
         return self.norm(x)
 
     @torch.no_grad()
@@ -323,12 +370,27 @@ class Transformer(nn.Module):
         return seq
 
 
+def _cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels, ignore_index=-100, reduction="sum")
+
+
+_cross_entropy = _cross_entropy_sum
+
+
+def compile_token_loss() -> None:
+    """Compile the cross-entropy (asked for by `compile: true`): fused, it reads the bf16 logits
+    once instead of writing an fp32 copy and a log-softmax of batch x sequence x vocabulary, which
+    cost a 125M model on an H100 about a sixth of its step."""
+    global _cross_entropy
+    if _cross_entropy is _cross_entropy_sum:
+        _cross_entropy = torch.compile(_cross_entropy_sum)
+
+
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy summed over labels != -100 (in fp32), and how many there were;
     sums rather than a mean so batches, ranks and padding combine exactly."""
     flat = labels.reshape(-1)
-    total = F.cross_entropy(logits.float().view(-1, logits.size(-1)), flat, ignore_index=-100, reduction="sum")
-    return total, (flat != -100).sum()
+    return _cross_entropy(logits, flat), (flat != -100).sum()
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float],

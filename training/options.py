@@ -26,6 +26,7 @@ class TrainSection(BaseModel):
     max_steps: int = Field(1000, ge=1)  # optimizer steps
     pipeline_stages: int = Field(1, ge=1)  # > 1: deepspeed.pipe.PipelineModule
     activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile each transformer block (worth it on GPUs; minutes of compiling on a CPU)
     seed: int = 0
     eval_every: int = Field(50, ge=1)  # optimizer steps between validation passes (and one at the end)
     eval_batches: int = Field(8, ge=1)  # micro batches per rank in one validation pass

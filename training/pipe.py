@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.model import Block, ModelConfig, RMSNorm, rope_tables, token_loss
+from training.model import Block, ModelConfig, RMSNorm, document_block_mask, rope_tables, token_loss, use_flex
 
 
 class EmbedPipe(nn.Module):
@@ -50,7 +50,9 @@ class BlockPipe(Block):
                 self._rope = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, x.device)
             rope = self._rope
         index = torch.arange(t, device=x.device).expand(b, t)
-        return super().forward(x, rope, position_ids, index, doc_ids, None), position_ids, doc_ids
+        # each pipeline layer builds its own FlexAttention block mask: only tensors cross stages
+        block_mask = document_block_mask(doc_ids, self.cfg.sliding_window) if use_flex(self.cfg, doc_ids, None) else None
+        return super().forward(x, rope, position_ids, index, doc_ids, None, block_mask), position_ids, doc_ids
 
 
 class NormPipe(nn.Module):
