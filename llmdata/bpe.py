@@ -54,7 +54,7 @@ def learn_merges(counts: dict[bytes, int], vocab_size: int, min_pair_count: int 
     Incremental: pair counts are kept in a dict and a heap; a merge only revisits the words that
     contain its pair (found through a pair -> words index), adjusting the counts of the pairs it
     destroys and creates. Heap entries are checked against the live count when popped (lazy
-    deletion). Ties go to the pair whose merged bytes are smallest, then to the smaller ids, so
+    deletion), so only a pair whose count grew is pushed again. Ties go to the pair whose merged bytes are smallest, then to the smaller ids, so
     the result does not depend on dict or table order.
     """
     words: list[list[int]] = []
@@ -90,28 +90,29 @@ def learn_merges(counts: dict[bytes, int], vocab_size: int, min_pair_count: int 
         new_id = 256 + len(merges)
         merges.append(pair)
         vocab[new_id] = merged_bytes
-        touched: set[tuple[int, int]] = set()
-        for wi in list(where.pop(pair, ())):
+        delta: dict[tuple[int, int], int] = defaultdict(int)  # net change of each touched pair's count
+        for wi in where.pop(pair, ()):
             w, f = words[wi], freqs[wi]
             out = merge_pair(w, pair, new_id)
             if len(out) == len(w):
                 continue
             for p in zip(w, w[1:]):
-                pair_counts[p] -= f
-                touched.add(p)
+                delta[p] -= f
             for p in zip(out, out[1:]):
-                pair_counts[p] += f
+                delta[p] += f
                 where[p].add(wi)
-                touched.add(p)
             words[wi] = out
         pair_counts.pop(pair, None)
-        for p in touched:
-            if p == pair:
+        for p, change in delta.items():
+            if p == pair or change == 0:
                 continue
-            if pair_counts.get(p, 0) > 0:
-                heapq.heappush(heap, key(p))
-            else:
+            count = pair_counts[p] + change
+            if count <= 0:
                 pair_counts.pop(p, None)
+                continue
+            pair_counts[p] = count
+            if change > 0:  # a fall needs no push: the older, larger entry pops first and is re-keyed
+                heapq.heappush(heap, key(p))
     return MergeResult(merges, vocab, {"words": len(words), "merges": len(merges)})
 
 

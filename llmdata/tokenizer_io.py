@@ -12,6 +12,8 @@ import os
 from functools import lru_cache
 from typing import Optional
 
+import numpy as np
+
 #: Reserved tokens: end of text, padding, and the chat roles of the alignment stages.
 DEFAULT_SPECIALS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 
@@ -78,8 +80,19 @@ class BPETokenizer:
         """Ids of a text; special-token text inside it is encoded as ordinary text."""
         return self.tiktoken.encode_ordinary(text)
 
-    def encode_batch(self, texts: list[str], threads: int = 1) -> list[list[int]]:
-        return self.tiktoken.encode_ordinary_batch(texts, num_threads=threads)
+    def encode_arrays(self, texts: list[str], threads: int = 1) -> list[np.ndarray]:
+        """Ids of each text as a uint32 array, straight from tiktoken's buffer: no Python int per
+        token, which made the pack stage's encoding a third slower than the encoder itself.
+        Special-token text is ordinary text here too (no token is allowed to be special)."""
+        def one(text: str) -> np.ndarray:
+            return self.tiktoken.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+
+        if threads <= 1:
+            return [one(t) for t in texts]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:  # tiktoken releases the GIL while it encodes
+            return list(pool.map(one, texts))
 
     def decode(self, ids: list[int]) -> str:
         inverse = {v: k.encode("utf-8") for k, v in self.special_ids.items()}

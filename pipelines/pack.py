@@ -72,9 +72,9 @@ class PackFile(beam.DoFn):
 
     def _write(self, split: str, shard: int, records: list[dict]) -> dict:
         started = time.time()
-        encoded = self.tok.encode_batch([r["text"] for r in records], threads=self.opts.encode_threads)
-        eot = self.tok.eot_id
-        docs = [np.asarray(ids + [eot], dtype=np.int64) for ids in encoded]
+        encoded = self.tok.encode_arrays([r["text"] for r in records], threads=self.opts.encode_threads)
+        eot = np.array([self.tok.eot_id], dtype=np.uint32)
+        docs = [np.concatenate((ids, eot)) for ids in encoded]
         encode_s = time.time() - started
         dtype = token_dtype(self.tok.vocab_size)
         lengths = [len(d) for d in docs]

@@ -18,7 +18,7 @@ import apache_beam as beam
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmdata.bpe import PATTERNS, learn_merges, pretokenize
+from llmdata.bpe import PATTERNS, learn_merges
 from llmdata.records import FieldSpec, to_json_line
 from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
 from pipelines import fs
@@ -75,7 +75,9 @@ class CountPretokens(beam.DoFn):
         self.counts: Counter = Counter()
 
     def process(self, record: dict) -> Iterator:
-        self.counts.update(pretokenize(record["text"], self.regex))
+        # counted as str and encoded once per distinct pre-token at the driver: encoding every
+        # occurrence cost half as much again as the regex
+        self.counts.update(self.regex.findall(record["text"]))
         if len(self.counts) >= self.flush_every:
             yield from self._flush()
 
@@ -88,8 +90,7 @@ class CountPretokens(beam.DoFn):
 
     def _flush(self) -> Iterator:
         counts, self.counts = self.counts, Counter()
-        for token, n in counts.items():
-            yield token.decode("latin-1"), n  # latin-1 maps bytes 1:1 to characters
+        yield from counts.items()
 
 
 def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts: TokenizerOptions, policies: dict, default_policy: str) -> None:
@@ -191,7 +192,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
         build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
     count_s = time.time() - started
     products = read_products(fs.join(out, WORK))
-    table = {token.encode("latin-1"): n for token, n in (products.get("table") or [[]])[0]}
+    table = {token.encode("utf-8"): n for token, n in (products.get("table") or [[]])[0]}
     requested = opts.vocab_size - 256 - len(opts.specials)
     t = time.time()
     result = learn_merges(table, 256 + requested, opts.min_pair_count)

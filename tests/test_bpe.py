@@ -1,6 +1,7 @@
 """Byte-level BPE: the incremental learner equals a naive one; three encoders give the same ids."""
 from collections import Counter
 
+import numpy as np
 import pytest
 import regex
 from hypothesis import given, settings
@@ -64,12 +65,17 @@ def test_three_encoders_agree(tokenizer):
         assert tok.encode(text) == ref == loaded.encode(text)
         assert hf.encode(text, add_special_tokens=False).ids == ref
         assert tok.decode(ref) == text
+    for threads in (1, 3):  # the pack stage's path: uint32 arrays from tiktoken's buffer
+        arrays = tok.encode_arrays(VARIED, threads=threads)
+        assert [a.tolist() for a in arrays] == [encode_reference(t, tok.merges, pat) for t in VARIED]
+        assert all(a.dtype == np.uint32 for a in arrays)
 
 
 def test_special_token_text_is_never_a_special_id(tokenizer):
     tok, folder = tokenizer
     ids = tok.encode("before <|endoftext|> after")
     assert tok.eot_id not in ids and set(tok.special_ids.values()).isdisjoint(ids)
+    assert tok.encode_arrays(["before <|endoftext|> after"])[0].tolist() == ids
     assert tok.eot_id not in load_hf(str(folder)).encode("<|endoftext|>", add_special_tokens=False).ids
     assert tok.vocab_size == 256 + 1200 - 256 + len(tok.specials)
 
