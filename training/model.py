@@ -380,7 +380,8 @@ _cross_entropy = _cross_entropy_sum
 def compile_token_loss() -> None:
     """Compile the cross-entropy (asked for by `compile: true`): fused, it reads the bf16 logits
     once instead of writing an fp32 copy and a log-softmax of batch x sequence x vocabulary, which
-    cost a 125M model on an H100 about a sixth of its step."""
+    cost a 125M model on an H100 about a sixth of its step. Process-wide and the same function, so
+    a later stage in the same process (`llmpipe run`) keeps the compiled one."""
     global _cross_entropy
     if _cross_entropy is _cross_entropy_sum:
         _cross_entropy = torch.compile(_cross_entropy_sum)
