@@ -26,6 +26,9 @@ def test_config_is_validated():
         tiny(n_heads=4, n_kv_heads=3)
     with pytest.raises(ValueError, match="n_heads"):
         tiny(d_model=30)
+    for name, typo in (("norm", "weird"), ("position", "RoPE"), ("attention", "flash")):
+        with pytest.raises(ValueError, match=f"{name} must be one of"):
+            tiny(**{name: typo})
 
 
 def test_rope_scores_depend_only_on_relative_position():

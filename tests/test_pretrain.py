@@ -92,6 +92,17 @@ def test_missing_input_is_one_line(tmp_path, capsys):
     assert code == 2 and err.startswith("llmpipe: error: packed data") and "\n" not in err
 
 
+@pytest.mark.parametrize("overrides, says", [("{norm: weird}", "norm must be one of pre, post, deepnorm"),
+                                             ("{n_layer: 2}", "unexpected keyword argument 'n_layer'")])
+def test_a_wrong_model_override_is_one_line(packed, tmp_path, capsys, overrides, says):
+    """A typo in model_overrides stops the stage with one line, not a traceback, and never trains
+    some other model."""
+    code = main(pretrain_args(packed, tmp_path / "o", "--set", f"pretrain.model_overrides={overrides}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("llmpipe: error: pretrain.model") and says in err and "\n" not in err
+    assert not (tmp_path / "o" / "metrics.jsonl").exists()
+
+
 def _launch(args: list[str]) -> None:
     """`llmpipe ... --nproc 2`: re-launched under the deepspeed launcher, two CPU ranks (gloo)."""
     rendezvous = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # this process's own, set in-process

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args, get_type_hints
 
 import torch
 import torch.nn as nn
@@ -44,6 +44,11 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        hints = get_type_hints(ModelConfig)
+        for name in ("position", "norm", "attention"):  # a typo must not train a different model
+            allowed = get_args(hints[name])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:

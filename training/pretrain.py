@@ -22,7 +22,7 @@ import torch
 
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import PretrainSection
-from training.stage import complete_model_dir, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
                      top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
@@ -77,9 +77,12 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
         val = PackedDataset(pack_dir, "val")
     except FileNotFoundError:
         val = None
-    preset = load_preset(section.model, section.presets)
-    cfg = load_preset(section.model, section.presets, **{
-        "vocab_size": tokenizer.vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
+    try:  # an unknown preset or key, or a value the model refuses, is a config error: one line
+        preset = load_preset(section.model, section.presets)
+        cfg = load_preset(section.model, section.presets, **{
+            "vocab_size": tokenizer.vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
+    except (TypeError, ValueError) as err:
+        raise TrainingInputError(f"pretrain.model {section.model!r} with model_overrides {section.model_overrides}: {err}") from None
     seed_everything(section.seed)
     if section.pipeline_stages > 1:
         from training.pipe import build_pipeline
