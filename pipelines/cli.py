@@ -250,6 +250,18 @@ def cmd_reward(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
+def cmd_dpo(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Direct preference optimization of a trained model (default: the run's SFT model)."""
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _relaunch(args.nproc, sys.argv[1:])
+    from training.dpo import run_dpo
+
+    cfg = _load(args)
+    run_dpo(cfg.dpo, _base_dir(cfg, "dpo", args.base), args.output or stage_dir_of(cfg, "dpo"),
+            force=args.force, until_step=args.until_step, progress=not args.no_progress)
+    return 0
+
+
 def _reward_score(args: argparse.Namespace) -> int:
     """JSONL in ({"prompt", "response"} or preference rows), one JSON line of scores out per row."""
     import json
@@ -315,7 +327,7 @@ def cmd_export(args: argparse.Namespace, _beam: list[str]) -> int:
 
 
 #: Every stage `llmpipe run` knows, in order.
-ALL_STAGES = DATA_STAGES + ("pretrain", "sft", "lora", "reward")
+ALL_STAGES = DATA_STAGES + ("pretrain", "sft", "lora", "reward", "dpo")
 
 
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -339,10 +351,14 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
             from training.finetune import run_finetune
 
             run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage), stage_dir(cfg, stage), force=args.force)
-        else:
+        elif stage == "reward":
             from training.reward import run_reward
 
             run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
+        else:
+            from training.dpo import run_dpo
+
+            run_dpo(cfg.dpo, _base_dir(cfg, "dpo"), stage_dir(cfg, "dpo"), force=args.force)
     from pipelines.run_report import write_run_report
 
     report = write_run_report(run_root(cfg))
@@ -459,6 +475,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reward)
+
+    p = sub.add_parser("dpo", help="stage 9: direct preference optimization of the SFT model on preference pairs",
+                       description="`llmpipe dpo` trains a model on {prompt, chosen, rejected} JSONL with the DPO loss against a "
+                       "frozen copy of itself, and reports held-out implicit-reward accuracy and exact match.")
+    _common(p)
+    p.add_argument("--base", default=None, help="model folder to start from (and the reference); default: runs/<name>/06-sft/final")
+    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/09-dpo")
+    p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
+    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dpo)
 
     p = sub.add_parser("lora-merge", help="fold a LoRA adapter (PEFT layout) into its base model",
                        description="Write base + adapter as one model.safetensors: W + B·A·alpha/r for each adapted layer.")

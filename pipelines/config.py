@@ -20,7 +20,7 @@ from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
 from pipelines.pack import PackOptions
 from pipelines.tokenizer import TokenizerOptions
-from training.options import LoraSection, PretrainSection, RewardSection, SFTSection
+from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -123,6 +123,7 @@ class PipelineConfig(_Section):
     sft: SFTSection = Field(default_factory=SFTSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     reward: RewardSection = Field(default_factory=RewardSection)
+    dpo: DPOSection = Field(default_factory=DPOSection)
 
 
 def _parse_value(text: str) -> Any:

@@ -21,7 +21,7 @@ from pipelines import fs
 from pipelines.manifest import read_manifest
 from pipelines.rundir import STAGE_FOLDERS
 
-TRAINING = ("pretrain", "sft", "lora", "reward")
+TRAINING = ("pretrain", "sft", "lora", "reward", "dpo")
 
 
 @dataclass
@@ -241,7 +241,8 @@ def _training(root: str, manifests: dict, sections: list[Section]) -> None:
                                      "MFU", "wall (s)"], rows)
     metrics = {stage: _read_metrics(fs.join(root, STAGE_FOLDERS[stage])) for stage in trained}
     if any(metrics.values()):
-        sec.p("Reward losses are the pairwise Bradley-Terry loss, the others next-token cross-entropy.")
+        sec.p("Reward losses are the pairwise Bradley-Terry loss, DPO's its preference loss (log 2 at the start), "
+              "the others next-token cross-entropy.")
         sec.img("loss.png", loss_chart(metrics))
     sections.append(sec)
 
@@ -272,6 +273,18 @@ def _alignment(manifests: dict, sections: list[Section]) -> None:
         rows += [[f"accuracy: {t}", pct(before.get("by_task", {}).get(t)), pct(v)] for t, v in after["by_task"].items()]
         sections.append(Section(f"Reward model on {after['pairs']} held-out pairs").table(
             ["", "untrained head", "reward model"], rows))
+    dpo = manifests.get("dpo") or {}
+    held = dpo.get("heldout") or {}
+    if held.get("after"):
+        before, after = held.get("before") or {}, held["after"]
+        em = dpo.get("exact_match") or {}
+        em_before, em_after = em.get("before") or {}, em.get("after") or {}
+        rows = [["implicit reward accuracy (β·log π/π_ref)", "", pct(after["reward_accuracy"])],
+                ["log-likelihood ranks chosen first", pct(before.get("loglik_accuracy")), pct(after["loglik_accuracy"])],
+                ["mean margin", fmt(before.get("mean_margin")), fmt(after["mean_margin"])],
+                ["exact match on held-out prompts", pct(em_before.get("exact_match")), pct(em_after.get("exact_match"))]]
+        rows += [[f"implicit reward accuracy: {t}", "", pct(v)] for t, v in after["by_task"].items()]
+        sections.append(Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows))
 
 
 def _samples(manifests: dict, sections: list[Section]) -> None:

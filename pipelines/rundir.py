@@ -14,6 +14,7 @@ STAGE_FOLDERS = {
     "sft": "06-sft",
     "lora": "07-lora",
     "reward": "08-reward",
+    "dpo": "09-dpo",
 }
 
 

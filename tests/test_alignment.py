@@ -1,4 +1,4 @@
-"""Alignment data and stages: formats, the chat template's label mask, LoRA, the reward model."""
+"""Alignment data and stages: formats, the chat template's label mask, LoRA, the reward model, DPO."""
 import json
 
 import pytest
@@ -13,6 +13,7 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
 from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
 from training.model import ModelConfig, Transformer
+from training.dpo import dpo_loss, pad_sides, pair_logps, sequence_logps, sides
 from training.reward import RewardModel, pad_pairs, pair_loss
 
 
@@ -92,8 +93,8 @@ def test_role_token_text_inside_content_cannot_forge_a_turn(tok):
 
 def small_model(**kw) -> Transformer:
     torch.manual_seed(0)
-    return Transformer(ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64,
-                                   ffn_multiple_of=16, **kw))
+    shape = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, ffn_multiple_of=16)
+    return Transformer(ModelConfig(**{**shape, **kw}))
 
 
 def test_lora_merge_equals_the_adapter_model_and_freezes_the_base(tmp_path):
@@ -221,3 +222,64 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     assert isinstance(lines[0]["response_reward"], float) and "error" in lines[1]
     hf = json.loads((out / "hf" / "config.json").read_text())
     assert hf["architectures"] == ["LlamaForSequenceClassification"] and hf["num_labels"] == 1
+
+
+def test_dpo_loss_by_hand():
+    """h = beta * ((pi_c - ref_c) - (pi_r - ref_r)); loss = -log sigmoid(h), smoothed: -(1-e) log s(h) - e log s(-h)."""
+    policy = torch.tensor([-1.0, -3.0, -2.0, -2.0])  # chosen of pair 1, 2; rejected of pair 1, 2
+    reference = torch.tensor([-2.0, -2.0, -2.0, -2.0], dtype=torch.float64)
+    h = torch.tensor([0.5 * (1.0 - 0.0), 0.5 * (-1.0 - 0.0)])
+    assert torch.allclose(dpo_loss(policy, reference, beta=0.5), -torch.nn.functional.logsigmoid(h))
+    smoothed = dpo_loss(policy, reference, beta=0.5, label_smoothing=0.2)
+    expected = -0.8 * torch.nn.functional.logsigmoid(h) - 0.2 * torch.nn.functional.logsigmoid(-h)
+    assert torch.allclose(smoothed, expected)
+    assert torch.allclose(dpo_loss(reference.float(), reference, 0.1), torch.log(torch.tensor([2.0, 2.0])))  # at the start
+
+
+def test_dpo_log_probs_count_exactly_the_response_tokens(tok):
+    """A pair's log-probability sums log p over the assistant's tokens (and its end token) only,
+    whatever the padding, and equals summing the per-token log-probs by hand."""
+    torch.manual_seed(0)
+    model = small_model(vocab_size=tok.vocab_size).eval()
+    template = ChatTemplate(tok)
+    prompt = [{"role": "user", "content": "What is 3 + 4?"}]
+    chosen = template.encode(prompt + [{"role": "assistant", "content": "7"}])
+    rejected = template.encode(prompt + [{"role": "assistant", "content": "8 or so"}])
+    (pair,) = sides([(chosen, rejected)])
+    with torch.no_grad():
+        batch = pad_sides([{"chosen": pair[0], "rejected": pair[1]}], pad_id=0)
+        logps = sequence_logps(model, batch["input_ids"], batch["labels"])
+        for side, (ids, mask) in enumerate((chosen, rejected)):
+            logits = model(torch.tensor([ids]))["logits"][0].log_softmax(-1)
+            by_hand = sum(float(logits[t - 1, ids[t]]) for t in range(1, len(ids)) if mask[t])
+            assert float(logps[side]) == pytest.approx(by_hand, abs=1e-4)
+        assert sum(m for m in rejected[1][1:]) == len(tok.encode("8 or so")) + 1  # the answer and its <|end|>
+        (pair_logp,) = pair_logps(model, [pair], pad_id=7)  # another pad id: the same sums
+    assert pair_logp == pytest.approx(tuple(logps.tolist()), abs=1e-4)
+
+
+def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
+    """Starting from the pretrained model, DPO separates chosen from rejected on held-out pairs
+    (implicit reward accuracy above chance, positive margin), writes its model, report and HF
+    export, and the run report shows it."""
+    out = tmp_path / "run" / "09-dpo"
+    assert main(["dpo", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
+                 "--no-progress", "--set", f"dpo.train_file={tasks / 'preferences' / 'train.jsonl'}",
+                 "--set", f"dpo.heldout_file={tasks / 'preferences' / 'heldout.jsonl'}",
+                 "--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}", "--set", "dpo.eval_generate=5",
+                 "--set", "dpo.max_new_tokens=4", "--set", "dpo.max_steps=40", "--set", "dpo.lr=1e-3",
+                 "--set", "dpo.eval_every=20", "--set", "dpo.tensorboard=false"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    after = manifest["heldout"]["after"]
+    assert after["pairs"] == 40 and after["reward_accuracy"] > 0.6 and after["mean_margin"] > 0
+    assert manifest["heldout"]["before"]["mean_margin"] == 0  # policy == reference at the start
+    assert manifest["exact_match"]["after"]["n"] == 5
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] < 0.6932  # below log 2, where DPO starts
+    assert "implicit reward accuracy" in (out / "report.md").read_text()
+    assert (out / "final" / "chat_template.json").exists() and (out / "hf" / "config.json").exists()
+    from pipelines.run_report import build
+
+    _, sections = build(str(tmp_path / "run"))
+    (dpo,) = [s for s in sections if s.title == "DPO on 40 held-out pairs"]
+    assert dpo.blocks[0][2][0][2] == f"{100 * after['reward_accuracy']:.1f}%"

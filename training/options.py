@@ -108,3 +108,19 @@ class RewardSection(TrainSection):
     max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
     margin: float = Field(0.0, ge=0)  # -log sigmoid(r_chosen - r_rejected - margin)
     center_coef: float = Field(0.0, ge=0)  # + coef * (r_chosen + r_rejected)^2 keeps rewards near 0
+
+
+class DPOSection(TrainSection):
+    """Direct preference optimization (Rafailov et al. 2023) of a trained model on preference
+    pairs, against a frozen copy of itself as the reference."""
+
+    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
+    start_from: Literal["pretrain", "sft"] = "sft"
+    train_file: str = "data/demo/preferences/train.jsonl"
+    heldout_file: Optional[str] = "data/demo/preferences/heldout.jsonl"
+    max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
+    beta: float = Field(0.1, gt=0)  # strength of the pull towards the reference (the KL penalty's weight)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # conservative DPO: the share of pairs assumed mislabelled
+    eval_file: Optional[str] = "data/demo/sft/heldout.jsonl"  # conversations answered greedily for exact match
+    eval_generate: int = Field(100, ge=0)
+    max_new_tokens: int = Field(32, ge=1)

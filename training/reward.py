@@ -50,12 +50,13 @@ class RewardModel(nn.Module):
         return self.value(last).squeeze(-1).float()
 
 
-def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[list[int], list[int], bool]:
-    """Ids of prompt+chosen and prompt+rejected, cut from the left when longer than max_len."""
-    chosen, _ = template.encode(pref.prompt + pref.chosen)
-    rejected, _ = template.encode(pref.prompt + pref.rejected)
-    cut = len(chosen) > max_len or len(rejected) > max_len
-    return chosen[-max_len:], rejected[-max_len:], cut
+def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[tuple, tuple, bool]:
+    """(ids, training mask) of prompt+chosen and of prompt+rejected, cut from the left when
+    longer than max_len, and whether either was cut."""
+    chosen = template.encode(pref.prompt + pref.chosen)
+    rejected = template.encode(pref.prompt + pref.rejected)
+    cut = len(chosen[0]) > max_len or len(rejected[0]) > max_len
+    return tuple(x[-max_len:] for x in chosen), tuple(x[-max_len:] for x in rejected), cut
 
 
 class PairSet(Dataset):
@@ -90,7 +91,9 @@ def pair_loss(rewards: torch.Tensor, margin: float, center_coef: float) -> torch
     return loss
 
 
-def read_pairs(path: str, template: ChatTemplate, max_len: int):
+def read_pairs(path: str, template: ChatTemplate, max_len: int, masks: bool = False):
+    """Encoded pairs (ids, or (ids, mask) with `masks`), their tasks, the bad rows, and how many
+    pairs were cut to max_len."""
     pairs, tasks, bad, cut = [], [], [], 0
     for item in read_rows(path, "preference"):
         if isinstance(item, BadRow):
@@ -99,7 +102,7 @@ def read_pairs(path: str, template: ChatTemplate, max_len: int):
         row, pref = item
         chosen, rejected, was_cut = encode_pair(template, pref, max_len)
         cut += was_cut
-        pairs.append((chosen, rejected))
+        pairs.append((chosen, rejected) if masks else (chosen[0], rejected[0]))
         tasks.append(row.get("task", "all"))
     return pairs, tasks, bad, cut
 
