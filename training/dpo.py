@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from llmdata.chat import ChatTemplate, inputs_and_labels
-from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
+from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import DPOSection
-from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require, write_bad_rows
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, prepare_output, write_bad_rows
 
 #: One side of a pair: (input ids, labels with -100 outside the response)
 Side = tuple[list[int], list[int]]
@@ -132,14 +132,9 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     from training.report import write_training_report
     from training.reward import read_pairs
 
-    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
-    require(section.train_file, "DPO training data")
+    inputs = model_stage_inputs("dpo", base_dir, {"train": section.train_file, "heldout": section.heldout_file,
+                                                  "eval": section.eval_file})
     config = section.model_dump(mode="json")
-    inputs = {"base": folder_fingerprint(base_dir), "train": input_fingerprint(section.train_file)}
-    for key, path in (("heldout", section.heldout_file), ("eval", section.eval_file)):
-        if path:
-            require(path, f"DPO {key} data")
-            inputs[key] = input_fingerprint(path)
     fingerprint = stage_fingerprint("dpo", config, inputs)
     done = finished("dpo", out, fingerprint, force, log)
     if done:

@@ -23,9 +23,9 @@ from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, prompt_and_reference, read_rows
 from llmdata.packing import best_fit_plan
-from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
+from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import LoraSection, SFTSection
-from training.stage import TrainingInputError, complete_model_dir, finished, write_bad_rows, folder_fingerprint, prepare_output, require
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, prepare_output, require
 
 
 class ConversationPack(Dataset):
@@ -123,14 +123,9 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     from training.report import write_training_report
 
     lora = isinstance(section, LoraSection)
-    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
+    inputs = model_stage_inputs(stage, base_dir, {"train": section.train_file, "heldout": section.heldout_file})
     require(os.path.join(base_dir, "llmpipe_tokenizer.json"), "tokenizer beside the base model")
-    require(section.train_file, f"{stage} training data")
     config = section.model_dump(mode="json")
-    inputs = {"base": folder_fingerprint(base_dir), "train": input_fingerprint(section.train_file)}
-    if section.heldout_file:
-        require(section.heldout_file, f"{stage} held-out data")
-        inputs["heldout"] = input_fingerprint(section.heldout_file)
     fingerprint = stage_fingerprint(stage, config, inputs)
     done = finished(stage, out, fingerprint, force, log)
     if done:

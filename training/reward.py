@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
-from pipelines.manifest import input_fingerprint, stage_fingerprint, write_manifest
+from pipelines.manifest import stage_fingerprint, write_manifest
 from training.model import Transformer
 from training.options import RewardSection
-from training.stage import TrainingInputError, complete_model_dir, finished, write_bad_rows, folder_fingerprint, prepare_output, require
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, prepare_output
 
 
 class RewardModel(nn.Module):
@@ -182,13 +182,8 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
 
-    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
-    require(section.train_file, "reward training data")
+    inputs = model_stage_inputs("reward", base_dir, {"train": section.train_file, "heldout": section.heldout_file})
     config = section.model_dump(mode="json")
-    inputs = {"base": folder_fingerprint(base_dir), "train": input_fingerprint(section.train_file)}
-    if section.heldout_file:
-        require(section.heldout_file, "reward held-out data")
-        inputs["heldout"] = input_fingerprint(section.heldout_file)
     fingerprint = stage_fingerprint("reward", config, inputs)
     done = finished("reward", out, fingerprint, force, log)
     if done:

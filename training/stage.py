@@ -22,6 +22,21 @@ def folder_fingerprint(folder: str) -> dict:
     return input_fingerprint(folder if read_manifest(folder) else os.path.join(folder, "*"))
 
 
+_DATA_NAMES = {"train": "training", "heldout": "held-out"}
+
+
+def model_stage_inputs(stage: str, base_dir: str, files: dict[str, Optional[str]]) -> dict:
+    """What a stage that starts from a model folder reads: the folder and each data file given
+    (None = not used), each checked to exist (a one-line error) and fingerprinted for the manifest."""
+    require(os.path.join(base_dir, "model.safetensors"), "base model (model.safetensors)")
+    inputs = {"base": folder_fingerprint(base_dir)}
+    for key, path in files.items():
+        if path:
+            require(path, f"{stage} {_DATA_NAMES.get(key, key)} data")
+            inputs[key] = input_fingerprint(path)
+    return inputs
+
+
 def require(path: str, what: str) -> None:
     if not os.path.exists(path):
         raise TrainingInputError(f"{what} not found: {path}")
