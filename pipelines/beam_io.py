@@ -11,7 +11,7 @@ import gzip
 import io
 import json
 import os
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -223,17 +223,34 @@ class Products:
     """Small side products (counts, statistics, plan, thresholds) gathered into one sink.
 
     Each is a `[kind, value]` JSON line of `_work/products.jsonl`; one sink instead of one per
-    product keeps the pipeline's fixed cost low, and the driver reads them back by kind.
+    product keeps the pipeline's fixed cost low, and the driver reads them back by kind. Sums and
+    counts go through `tally`, which shares one CombinePerKey among all of them: a CombineGlobally
+    each adds eight transforms to the graph, and on small inputs building and running the graph
+    costs more than the data.
     """
 
     def __init__(self) -> None:
         self.parts: list[beam.PCollection] = []
+        self.tallies: list[beam.PCollection] = []
 
     def add(self, pcoll: beam.PCollection, kind: str) -> None:
         self.parts.append(pcoll | f"{kind}Product" >> beam.Map(lambda v, k=kind: json.dumps([k, v])))
 
+    def tally(self, pcoll: beam.PCollection, kind: str, value: Optional[Callable] = None, key: Optional[Callable] = None) -> None:
+        """The sum of `value(element)` (1: a count) over the collection, as `[kind, total]`, or per
+        `key(element)` as one `[kind, [key, total]]` line each. An empty collection gives no line,
+        which the driver reads as zero."""
+        self.tallies.append(pcoll | f"{kind}Tally{len(self.tallies)}" >> beam.Map(
+            lambda v, k=kind: ((k, key(v) if key else None), value(v) if value else 1)))
+
     def write(self, work: str) -> None:
-        _ = tuple(self.parts) | "Products" >> beam.Flatten() | "ProductsWrite" >> beam.io.WriteToText(
+        parts = list(self.parts)
+        if self.tallies:
+            parts.append(
+                tuple(self.tallies) | "Tallies" >> beam.Flatten() | "SumTallies" >> beam.CombinePerKey(sum)
+                | "TallyLines" >> beam.MapTuple(lambda kk, n: json.dumps([kk[0], n] if kk[1] is None else [kk[0], [kk[1], n]]))
+            )
+        _ = tuple(parts) | "Products" >> beam.Flatten() | "ProductsWrite" >> beam.io.WriteToText(
             fs.join(work, PRODUCTS), num_shards=1, shard_name_template=""
         )
 
@@ -261,11 +278,6 @@ def count_outcomes(products: "Products", units: beam.PCollection, outcomes: dict
     ((outcome, reason) -> n). `outcomes` maps an outcome name to its records and the field that
     holds their reason (None: the outcome name is the reason)."""
 
-    def tagger(name: str, field: Optional[str]):
-        return lambda r: (name, r[field] if field else name)
-
-    tagged = tuple(
-        pcoll | f"Tag{name.title()}" >> beam.Map(tagger(name, field)) for name, (pcoll, field) in outcomes.items()
-    ) | "Outcomes" >> beam.Flatten()
-    products.add(tagged | "CountOutcomes" >> beam.combiners.Count.PerElement(), "counts")
-    products.add(units | "UnitCounts" >> beam.Map(lambda kv: kv[1]) | "UnitSum" >> beam.CombineGlobally(sum), "input")
+    for name, (pcoll, field) in outcomes.items():
+        products.tally(pcoll, "counts", key=lambda r, n=name, f=field: (n, r[f] if f else n))
+    products.tally(units, "input", value=lambda kv: kv[1])

@@ -141,8 +141,9 @@ def connected_components(edges: beam.PCollection, rounds: int) -> tuple[beam.PCo
     """(node, root) for every node of the graph, root the smallest id of its component.
 
     Alternating large-star and small-star rounds (Kiveris et al. 2014) turn every component
-    into a star around its smallest node; the rounds are unrolled, and the second output counts
-    the edges not yet pointing at a root, which must be zero.
+    into a star around its smallest node; the rounds are unrolled, and the second output holds,
+    for each node with edges both in and out, how many edges still do not point at a root: it
+    must be empty.
     """
 
     def both_ways(e: tuple[str, str]) -> Iterator:
@@ -177,7 +178,6 @@ def connected_components(edges: beam.PCollection, rounds: int) -> tuple[beam.PCo
         {"out": current, "in": targets}
         | "ConvergenceJoin" >> beam.CoGroupByKey()
         | "Unconverged" >> beam.FlatMap(unconverged)
-        | "UnconvergedSum" >> beam.CombineGlobally(sum)
     )
     labels = (
         current | "Members" >> beam.Map(lambda e: (e[0], e[1])),
@@ -361,12 +361,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
             | "GroupComponents" >> beam.GroupByKey()
             | "NearKeepers" >> beam.ParDo(NearKeepers())
         )
-        products.add(candidates | "CountCandidates" >> beam.combiners.Count.Globally(), "candidates")
-        products.add(unconverged, "unconverged")
-        products.add(
-            accepted | "SimBins" >> beam.Map(lambda e: _similarity_bin(e[2])) | "CountSimBins" >> beam.combiners.Count.PerElement(),
-            "similarity_hist",
-        )
+        products.tally(candidates, "candidates")
+        products.tally(unconverged, "unconverged", value=lambda n: n)
+        products.tally(accepted, "similarity_hist", key=lambda e: _similarity_bin(e[2]))
     else:
         near = p | "NoNear" >> beam.Create([])
 
@@ -379,11 +376,8 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     if opts.line_dedup:
         kept, emptied, drops = line_dedup(kept, opts.line_min_chars)
         removed = (removed, emptied) | "RemovedWithEmptied" >> beam.Flatten()
-        products.add(drops | "CountLineDrops" >> beam.combiners.Count.Globally(), "lines_removed")
-        products.add(
-            drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct() | "CountTouched" >> beam.combiners.Count.Globally(),
-            "docs_with_lines_removed",
-        )
+        products.tally(drops, "lines_removed")
+        products.tally(drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct(), "docs_with_lines_removed")
 
     write_sorted_shards(kept, fs.join(out, "kept"), "Kept", num_shards)
     write_sorted_shards(removed, fs.join(out, "removed"), "Removed", num_shards)
@@ -392,10 +386,8 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "Clustered" >> beam.Flatten()
         | "ClusterIds" >> beam.FlatMap(lambda r: [r["cluster"]] if "cluster" in r else [])
         | "ClusterSize" >> beam.combiners.Count.PerElement()
-        | "SizeOnly" >> beam.Values()
-        | "SizeHist" >> beam.combiners.Count.PerElement()
     )
-    products.add(cluster_sizes, "cluster_size_hist")
+    products.tally(cluster_sizes, "cluster_size_hist", key=lambda kv: kv[1])
     count_outcomes(products, read[UNITS], {
         "kept": (kept, None), "removed": (removed, "dup_kind"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
     })

@@ -113,12 +113,12 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "Count" >> beam.ParDo(CountPretokens(opts.regex_pattern(), opts.flush_every))
         | "Sum" >> beam.CombinePerKey(sum)
     )
-    products.add(counted | "Distinct" >> beam.combiners.Count.Globally(), "distinct_pretokens")
-    products.add(counted | "Occurrences" >> beam.Values() | "SumOccurrences" >> beam.CombineGlobally(sum), "pretoken_occurrences")
+    products.tally(counted, "distinct_pretokens")
+    products.tally(counted, "pretoken_occurrences", value=lambda kv: kv[1])
     frequent = counted | "MinFrequency" >> beam.Filter(lambda kv, m=opts.min_frequency: kv[1] >= m)
-    products.add(frequent | "CountFrequent" >> beam.combiners.Count.Globally(), "frequent_pretokens")
+    products.tally(frequent, "frequent_pretokens")
     products.add(frequent | "Table" >> beam.combiners.Top.Of(opts.max_pretokens, key=lambda kv: (kv[1], kv[0])), "table")
-    products.add(train | "TrainBytes" >> beam.Map(lambda r: len(r["text"].encode("utf-8"))) | "SumTrainBytes" >> beam.CombineGlobally(sum), "train_bytes")
+    products.tally(train, "train_bytes", value=lambda r: len(r["text"].encode("utf-8")))
 
     _ = heldout | "HeldoutLines" >> beam.Map(to_json_line) | "HeldoutWrite" >> beam.io.WriteToText(
         fs.join(out, "heldout", "part"), file_name_suffix=".jsonl.gz"
