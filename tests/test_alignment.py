@@ -14,7 +14,7 @@ from pipelines.cli import main
 from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
 from training.model import ModelConfig, Transformer
 from training.dpo import dpo_loss, pad_sides, pair_logps, sequence_logps, sides
-from training.reward import RewardModel, pad_pairs, pair_loss
+from training.reward import PairSet, RewardModel, pad_pairs, pair_loss
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,27 @@ def test_reward_is_read_at_the_last_real_token_whatever_the_padding():
             a, b = model(**short), model(**long_other)
         assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[2], atol=1e-6)
     assert long["input_ids"].shape == (4, 25) and long["lengths"].tolist() == [5, 25, 3, 1]
+
+
+def test_reward_lm_regularizer_is_the_chosen_responses_next_token_loss(tok):
+    """lm_coef's term is the language model's own loss on exactly the chosen side's response
+    tokens: the rejected side and the prompt contribute nothing."""
+    template = ChatTemplate(tok)
+    model = RewardModel(small_model(vocab_size=tok.vocab_size, tie_embeddings=False), lm_head=True).eval()
+    prompt = [{"role": "user", "content": "Sort the words: b a"}]
+    chosen = template.encode(prompt + [{"role": "assistant", "content": "a b"}])
+    rejected = template.encode(prompt + [{"role": "assistant", "content": "b a c"}])
+    batch = pad_pairs([PairSet([(chosen, rejected)])[0]], pad_id=tok.special_ids["<|pad|>"])
+    assert batch["labels"].shape == (1, batch["input_ids"].size(1))
+    targets = [t for t, m in zip(chosen[0][1:], chosen[1][1:]) if m]
+    assert [t for t in batch["labels"][0].tolist() if t != -100] == targets
+    with torch.no_grad():
+        rewards, lm_sum, count = model(**batch)
+        ids, labels = inputs_and_labels(*chosen)
+        own = model.backbone(torch.tensor([ids]), labels=torch.tensor([labels]))["loss"]
+        assert torch.allclose(rewards, model(batch["input_ids"], batch["lengths"]))
+    assert int(count) == len(targets) and torch.allclose(lm_sum / count, own, atol=1e-5)
+    assert model.backbone.head.weight.requires_grad
 
 
 def test_bradley_terry_loss():

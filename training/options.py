@@ -108,6 +108,7 @@ class RewardSection(TrainSection):
     max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
     margin: float = Field(0.0, ge=0)  # -log sigmoid(r_chosen - r_rejected - margin)
     center_coef: float = Field(0.0, ge=0)  # + coef * (r_chosen + r_rejected)^2 keeps rewards near 0
+    lm_coef: float = Field(0.0, ge=0)  # + coef * next-token loss on the chosen responses (GRM's regularizer)
 
 
 class DPOSection(TrainSection):

@@ -1,13 +1,18 @@
 """The reward stage: a scalar head on a trained transformer, trained on preference pairs.
 
     base model folder + {"prompt", "chosen", "rejected"} JSONL ─► the chat template ─►
-      reward = w · h[last real token] + b ─► Bradley-Terry loss ─► 08-reward/final/
+      reward = w · h[last real token] ─► Bradley-Terry loss (+ lm_coef x next-token loss on chosen) ─► 08-reward/final/
 
 The reward is read at each sequence's last real token (its <|endoftext|>), found from the
 sequence's length, never by searching for a pad id: right padding cannot move it (tested), which
 is the bug reward models most often have. Loss per pair:
 -log sigmoid(r_chosen - r_rejected - margin) + center_coef * (r_chosen + r_rejected)^2.
 Metrics on the held-out pairs: pairwise accuracy, mean chosen and rejected reward, mean margin.
+
+`lm_coef` keeps the language-model objective on the chosen responses while the head trains, as
+in GRM (Yang et al. 2024, "Regularizing hidden states enables learning generalizable reward
+models"): fine-tuned on the pairwise loss alone, the backbone drifts from what it knew about the
+answers towards whatever separates the training pairs, and generalizes worse to held-out pairs.
 """
 from __future__ import annotations
 
@@ -22,15 +27,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from llmdata.chat import BadRow, ChatTemplate, Message, Preference, read_rows
+from llmdata.chat import BadRow, ChatTemplate, Message, Preference, inputs_and_labels, read_rows
 from pipelines.manifest import stage_fingerprint, write_manifest
-from training.model import Transformer
+from training.model import Transformer, token_loss
 from training.options import RewardSection
 from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, prepare_output
 
 
 class RewardModel(nn.Module):
-    def __init__(self, backbone: Transformer):
+    def __init__(self, backbone: Transformer, lm_head: bool = False):
+        """`lm_head`: the language-model head is trained too (for `lm_coef`), not frozen."""
         super().__init__()
         self.backbone = backbone
         self.cfg = backbone.cfg
@@ -38,16 +44,22 @@ class RewardModel(nn.Module):
         # head (which the export maps this to) has none.
         self.value = nn.Linear(backbone.cfg.d_model, 1, bias=False)
         nn.init.normal_(self.value.weight, std=1.0 / backbone.cfg.d_model ** 0.5)
-        if not backbone.cfg.tie_embeddings:  # the LM head is not used; keep it out of the optimizer
+        if not backbone.cfg.tie_embeddings and not lm_head:  # the LM head is not used; keep it out of the optimizer
             backbone.head.weight.requires_grad_(False)
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """One reward per right-padded sequence, read at index length - 1."""
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, labels: Optional[torch.Tensor] = None):
+        """One reward per right-padded sequence, read at index length - 1. With `labels` (next-token
+        targets for the first labels.size(0) rows, -100 elsewhere) also the summed next-token loss
+        over them and how many targets there were: (rewards, loss_sum, count)."""
         b, t = input_ids.shape
         index = torch.arange(t, device=input_ids.device).expand(b, t)
         hidden = self.backbone.hidden(input_ids, index, index)
         last = hidden[torch.arange(b, device=input_ids.device), lengths - 1]
-        return self.value(last).squeeze(-1).float()
+        rewards = self.value(last).squeeze(-1).float()
+        if labels is None:
+            return rewards
+        loss_sum, count = token_loss(self.backbone.head(hidden[: labels.size(0)]), labels)
+        return rewards, loss_sum, count
 
 
 def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[tuple, tuple, bool]:
@@ -60,7 +72,10 @@ def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple
 
 
 class PairSet(Dataset):
-    def __init__(self, pairs: list[tuple[list[int], list[int]]]):
+    """Pairs of ids, or of (ids, training mask) when the chosen side's response tokens are also
+    targets of the language-model loss (`lm_coef`)."""
+
+    def __init__(self, pairs: list[tuple]):
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -68,17 +83,27 @@ class PairSet(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         chosen, rejected = self.pairs[i]
-        return {"chosen": chosen, "rejected": rejected}
+        if isinstance(chosen[0], int):
+            return {"chosen": chosen, "rejected": rejected}
+        _, labels = inputs_and_labels(*chosen)
+        return {"chosen": chosen[0], "rejected": rejected[0], "chosen_labels": labels + [-100]}
 
 
 def pad_pairs(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen sequences then rejected ones, right-padded to the longest, with their lengths."""
+    """Chosen sequences then rejected ones, right-padded to the longest, with their lengths (and
+    the chosen sides' next-token labels when the items have them)."""
     seqs = [it["chosen"] for it in items] + [it["rejected"] for it in items]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s)
-    return {"input_ids": ids, "lengths": torch.tensor([len(s) for s in seqs])}
+    batch = {"input_ids": ids, "lengths": torch.tensor([len(s) for s in seqs])}
+    if "chosen_labels" in items[0]:
+        labels = torch.full((len(items), width), -100, dtype=torch.long)
+        for i, it in enumerate(items):
+            labels[i, : len(it["chosen_labels"])] = torch.tensor(it["chosen_labels"])
+        batch["labels"] = labels
+    return batch
 
 
 def pair_loss(rewards: torch.Tensor, margin: float, center_coef: float) -> torch.Tensor:
@@ -196,25 +221,35 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     tokenizer = BPETokenizer.load(base_dir)
     template = ChatTemplate(tokenizer)
     pad = tokenizer.special_ids["<|pad|>"]
-    pairs, _, bad, cut = read_pairs(section.train_file, template, section.max_len)
+    pairs, _, bad, cut = read_pairs(section.train_file, template, section.max_len, masks=section.lm_coef > 0)
     if not pairs:
         raise TrainingInputError(f"reward: no usable preference pair in {section.train_file} ({len(bad)} bad rows)")
     held, held_tasks, held_bad, _ = read_pairs(section.heldout_file, template, section.max_len) if section.heldout_file else ([], [], [], 0)
     seed_everything(section.seed)
-    model = RewardModel(load_model(base_dir))
+    model = RewardModel(load_model(base_dir), lm_head=section.lm_coef > 0)
     cfg = model.cfg
     before = pair_metrics(model, held, held_tasks, pad) if rank == 0 and held else None
     model.train()
     model.backbone.checkpoint_activations = section.activation_checkpointing
 
     def loss_fn(engine, batch):
-        losses = pair_loss(engine(batch["input_ids"], batch["lengths"]), section.margin, section.center_coef)
-        return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
+        if "labels" not in batch:  # held-out batches, or lm_coef 0: the pairwise loss alone
+            losses = pair_loss(engine(batch["input_ids"], batch["lengths"]), section.margin, section.center_coef)
+            return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
+        rewards, lm_sum, lm_count = engine(batch["input_ids"], batch["lengths"], batch["labels"])
+        losses = pair_loss(rewards, section.margin, section.center_coef)
+        lm_mean = lm_sum / lm_count.clamp(min=1)  # per target token, weighed like one pair's loss
+        return losses.sum() + section.lm_coef * lm_mean * losses.numel(), torch.tensor(losses.numel(), device=losses.device)
 
-    pair_tokens = sum(len(c) + len(r) for c, r in pairs) / len(pairs)  # real tokens (not padding) per pair, on average
+    ids_only = lambda side: side if isinstance(side[0], int) else side[0]  # noqa: E731
+    # real tokens (not padding) per pair, on average
+    pair_tokens = sum(len(ids_only(c)) + len(ids_only(r)) for c, r in pairs) / len(pairs)
+    flops = cfg.flops_per_token(section.max_len, lm_head=False)
+    if section.lm_coef:  # the chosen half also goes through the vocabulary head
+        flops = (flops + cfg.flops_per_token(section.max_len, lm_head=True)) / 2
     say(f"reward: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len) -> {out}")
     trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
-                      tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len, lm_head=False),
+                      tokens_per_sample=pair_tokens, flops_per_token=flops,
                       loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say)
     trainer.resume()
     summary = trainer.fit(until_step, progress=progress)
