@@ -2,7 +2,7 @@
 table, the tokenizer saved in HF and GPT-2 layouts, and a report.
 
     documents ─► split train / held-out by a hash of the id
-    train ─► pre-tokens counted per bundle ─► CombinePerKey(sum) ─► min frequency ─► top-K table
+    train ─► pre-tokens counted per bundle (by distinct piece) ─► CombinePerKey(sum) ─► min frequency ─► top-K table
     driver: learn merges from the table ─► tokenizer.json, vocab.json, merges.txt ─► report
 """
 from __future__ import annotations
@@ -11,14 +11,13 @@ import hashlib
 import json
 import resource
 import time
-from collections import Counter
 from typing import Callable, Iterator, Optional
 
 import apache_beam as beam
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmdata.bpe import PATTERNS, learn_merges
+from llmdata.bpe import PATTERNS, PretokenCounter, learn_merges
 from llmdata.records import FieldSpec, to_json_line
 from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
 from pipelines import fs
@@ -39,7 +38,7 @@ class TokenizerOptions(BaseModel):
     heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
     heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
     specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
-    flush_every: int = Field(200_000, ge=1000)  # distinct pre-tokens held per bundle before a flush
+    flush_every: int = Field(200_000, ge=1000)  # distinct pieces (words, mostly) held per bundle before a flush
 
     def regex_pattern(self) -> str:
         return PATTERNS.get(self.pattern, self.pattern)
@@ -61,36 +60,30 @@ def is_heldout(doc_id: str, fraction: float) -> bool:
 
 
 class CountPretokens(beam.DoFn):
-    """Pre-token counts aggregated within a bundle (bounded by `flush_every`), then emitted;
-    Beam's combiner merges them across bundles and workers."""
+    """Pre-token counts aggregated within a bundle (bounded by `flush_every` distinct pieces), then
+    emitted; Beam's combiner merges them across bundles and workers."""
 
     def __init__(self, pattern: str, flush_every: int):
         self.pattern = pattern
         self.flush_every = flush_every
 
-    def setup(self) -> None:
-        self.regex = regex.compile(self.pattern)
-
     def start_bundle(self) -> None:
-        self.counts: Counter = Counter()
+        # fresh per bundle: a bundle that failed and is retried must not leave counts behind
+        self.counter = PretokenCounter(self.pattern)
 
     def process(self, record: dict) -> Iterator:
         # counted as str and encoded once per distinct pre-token at the driver: encoding every
         # occurrence cost half as much again as the regex
-        self.counts.update(self.regex.findall(record["text"]))
-        if len(self.counts) >= self.flush_every:
-            yield from self._flush()
+        self.counter.add(record["text"])
+        if len(self.counter) >= self.flush_every:
+            yield from self.counter.take().items()
 
     def finish_bundle(self) -> Iterator:
         from apache_beam.transforms.window import GlobalWindow
         from apache_beam.utils.windowed_value import WindowedValue
 
-        for kv in self._flush():
+        for kv in self.counter.take().items():
             yield WindowedValue(kv, 0, [GlobalWindow()])
-
-    def _flush(self) -> Iterator:
-        counts, self.counts = self.counts, Counter()
-        yield from counts.items()
 
 
 def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts: TokenizerOptions, policies: dict, default_policy: str) -> None:

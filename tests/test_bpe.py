@@ -7,7 +7,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmdata.bpe import PATTERNS, encode_reference, learn_merges, learn_merges_naive, pretokenize
+from llmdata.bpe import PATTERNS, PretokenCounter, encode_reference, learn_merges, learn_merges_naive, pretokenize
 from llmdata.sample_data import good_documents
 from llmdata.tokenizer_io import BPETokenizer, load_hf
 
@@ -23,6 +23,31 @@ def test_incremental_learner_equals_naive(corpus_text, pattern):
     fast = learn_merges(counts, 700)
     assert fast.merges == learn_merges_naive(counts, 700)
     assert len(fast.merges) > 100
+
+
+SPACEY = st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000'sdmtlvre.,!?0123459aZé中😀_-")),
+                 max_size=80)
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.one_of(st.text(max_size=60), SPACEY), max_size=5))
+def test_counting_by_piece_equals_pretokenizing_whole_texts(name, texts):
+    """The cut before spaces changes no pre-token, whatever the text: any Unicode, and runs of
+    every kind of space, contractions, digits and punctuation around the cuts."""
+    counter = PretokenCounter(PATTERNS[name])
+    assert counter.by_piece
+    for text in texts:
+        counter.add(text)
+    whole = Counter(t for text in texts for t in regex.findall(PATTERNS[name], text))
+    assert counter.take() == whole
+    assert len(counter) == 0 and counter.take() == Counter()
+
+
+def test_a_pattern_of_ones_own_is_run_on_whole_texts():
+    counter = PretokenCounter(r"\S+ \S+|\s+")  # matches across a space: cutting there would change it
+    counter.add("ab cd ef")
+    assert not counter.by_piece and counter.take() == Counter({"ab cd": 1, " ": 1})
 
 
 def test_ties_are_deterministic():
