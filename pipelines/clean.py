@@ -273,7 +273,6 @@ def build_pipeline(
     read = (
         p
         | "Files" >> beam.Create(files)
-        | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadFileUnits(section.input_format, section.text_mode, spec, base)).with_outputs(
             BAD, UNITS, main="records"
         )

@@ -317,7 +317,6 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     read = (
         p
         | "Files" >> beam.Create(files)
-        | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
     )
     records, dup_ids = read.records | "DuplicateIds" >> DedupIds()

@@ -103,7 +103,6 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, toke
     packed = (
         p
         | "Files" >> beam.Create(list(enumerate(files)))
-        | "Spread" >> beam.Reshuffle()
         | "Pack" >> beam.ParDo(PackFile(tokenizer_dir, out, opts, base)).with_outputs(BAD, UNITS, main="figures")
     )
     quarantined, dropped = police_bad_records(packed[BAD], out, policies, default_policy)

@@ -90,7 +90,6 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     read = (
         p
         | "Files" >> beam.Create(files)
-        | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
     )
     # No duplicate-id check: counting joins nothing by id, and a shuffle of every document would

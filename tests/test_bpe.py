@@ -25,6 +25,15 @@ def test_incremental_learner_equals_naive(corpus_text, pattern):
     assert len(fast.merges) > 100
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(min_size=1, max_size=10).map(lambda b: bytes(98 + x % 3 for x in b)),
+                       st.integers(1, 9), max_size=12))
+def test_learner_equals_naive_on_repetitive_words(counts):
+    """Words of two or three byte values ("bbbb", "bcbcb"): runs and overlapping occurrences,
+    where updating only the pairs around each merge site is easiest to get wrong."""
+    assert learn_merges(counts, 300).merges == learn_merges_naive(counts, 300)
+
+
 SPACEY = st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000'sdmtlvre.,!?0123459aZé中😀_-")),
                  max_size=80)
 
