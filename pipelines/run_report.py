@@ -241,8 +241,9 @@ def _training(root: str, manifests: dict, sections: list[Section]) -> None:
                                      "MFU", "wall (s)"], rows)
     metrics = {stage: _read_metrics(fs.join(root, STAGE_FOLDERS[stage])) for stage in trained}
     if any(metrics.values()):
-        sec.p("Reward losses are the pairwise Bradley-Terry loss, DPO's its preference loss (log 2 at the start), "
-              "the others next-token cross-entropy.")
+        sec.p("Reward losses are the pairwise Bradley-Terry loss (in training, plus `lm_coef` times the next-token loss "
+              "on the chosen answers when set), DPO's its preference loss (log 2 at the start), the others next-token "
+              "cross-entropy.")
         sec.img("loss.png", loss_chart(metrics))
     sections.append(sec)
 

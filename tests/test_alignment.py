@@ -235,6 +235,9 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     after = manifest["heldout"]["after"]
     before = manifest["heldout"]["before"]
     assert after["pairs"] == 40 and after["accuracy"] >= before["accuracy"] + 0.1 and after["mean_margin"] > 0
+    assert manifest["config"]["lm_coef"] > 0  # the demo's setting: the chosen answers' next-token loss rides along
+    # a pairwise loss has no perplexity: none is reported
+    assert "val_ppl" not in manifest["summary"] and "perplexity" not in (out / "report.md").read_text()
     rows = tmp_path / "score.jsonl"
     rows.write_text('{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n')
     capsys.readouterr()

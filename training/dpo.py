@@ -178,7 +178,8 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     pair_tokens = sum(len(c[0]) + len(r[0]) for c, r in pairs) / len(pairs)
     trainer = Trainer(model, section, out, PreferenceSet(pairs, ref_train), PreferenceSet(held, ref_held) if held else None,
                       tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len),
-                      loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say)
+                      loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say,
+                      perplexity=False)
     trainer.resume()
     summary = trainer.fit(until_step, progress=progress)
     if not summary["finished"]:

@@ -78,13 +78,16 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, section: TrainSection, out: str, train_set: Dataset,
                  val_set: Optional[Dataset], tokens_per_sample: float, flops_per_token: float,
                  loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
-                 fingerprint: str = "", log: Callable[[str], None] = print):
+                 fingerprint: str = "", log: Callable[[str], None] = print, perplexity: bool = True):
+        """`perplexity`: the loss is a next-token cross-entropy, so exp(loss) means something (not
+        for the reward model's or DPO's pairwise losses)."""
         import torch.distributed as dist
 
         self.section = section
         self.out = out
         self.train_set, self.val_set = train_set, val_set
         self.loss_fn, self.collate = loss_fn, collate
+        self.perplexity = perplexity
         self.fingerprint = fingerprint
         self.engine, self.ds_config = build_engine(model, section)
         self.pipeline = section.pipeline_stages > 1
@@ -164,7 +167,7 @@ class Trainer:
 
             dist.all_reduce(total)
         val_loss = float(total[0] / max(total[1], 1.0))
-        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
+        return {"val_loss": val_loss, **({"val_ppl": math.exp(min(val_loss, 50.0))} if self.perplexity else {})}
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save(self) -> str:
@@ -239,7 +242,9 @@ class Trainer:
                 last_eval = self.evaluate()
                 if metrics and last_eval:
                     metrics.write({"event": "eval", "step": self.step, **last_eval})
-                    (bar.write if interactive else self.log)(f"step {self.step}: val loss {last_eval['val_loss']:.4f}, ppl {last_eval['val_ppl']:.1f}")
+                    (bar.write if interactive else self.log)(
+                        f"step {self.step}: val loss {last_eval['val_loss']:.4f}"
+                        + (f", ppl {last_eval['val_ppl']:.1f}" if "val_ppl" in last_eval else ""))
             stop = until_step is not None and self.step >= until_step
             if self.step % s.save_every == 0 or self.step == s.max_steps or stop:
                 self.save()

@@ -40,7 +40,8 @@ def write_training_report(out: str, title: str, section: TrainSection, cfg: Mode
         "ranks": summary["ranks"], "ZeRO stage": section.zero_stage, "pipeline stages": section.pipeline_stages,
         "tokens seen": summary["tokens"], "epochs": summary["epochs"], "first training loss": first_train,
         "last training loss (mean of last 10 steps)": summary.get("train_loss_last"),
-        "validation loss": summary.get("val_loss"), "validation perplexity": summary.get("val_ppl"),
+        "validation loss": summary.get("val_loss"),
+        **({"validation perplexity": summary["val_ppl"]} if "val_ppl" in summary else {}),
         "wall time (s)": summary["wall_s"], "resumed from step": summary.get("resumed_from", 0)})
     lines += ["## Throughput", "",
               "Tokens per second count every position processed (padding included), averaged over the steps "
@@ -53,8 +54,12 @@ def write_training_report(out: str, title: str, section: TrainSection, cfg: Mode
         lines += [f"## {heading}", ""] + table(rows)
     lines += ["## Loss", "", "![loss](loss.png)", ""]
     if evals:
-        lines += ["| step | validation loss | perplexity |", "|---:|---:|---:|"]
-        lines += [f"| {r['step']} | {r['val_loss']:.4f} | {r['val_ppl']:.2f} |" for r in evals] + [""]
+        if "val_ppl" in evals[-1]:
+            lines += ["| step | validation loss | perplexity |", "|---:|---:|---:|"]
+            lines += [f"| {r['step']} | {r['val_loss']:.4f} | {r['val_ppl']:.2f} |" for r in evals] + [""]
+        else:
+            lines += ["| step | validation loss |", "|---:|---:|"]
+            lines += [f"| {r['step']} | {r['val_loss']:.4f} |" for r in evals] + [""]
     if samples:
         lines += ["## Samples", ""]
         for s in samples:

@@ -250,7 +250,8 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     say(f"reward: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len) -> {out}")
     trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
                       tokens_per_sample=pair_tokens, flops_per_token=flops,
-                      loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say)
+                      loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say,
+                      perplexity=False)
     trainer.resume()
     summary = trainer.fit(until_step, progress=progress)
     if not summary["finished"]:
