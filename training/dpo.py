@@ -13,8 +13,6 @@ log-likelihood, and exact match on held-out instructions so a policy that forget
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from typing import Callable, Optional
 
@@ -125,7 +123,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
 
     from llmdata.tokenizer_io import BPETokenizer
     from training.engine import setup_distributed
-    from training.export import consolidated_state, load_model, save_model
+    from training.export import load_model, save_model
     from training.finetune import _em_rows, _pct, exact_match, load_conversations
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
@@ -180,15 +178,11 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
                       tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len),
                       loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say,
                       perplexity=False)
-    trainer.resume()
-    summary = trainer.fit(until_step, progress=progress)
+    summary, state = trainer.run("dpo", cfg, until_step, progress)
     if not summary["finished"]:
-        say(f"dpo: stopped at step {summary['steps']} of {section.max_steps}; run the same command again to resume")
         return summary
     manifest: dict = {}
     if rank == 0:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
         final = os.path.join(out, "final")
         save_model(final, state, cfg)
         complete_model_dir(base_dir, final, template.to_json())

@@ -11,8 +11,6 @@ answers against the references, before (the base model) and after training, per 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from collections import Counter
 from typing import Callable, Optional, Union
@@ -116,7 +114,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
 
     from llmdata.tokenizer_io import BPETokenizer
     from training.engine import setup_distributed
-    from training.export import consolidated_state, load_model, save_model
+    from training.export import load_model, save_model
     from training.hf_export import export_stage_model
     from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
     from training.loop import Trainer, seed_everything
@@ -168,16 +166,12 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         f"{len(train_set)} windows of {section.seq_len}; training {trainable:,} of {total:,} parameters -> {out}")
     trainer = Trainer(model, section, out, train_set, val_set, tokens_per_sample=section.seq_len,
                       flops_per_token=cfg.flops_per_token(section.seq_len), fingerprint=fingerprint, log=say)
-    trainer.resume()
-    summary = trainer.fit(until_step, progress=progress)
+    summary, state = trainer.run(stage, cfg, until_step, progress)
     if not summary["finished"]:
-        say(f"{stage}: stopped at step {summary['steps']} of {section.max_steps}; run the same command again to resume")
         return summary
 
     manifest: dict = {}
     if rank == 0:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
         outputs = {"metrics": "metrics.jsonl", "report": "report.md"}
         if lora:
             base_hf = os.path.join(os.path.dirname(os.path.abspath(base_dir)), "hf")  # the base stage's export

@@ -15,6 +15,8 @@ states, so a resumed run continues with exactly the batches and losses of a run 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import random
@@ -29,8 +31,9 @@ from torch.utils.data import Dataset
 
 from training.data import ResumableSampler
 from training.engine import build_engine
+from training.export import consolidated_state
 from training.metrics import MetricsLog, peak_tflops
-from training.model import token_loss
+from training.model import ModelConfig, token_loss
 from training.options import TrainSection
 
 Batch = dict[str, torch.Tensor]
@@ -201,6 +204,24 @@ class Trainer:
             return f.read().strip()
 
     # ---- the run -------------------------------------------------------------------------------
+    def run(self, name: str, cfg: ModelConfig, until_step: Optional[int] = None,
+            progress: bool = True) -> tuple[dict, Optional[dict[str, torch.Tensor]]]:
+        """What every training stage does: resume from the latest checkpoint, train, and once
+        finished return the whole model's weights, consolidated from the checkpoint, on rank 0.
+        The weights are None on the other ranks, and when the run stopped at `until_step` (after
+        saying how to resume)."""
+        self.resume()
+        summary = self.fit(until_step, progress=progress)
+        if not summary["finished"]:
+            self.log(f"{name}: stopped at step {summary['steps']} of {self.section.max_steps} (checkpoint "
+                     f"{self.latest_tag()}); run the same command again to resume")
+            return summary, None
+        if self.rank != 0:
+            return summary, None
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # zero_to_fp32 chatter
+            state = consolidated_state(self.engine, self.ckpt_dir, self.latest_tag(), cfg, self.section.zero_stage, self.pipeline)
+        return summary, state
+
     def fit(self, until_step: Optional[int] = None, progress: bool = True) -> dict:
         """Train to max_steps (or stop after `until_step`, checkpointed, for a later resume)."""
         from tqdm import tqdm

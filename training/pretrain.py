@@ -12,8 +12,6 @@ checkpoints that the next run with the same fingerprint resumes from, and no man
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from typing import Callable, Optional
@@ -49,7 +47,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     from llmdata.tokenizer_io import BPETokenizer
     from training.data import PackedDataset
     from training.engine import setup_distributed
-    from training.export import consolidated_state, save_model
+    from training.export import save_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
     from training.model import Transformer, load_preset
@@ -96,19 +94,13 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
         f"-> {out}")
     trainer = Trainer(model, section, out, train, val, tokens_per_sample=seq_len,
                       flops_per_token=cfg.flops_per_token(seq_len), fingerprint=fingerprint, log=say)
-    trainer.resume()
-    summary = trainer.fit(until_step, progress=progress)
+    summary, state = trainer.run("pretrain", cfg, until_step, progress)
     if not summary["finished"]:
-        say(f"pretrain: stopped at step {summary['steps']} of {section.max_steps} (checkpoint "
-            f"{trainer.latest_tag()}); run the same command again to resume")
         return summary
 
     final = os.path.join(out, "final")
     manifest: dict = {}
     if rank == 0:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # zero_to_fp32 chatter
-            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage,
-                                       section.pipeline_stages > 1)
         save_model(final, state, cfg)
         complete_model_dir(tokenizer_dir, final)
         hf_dir = export_stage_model(final, os.path.join(out, "hf"), say) if section.export_hf else None

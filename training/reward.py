@@ -16,8 +16,6 @@ answers towards whatever separates the training pairs, and generalizes worse to 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from collections import Counter
 from typing import Callable, Optional
@@ -202,7 +200,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
 
     from llmdata.tokenizer_io import BPETokenizer
     from training.engine import setup_distributed
-    from training.export import consolidated_state, load_model
+    from training.export import load_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
@@ -252,15 +250,11 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
                       tokens_per_sample=pair_tokens, flops_per_token=flops,
                       loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say,
                       perplexity=False)
-    trainer.resume()
-    summary = trainer.fit(until_step, progress=progress)
+    summary, state = trainer.run("reward", cfg, until_step, progress)
     if not summary["finished"]:
-        say(f"reward: stopped at step {summary['steps']} of {section.max_steps}; run the same command again to resume")
         return summary
     manifest: dict = {}
     if rank == 0:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            state = consolidated_state(trainer.engine, trainer.ckpt_dir, trainer.latest_tag(), cfg, section.zero_stage, False)
         final = os.path.join(out, "final")
         save_reward_model(final, state, cfg)
         complete_model_dir(base_dir, final, template.to_json())
