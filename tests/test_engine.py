@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from training.engine import build_engine, deepspeed_config, lr_factor, param_groups
 from training.model import ModelConfig, Transformer
-from training.options import TrainSection
+from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection, TrainSection
 
 
 def tiny_model() -> Transformer:
@@ -15,8 +15,20 @@ def tiny_model() -> Transformer:
 
 def test_pipeline_parallelism_with_zero_2_or_3_is_refused():
     with pytest.raises(ValidationError, match="pipeline parallelism needs ZeRO stage 0 or 1"):
-        TrainSection(pipeline_stages=2, zero_stage=2)
-    TrainSection(pipeline_stages=2, zero_stage=1)
+        PretrainSection(pipeline_stages=2, zero_stage=2)
+    PretrainSection(pipeline_stages=2, zero_stage=1)
+
+
+@pytest.mark.parametrize("section", [SFTSection, LoraSection, RewardSection, DPOSection])
+def test_pipeline_parallelism_is_refused_where_the_stage_cannot_build_a_pipeline(section):
+    """Only pretraining builds its model as a PipelineModule; the alignment stages would have
+    handed a plain model to DeepSpeed's pipeline engine."""
+    with pytest.raises(ValidationError, match="for pretraining only"):
+        section(pipeline_stages=2, zero_stage=1)
+    section(pipeline_stages=1)
+
+
+def test_other_incompatible_settings_are_refused():
     with pytest.raises(ValidationError, match="offload_optimizer needs"):
         TrainSection(offload_optimizer=True, zero_stage=0)
 

@@ -5,13 +5,14 @@ schedule, parallelism, logging and checkpoint intervals); each stage adds its ow
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TrainSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    pipeline_parallel: ClassVar[bool] = False  # whether the stage can build its model as a PipelineModule
     micro_batch: int = Field(8, ge=1)  # sequences per rank per forward pass
     grad_accum: int = Field(1, ge=1)  # micro batches per optimizer step
     zero_stage: int = Field(1, ge=0, le=3)
@@ -39,6 +40,9 @@ class TrainSection(BaseModel):
 
     @model_validator(mode="after")
     def _compatible(self) -> "TrainSection":
+        if self.pipeline_stages > 1 and not self.pipeline_parallel:
+            raise ValueError("pipeline_stages > 1 (pipeline parallelism) is for pretraining only; this stage "
+                             "scales with data parallelism and ZeRO")
         if self.pipeline_stages > 1 and self.zero_stage > 1:
             raise ValueError(
                 f"pipeline parallelism needs ZeRO stage 0 or 1 (got zero_stage {self.zero_stage} with "
@@ -64,6 +68,8 @@ class GenerateSection(BaseModel):
 
 class PretrainSection(TrainSection):
     """Next-token pretraining on the pack stage's token files."""
+
+    pipeline_parallel: ClassVar[bool] = True
 
     input: Optional[str] = None  # default: the run's 04-pack folder
     tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
