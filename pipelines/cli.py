@@ -12,6 +12,7 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -199,7 +200,7 @@ def _train_dirs(cfg: PipelineConfig, stage: str, args: Optional[argparse.Namespa
 
 def cmd_pretrain(args: argparse.Namespace, _beam: list[str]) -> int:
     """Pretraining: in-process for one rank, or re-launched under `deepspeed` with --nproc N."""
-    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if _launcher_needed(args):
         return _relaunch(args.nproc, sys.argv[1:])
     from training.pretrain import run_pretrain
 
@@ -210,16 +211,30 @@ def cmd_pretrain(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
-def cmd_finetune(args: argparse.Namespace, _beam: list[str]) -> int:
-    """SFT or LoRA from a trained model folder (default: the run's pretrained model)."""
-    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _relaunch(args.nproc, sys.argv[1:])
-    from training.finetune import run_finetune
+def _launcher_needed(args: argparse.Namespace) -> bool:
+    """Several ranks asked for, and not yet running under the deepspeed launcher."""
+    return bool(args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ)
 
-    cfg = _load(args)
+
+def cmd_model_stage(args: argparse.Namespace, _beam: list[str]) -> int:
+    """SFT, LoRA, reward-model training or DPO, from a trained model folder (default: the final
+    model of the section's `start_from` stage); `reward score` scores responses instead."""
     stage = args.command
-    run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage, args.base), args.output or stage_dir_of(cfg, stage),
-                 force=args.force, until_step=args.until_step, progress=not args.no_progress)
+    if stage == "reward" and args.action == "score":
+        return _reward_score(args)
+    if _launcher_needed(args):
+        return _relaunch(args.nproc, sys.argv[1:])
+    if stage in ("sft", "lora"):
+        from training.finetune import run_finetune
+
+        run = functools.partial(run_finetune, stage)
+    elif stage == "reward":
+        from training.reward import run_reward as run
+    else:
+        from training.dpo import run_dpo as run
+    cfg = _load(args)
+    run(getattr(cfg, stage), _base_dir(cfg, stage, args.base), args.output or stage_dir_of(cfg, stage),
+        force=args.force, until_step=args.until_step, progress=not args.no_progress)
     return 0
 
 
@@ -234,32 +249,6 @@ def stage_dir_of(cfg: PipelineConfig, stage: str) -> str:
     from pipelines.rundir import stage_dir
 
     return stage_dir(cfg, stage)
-
-
-def cmd_reward(args: argparse.Namespace, _beam: list[str]) -> int:
-    """Train the reward model, or score responses with a trained one."""
-    if args.action == "score":
-        return _reward_score(args)
-    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _relaunch(args.nproc, sys.argv[1:])
-    from training.reward import run_reward
-
-    cfg = _load(args)
-    run_reward(cfg.reward, _base_dir(cfg, "reward", args.base), args.output or stage_dir_of(cfg, "reward"),
-               force=args.force, until_step=args.until_step, progress=not args.no_progress)
-    return 0
-
-
-def cmd_dpo(args: argparse.Namespace, _beam: list[str]) -> int:
-    """Direct preference optimization of a trained model (default: the run's SFT model)."""
-    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _relaunch(args.nproc, sys.argv[1:])
-    from training.dpo import run_dpo
-
-    cfg = _load(args)
-    run_dpo(cfg.dpo, _base_dir(cfg, "dpo", args.base), args.output or stage_dir_of(cfg, "dpo"),
-            force=args.force, until_step=args.until_step, progress=not args.no_progress)
-    return 0
 
 
 def _reward_score(args: argparse.Namespace) -> int:
@@ -459,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
         p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.set_defaults(func=cmd_finetune)
+        p.set_defaults(func=cmd_model_stage)
 
     p = sub.add_parser("reward", help="stage 8: train a reward model on preference pairs, or score responses",
                        description="`llmpipe reward` trains a scalar head on a trained model with the Bradley-Terry loss on "
@@ -474,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
     p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_reward)
+    p.set_defaults(func=cmd_model_stage)
 
     p = sub.add_parser("dpo", help="stage 9: direct preference optimization of the SFT model on preference pairs",
                        description="`llmpipe dpo` trains a model on {prompt, chosen, rejected} JSONL with the DPO loss against a "
@@ -485,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
     p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_dpo)
+    p.set_defaults(func=cmd_model_stage)
 
     p = sub.add_parser("lora-merge", help="fold a LoRA adapter (PEFT layout) into its base model",
                        description="Write base + adapter as one model.safetensors: W + B·A·alpha/r for each adapted layer.")
