@@ -2,6 +2,7 @@
 import pytest
 import torch
 from pydantic import ValidationError
+from torch.utils.checkpoint import checkpoint
 
 from training.engine import build_engine, deepspeed_config, lr_factor, param_groups
 from training.model import ModelConfig, Transformer
@@ -52,9 +53,16 @@ def test_warmup_then_cosine_to_min_lr():
     assert lr_factor(110, s) == pytest.approx(0.1) and lr_factor(500, s) == pytest.approx(0.1)
 
 
-def _losses(stage: int, **options) -> list[float]:
-    engine, config = build_engine(tiny_model(), TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0,
-                                                             max_steps=10, **options))
+def _losses(stage: int, checkpoint_activations: bool = False, **options) -> list[float]:
+    return _train(stage, checkpoint_activations, **options)[0]
+
+
+def _train(stage: int, checkpoint_activations: bool = False, **options):
+    """Four steps of the tiny model on one CPU rank: (losses, engine)."""
+    model = tiny_model()
+    model.checkpoint_activations = checkpoint_activations
+    engine, config = build_engine(model, TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0,
+                                                      max_steps=10, **options))
     assert config["bf16"]["enabled"] is False  # fp32 on the CPU accelerator
     data = torch.arange(32).repeat(2, 2)[:, :33] % 97
     losses = []
@@ -63,7 +71,7 @@ def _losses(stage: int, **options) -> list[float]:
         engine.backward(loss)
         engine.step()
         losses.append(float(loss))
-    return losses
+    return losses, engine
 
 
 def test_zero_stages_give_the_same_losses_on_one_cpu_rank():
@@ -71,6 +79,26 @@ def test_zero_stages_give_the_same_losses_on_one_cpu_rank():
     assert reference[-1] < reference[0]
     for stage in (1, 2, 3):
         assert _losses(stage) == pytest.approx(reference, rel=1e-4)
+
+
+def test_optimizer_offload_trains_like_the_optimizer_on_the_device():
+    """ZeRO-Offload: the optimizer state lives in CPU memory and DeepSpeedCPUAdam (a C++ op that
+    DeepSpeed compiles on first use) steps it; the losses are those of AdamW on the device."""
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    offloaded, engine = _train(2, offload_optimizer=True)
+    assert isinstance(engine.basic_optimizer, DeepSpeedCPUAdam)
+    assert offloaded == pytest.approx(_losses(2), rel=1e-4)
+
+
+def test_activation_checkpointing_trains_like_keeping_the_activations(monkeypatch):
+    """Recomputing each block in the backward pass changes memory, not the arithmetic."""
+    import training.model as model_module
+
+    calls = []
+    monkeypatch.setattr(model_module, "checkpoint", lambda *a, **k: calls.append(1) or checkpoint(*a, **k))
+    assert _losses(1, checkpoint_activations=True) == pytest.approx(_losses(1), rel=1e-6)
+    assert len(calls) == 4 * 2  # every block of every step
 
 
 def test_compiled_blocks_and_loss_train_like_eager(monkeypatch):
