@@ -16,7 +16,9 @@ A plan is two arrays: `segments` (rows of document index, offset, length) and `s
 from __future__ import annotations
 
 import bisect
+import os
 import struct
+import zipfile
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -69,22 +71,32 @@ class IndexedDataset:
 
     @classmethod
     def open(cls, prefix: str) -> "IndexedDataset":
+        """Map the two files, refusing (ValueError) an index or token file too short for what the
+        index says it holds: a copy cut off in transfer fails here, not mid-training."""
         with open(prefix + ".idx", "rb") as f:
-            if f.read(9) != _HEADER:
-                raise ValueError(f"{prefix}.idx is not a Megatron index file")
-            (version,) = struct.unpack("<Q", f.read(8))
-            if version != 1:
-                raise ValueError(f"{prefix}.idx: unsupported version {version}")
-            (code,) = struct.unpack("<B", f.read(1))
-            (n_seq,) = struct.unpack("<Q", f.read(8))
-            (n_doc,) = struct.unpack("<Q", f.read(8))
-            offset = f.tell()
+            header = f.read(34)
+        if len(header) < 34 or header[:9] != _HEADER:
+            raise ValueError(f"{prefix}.idx is not a Megatron index file")
+        (version,) = struct.unpack("<Q", header[9:17])
+        if version != 1:
+            raise ValueError(f"{prefix}.idx: unsupported version {version}")
+        code, n_seq, n_doc = struct.unpack("<BQQ", header[17:34])
+        if code not in _CODE_DTYPES:
+            raise ValueError(f"{prefix}.idx: unknown token type code {code}")
         dtype = _CODE_DTYPES[code]
-        idx = np.memmap(prefix + ".idx", mode="r", dtype=np.uint8, offset=offset)
+        needed = n_seq * 12 + n_doc * 8
+        if os.path.getsize(prefix + ".idx") - 34 < needed:
+            raise ValueError(f"{prefix}.idx is truncated: {n_seq:,} documents need {needed + 34:,} bytes")
+        idx = np.memmap(prefix + ".idx", mode="r", dtype=np.uint8, offset=34)
         sizes = np.frombuffer(idx, dtype=np.int32, count=n_seq)
         pointers = np.frombuffer(idx, dtype=np.int64, count=n_seq, offset=n_seq * 4)
         doc_index = np.frombuffer(idx, dtype=np.int64, count=n_doc, offset=n_seq * 12)
-        tokens = np.memmap(prefix + ".bin", mode="r", dtype=dtype) if n_seq else np.zeros(0, dtype=dtype)
+        end = int((pointers + sizes.astype(np.int64) * dtype.itemsize).max()) if n_seq else 0
+        have = os.path.getsize(prefix + ".bin")
+        if have < end:
+            raise ValueError(f"{prefix}.bin is truncated: {have:,} bytes, its index needs {end:,}")
+        # an empty .bin (no documents, or only empty ones) cannot be memory-mapped
+        tokens = np.memmap(prefix + ".bin", mode="r", dtype=dtype) if have else np.zeros(0, dtype=dtype)
         return cls(tokens, sizes, pointers // dtype.itemsize, doc_index)
 
     def __len__(self) -> int:
@@ -112,11 +124,31 @@ class PackPlan:
         np.savez(path, segments=self.segments, sample_index=self.sample_index,
                  meta=np.array([self.window, self.padding, self.dropped, self.split_docs], dtype=np.int64))
 
+    def check(self, data: IndexedDataset, name: str) -> None:
+        """Refuse (ValueError) a plan that does not fit its token file, such as a plan left from
+        another pack run: every piece inside its document, every sample inside its window."""
+        index, seg = self.sample_index, self.segments
+        if len(index) == 0 or index[0] != 0 or index[-1] != len(seg) or np.any(np.diff(index) < 0):
+            raise ValueError(f"{name}: the plan's sample index is damaged")
+        if not len(seg):
+            return
+        docs, offsets, lengths = seg[:, 0], seg[:, 1], seg[:, 2]
+        if docs.min() < 0 or docs.max() >= len(data):
+            raise ValueError(f"{name}: the plan names document {int(docs.max())}, the token file holds {len(data):,}")
+        if offsets.min() < 0 or lengths.min() < 0 or np.any(offsets + lengths > data.sizes[docs]):
+            raise ValueError(f"{name}: the plan reads past the end of a document (was it made from other token files?)")
+        filled = np.concatenate([[0], np.cumsum(lengths)])
+        if np.any(filled[index[1:]] - filled[index[:-1]] > self.window):
+            raise ValueError(f"{name}: a sample of the plan holds more than its {self.window} tokens")
+
     @classmethod
     def load(cls, path: str) -> "PackPlan":
-        with np.load(path) as z:
-            window, padding, dropped, split = (int(x) for x in z["meta"])
-            return cls(z["segments"], z["sample_index"], window, padding, dropped, split)
+        try:
+            with np.load(path) as z:
+                window, padding, dropped, split = (int(x) for x in z["meta"])
+                return cls(z["segments"], z["sample_index"], window, padding, dropped, split)
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a packing plan ({type(err).__name__})") from None
 
 
 def concat_plan(lengths: list[int], seq_len: int) -> PackPlan:

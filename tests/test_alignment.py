@@ -225,6 +225,32 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path
     assert all(torch.allclose(again[k], merged.state_dict()[k]) for k in again)
 
 
+@pytest.mark.parametrize("stage, extra, says", [
+    ("sft", [], "sft: no usable conversation"),
+    ("lora", [], "lora: no usable conversation"),
+    ("lora", ["--set", "lora.train_tokens=[<|nope|>]", "good data"], "lora.train_tokens: ['<|nope|>'] are not special"),
+    ("reward", [], "reward: no usable preference pair"),
+    ("dpo", [], "dpo: no usable preference pair"),
+    ("dpo", ["--set", "dpo.max_len=100000", "good data"], "dpo: max_len 100000 is beyond"),
+])
+def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrained, tasks, tmp_path, capsys,
+                                                                         stage, extra, says):
+    """Read and checked before the stage folder is touched: an earlier run's checkpoints survive."""
+    kind = "sft" if stage in ("sft", "lora") else "preferences"
+    train = tasks / kind / "train.jsonl"
+    if "good data" not in extra:
+        train = tmp_path / "bad.jsonl"
+        train.write_text('not json\n{"prompt": 3}\n')
+    out = tmp_path / "o"
+    (out / "checkpoints" / "step_5").mkdir(parents=True)
+    (out / "checkpoints" / "fingerprint").write_text("an earlier run's")
+    code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
+                 "--no-progress", "--set", f"{stage}.train_file={train}", *[a for a in extra if a != "good data"]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"llmpipe: error: {says}") and "\n" not in err
+    assert (out / "checkpoints" / "step_5").is_dir()
+
+
 def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, tmp_path, capsys):
     out = tmp_path / "reward"
     assert main(["reward", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),

@@ -1,8 +1,11 @@
 """Token files, packing plans, the pack stage and the resumable dataset."""
 import json
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +58,39 @@ def test_concat_windows_are_the_stream(lengths, seq_len):
         assert (got == stream[i * seq_len : i * seq_len + seq_len + 1]).all()
     assert plan.samples == (len(stream) - 1) // seq_len
     assert plan.dropped == len(stream) - (plan.samples * seq_len + 1 if plan.samples else 0)
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=8), st.sampled_from([".bin", ".idx"]), st.data())
+@settings(max_examples=60, deadline=None)
+def test_a_cut_off_token_file_is_refused_at_open_or_reads_whole(tmp_path_factory, lengths, which, data):
+    """A copy cut short anywhere either opens and every document reads back whole, or is refused
+    with a ValueError naming the file; never a short read in the middle of training."""
+    prefix = str(tmp_path_factory.mktemp("cut") / "x")
+    docs = _docs(lengths)
+    write_indexed(prefix, docs, np.uint16)
+    size = Path(prefix + which).stat().st_size
+    os.truncate(prefix + which, data.draw(st.integers(0, size), label="kept bytes"))
+    try:
+        opened = IndexedDataset.open(prefix)
+    except ValueError as err:
+        assert prefix in str(err)
+        return
+    assert len(opened) == len(docs) and all((opened.document(i) == d).all() for i, d in enumerate(docs))
+
+
+def test_a_plan_that_does_not_fit_its_token_file_is_refused(tmp_path):
+    prefix = str(tmp_path / "p")
+    write_indexed(prefix, _docs([10, 4]), np.uint16)
+    data = IndexedDataset.open(prefix)
+    best_fit_plan([10, 4], seq_len=16).check(data, "ok")
+    with pytest.raises(ValueError, match="names document 2"):
+        best_fit_plan([10, 4, 3], seq_len=16).check(data, "more documents")
+    with pytest.raises(ValueError, match="reads past the end of a document"):
+        best_fit_plan([10, 5], seq_len=16).check(data, "longer documents")
+    damaged = best_fit_plan([10, 4], seq_len=16)
+    damaged.sample_index = damaged.sample_index[:-1]
+    with pytest.raises(ValueError, match="sample index is damaged"):
+        damaged.check(data, "damaged")
 
 
 def test_sample_arrays_positions_labels_and_documents(tmp_path):

@@ -5,6 +5,7 @@ Every run here is a real DeepSpeed engine on CPU (gloo) training a small model f
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -90,6 +91,33 @@ def test_missing_input_is_one_line(tmp_path, capsys):
     code = main(["pretrain", "--input", str(tmp_path / "nope"), "--tokenizer", str(tmp_path), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("llmpipe: error: packed data") and "\n" not in err
+
+
+def _damage_shards_json(pack):
+    info = json.loads((pack / "shards.json").read_text())
+    (pack / "shards.json").write_text(json.dumps({**info, "eot_id": info["eot_id"] - 1}))
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda pack: os.truncate(pack / "train-00000.bin", 100), "train-00000.bin is truncated: 100 bytes"),
+    (lambda pack: os.truncate(pack / "train-00000.idx", 40), "train-00000.idx is truncated"),
+    (lambda pack: (pack / "train-00000.plan.npz").write_bytes(b"PK junk"), "train-00000.plan.npz is not a packing plan"),
+    (lambda pack: shutil.copy(pack / "val-00000.plan.npz", pack / "train-00000.plan.npz"), "train-00000.plan.npz: the plan"),
+    (_damage_shards_json, "was packed with another tokenizer"),
+])
+def test_damaged_or_mismatched_packed_data_is_one_line_and_clears_no_checkpoints(packed, tmp_path, capsys, damage, says):
+    """Checked before training and before the stage folder is touched: the checkpoints of an
+    earlier run (with other inputs, so a good run would start over) are still there after the error."""
+    pack = tmp_path / "pack"
+    shutil.copytree(packed[0], pack)
+    damage(pack)
+    out = tmp_path / "o"
+    (out / "checkpoints" / "step_5").mkdir(parents=True)
+    (out / "checkpoints" / "fingerprint").write_text("an earlier run's")
+    code = main(pretrain_args((pack, packed[1]), out))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("llmpipe: error: ") and says in err and "\n" not in err
+    assert (out / "checkpoints" / "step_5").is_dir() and not (out / "metrics.jsonl").exists()
 
 
 @pytest.mark.parametrize("overrides, says", [("{norm: weird}", "norm must be one of pre, post, deepnorm"),

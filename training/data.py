@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from llmdata.packing import IndexedDataset, PackPlan, sample_arrays
+from training.stage import TrainingInputError
 
 
 class PackedDataset(Dataset):
@@ -25,14 +26,24 @@ class PackedDataset(Dataset):
             info = json.load(f)
         self.pad_id = int(info["pad_id"])
         self.seq_len = int(info["seq_len"])
-        self.shards: list[tuple[IndexedDataset, PackPlan]] = []
-        for idx in sorted(glob.glob(os.path.join(folder, f"{split}-*.idx"))):
-            prefix = idx[: -len(".idx")]
-            self.shards.append((IndexedDataset.open(prefix), PackPlan.load(prefix + ".plan.npz")))
+        prefixes = [idx[: -len(".idx")] for idx in sorted(glob.glob(os.path.join(folder, f"{split}-*.idx")))]
+        if not prefixes:
+            raise FileNotFoundError(f"no {split}-*.idx files in {folder}")
+        self.shards: list[tuple[IndexedDataset, PackPlan]] = [self._open(prefix) for prefix in prefixes]
         sizes = [plan.samples for _, plan in self.shards]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        if not self.shards:
-            raise FileNotFoundError(f"no {split}-*.idx files in {folder}")
+
+    def _open(self, prefix: str) -> tuple[IndexedDataset, PackPlan]:
+        """One shard, checked whole before training starts: a damaged or mismatched file is one
+        line naming it, not an error at whatever step first reads it."""
+        try:
+            data, plan = IndexedDataset.open(prefix), PackPlan.load(prefix + ".plan.npz")
+            if plan.window != self.seq_len + 1:
+                raise ValueError(f"{prefix}.plan.npz packs {plan.window - 1} tokens a sample, shards.json says {self.seq_len}")
+            plan.check(data, prefix + ".plan.npz")
+        except (OSError, ValueError) as err:
+            raise TrainingInputError(f"unusable packed data: {err}") from None
+        return data, plan
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from llmdata.chat import ChatTemplate, inputs_and_labels
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import DPOSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, prepare_output, write_bad_rows
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, start_stage, write_bad_rows
 
 #: One side of a pair: (input ids, labels with -100 outside the response)
 Side = tuple[list[int], list[int]]
@@ -122,7 +122,6 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     import torch.distributed as dist
 
     from llmdata.tokenizer_io import BPETokenizer
-    from training.engine import setup_distributed
     from training.export import load_model, save_model
     from training.finetune import _em_rows, _pct, exact_match, load_conversations
     from training.hf_export import export_stage_model
@@ -138,10 +137,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     if done:
         return done
 
-    setup_distributed()
-    rank = dist.get_rank()
-    say = log if rank == 0 else (lambda _m: None)
-    prepare_output("dpo", out, fingerprint, force, rank, say)
+    # Inputs and settings are read and checked before start_stage touches the folder.
     tokenizer = BPETokenizer.load(base_dir)
     template = ChatTemplate(tokenizer)
     pad = tokenizer.special_ids["<|pad|>"]
@@ -158,6 +154,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     cfg = model.cfg
     if section.max_len > cfg.max_seq_len:
         raise TrainingInputError(f"dpo: max_len {section.max_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
+    rank, say = start_stage("dpo", out, fingerprint, force, log)
     say(f"dpo: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len); reference log-probabilities "
         f"from {base_dir} -> {out}")
     ref_train = pair_logps(model, pairs, pad)  # the reference is the starting model: its log-probs never change

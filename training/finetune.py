@@ -23,7 +23,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, promp
 from llmdata.packing import best_fit_plan
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import LoraSection, SFTSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, prepare_output, require
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, require, start_stage
 
 
 class ConversationPack(Dataset):
@@ -113,7 +113,6 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     import torch.distributed as dist
 
     from llmdata.tokenizer_io import BPETokenizer
-    from training.engine import setup_distributed
     from training.export import load_model, save_model
     from training.hf_export import export_stage_model
     from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
@@ -129,10 +128,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     if done:
         return done
 
-    setup_distributed()
-    rank = dist.get_rank()
-    say = log if rank == 0 else (lambda _m: None)
-    prepare_output(stage, out, fingerprint, force, rank, say)
+    # Inputs and settings are read and checked before start_stage touches the folder.
     tokenizer = BPETokenizer.load(base_dir)
     template = ChatTemplate(tokenizer, section.train_on_prompt)
     pad = tokenizer.special_ids["<|pad|>"]
@@ -149,14 +145,15 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     cfg = model.cfg
     if section.seq_len > cfg.max_seq_len:
         raise TrainingInputError(f"{stage}: seq_len {section.seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
+    unknown = [t for t in section.train_tokens if t not in tokenizer.special_ids] if lora else []
+    if unknown:
+        raise TrainingInputError(f"lora.train_tokens: {unknown} are not special tokens of the tokenizer "
+                                 f"({', '.join(tokenizer.special_ids)})")
+    rank, say = start_stage(stage, out, fingerprint, force, log)
     before = exact_match(model, template, held_rows, section.eval_generate, section.max_new_tokens) if rank == 0 and held_rows else None
     model.train()
     token_ids: tuple[int, ...] = ()
     if lora:
-        unknown = [t for t in section.train_tokens if t not in tokenizer.special_ids]
-        if unknown:
-            raise TrainingInputError(f"lora.train_tokens: {unknown} are not special tokens of the tokenizer "
-                                     f"({', '.join(tokenizer.special_ids)})")
         token_ids = tuple(tokenizer.special_ids[t] for t in section.train_tokens)
         apply_lora(model, list(section.targets), section.rank, section.alpha, section.dropout)
         train_token_rows(model, list(token_ids))

@@ -20,7 +20,7 @@ import torch
 
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import PretrainSection
-from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, prepare_output, require
+from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, require, start_stage
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
                      top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
@@ -46,7 +46,6 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
 
     from llmdata.tokenizer_io import BPETokenizer
     from training.data import PackedDataset
-    from training.engine import setup_distributed
     from training.export import save_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
@@ -61,15 +60,16 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     if done:
         return done
 
-    setup_distributed()
-    rank = dist.get_rank()
-    say = log if rank == 0 else (lambda _m: None)
-    prepare_output("pretrain", out, fingerprint, force, rank, say)
-
+    # The inputs are read and checked before the folder is touched: a wrong one clears no checkpoints.
     tokenizer = BPETokenizer.load(tokenizer_dir)
     with open(os.path.join(pack_dir, "shards.json"), encoding="utf-8") as f:
         packed = json.load(f)
     seq_len = int(packed["seq_len"])
+    if packed.get("eot_id") != tokenizer.eot_id or not 0 <= packed.get("pad_id", -1) < tokenizer.vocab_size:
+        raise TrainingInputError(
+            f"{pack_dir} was packed with another tokenizer (end-of-text id {packed.get('eot_id')}, padding id "
+            f"{packed.get('pad_id')}) than {tokenizer_dir} (end-of-text id {tokenizer.eot_id}, vocabulary "
+            f"{tokenizer.vocab_size}); pass the tokenizer the pack stage used")
     train = PackedDataset(pack_dir, "train")
     try:
         val = PackedDataset(pack_dir, "val")
@@ -81,6 +81,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
             "vocab_size": tokenizer.vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
     except (TypeError, ValueError) as err:
         raise TrainingInputError(f"pretrain.model {section.model!r} with model_overrides {section.model_overrides}: {err}") from None
+    rank, say = start_stage("pretrain", out, fingerprint, force, log)
     seed_everything(section.seed)
     if section.pipeline_stages > 1:
         from training.pipe import build_pipeline

@@ -29,7 +29,7 @@ from llmdata.chat import BadRow, ChatTemplate, Message, Preference, inputs_and_l
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.model import Transformer, token_loss
 from training.options import RewardSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, prepare_output
+from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, start_stage
 
 
 class RewardModel(nn.Module):
@@ -199,7 +199,6 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     import torch.distributed as dist
 
     from llmdata.tokenizer_io import BPETokenizer
-    from training.engine import setup_distributed
     from training.export import load_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
@@ -212,10 +211,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     if done:
         return done
 
-    setup_distributed()
-    rank = dist.get_rank()
-    say = log if rank == 0 else (lambda _m: None)
-    prepare_output("reward", out, fingerprint, force, rank, say)
+    # Inputs are read and checked before start_stage touches the folder.
     tokenizer = BPETokenizer.load(base_dir)
     template = ChatTemplate(tokenizer)
     pad = tokenizer.special_ids["<|pad|>"]
@@ -226,6 +222,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     seed_everything(section.seed)
     model = RewardModel(load_model(base_dir), lm_head=section.lm_coef > 0)
     cfg = model.cfg
+    rank, say = start_stage("reward", out, fingerprint, force, log)
     before = pair_metrics(model, held, held_tasks, pad) if rank == 0 and held else None
     model.train()
     model.backbone.checkpoint_activations = section.activation_checkpointing

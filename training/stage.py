@@ -42,6 +42,22 @@ def require(path: str, what: str) -> None:
         raise TrainingInputError(f"{what} not found: {path}")
 
 
+def start_stage(stage: str, out: str, fingerprint: str, force: bool, log: Callable[[str], None]) -> tuple[int, Callable[[str], None]]:
+    """Join the ranks and keep or clear the stage folder: (rank, a logger that speaks on rank 0).
+
+    Called once the stage's inputs are read and checked, so that a wrong input (another
+    tokenizer, a typo in a path) is a one-line error that has cleared no checkpoints."""
+    import torch.distributed as dist
+
+    from training.engine import setup_distributed
+
+    setup_distributed()
+    rank = dist.get_rank()
+    say = log if rank == 0 else (lambda _m: None)
+    prepare_output(stage, out, fingerprint, force, rank, say)
+    return rank, say
+
+
 def prepare_output(stage: str, out: str, fingerprint: str, force: bool, rank: int, log: Callable[[str], None]) -> None:
     """Keep the stage folder (and its checkpoints) only when they belong to this exact config and
     input; otherwise start clean. Every rank waits for rank 0 to decide."""
