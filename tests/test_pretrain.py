@@ -77,6 +77,32 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(packed, tmp_path):
     assert json.loads((stopped / "manifest.json").read_text())["summary"]["resumed_from"] == 3
 
 
+def test_an_unreadable_checkpoint_is_passed_over_for_the_one_before(packed, tmp_path, capsys):
+    """A checkpoint cut short after `latest` was written (a full disk, a lost file) resumes from
+    the checkpoint before it, still exactly; none readable is one line, not a traceback, and so
+    is a resume with another number of ranks."""
+    common = ["--set", "pretrain.max_steps=4", "--set", "pretrain.micro_batch=2", "--set", "pretrain.eval_every=4"]
+    straight, stopped, torn = tmp_path / "straight", tmp_path / "stopped", tmp_path / "torn"
+    assert main(pretrain_args(packed, straight, *common)) == 0
+    assert main(pretrain_args(packed, stopped, *common, "--set", "pretrain.save_every=2", "--until-step", "3")) == 0
+    shutil.copytree(stopped, torn)
+    for folder, tags in ((stopped, ["step_0000003"]), (torn, ["step_0000002", "step_0000003"])):
+        for tag in tags:
+            os.truncate(folder / "checkpoints" / tag / "zero_pp_rank_0_mp_rank_00_optim_states.pt", 100)
+    capsys.readouterr()
+    assert main(pretrain_args(packed, stopped, *common, "--set", "pretrain.save_every=2")) == 0
+    said = capsys.readouterr().out
+    assert "checkpoint step_0000003 cannot be read" in said and "at step 2" in said
+    assert train_losses(stopped) == train_losses(straight)
+    assert main(pretrain_args(packed, torn, *common, "--set", "pretrain.save_every=2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmpipe: error: no readable checkpoint in") and "--force starts over" in err and "\n" not in err
+    (torn / "checkpoints" / "layout.json").write_text('{"ranks": 2, "data_parallel": 2}')  # as if from --nproc 2
+    assert main(pretrain_args(packed, torn, *common, "--set", "pretrain.save_every=2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "were written by 2 rank(s) (2 data-parallel); this run has 1 (1)" in err and "\n" not in err
+
+
 def test_changed_config_starts_over_instead_of_resuming(packed, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(pretrain_args(packed, out, "--set", "pretrain.max_steps=4", "--set", "pretrain.micro_batch=2",

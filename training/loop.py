@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import random
@@ -35,10 +36,13 @@ from training.export import consolidated_state
 from training.metrics import MetricsLog, peak_tflops
 from training.model import ModelConfig, token_loss
 from training.options import TrainSection
+from training.stage import TrainingInputError
 
 Batch = dict[str, torch.Tensor]
 #: (model, batch) -> (sum of per-token losses, number of tokens counted); the mean is sum / count.
 LossFn = Callable[[Callable, Batch], tuple[torch.Tensor, torch.Tensor]]
+#: beside the checkpoints: how many ranks wrote them (a resume needs the same)
+LAYOUT_FILE = "layout.json"
 
 
 def causal_lm_loss(model: Callable, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,7 +172,9 @@ class Trainer:
         if self.dp_world > 1 and not self.pipeline:  # eval_batch already averages over data-parallel ranks
             import torch.distributed as dist
 
+            total = total.to(engine.device)  # NCCL reduces device tensors only
             dist.all_reduce(total)
+            total = total.cpu()
         val_loss = float(total[0] / max(total[1], 1.0))
         return {"val_loss": val_loss, **({"val_ppl": math.exp(min(val_loss, 50.0))} if self.perplexity else {})}
 
@@ -179,17 +185,47 @@ class Trainer:
                   "sampler": self.sampler.state_dict(), "rng": rng_state(), "fingerprint": self.fingerprint}
         self.engine.save_checkpoint(self.ckpt_dir, tag=tag, client_state=client)
         if self.rank == 0:
+            with open(os.path.join(self.ckpt_dir, LAYOUT_FILE), "w", encoding="utf-8") as f:
+                json.dump(self._layout(), f)
             tags = sorted(d for d in os.listdir(self.ckpt_dir) if d.startswith("step_"))
             for old in tags[: -self.section.keep_checkpoints]:
                 shutil.rmtree(os.path.join(self.ckpt_dir, old), ignore_errors=True)
         return tag
 
     def resume(self) -> bool:
-        """Continue from the latest checkpoint in the stage folder, if there is one."""
-        if not os.path.exists(os.path.join(self.ckpt_dir, "latest")):
-            return False
-        path, client = self.engine.load_checkpoint(self.ckpt_dir)
-        if path is None:
+        """Continue from the newest readable checkpoint in the stage folder, if there is one.
+
+        DeepSpeed writes `latest` after a checkpoint's files, so folders newer than it were cut off
+        while saving and are never read. One that `latest` names but that cannot be read (a full
+        disk, a file lost in a copy) is passed over, with a line saying so, for the one before
+        it; every rank must read the same checkpoint. None readable is a one-line error."""
+        import torch.distributed as dist
+
+        tags = self._resumable_tags()
+        layout_file = os.path.join(self.ckpt_dir, LAYOUT_FILE)
+        if tags and os.path.exists(layout_file):
+            with open(layout_file, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved != self._layout():
+                raise TrainingInputError(
+                    f"the checkpoints in {self.ckpt_dir} were written by {saved['ranks']} rank(s) "
+                    f"({saved['data_parallel']} data-parallel); this run has {self.world} ({self.dp_world}): run with "
+                    f"the same number of ranks to resume (ZeRO state and the global batch depend on it), or --force to start over")
+        for tag in tags:
+            try:
+                path, client = self.engine.load_checkpoint(self.ckpt_dir, tag=tag)
+                problem = None if path is not None else "nothing loaded"
+            except Exception as err:  # noqa: BLE001 - a torn file raises anything from OSError to AssertionError
+                problem = ": ".join([type(err).__name__, *str(err).strip().splitlines()[:1]])
+            ok = torch.tensor([0.0 if problem else 1.0], device=self.engine.device)
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            if ok.item() == 1.0:
+                break
+            self.log(f"checkpoint {tag} cannot be read ({problem or 'on another rank'}); trying an earlier one")
+        else:
+            if tags:
+                raise TrainingInputError(f"no readable checkpoint in {self.ckpt_dir} (tried {', '.join(tags)}); "
+                                         "--force starts over")
             return False
         self.step, self.consumed, self.tokens = client["step"], client["consumed_samples"], client["tokens"]
         self.sampler.load_state_dict(client["sampler"])
@@ -198,6 +234,17 @@ class Trainer:
         self.resumed_from = self.step
         self.log(f"resumed from {path} at step {self.step}")
         return True
+
+    def _layout(self) -> dict:
+        return {"ranks": self.world, "data_parallel": self.dp_world}
+
+    def _resumable_tags(self) -> list[str]:
+        """The checkpoint named by `latest` and the older ones, newest first."""
+        if not os.path.exists(os.path.join(self.ckpt_dir, "latest")):
+            return []
+        latest = self.latest_tag()
+        saved = [d for d in os.listdir(self.ckpt_dir) if d.startswith("step_") and d <= latest]
+        return sorted(set(saved) | {latest}, reverse=True)
 
     def latest_tag(self) -> str:
         with open(os.path.join(self.ckpt_dir, "latest"), encoding="utf-8") as f:
