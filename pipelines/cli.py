@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import sys
 from typing import Callable, Optional
@@ -315,6 +316,91 @@ def cmd_export(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
+def _in_range(cast: Callable, what: str, low: float, high: float = math.inf, low_inclusive: bool = True) -> Callable:
+    """An argparse type: `cast`, then a clear usage error outside [low, high] (or (low, high])."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value >= low if low_inclusive else value > low) or value > high:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    return parse
+
+
+_positive_int = _in_range(int, "a whole number of at least 1", 1)
+_non_negative_float = _in_range(float, "a number of at least 0", 0.0)
+_probability = _in_range(float, "a probability in (0, 1]", 0.0, 1.0, low_inclusive=False)
+
+
+def _json_line(row: dict) -> str:
+    """One JSON line, readable in any script, that no line splitter breaks: JSON leaves U+0085,
+    U+2028 and U+2029 raw inside strings, and Python's splitlines() (and some editors) cut there."""
+    import json
+
+    text = json.dumps(row, ensure_ascii=False)
+    return text.replace("\u0085", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
+def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Continue prompts (or answer them, --chat) with a trained model: one JSON line per prompt."""
+    import json
+
+    import torch
+
+    from llmdata.chat import ChatTemplate
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.export import load_model
+    from training.generate import Sampling, chat_reply, continuation
+    from training.stage import TrainingInputError, require
+
+    if not args.prompt and not args.input:
+        raise TrainingInputError("generate needs --prompt TEXT (repeatable) or --input FILE.jsonl of {\"prompt\": ...} rows")
+    require(os.path.join(args.model, "llmpipe_tokenizer.json"), "tokenizer beside the model (llmpipe_tokenizer.json)")
+    if args.input:
+        require(args.input, "input")
+    model = load_model(args.model)
+    tokenizer = BPETokenizer.load(args.model)
+    template = ChatTemplate(tokenizer) if args.chat else None
+    sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def answer(prompt) -> str:
+        if template is not None:
+            return chat_reply(model, template, prompt, sampling, generator)
+        if not isinstance(prompt, str):
+            raise ValueError("a list of messages needs --chat")
+        return continuation(model, tokenizer, prompt, sampling, generator)
+
+    rows: list = [(None, p) for p in args.prompt or []]
+    if args.input:
+        with open(args.input, encoding="utf-8", errors="replace") as f:
+            rows += [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    bad = 0
+    for n, item in rows:
+        result: dict = {} if n is None else {"line": n}
+        try:
+            prompt = item if n is None else json.loads(item)["prompt"]
+            if not isinstance(prompt, (str, list)):
+                raise ValueError("prompt must be a string or a list of {role, content} messages")
+            try:
+                json.dumps(prompt, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
+            result.update(prompt=prompt, completion=answer(prompt))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            bad += 1
+            result["error"] = f"{type(err).__name__}: {err}"
+        out.write(_json_line(result))
+        out.flush()
+    if args.output:
+        out.close()
+        print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}")
+    return 0
+
+
 #: Every stage `llmpipe run` knows, in order.
 ALL_STAGES = DATA_STAGES + ("pretrain", "sft", "lora", "reward", "dpo")
 
@@ -490,6 +576,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
     p.add_argument("--output", required=True, help="folder for the Hugging Face layout")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("generate", help="continue prompts, or answer them (--chat), with a trained model",
+                       description="Prompts from --prompt (repeatable) or --input JSONL rows with a \"prompt\" (a string, or "
+                       "with --chat a list of {role, content} messages); one JSON line out per prompt, with the "
+                       "completion, or an error for a row that cannot be used. Greedy at temperature 0 (the default).")
+    p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--input", default=None, help="JSONL rows with a prompt")
+    p.add_argument("--output", default=None, help="JSONL file (default: stdout)")
+    p.add_argument("--chat", action="store_true", help="apply the chat template and stop at the end of the answer")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    p.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 is greedy")
+    p.add_argument("--top-k", type=_positive_int, default=None)
+    p.add_argument("--top-p", type=_probability, default=None)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.cli import main
 from tests.conftest import pretrain_args, train_losses
@@ -190,3 +192,75 @@ def test_two_stage_pipeline_on_two_ranks_trains_and_exports(packed, tmp_path):
 
     model = load_model(str(out / "final"))  # the pipeline's per-layer weights under Transformer names
     assert model.cfg.n_layers == 2 and (out / "report.md").exists()
+
+
+def test_generate_command_continues_and_answers_prompts(pretrained, tmp_path, capsys):
+    """`llmpipe generate` gives the model's own greedy continuation, the same samples for the same
+    seed, chat answers through the template, and an error line (with its line number) for each
+    row it cannot use."""
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.export import load_model
+
+    final = str(pretrained / "final")
+    capsys.readouterr()
+    assert main(["generate", "--model", final, "--prompt", "def ", "--prompt", "", "--max-new-tokens", "6"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    model, tok = load_model(final), BPETokenizer.load(final)
+    ids = tok.encode("def ")
+    expected = [int(t) for t in model.generate(torch.tensor([ids]), 6, eos_id=tok.eot_id)[0, len(ids):]]
+    expected = expected[: expected.index(tok.eot_id)] if tok.eot_id in expected else expected
+    assert rows[0] == {"prompt": "def ", "completion": tok.decode(expected)} and rows[1]["prompt"] == ""
+
+    sampled = ["generate", "--model", final, "--prompt", "Return", "--temperature", "1.0", "--top-k", "20", "--top-p", "0.9",
+               "--max-new-tokens", "8"]
+    outs = []
+    for seed in ("1", "1", "2"):
+        assert main([*sampled, "--seed", seed]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+
+    rows_file = tmp_path / "prompts.jsonl"
+    rows_file.write_text('{"prompt": "What is 3 + 4?"}\nnot json\n\n{"prompt": 5}\n'
+                         '{"prompt": [{"role": "user", "content": "Hi"}]}\n{"prompt": [{"role": "robot", "content": "x"}]}\n')
+    out = tmp_path / "answers.jsonl"
+    assert main(["generate", "--model", final, "--chat", "--input", str(rows_file), "--output", str(out), "--max-new-tokens", "4"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in got] == [1, 2, 4, 5, 6]
+    assert [("error" in r) for r in got] == [False, True, True, False, True]
+    assert isinstance(got[0]["completion"], str) and "generate: 5 prompts (3 bad)" in capsys.readouterr().out
+    assert main(["generate", "--model", final, "--input", str(rows_file), "--max-new-tokens", "2"]) == 0
+    plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "needs --chat" in plain[3]["error"]  # a list of messages without the chat template
+
+
+def test_generate_refuses_what_it_cannot_use_in_one_line(pretrained, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    final = pretrained / "final"
+    reward = tmp_path / "reward"
+    shutil.copytree(final, reward)
+    weights = load_file(reward / "model.safetensors")
+    save_file({**weights, "value.weight": torch.zeros(1, weights["embed.weight"].shape[1])}, reward / "model.safetensors")
+    other = tmp_path / "other"
+    shutil.copytree(final, other)
+    config = json.loads((other / "model_config.json").read_text())
+    (other / "model_config.json").write_text(json.dumps({**config, "d_model": config["d_model"] * 2}))
+    for args, says in (([], "generate needs --prompt"), (["--model", str(reward), "--prompt", "x"], "holds a reward model"),
+                       (["--model", str(other), "--prompt", "x"], "the weights do not fit its model_config.json")):
+        code = main(["generate", *(args if "--model" in args else ["--model", str(final), *args])])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("llmpipe: error: ") and says in err and "\n" not in err
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=60))  # lone surrogates included
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_generate_takes_any_unicode_prompt(pretrained, capsys, prompt):
+    """One JSON line per prompt, whatever it holds: a completion for text, an error for a string
+    that is not text (a lone surrogate); the line survives splitlines() (U+0085, U+2028)."""
+    capsys.readouterr()
+    assert main(["generate", "--model", str(pretrained / "final"), "--prompt", prompt, "--max-new-tokens", "3"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in prompt):
+        assert "lone surrogate" in row["error"]
+    else:
+        assert row["prompt"] == prompt and isinstance(row["completion"], str)

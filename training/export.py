@@ -91,7 +91,16 @@ def load_model(folder: str) -> Transformer:
     cfg = read_config(folder)
     model = Transformer(cfg)
     state = read_weights(folder)
-    if cfg.tie_embeddings:
+    from training.stage import TrainingInputError
+
+    if "value.weight" in state:
+        raise TrainingInputError(f"{folder} holds a reward model (a scalar head, not a language model's); "
+                                 "score responses with `llmpipe reward score --model` instead")
+    if cfg.tie_embeddings and "embed.weight" in state:
         state["head.weight"] = state["embed.weight"]
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # weights of another shape or naming than model_config.json says
+        detail = " ".join(str(err).split())[:300]
+        raise TrainingInputError(f"{folder}: the weights do not fit its model_config.json ({detail})") from None
     return model

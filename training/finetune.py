@@ -81,16 +81,16 @@ def load_conversations(path: str, template: ChatTemplate, seq_len: int):
 def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Message]]], limit: int,
                 max_new_tokens: int) -> dict:
     """Greedy answers to the first `limit` held-out prompts against their reference answers."""
+    from training.generate import Sampling, chat_reply
+
     model.eval()
+    greedy = Sampling(max_new_tokens)
     hits: Counter = Counter()
     seen: Counter = Counter()
     examples = []
     for task, messages in rows[:limit]:
         context, reference = prompt_and_reference(messages)
-        prompt = template.prompt(context)
-        out = model.generate(torch.tensor([prompt]), max_new_tokens, eos_id=template.end_id)
-        answer_ids = [int(t) for t in out[0, len(prompt):] if int(t) != template.end_id]
-        answer = template.tok.decode(answer_ids).strip()
+        answer = chat_reply(model, template, context, greedy)
         ok = answer == (reference or "").strip()
         hits[task] += ok
         seen[task] += 1

@@ -19,24 +19,18 @@ from typing import Callable, Optional
 import torch
 
 from pipelines.manifest import stage_fingerprint, write_manifest
+from training.generate import Sampling
 from training.options import PretrainSection
 from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, require, start_stage
 
-def generate_samples(model_dir: str, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float,
-                     top_k: Optional[int], top_p: Optional[float], seed: int = 0) -> list[dict]:
+def generate_samples(model_dir: str, tokenizer, prompts: list[str], sampling: Sampling, seed: int = 0) -> list[dict]:
     """Continuations of each prompt by the exported model (so the export itself is exercised)."""
     from training.export import load_model
+    from training.generate import continuation
 
     model = load_model(model_dir)
     gen = torch.Generator().manual_seed(seed)
-    out = []
-    for prompt in prompts:
-        ids = tokenizer.encode(prompt)[-model.cfg.max_seq_len + 1 :] or [tokenizer.eot_id]
-        seq = model.generate(torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                             eos_id=tokenizer.eot_id, generator=gen)
-        new = [int(t) for t in seq[0, len(ids):] if int(t) != tokenizer.eot_id]
-        out.append({"prompt": prompt, "completion": tokenizer.decode(new)})
-    return out
+    return [{"prompt": p, "completion": continuation(model, tokenizer, p, sampling, gen)} for p in prompts]
 
 
 def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, out: str, force: bool = False,
@@ -106,7 +100,8 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
         complete_model_dir(tokenizer_dir, final)
         hf_dir = export_stage_model(final, os.path.join(out, "hf"), say) if section.export_hf else None
         g = section.generate
-        samples = generate_samples(final, tokenizer, g.prompts, g.max_new_tokens, g.temperature, g.top_k, g.top_p, section.seed)
+        samples = generate_samples(final, tokenizer, g.prompts, Sampling(g.max_new_tokens, g.temperature, g.top_k, g.top_p),
+                                   section.seed)
         from training.report import write_training_report
 
         write_training_report(out, "Pretraining", section, cfg, summary, samples, {
