@@ -63,7 +63,7 @@ def _train(stage: int, checkpoint_activations: bool = False, **options):
     model.checkpoint_activations = checkpoint_activations
     engine, config = build_engine(model, TrainSection(micro_batch=2, zero_stage=stage, lr=3e-3, warmup_steps=0,
                                                       max_steps=10, **options))
-    assert config["bf16"]["enabled"] is False  # fp32 on the CPU accelerator
+    assert config["bf16"]["enabled"] is (options.get("precision") == "bf16")  # auto: fp32 on the CPU accelerator
     data = torch.arange(32).repeat(2, 2)[:, :33] % 97
     losses = []
     for _ in range(4):
@@ -89,6 +89,17 @@ def test_optimizer_offload_trains_like_the_optimizer_on_the_device():
     offloaded, engine = _train(2, offload_optimizer=True)
     assert isinstance(engine.basic_optimizer, DeepSpeedCPUAdam)
     assert offloaded == pytest.approx(_losses(2), rel=1e-4)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_bf16_trains_in_bf16_with_fp32_master_weights_close_to_fp32(stage):
+    """`precision: bf16`: the module computes in bf16, the optimizer keeps fp32 master weights, and
+    the losses follow fp32's within bf16's precision."""
+    bf16, engine = _train(stage, precision="bf16")
+    assert next(engine.module.parameters()).dtype == torch.bfloat16
+    master = [t for group in engine.optimizer.optimizer.param_groups for t in group["params"]]  # what AdamW steps
+    assert master and all(t.dtype == torch.float32 for t in master)
+    assert bf16 == pytest.approx(_losses(stage), rel=2e-2) and bf16[-1] < bf16[0]
 
 
 def test_activation_checkpointing_trains_like_keeping_the_activations(monkeypatch):
