@@ -181,17 +181,43 @@ def test_two_ranks_agree_with_one_rank_at_the_same_global_batch(packed, tmp_path
     assert list(b.values()) == pytest.approx(list(a.values()), rel=1e-5)
 
 
-def test_two_stage_pipeline_on_two_ranks_trains_and_exports(packed, tmp_path):
-    out = tmp_path / "pipe"
-    _launch(pretrain_args(packed, out, "--set", "pretrain.max_steps=12", "--set", "pretrain.micro_batch=2",
-                          "--set", "pretrain.grad_accum=2", "--set", "pretrain.pipeline_stages=2",
-                          "--set", "pretrain.zero_stage=1", "--set", "pretrain.eval_every=12"))
-    losses = list(train_losses(out).values())
-    assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0]
-    from training.export import load_model
+def test_two_stage_pipeline_on_two_ranks_trains_like_the_plain_model(packed, pretrained, tmp_path):
+    """Continued from the same weights (`init_from`), a 2-stage pipeline on two CPU ranks has the
+    plain model's losses on one rank, step for step, and its validation loss (tied embedding and
+    head included); its per-layer weights export as the same `Transformer`."""
+    from safetensors.torch import load_file
 
-    model = load_model(str(out / "final"))  # the pipeline's per-layer weights under Transformer names
-    assert model.cfg.n_layers == 2 and (out / "report.md").exists()
+    # one sequence a micro batch, and the whole validation split (its last sequences are part padding):
+    # a pipeline that averaged batch means instead of weighting by tokens would show here
+    common = ["--set", "pretrain.max_steps=6", "--set", "pretrain.micro_batch=1", "--set", "pretrain.grad_accum=4",
+              "--set", "pretrain.eval_batches=100", "--set", "pretrain.eval_every=3",
+              "--set", "pretrain.zero_stage=1", "--set", "pretrain.model_overrides={}",
+              "--set", f"pretrain.init_from={pretrained / 'final'}"]
+    pipe, plain = tmp_path / "pipe", tmp_path / "plain"
+    _launch(pretrain_args(packed, pipe, *common, "--set", "pretrain.pipeline_stages=2"))
+    assert main(pretrain_args(packed, plain, *common)) == 0
+    assert len(train_losses(pipe)) == 6 and train_losses(pipe) == pytest.approx(train_losses(plain), rel=1e-5)
+
+    def evals(out):
+        return [r["val_loss"] for r in read_metrics(str(out / "metrics.jsonl")) if r["event"] == "eval"]
+
+    assert len(evals(pipe)) == 2 and evals(pipe) == pytest.approx(evals(plain), rel=1e-5)
+    a, b = load_file(pipe / "final" / "model.safetensors"), load_file(plain / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_init_from_a_model_that_does_not_fit_is_one_line(packed, pretrained, tmp_path, capsys):
+    from training.export import save_model
+    from training.model import ModelConfig, Transformer
+
+    other = tmp_path / "other"
+    cfg = ModelConfig(vocab_size=97, d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, max_seq_len=256)
+    save_model(str(other), Transformer(cfg).state_dict(), cfg)
+    for extra, says in (([f"pretrain.init_from={other}", "pretrain.model_overrides={}"], "has vocabulary 97"),
+                        ([f"pretrain.init_from={pretrained / 'final'}"], "model_overrides cannot change a model loaded")):
+        code = main(pretrain_args(packed, tmp_path / "o", *[a for kv in extra for a in ("--set", kv)]))
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("llmpipe: error: ") and says in err and "\n" not in err
 
 
 def test_generate_command_continues_and_answers_prompts(pretrained, tmp_path, capsys):

@@ -163,7 +163,10 @@ class Trainer:
             batch = self._to_device(self.collate([self.val_set[(start + i) % len(self.val_set)] for i in range(mb)]))
             if self.pipeline:
                 loss = engine.eval_batch(iter([self._pipe_item(batch)]), num_micro_batches=1)
-                total += torch.tensor([float(loss), 1.0], dtype=torch.float64)
+                # eval_batch gives this batch's mean loss (with data-parallel pipeline ranks, DeepSpeed's mean
+                # of their means); weighted by its tokens, a single pipeline matches the plain model exactly
+                count = float((batch["labels"] != -100).sum())
+                total += torch.tensor([float(loss) * count, count], dtype=torch.float64)
             else:
                 engine.eval()
                 s, c = self.loss_fn(engine, batch)

@@ -76,7 +76,16 @@ class PretrainSection(TrainSection):
     model: str = "tiny"  # a preset name in `presets`
     presets: str = "configs/models.yaml"
     model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {position: alibi, n_layers: 2}
+    # a model folder (another run's final/) to continue pretraining from, instead of random weights;
+    # the architecture is then the folder's, so model_overrides must stay empty
+    init_from: Optional[str] = None
     generate: GenerateSection = Field(default_factory=GenerateSection)
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> "PretrainSection":
+        if self.init_from and self.model_overrides:
+            raise ValueError("model_overrides cannot change a model loaded with init_from (its architecture is the folder's)")
+        return self
 
 
 class SFTSection(TrainSection):

@@ -96,6 +96,20 @@ def build_pipeline(cfg: ModelConfig, num_stages: int, activation_checkpointing: 
                           activation_checkpoint_interval=1 if activation_checkpointing else 0)
 
 
+def load_transformer_state(module, state: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    """Set this rank's layers of a PipelineModule from `Transformer` weights (the inverse of
+    `state_to_transformer`), to continue pretraining a saved model as a pipeline."""
+    with torch.no_grad():
+        for tied in module.tied_modules.values():  # the embedding, shared with the head when tied
+            tied.embed.weight.copy_(state["embed.weight"])
+        for name, layer in module.named_children():
+            if not name.isdigit():
+                continue
+            index = int(name)
+            prefix = f"blocks.{index - 1}." if 1 <= index <= cfg.n_layers else ""  # embed, norm and head keep their names
+            layer.load_state_dict({key: state[prefix + key] for key in layer.state_dict()}, strict=True)
+
+
 def state_to_transformer(layer_states: dict[int, dict[str, torch.Tensor]], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Per-layer state dicts (layer index -> its weights) as `Transformer` parameter names."""
     out: dict[str, torch.Tensor] = {}

@@ -20,6 +20,7 @@ import torch
 
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.generate import Sampling
+from training.model import ModelConfig
 from training.options import PretrainSection
 from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, require, start_stage
 
@@ -33,6 +34,29 @@ def generate_samples(model_dir: str, tokenizer, prompts: list[str], sampling: Sa
     return [{"prompt": p, "completion": continuation(model, tokenizer, p, sampling, gen)} for p in prompts]
 
 
+def model_config(section: PretrainSection, vocab_size: int, seq_len: int) -> tuple[ModelConfig, Optional[dict]]:
+    """The architecture to train, and the weights to start from (None: random): the preset with
+    its overrides, or the `init_from` folder's model. A mistake in either is one line."""
+    from training.export import load_model
+    from training.model import load_preset
+
+    if section.init_from:
+        model = load_model(section.init_from)
+        cfg = model.cfg
+        if cfg.vocab_size != vocab_size or cfg.max_seq_len < seq_len:
+            raise TrainingInputError(
+                f"pretrain.init_from {section.init_from} has vocabulary {cfg.vocab_size} and max_seq_len "
+                f"{cfg.max_seq_len}; this tokenizer has {vocab_size} ids and the pack {seq_len} tokens a sequence")
+        return cfg, model.state_dict()
+    try:  # an unknown preset or key, or a value the model refuses, is a config error: one line
+        preset = load_preset(section.model, section.presets)
+        cfg = load_preset(section.model, section.presets, **{
+            "vocab_size": vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
+    except (TypeError, ValueError) as err:
+        raise TrainingInputError(f"pretrain.model {section.model!r} with model_overrides {section.model_overrides}: {err}") from None
+    return cfg, None
+
+
 def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, out: str, force: bool = False,
                  until_step: Optional[int] = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Train (or resume) and, when max_steps is reached, export, report and write the manifest."""
@@ -43,12 +67,15 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     from training.export import save_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
-    from training.model import Transformer, load_preset
+    from training.model import Transformer
 
     require(os.path.join(pack_dir, "shards.json"), "packed data (shards.json of a pack stage)")
     require(os.path.join(tokenizer_dir, "llmpipe_tokenizer.json"), "tokenizer (llmpipe_tokenizer.json of a tokenizer stage)")
     config = section.model_dump(mode="json")
     inputs = {"pack": folder_fingerprint(pack_dir), "tokenizer": folder_fingerprint(tokenizer_dir)}
+    if section.init_from:
+        require(os.path.join(section.init_from, "model.safetensors"), "pretrain.init_from model (model.safetensors)")
+        inputs["init_from"] = folder_fingerprint(section.init_from)
     fingerprint = stage_fingerprint("pretrain", config, inputs)
     done = finished("pretrain", out, fingerprint, force, log)
     if done:
@@ -69,22 +96,22 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
         val = PackedDataset(pack_dir, "val")
     except FileNotFoundError:
         val = None
-    try:  # an unknown preset or key, or a value the model refuses, is a config error: one line
-        preset = load_preset(section.model, section.presets)
-        cfg = load_preset(section.model, section.presets, **{
-            "vocab_size": tokenizer.vocab_size, "max_seq_len": max(preset.max_seq_len, seq_len), **section.model_overrides})
-    except (TypeError, ValueError) as err:
-        raise TrainingInputError(f"pretrain.model {section.model!r} with model_overrides {section.model_overrides}: {err}") from None
+    cfg, initial = model_config(section, tokenizer.vocab_size, seq_len)
     rank, say = start_stage("pretrain", out, fingerprint, force, log)
     seed_everything(section.seed)
     if section.pipeline_stages > 1:
-        from training.pipe import build_pipeline
+        from training.pipe import build_pipeline, load_transformer_state
 
         model = build_pipeline(cfg, section.pipeline_stages, section.activation_checkpointing)
+        if initial is not None:
+            load_transformer_state(model, initial, cfg)
     else:
         model = Transformer(cfg)
+        if initial is not None:
+            model.load_state_dict(initial)
         model.checkpoint_activations = section.activation_checkpointing
-    say(f"pretrain: model {section.model} ({cfg.n_params() / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, "
+    origin = f"from {section.init_from}" if initial is not None else section.model
+    say(f"pretrain: model {origin} ({cfg.n_params() / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, "
         f"{cfg.n_layers} layers, d_model {cfg.d_model}), {len(train)} training sequences of {seq_len} tokens "
         f"-> {out}")
     trainer = Trainer(model, section, out, train, val, tokens_per_sample=seq_len,
