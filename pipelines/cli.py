@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "with --chat a list of {role, content} messages); one JSON line out per prompt, with the "
                        "completion, or an error for a row that cannot be used. Greedy at temperature 0 (the default).")
     p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
-    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable); --prompt=-x for one that starts with '-'")
     p.add_argument("--input", default=None, help="JSONL rows with a prompt")
     p.add_argument("--output", default=None, help="JSONL file (default: stdout)")
     p.add_argument("--chat", action="store_true", help="apply the chat template and stop at the end of the answer")

@@ -284,7 +284,7 @@ def test_generate_takes_any_unicode_prompt(pretrained, capsys, prompt):
     """One JSON line per prompt, whatever it holds: a completion for text, an error for a string
     that is not text (a lone surrogate); the line survives splitlines() (U+0085, U+2028)."""
     capsys.readouterr()
-    assert main(["generate", "--model", str(pretrained / "final"), "--prompt", prompt, "--max-new-tokens", "3"]) == 0
+    assert main(["generate", "--model", str(pretrained / "final"), f"--prompt={prompt}", "--max-new-tokens", "3"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     if any(0xD800 <= ord(c) <= 0xDFFF for c in prompt):
         assert "lone surrogate" in row["error"]
