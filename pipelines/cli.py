@@ -12,11 +12,14 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import math
 import os
+import signal
 import sys
+import time
 from typing import Callable, Optional
 
 
@@ -185,7 +188,39 @@ def _relaunch(nproc: int, argv: list[str]) -> int:
     cmd = [launcher, "--num_accelerators", str(nproc), "--master_port", str(_free_port()), "--no_local_rank",
            "--module", "pipelines.cli", *rest]
     print("launching: " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd)
+    # The launcher and its ranks get their own process group, and a signal to this process goes to
+    # all of them: the local `deepspeed` runner dies on SIGTERM without passing it on, which would
+    # leave the ranks training on, orphaned. The ranks checkpoint and stop (training/loop.py), and
+    # this process waits for them before it returns.
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        code = proc.wait()
+        while _group_alive(proc.pid):
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + received[0] if received else code
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group is still running (zombies, which nobody may reap inside a
+    container, do not count)."""
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return True
+    return False
 
 
 def _train_dirs(cfg: PipelineConfig, stage: str, args: Optional[argparse.Namespace] = None) -> tuple[str, str, str]:
@@ -645,11 +680,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     # discarded args) as warnings on every run; they say nothing about the user's data.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel("ERROR" if level == "WARNING" else level)
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
+    from training.stage import StageInterrupted
+
     try:
         return func(args, beam_args)
     except KeyboardInterrupt:
         print("llmpipe: interrupted", file=sys.stderr)
         return 130
+    except StageInterrupted as err:
+        print(f"llmpipe: {err}", file=sys.stderr)
+        return 128 + err.signum
     except Exception as err:  # noqa: BLE001 - turned into one line, or re-raised if unknown
         line = _one_line(err)
         if line is None:

@@ -6,8 +6,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -159,13 +161,58 @@ def test_a_wrong_model_override_is_one_line(packed, tmp_path, capsys, overrides,
     assert not (tmp_path / "o" / "metrics.jsonl").exists()
 
 
+def _fresh_env() -> dict:
+    """A new process's environment, as a user's shell gives it: without the rendezvous settings
+    that this test process's in-process training left behind."""
+    rendezvous = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    return {**{k: v for k, v in os.environ.items() if k not in rendezvous}, "PYTHONPATH": os.getcwd()}
+
+
 def _launch(args: list[str]) -> None:
     """`llmpipe ... --nproc 2`: re-launched under the deepspeed launcher, two CPU ranks (gloo)."""
-    rendezvous = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # this process's own, set in-process
-    env = {**{k: v for k, v in os.environ.items() if k not in rendezvous}, "PYTHONPATH": os.getcwd()}
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--nproc", "2"], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=_fresh_env(), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _signal_mid_training(args: list[str], out, signum: int) -> tuple[int, str]:
+    """Start `llmpipe` in a new process, send it `signum` once two steps are logged, and return its
+    exit code and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=_fresh_env())
+    deadline = time.time() + 300
+    try:
+        while not (out / "metrics.jsonl").exists() or len(train_losses(out)) < 2:
+            assert proc.poll() is None and time.time() < deadline, "no training steps to interrupt"
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("ranks, signum", [(1, signal.SIGUSR1), (2, signal.SIGTERM)])
+def test_a_signal_checkpoints_the_step_and_stops(packed, tmp_path, ranks, signum):
+    """A scheduler's SIGTERM (or Slurm's SIGUSR1 warning) is not a kill: the step finishes, every rank
+    checkpoints that same step, `llmpipe` exits with 128 + the signal's number, no rank is left
+    running (with --nproc the signal reaches the launcher's ranks), and the next run resumes there."""
+    out = tmp_path / "o"
+    args = pretrain_args(packed, out, "--set", "pretrain.max_steps=100000", "--set", "pretrain.log_every=1",
+                         "--set", "pretrain.eval_every=100000", "--set", "pretrain.save_every=100000",
+                         *(["--nproc", "2"] if ranks > 1 else []))
+    code, err = _signal_mid_training(args, out, signum)
+    step = max(train_losses(out))
+    assert code == 128 + signum, err[-3000:]
+    assert f"stopped by {signal.Signals(signum).name} at step {step} of 100000" in err
+    assert (out / "checkpoints" / "latest").read_text().strip() == f"step_{step:07d}"
+    import psutil
+
+    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    if ranks == 1:  # (two ranks resume the same way, through the launcher)
+        resumed = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--until-step", str(step + 1)],
+                                 capture_output=True, text=True, env=_fresh_env(), timeout=300)
+        assert f"at step {step}" in resumed.stdout and resumed.returncode == 0, resumed.stderr[-2000:]
 
 
 def test_two_ranks_agree_with_one_rank_at_the_same_global_batch(packed, tmp_path):

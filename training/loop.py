@@ -22,7 +22,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -36,7 +38,7 @@ from training.export import consolidated_state
 from training.metrics import MetricsLog, peak_tflops
 from training.model import ModelConfig, token_loss
 from training.options import TrainSection
-from training.stage import TrainingInputError
+from training.stage import StageInterrupted, TrainingInputError
 
 Batch = dict[str, torch.Tensor]
 #: (model, batch) -> (sum of per-token losses, number of tokens counted); the mean is sum / count.
@@ -79,6 +81,41 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class StopRequest:
+    """SIGTERM (a scheduler preempting the job, or its time limit) or SIGUSR1 (Slurm's
+    `--signal=USR1@120` warning): the step in progress finishes, a checkpoint is written, and the
+    run stops, where a kill would lose everything since the last checkpoint. The ranks agree on
+    the step (one tiny all-reduce per step), since a signal reaches them at different moments."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.signum = 0
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.signum = signum
+
+    def agreed(self, world: int, device) -> int:
+        """The signal to stop on, the same on every rank (0: go on)."""
+        if world == 1:
+            return self.signum
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(self.signum)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
 
 
 class Trainer:
@@ -259,12 +296,16 @@ class Trainer:
         """What every training stage does: resume from the latest checkpoint, train, and once
         finished return the whole model's weights, consolidated from the checkpoint, on rank 0.
         The weights are None on the other ranks, and when the run stopped at `until_step` (after
-        saying how to resume)."""
+        saying how to resume). Stopped by a signal, it raises StageInterrupted after its checkpoint."""
         self.resume()
         summary = self.fit(until_step, progress=progress)
         if not summary["finished"]:
-            self.log(f"{name}: stopped at step {summary['steps']} of {self.section.max_steps} (checkpoint "
-                     f"{self.latest_tag()}); run the same command again to resume")
+            where = (f"step {summary['steps']} of {self.section.max_steps} (checkpoint {self.latest_tag()}); "
+                     "run the same command again to resume")
+            if summary["stopped_by"]:
+                signum = summary["stopped_by"]
+                raise StageInterrupted(signum, f"{name}: stopped by {signal.Signals(signum).name} at {where}")
+            self.log(f"{name}: stopped at {where}")
             return summary, None
         if self.rank != 0:
             return summary, None
@@ -288,39 +329,42 @@ class Trainer:
         last_eval: dict = {}
         losses: list[float] = []
         started = time.perf_counter()
-        while self.step < s.max_steps:
-            t0 = time.perf_counter()
-            loss = self._train_step()
-            dt = time.perf_counter() - t0
-            self.step += 1
-            self.consumed += self.global_batch
-            self.tokens += self.tokens_per_step
-            step_times.append(dt)
-            losses.append(loss)
-            tok_s = self.tokens_per_step / dt
-            mfu = tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None
-            lr = self.engine.get_lr()[0]
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
-            if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):
-                self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s")
-            if metrics and (self.step % s.log_every == 0 or self.step == s.max_steps):
-                norm = self.engine.get_global_grad_norm() if not self.pipeline else None
-                metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
-                               "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,
-                               "grad_norm": float(norm) if norm is not None else None})
-            if self.step % s.eval_every == 0 or self.step == s.max_steps:
-                last_eval = self.evaluate()
-                if metrics and last_eval:
-                    metrics.write({"event": "eval", "step": self.step, **last_eval})
-                    (bar.write if interactive else self.log)(
-                        f"step {self.step}: val loss {last_eval['val_loss']:.4f}"
-                        + (f", ppl {last_eval['val_ppl']:.1f}" if "val_ppl" in last_eval else ""))
-            stop = until_step is not None and self.step >= until_step
-            if self.step % s.save_every == 0 or self.step == s.max_steps or stop:
-                self.save()
-            if stop:
-                break
+        stopped_by = 0
+        with StopRequest() as stop_request:  # SIGTERM / SIGUSR1: checkpoint after this step and stop
+            while self.step < s.max_steps:
+                t0 = time.perf_counter()
+                loss = self._train_step()
+                dt = time.perf_counter() - t0
+                self.step += 1
+                self.consumed += self.global_batch
+                self.tokens += self.tokens_per_step
+                step_times.append(dt)
+                losses.append(loss)
+                tok_s = self.tokens_per_step / dt
+                mfu = tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None
+                lr = self.engine.get_lr()[0]
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+                if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):
+                    self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s")
+                if metrics and (self.step % s.log_every == 0 or self.step == s.max_steps):
+                    norm = self.engine.get_global_grad_norm() if not self.pipeline else None
+                    metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
+                                   "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,
+                                   "grad_norm": float(norm) if norm is not None else None})
+                if self.step % s.eval_every == 0 or self.step == s.max_steps:
+                    last_eval = self.evaluate()
+                    if metrics and last_eval:
+                        metrics.write({"event": "eval", "step": self.step, **last_eval})
+                        (bar.write if interactive else self.log)(
+                            f"step {self.step}: val loss {last_eval['val_loss']:.4f}"
+                            + (f", ppl {last_eval['val_ppl']:.1f}" if "val_ppl" in last_eval else ""))
+                stopped_by = stop_request.agreed(self.world, self.engine.device)
+                stop = (until_step is not None and self.step >= until_step) or bool(stopped_by)
+                if self.step % s.save_every == 0 or self.step == s.max_steps or stop:
+                    self.save()
+                if stop:
+                    break
         bar.close()
         if metrics:
             metrics.close()
@@ -333,5 +377,5 @@ class Trainer:
             "train_loss_last": float(np.mean(losses[-10:])) if losses else None,
             **last_eval, "tokens_per_s": tok_s, "peak_tflops_per_device": peak, "peak_source": peak_source,
             "mfu": tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None,
-            "ranks": self.world, "wall_s": time.perf_counter() - started,
+            "ranks": self.world, "wall_s": time.perf_counter() - started, "stopped_by": stopped_by,
         }

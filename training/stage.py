@@ -17,6 +17,15 @@ class TrainingInputError(ValueError):
     """The stage's input folders are missing or unusable (one line for the CLI)."""
 
 
+class StageInterrupted(Exception):
+    """A training stage checkpointed and stopped on a signal (a scheduler's preemption or time
+    limit); the CLI says so in one line and exits with 128 + the signal's number, as the shell does."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
 def folder_fingerprint(folder: str) -> dict:
     """An upstream stage folder stands for its manifest; any other folder for its files."""
     return input_fingerprint(folder if read_manifest(folder) else os.path.join(folder, "*"))
