@@ -244,8 +244,11 @@ def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrai
     out = tmp_path / "o"
     (out / "checkpoints" / "step_5").mkdir(parents=True)
     (out / "checkpoints" / "fingerprint").write_text("an earlier run's")
+    held = ["--set", f"{stage}.heldout_file={tasks / kind / 'heldout.jsonl'}"]
+    if stage == "dpo":
+        held += ["--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}"]
     code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
-                 "--no-progress", "--set", f"{stage}.train_file={train}", *[a for a in extra if a != "good data"]])
+                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a != "good data"]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"llmpipe: error: {says}") and "\n" not in err
     assert (out / "checkpoints" / "step_5").is_dir()
