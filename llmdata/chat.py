@@ -95,10 +95,10 @@ def to_preference(row: dict) -> Preference:
     return pref
 
 
-def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Message], Preference]], BadRow]]:
-    """(row, conversation) for kind "sft" or (row, Preference) for kind "preference" from a JSONL
-    file, and a BadRow for each line that is not UTF-8, not JSON, not an object, or not the format."""
-    parse = to_conversation if kind == "sft" else to_preference
+def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
+    """(line number, object, text) for each JSON-object line of a JSONL file, and a BadRow for each
+    line that is not UTF-8, not JSON, or not an object. Blank lines are skipped. Every reader of
+    user rows goes through here, so a broken line is reported the same way by every command."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.strip():
@@ -116,12 +116,24 @@ def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Mes
             if not isinstance(row, dict):
                 yield BadRow(n, f"a JSON {type(row).__name__}, not an object", text[:200])
                 continue
-            try:
-                parsed = parse(row)
-            except ValueError as err:
-                yield BadRow(n, str(err), text[:200])
-                continue
-            yield row, parsed
+            yield n, row, text
+
+
+def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Message], Preference]], BadRow]]:
+    """(row, conversation) for kind "sft" or (row, Preference) for kind "preference" from a JSONL
+    file, and a BadRow for each line that is not UTF-8, not JSON, not an object, or not the format."""
+    parse = to_conversation if kind == "sft" else to_preference
+    for item in read_objects(path):
+        if isinstance(item, BadRow):
+            yield item
+            continue
+        n, row, text = item
+        try:
+            parsed = parse(row)
+        except ValueError as err:
+            yield BadRow(n, str(err), text[:200])
+            continue
+        yield row, parsed
 
 
 class ChatTemplate:

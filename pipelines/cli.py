@@ -291,7 +291,7 @@ def _reward_score(args: argparse.Namespace) -> int:
     """JSONL in ({"prompt", "response"} or preference rows), one JSON line of scores out per row."""
     import json
 
-    from llmdata.chat import ChatTemplate
+    from llmdata.chat import BadRow, ChatTemplate, read_objects
     from llmdata.tokenizer_io import BPETokenizer
     from training.reward import load_reward_model, score
     from training.stage import TrainingInputError, require
@@ -305,25 +305,26 @@ def _reward_score(args: argparse.Namespace) -> int:
     model = load_reward_model(model_dir)
     template = ChatTemplate(BPETokenizer.load(model_dir))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    bad = n = 0
-    with open(args.input, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompt = row["prompt"]
-                keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
-                if not keys or not isinstance(prompt, (str, list)):
-                    raise ValueError("needs a prompt and a string response, chosen or rejected")
-                result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
-            except (ValueError, KeyError, TypeError) as err:
-                bad += 1
-                result = {"line": n, "error": f"{type(err).__name__}: {err}"}
-            out.write(json.dumps(result) + "\n")
+    bad = rows = 0
+    for item in read_objects(args.input):
+        rows += 1
+        n = item.line if isinstance(item, BadRow) else item[0]
+        try:
+            if isinstance(item, BadRow):
+                raise ValueError(item.reason)
+            row = item[1]
+            prompt = row.get("prompt")
+            keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
+            if not keys or not isinstance(prompt, (str, list)):
+                raise ValueError("needs a prompt and a string response, chosen or rejected")
+            result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
+        except (ValueError, KeyError, TypeError) as err:
+            bad += 1
+            result = {"line": n, "error": f"{type(err).__name__}: {err}"}
+        out.write(json.dumps(result) + "\n")
     if args.output:
         out.close()
-        print(f"reward score: {n} rows scored ({bad} bad) -> {args.output}")
+        print(f"reward score: {rows} rows scored ({bad} bad) -> {args.output}")
     return 0
 
 
@@ -384,7 +385,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
 
     import torch
 
-    from llmdata.chat import ChatTemplate
+    from llmdata.chat import BadRow, ChatTemplate, read_objects
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model
     from training.generate import Sampling, chat_reply, continuation
@@ -408,16 +409,19 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
             raise ValueError("a list of messages needs --chat")
         return continuation(model, tokenizer, prompt, sampling, generator)
 
-    rows: list = [(None, p) for p in args.prompt or []]
+    rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:
-        with open(args.input, encoding="utf-8", errors="replace") as f:
-            rows += [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
+        rows += [(item.line, item) if isinstance(item, BadRow) else item[:2] for item in read_objects(args.input)]
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     bad = 0
     for n, item in rows:
         result: dict = {} if n is None else {"line": n}
         try:
-            prompt = item if n is None else json.loads(item)["prompt"]
+            if isinstance(item, BadRow):
+                raise ValueError(item.reason)
+            if "prompt" not in item:
+                raise ValueError('the row has no "prompt"')
+            prompt = item["prompt"]
             if not isinstance(prompt, (str, list)):
                 raise ValueError("prompt must be a string or a list of {role, content} messages")
             try:

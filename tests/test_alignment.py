@@ -268,11 +268,12 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     # a pairwise loss has no perplexity: none is reported
     assert "val_ppl" not in manifest["summary"] and "perplexity" not in (out / "report.md").read_text()
     rows = tmp_path / "score.jsonl"
-    rows.write_text('{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n')
+    rows.write_bytes(b'{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n{"prompt": "\xff"}\n')
     capsys.readouterr()
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert isinstance(lines[0]["response_reward"], float) and "error" in lines[1]
+    assert isinstance(lines[0]["response_reward"], float) and "invalid JSON" in lines[1]["error"]
+    assert lines[2] == {"line": 3, "error": "ValueError: invalid UTF-8 at byte 12"}
     hf = json.loads((out / "hf" / "config.json").read_text())
     assert hf["architectures"] == ["LlamaForSequenceClassification"] and hf["num_labels"] == 1
 

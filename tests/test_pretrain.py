@@ -293,14 +293,16 @@ def test_generate_command_continues_and_answers_prompts(pretrained, tmp_path, ca
     assert outs[0] == outs[1]
 
     rows_file = tmp_path / "prompts.jsonl"
-    rows_file.write_text('{"prompt": "What is 3 + 4?"}\nnot json\n\n{"prompt": 5}\n'
-                         '{"prompt": [{"role": "user", "content": "Hi"}]}\n{"prompt": [{"role": "robot", "content": "x"}]}\n')
+    rows_file.write_bytes(b'{"prompt": "What is 3 + 4?"}\nnot json\n\n{"prompt": 5}\n'
+                          b'{"prompt": [{"role": "user", "content": "Hi"}]}\n{"prompt": [{"role": "robot", "content": "x"}]}\n'
+                          b'{"prompt": "caf\xe9"}\n')  # Latin-1, not UTF-8: an error row, not a silently altered prompt
     out = tmp_path / "answers.jsonl"
     assert main(["generate", "--model", final, "--chat", "--input", str(rows_file), "--output", str(out), "--max-new-tokens", "4"]) == 0
     got = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["line"] for r in got] == [1, 2, 4, 5, 6]
-    assert [("error" in r) for r in got] == [False, True, True, False, True]
-    assert isinstance(got[0]["completion"], str) and "generate: 5 prompts (3 bad)" in capsys.readouterr().out
+    assert [r["line"] for r in got] == [1, 2, 4, 5, 6, 7]
+    assert [("error" in r) for r in got] == [False, True, True, False, True, True]
+    assert "invalid UTF-8 at byte 15" in got[-1]["error"]
+    assert isinstance(got[0]["completion"], str) and "generate: 6 prompts (4 bad)" in capsys.readouterr().out
     assert main(["generate", "--model", final, "--input", str(rows_file), "--max-new-tokens", "2"]) == 0
     plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert "needs --chat" in plain[3]["error"]  # a list of messages without the chat template
