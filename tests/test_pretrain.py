@@ -134,6 +134,8 @@ def _damage_shards_json(pack):
     (lambda pack: (pack / "train-00000.plan.npz").write_bytes(b"PK junk"), "train-00000.plan.npz is not a packing plan"),
     (lambda pack: shutil.copy(pack / "val-00000.plan.npz", pack / "train-00000.plan.npz"), "train-00000.plan.npz: the plan"),
     (_damage_shards_json, "was packed with another tokenizer"),
+    (lambda pack: (pack / "shards.json").write_text("{not json"), "shards.json is not a pack stage's shards.json (JSONDecodeError"),
+    (lambda pack: (pack / "shards.json").write_text('{"seq_len": 128}'), "shards.json (KeyError: 'pad_id')"),
 ])
 def test_damaged_or_mismatched_packed_data_is_one_line_and_clears_no_checkpoints(packed, tmp_path, capsys, damage, says):
     """Checked before training and before the stage folder is touched: the checkpoints of an

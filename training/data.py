@@ -18,12 +18,26 @@ from llmdata.packing import IndexedDataset, PackPlan, sample_arrays
 from training.stage import TrainingInputError
 
 
+def read_pack_info(folder: str) -> dict:
+    """A pack stage's shards.json, with seq_len, pad_id and eot_id checked to be numbers: a damaged
+    file is one line, before anything is trained."""
+    path = os.path.join(folder, "shards.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        checked = {key: int(info[key]) for key in ("seq_len", "pad_id", "eot_id")}
+        if checked["seq_len"] < 1:
+            raise ValueError(f"seq_len {checked['seq_len']}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise TrainingInputError(f"{path} is not a pack stage's shards.json ({type(err).__name__}: {err})") from None
+    return {**info, **checked}
+
+
 class PackedDataset(Dataset):
     """All shards of one split (`train` or `val`) of a pack stage folder."""
 
     def __init__(self, folder: str, split: str = "train"):
-        with open(os.path.join(folder, "shards.json"), encoding="utf-8") as f:
-            info = json.load(f)
+        info = read_pack_info(folder)
         self.pad_id = int(info["pad_id"])
         self.seq_len = int(info["seq_len"])
         prefixes = [idx[: -len(".idx")] for idx in sorted(glob.glob(os.path.join(folder, f"{split}-*.idx")))]

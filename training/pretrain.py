@@ -12,7 +12,6 @@ checkpoints that the next run with the same fingerprint resumes from, and no man
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Optional
 
@@ -63,7 +62,7 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
     import torch.distributed as dist
 
     from llmdata.tokenizer_io import BPETokenizer
-    from training.data import PackedDataset
+    from training.data import PackedDataset, read_pack_info
     from training.export import save_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
@@ -83,13 +82,12 @@ def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, ou
 
     # The inputs are read and checked before the folder is touched: a wrong one clears no checkpoints.
     tokenizer = BPETokenizer.load(tokenizer_dir)
-    with open(os.path.join(pack_dir, "shards.json"), encoding="utf-8") as f:
-        packed = json.load(f)
-    seq_len = int(packed["seq_len"])
-    if packed.get("eot_id") != tokenizer.eot_id or not 0 <= packed.get("pad_id", -1) < tokenizer.vocab_size:
+    packed = read_pack_info(pack_dir)
+    seq_len = packed["seq_len"]
+    if packed["eot_id"] != tokenizer.eot_id or not 0 <= packed["pad_id"] < tokenizer.vocab_size:
         raise TrainingInputError(
-            f"{pack_dir} was packed with another tokenizer (end-of-text id {packed.get('eot_id')}, padding id "
-            f"{packed.get('pad_id')}) than {tokenizer_dir} (end-of-text id {tokenizer.eot_id}, vocabulary "
+            f"{pack_dir} was packed with another tokenizer (end-of-text id {packed['eot_id']}, padding id "
+            f"{packed['pad_id']}) than {tokenizer_dir} (end-of-text id {tokenizer.eot_id}, vocabulary "
             f"{tokenizer.vocab_size}); pass the tokenizer the pack stage used")
     train = PackedDataset(pack_dir, "train")
     try:
