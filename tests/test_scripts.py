@@ -1,0 +1,46 @@
+"""Script detection: the one place that says which writing system a text is in."""
+from collections import Counter
+
+import regex
+from hypothesis import given, strategies as st
+
+from llmdata.scripts import NO_SPACE_SCRIPTS, dominant_script, script_counts, spaceless_share
+
+
+def test_scripts_of_real_sentences():
+    cases = {
+        "The quick brown fox": "latin",
+        "系统启动失败，请检查日志。": "han",
+        "これは日本語の文章です。漢字も使います。": "kana",
+        "ระบบเริ่มทำงานแล้ว": "thai",
+        "시스템이 시작되었습니다": "hangul",
+        "Система запущена": "cyrillic",
+        "تم تشغيل النظام": "arabic",
+        "המערכת הופעלה": "hebrew",
+        "सिस्टम शुरू हो गया": "devanagari",
+        "x² + y² = 42 !": "latin",
+        "12345 !!! ...": "none",
+    }
+    for text, script in cases.items():
+        assert dominant_script(text) == script, text
+
+
+def test_kanji_heavy_japanese_is_not_chinese():
+    # 10 Han letters, 3 kana: more than a fifth of the Han+kana letters are kana
+    assert dominant_script("東京都渋谷区の天気予報です") == "kana"
+    assert dominant_script("东京都涩谷区天气预报") == "han"
+
+
+def test_counts_only_letters():
+    assert script_counts("a1 b2, 中。") == Counter({"latin": 2, "han": 1})
+    assert spaceless_share(script_counts("ab中文")) == 0.5
+    assert spaceless_share(Counter()) == 0.0
+    assert {"han", "kana", "thai"} <= NO_SPACE_SCRIPTS and "hangul" not in NO_SPACE_SCRIPTS
+
+
+@given(st.text())
+def test_every_letter_is_counted_once(text):
+    counts = script_counts(text)
+    letters = regex.findall(r"(?![\p{Script=Common}\p{Script=Inherited}])\p{L}", text)
+    assert sum(counts.values()) == len(letters)
+    assert dominant_script(text) in {*counts, "kana", "none"}
