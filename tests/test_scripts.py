@@ -44,3 +44,24 @@ def test_every_letter_is_counted_once(text):
     letters = regex.findall(r"(?![\p{Script=Common}\p{Script=Inherited}])\p{L}", text)
     assert sum(counts.values()) == len(letters)
     assert dominant_script(text) in {*counts, "kana", "none"}
+
+
+def test_words_per_script():
+    from llmdata.scripts import words
+    assert words("def foo_bar(x): return x+1") == ["def", "foo_bar", "x", "return", "x", "1"]
+    assert words("系统启动失败，请检查日志。") == list("系统启动失败请检查日志")
+    assert words("コーヒーを飲む") == ["コー", "ヒー", "を", "飲", "む"]
+    assert words("ระบบเริ่มทำงานแล้ว ok") == ["ระบบ", "เริ่ม", "ทำงาน", "แล้ว", "ok"]
+    assert words("Привет, мир! café") == ["Привет", "мир", "café"]
+    assert words("中文English混合") == ["中", "文", "English", "混", "合"]
+
+
+@given(st.text())
+def test_words_are_pieces_of_the_text_in_order(text):
+    from llmdata.scripts import words
+    pos = 0
+    for w in words(text):
+        assert w.strip() == w and w
+        found = text.find(w, pos)
+        assert found >= 0
+        pos = found + len(w)
