@@ -15,6 +15,8 @@ from typing import Callable, Literal, Optional
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmdata.errors import LlmpipeError
+
 # Cc (controls) except tab and newline, Cf (format: zero-width, bidi marks, soft hyphen, BOM),
 # and the line/paragraph separators; carriage returns become newlines first.
 _INVISIBLE = regex.compile(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}--[\t\n]]", regex.V1)
@@ -111,7 +113,7 @@ def _word_alternation(keys: tuple[str, ...], case_sensitive: bool) -> regex.Patt
     return regex.compile(r"(?<!\w)(?:%s)(?!\w)" % body, flags)
 
 
-class NormalizerUnavailable(RuntimeError):
+class NormalizerUnavailable(LlmpipeError, RuntimeError):
     """A configured step needs data or packages that are not installed (e.g. WordNet)."""
 
 

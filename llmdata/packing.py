@@ -20,9 +20,21 @@ import os
 import struct
 import zipfile
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PackOptions(BaseModel):
+    """How the pack stage turns documents into training sequences (the `pack:` config section)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq_len: int = Field(2048, ge=8, le=1_048_576)  # tokens per training sequence
+    strategy: Literal["concat", "best_fit"] = "best_fit"
+    val_fraction: float = Field(0.02, ge=0, lt=0.5)  # documents for validation, by a hash of the id
+    encode_threads: int = Field(1, ge=1, le=64)
+
 
 _HEADER = b"MMIDIDX\x00\x00"
 _DTYPE_CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 3, np.dtype(np.int32): 4,

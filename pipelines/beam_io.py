@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import fs
 
+from llmdata.errors import LlmpipeError
 from llmdata.records import (
     FieldSpec,
     Quarantined,
@@ -161,7 +162,7 @@ class ReadFileUnits(beam.DoFn):
         yield beam.pvalue.TaggedOutput(UNITS, (source, units))
 
 
-class BadRecordError(RuntimeError):
+class BadRecordError(LlmpipeError, RuntimeError):
     """A bad record met a `fail` policy; the message names the file, line and kind."""
 
 

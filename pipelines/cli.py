@@ -33,7 +33,9 @@ class _QuietOptionalBeamImports(logging.Filter):
 
 logging.getLogger().addFilter(_QuietOptionalBeamImports())
 
-from pipelines.config import ConfigError, PipelineConfig, load_config  # noqa: E402  (after the filter)
+from llmdata.errors import LlmpipeError, error_names  # noqa: E402  (after the filter)
+from pipelines.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from pipelines.runner import resolve_beam_args  # noqa: E402
 
 EXIT_USAGE = 2
 
@@ -53,16 +55,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun even when the stage's manifest is up to date")
     parser.add_argument("--workers", type=int, default=None,
                         help="DirectRunner worker processes (multi_processing); ignored with another --runner")
-
-
-def _beam_args(beam_args: list[str], workers: Optional[int]) -> list[str]:
-    args = list(beam_args)
-    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
-    if not any(a.startswith("--runner") for a in args):
-        args.insert(0, "--runner=DirectRunner")
-    if workers and runner in ("DirectRunner", "direct"):
-        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    return args
 
 
 def _load(args: argparse.Namespace) -> PipelineConfig:
@@ -158,7 +150,7 @@ def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
         cfg.pack.tokenizer = args.tokenizer
     pattern, upstream = (args.input, None) if args.input else _stage_input(cfg, stage)
     out = args.output or stage_dir(cfg, stage)
-    _run_stage(cfg, stage, pattern, out, _beam_args(beam_args, args.workers), args.force, upstream,
+    _run_stage(cfg, stage, pattern, out, resolve_beam_args(beam_args, args.workers), args.force, upstream,
                getattr(args, "thresholds", None))
     return 0
 
@@ -452,7 +444,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     first, last = ALL_STAGES.index(args.from_stage), ALL_STAGES.index(args.to_stage)
     if first > last:
         raise ConfigError(f"--from {args.from_stage} comes after --to {args.to_stage}")
-    options = _beam_args(beam_args, args.workers)
+    options = resolve_beam_args(beam_args, args.workers)
     for stage in ALL_STAGES[first : last + 1]:
         if stage in DATA_STAGES:
             pattern, upstream = _stage_input(cfg, stage)
@@ -650,20 +642,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OURS = ("BadRecordError", "StageInputError", "ConfigError", "AccountingError", "NormalizerUnavailable", "TrainingInputError")
-
-
 def _one_line(err: BaseException) -> Optional[str]:
-    """Find our own error inside whatever wrapped it (Beam re-raises worker errors as its own)."""
+    """Find our own error inside whatever wrapped it (Beam re-raises worker errors as its own,
+    sometimes only as text that names the original class)."""
     seen = set()
     cur: Optional[BaseException] = err
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if type(cur).__name__ in _OURS:
+        if isinstance(cur, LlmpipeError):
             return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
         cur = cur.__cause__ or cur.__context__
     text = str(err)
-    for name in _OURS:
+    for name in error_names():
         marker = f"{name}: "
         if marker in text:
             return text.split(marker, 1)[1].splitlines()[0].split(" [while running")[0]

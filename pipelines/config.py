@@ -13,19 +13,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmdata.dedup import DedupOptions
+from llmdata.errors import LlmpipeError
 from llmdata.missing import MissingOptions
 from llmdata.normalize import NormalizeOptions
 from llmdata.outliers import OutlierOptions
+from llmdata.packing import PackOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
-from pipelines.pack import PackOptions
 from pipelines.tokenizer import TokenizerOptions
 from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
 
-class ConfigError(ValueError):
+class ConfigError(LlmpipeError, ValueError):
     """A configuration problem, reported as one line before any work starts."""
 
 

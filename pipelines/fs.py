@@ -1,4 +1,8 @@
-"""File access through Beam's FileSystems, so every stage works on local paths, gs:// and s3://."""
+"""File access through Beam's FileSystems, so every stage works on local paths, gs:// and s3://.
+
+Beam is imported on first use, not with this module: the training stages and the config loader
+read and write manifests through here without paying for (or depending on) Beam's import.
+"""
 from __future__ import annotations
 
 import json
@@ -6,12 +10,26 @@ import os
 import uuid
 from typing import Any
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+class _Lazy:
+    """`FileSystems` and `CompressionTypes`, imported from Beam when first touched."""
+
+    def __getattr__(self, name: str) -> Any:
+        from apache_beam.io.filesystem import CompressionTypes as compression
+        from apache_beam.io.filesystems import FileSystems as filesystems
+
+        value = {"FileSystems": filesystems, "CompressionTypes": compression}[name]
+        setattr(self, name, value)
+        return value
+
+
+_beam = _Lazy()
 
 
 def join(base: str, *parts: str) -> str:
-    return FileSystems.join(base, *parts)
+    if is_local(base):
+        return os.path.join(base, *parts)
+    return _beam.FileSystems.join(base, *parts)
 
 
 def is_local(path: str) -> bool:
@@ -21,7 +39,7 @@ def is_local(path: str) -> bool:
 def match(pattern: str) -> list[tuple[str, int, float]]:
     """Files matching a glob or path: (path, size, last-modified seconds), sorted by path."""
     try:
-        result = FileSystems.match([pattern])[0]
+        result = _beam.FileSystems.match([pattern])[0]
     except Exception:  # Beam raises BeamIOError for a pattern with no match on some systems
         return []
     files = [
@@ -37,11 +55,13 @@ def match_many(paths: list[str]) -> list[tuple[str, int, float]]:
     """Metadata of known files (no glob), one listing call."""
     if not paths:
         return []
-    return [(m.path, m.size_in_bytes, 0.0) for r in FileSystems.match(paths) for m in r.metadata_list]
+    return [(m.path, m.size_in_bytes, 0.0) for r in _beam.FileSystems.match(paths) for m in r.metadata_list]
 
 
 def exists(path: str) -> bool:
-    return FileSystems.exists(path)
+    if is_local(path):
+        return os.path.exists(path)
+    return _beam.FileSystems.exists(path)
 
 
 def makedirs(path: str) -> None:
@@ -55,12 +75,15 @@ def remove_tree(path: str) -> None:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
-    elif FileSystems.exists(path):
-        FileSystems.delete([path])
+    elif _beam.FileSystems.exists(path):
+        _beam.FileSystems.delete([path])
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    if is_local(path):
+        with open(path, "rb") as f:
+            return f.read()
+    with _beam.FileSystems.open(path, compression_type=_beam.CompressionTypes.UNCOMPRESSED) as f:
         return f.read()
 
 
@@ -84,11 +107,11 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
         os.replace(tmp, path)
         return
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with _beam.FileSystems.create(tmp, compression_type=_beam.CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
+    if _beam.FileSystems.exists(path):
+        _beam.FileSystems.delete([path])
+    _beam.FileSystems.rename([tmp], [path])
 
 
 def write_text(path: str, text: str) -> None:
@@ -101,7 +124,7 @@ def write_json(path: str, obj: Any) -> None:
 
 def iter_json_lines(path: str):
     """Records of one (possibly gzipped) jsonl file, e.g. a stage's output shard."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+    with _beam.FileSystems.open(path, compression_type=_beam.CompressionTypes.AUTO) as f:
         for line in f.read().splitlines():
             if line.strip():
                 yield json.loads(line)
@@ -111,6 +134,6 @@ def read_lines(pattern: str) -> list[str]:
     """All lines of the (small) files matching a pattern, e.g. a stage's count shards."""
     lines: list[str] = []
     for path, _, _ in match(pattern):
-        with FileSystems.open(path) as f:
+        with _beam.FileSystems.open(path) as f:
             lines.extend(line.decode("utf-8") for line in f.read().splitlines() if line.strip())
     return lines

@@ -13,13 +13,14 @@ import time
 from importlib import metadata
 from typing import Any, Optional
 
+from llmdata.errors import LlmpipeError
 from pipelines import fs
 
 MANIFEST = "manifest.json"
 _PACKAGES = ("llmpipe", "apache-beam", "pandas", "scipy", "numpy", "nltk", "datasketch", "pyarrow", "torch")
 
 
-class AccountingError(RuntimeError):
+class AccountingError(LlmpipeError, RuntimeError):
     """A data stage's counts do not add up: some record would be lost without a trace."""
 
 

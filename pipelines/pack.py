@@ -13,13 +13,12 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Iterator, Literal, Optional
+from typing import Callable, Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from llmdata.packing import best_fit_plan, concat_plan, token_dtype, write_indexed
+from llmdata.packing import PackOptions, best_fit_plan, concat_plan, token_dtype, write_indexed
 from llmdata.records import FieldSpec, Quarantined
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
@@ -29,14 +28,6 @@ from pipelines.stage import StageInputError, beam_pipeline, begin, outcome_count
 from pipelines.tokenizer import is_heldout
 
 WORK = "_work"
-
-
-class PackOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    seq_len: int = Field(2048, ge=8, le=1_048_576)
-    strategy: Literal["concat", "best_fit"] = "best_fit"
-    val_fraction: float = Field(0.02, ge=0, lt=0.5)
-    encode_threads: int = Field(1, ge=1, le=64)
 
 
 class PackFile(beam.DoFn):

@@ -6,12 +6,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from llmdata.errors import LlmpipeError
 from pipelines import fs
 from pipelines.beam_io import PRODUCTS
 from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
+from pipelines.runner import beam_pipeline  # noqa: F401 - the stages build their pipelines through here
 
 
-class StageInputError(ValueError):
+class StageInputError(LlmpipeError, ValueError):
     """The stage's input cannot be used (no files match, a thresholds file is missing...)."""
 
 
@@ -53,14 +55,6 @@ def plan_stage(
     if done:
         log(f"{stage}: up to date in {out} (use --force to rerun)")
     return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
-
-
-def beam_pipeline(beam_args: list[str]):
-    """A Beam pipeline from pass-through options; the local DirectRunner when none are given."""
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    return beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"]))
 
 
 def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> None:

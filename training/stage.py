@@ -8,12 +8,13 @@ import shutil
 from collections import Counter
 from typing import Callable, Optional
 
+from llmdata.errors import LlmpipeError
 from pipelines.manifest import input_fingerprint, is_complete, read_manifest
 
 FINGERPRINT_FILE = "fingerprint"
 
 
-class TrainingInputError(ValueError):
+class TrainingInputError(LlmpipeError, ValueError):
     """The stage's input folders are missing or unusable (one line for the CLI)."""
 
 

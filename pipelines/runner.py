@@ -1,0 +1,115 @@
+"""Which Beam runner a data stage runs on, and the pass-through options it is given.
+
+Two promises:
+- The local runner is chosen explicitly. Beam's `DirectRunner` (2.77) first tries the Prism
+  runner, which downloads a binary, and falls back to its in-process engines when that fails, so
+  the same command would run on a different engine depending on whether the network is up.
+  `LocalRunner` is the DirectRunner's own switch between its in-process engines (the FnApiRunner,
+  or the BundleBasedDirectRunner where a pipeline needs it) with the Prism attempt left out.
+  `--runner=PrismRunner` still asks for Prism explicitly.
+- Pipeline options are checked before any output is touched: an option no Beam options class
+  knows (a typo such as `--runer=DataflowRunner`) is a one-line error, where Beam would log it,
+  drop it and run the job on the local runner.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Optional
+
+from llmdata.errors import LlmpipeError
+
+#: names that mean "run here, in this process (or --workers processes)"
+LOCAL_RUNNER_NAMES = ("DirectRunner", "direct", "LocalRunner")
+
+
+class BeamOptionsError(LlmpipeError, ValueError):
+    """A pass-through Beam option that no runner would read, or a runner Beam does not know."""
+
+
+def runner_name(beam_args: list[str]) -> str:
+    """The `--runner` given (the last one wins, as in argparse), or "DirectRunner"."""
+    name = "DirectRunner"
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("--runner="):
+            name = arg.split("=", 1)[1]
+        elif arg == "--runner" and i + 1 < len(beam_args):
+            name = beam_args[i + 1]
+    return name
+
+
+def check_options(beam_args: list[str]) -> None:
+    """Refuse options that no Beam `PipelineOptions` class defines, naming the closest known one.
+
+    The runner's module is imported first, so options that only a runner defines (Flink's,
+    Spark's, Dataflow's) are known. Raises `BeamOptionsError`.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+    from apache_beam.runners.runner import create_runner
+
+    name = runner_name(beam_args)
+    if name not in LOCAL_RUNNER_NAMES:
+        try:
+            create_runner(name)  # imports the runner's module and, with it, its options classes
+        except (ValueError, ImportError) as err:
+            raise BeamOptionsError(f"Beam runner {name!r} is not available: {str(err).splitlines()[0]}") from None
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen: dict[str, type] = {}
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:  # every options class, as PipelineOptions.get_all_options collects them
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 - the parser Beam itself builds
+    _, unknown = parser.parse_known_args(beam_args)
+    flags = [a for a in unknown if a.startswith("-")]
+    if flags:
+        bad = flags[0].split("=", 1)[0]
+        known = [s for action in parser._actions for s in action.option_strings]  # noqa: SLF001
+        close = difflib.get_close_matches(bad, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BeamOptionsError(f"unknown Beam pipeline option {bad}{hint}; nothing was run")
+    stray = [a for a in unknown if not a.startswith("-")]
+    if stray:
+        raise BeamOptionsError(f"Beam pipeline option value {stray[0]!r} follows no option; nothing was run")
+
+
+def resolve_beam_args(beam_args: list[str], workers: Optional[int]) -> list[str]:
+    """The options a stage's pipeline gets: checked, with the local runner made explicit and
+    `--workers N` turned into N DirectRunner processes (ignored for another runner)."""
+    check_options(beam_args)
+    args = list(beam_args)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args.insert(0, "--runner=DirectRunner")
+    if workers and runner_name(args) in LOCAL_RUNNER_NAMES:
+        args = [a for a in args if not a.startswith(("--direct_num_workers", "--direct_running_mode"))]
+        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    return args
+
+
+def local_runner():
+    """The DirectRunner's in-process engines, without its attempt to download and start Prism.
+
+    Source: `apache_beam/runners/direct/direct_runner.py` (`SwitchingDirectRunner.run_pipeline`
+    tries Prism unless the runner is interactive; everything else is the same choice between
+    the FnApiRunner and the BundleBasedDirectRunner).
+    """
+    from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
+
+    class LocalRunner(SwitchingDirectRunner):
+        _is_interactive = True  # the one switch that skips Prism; nothing else reads it
+
+    return LocalRunner()
+
+
+def beam_pipeline(beam_args: list[str]):
+    """A Beam pipeline for checked pass-through options (`resolve_beam_args`): the local
+    runner when the options name none or a local one, else the runner they name."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = beam_args or ["--runner=DirectRunner"]
+    options = PipelineOptions(args)
+    if runner_name(args) in LOCAL_RUNNER_NAMES:
+        return beam.Pipeline(runner=local_runner(), options=options)
+    return beam.Pipeline(options=options)

@@ -1,0 +1,62 @@
+"""The Beam runner a stage runs on, and the options it is given, are checked up front: the local
+runner never tries Prism, and a misspelt option is refused before any output is touched."""
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.runner import BeamOptionsError, resolve_beam_args
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_local_runs_never_try_prism(monkeypatch, small_corpus, tmp_path):
+    from apache_beam.runners.portability import prism_runner
+
+    tried = []
+
+    def refuse(self, pipeline, options):  # Beam's DirectRunner would call this first, then fall back
+        tried.append(options)
+        raise RuntimeError("Prism is not allowed in this test")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", refuse)
+    folder, _ = small_corpus
+    assert main(["clean", "--config", "configs/pipeline.yaml", "--input", str(folder / "shard-*.jsonl.gz"),
+                 "--output", str(tmp_path / "out"), "--set", "clean.eval_labels=null"]) == 0
+    assert (tmp_path / "out" / "manifest.json").exists()
+    assert tried == []
+
+
+@pytest.mark.parametrize("beam_args, message", [
+    (["--runer=DataflowRunner", "--project=p"], "unknown Beam pipeline option --runer (did you mean --runner?)"),
+    (["--runner=DaskRunner"], "Beam runner 'DaskRunner' is not available"),
+    (["--project", "p", "stray"], "Beam pipeline option value 'stray' follows no option"),
+])
+def test_bad_beam_options_are_one_line_and_touch_nothing(beam_args, message, clean_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["tokenizer", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--output", str(out),
+                 "--set", "tokenizer.vocab_size=600"]) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    code = main(["tokenizer", "--input", str(clean_run / "kept" / "part-*.jsonl.gz"), "--output", str(out),
+                 "--set", "tokenizer.vocab_size=600", "--force", "--", *beam_args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("llmpipe: error: ") and message in err and err.count("\n") == 1
+    assert _snapshot(out) == before
+
+
+def test_cluster_options_pass_untouched_and_workers_only_for_the_local_runner():
+    dataflow = ["--runner=DataflowRunner", "--project=p", "--region=us-central1", "--temp_location=gs://b/tmp"]
+    assert resolve_beam_args(dataflow, workers=4) == dataflow
+    flink = ["--runner=FlinkRunner", "--flink_master=host:8081", "--environment_type=DOCKER", "--parallelism=8"]
+    assert resolve_beam_args(flink, workers=None) == flink
+    assert resolve_beam_args([], workers=2) == ["--runner=DirectRunner", "--direct_num_workers=2",
+                                                "--direct_running_mode=multi_processing"]
+    assert resolve_beam_args(["--direct_num_workers=8"], workers=2).count("--direct_num_workers=2") == 1
+    with pytest.raises(BeamOptionsError):
+        resolve_beam_args(["--num_workerz=3"], workers=None)
