@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data clean-stage dedup-stage tokenizer-stage pack-stage pretrain-stage bench-setup bench-clean bench-dedup bench-tokenizer bench-train distclean
+.PHONY: setup pipeline test sample-data bench-setup bench-clean bench-dedup bench-tokenizer bench-train distclean
 
 setup: $(STAMP)
 
@@ -32,20 +32,10 @@ sample-data: setup
 pipeline: sample-data
 	$(LLMPIPE) run --config $(CONFIG) --run-name $(RUN)
 
-clean-stage: sample-data
-	$(LLMPIPE) clean --config $(CONFIG) --run-name $(RUN)
-
-dedup-stage: clean-stage
-	$(LLMPIPE) dedup --config $(CONFIG) --run-name $(RUN)
-
-tokenizer-stage: dedup-stage
-	$(LLMPIPE) tokenizer --config $(CONFIG) --run-name $(RUN)
-
-pack-stage: tokenizer-stage
-	$(LLMPIPE) pack --config $(CONFIG) --run-name $(RUN)
-
-pretrain-stage: pack-stage
-	$(LLMPIPE) pretrain --config $(CONFIG) --run-name $(RUN)
+# One target per stage of the registry (pipelines/stages.py), e.g. `make pretrain-stage`: every
+# stage up to that one, each skipped when its manifest is up to date.
+%-stage: sample-data
+	$(LLMPIPE) run --config $(CONFIG) --run-name $(RUN) --to $*
 
 test: setup
 	$(PY) -m pytest

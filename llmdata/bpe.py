@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import regex
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmdata.tokenizer_io import DEFAULT_SPECIALS
 
 #: Pre-tokenizer regexes. gpt2: GPT-2's; gpt4: cl100k's (digits in groups of up to 3).
 PATTERNS = {
@@ -219,3 +222,30 @@ def encode_reference(text: str, merges: list[tuple[int, int]], pattern: regex.Pa
 
 def decode(ids: Iterable[int], vocab: dict[int, bytes]) -> str:
     return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
+class TokenizerOptions(BaseModel):
+    """How the tokenizer stage trains (the `tokenizer:` config section)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vocab_size: int = Field(8192, ge=300, le=1_000_000)  # bytes + merges + special tokens
+    pattern: str = "gpt4"  # gpt2 | gpt4 | a regex of your own
+    min_frequency: int = Field(2, ge=1)  # pre-tokens seen fewer times are left out of the table
+    max_pretokens: int = Field(2_000_000, ge=1000)  # distinct pre-tokens kept for the merge step
+    min_pair_count: int = Field(2, ge=1)
+    heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
+    heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
+    specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
+    flush_every: int = Field(200_000, ge=1000)  # distinct pieces (words, mostly) held per bundle before a flush
+
+    def regex_pattern(self) -> str:
+        return PATTERNS.get(self.pattern, self.pattern)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            regex.compile(PATTERNS.get(value, value))
+        except regex.error as err:
+            raise ValueError(f"not a valid regex ({err})") from None
+        return value

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -95,63 +94,21 @@ def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
-#: The data stages in run order, and the stage whose kept documents each one reads by default.
-DATA_STAGES = ("clean", "dedup", "tokenizer", "pack")
-UPSTREAM = {"dedup": "clean", "tokenizer": "dedup", "pack": "dedup"}
-
-
-def _stage_input(cfg: PipelineConfig, stage: str) -> tuple[str, Optional[str]]:
-    """A stage's input glob and the upstream stage folder that stands for it in the fingerprint:
-    the raw input for clean, the upstream stage's kept documents for the others (unless the
-    stage's own `input` is set)."""
-    from pipelines import fs
-    from pipelines.rundir import stage_dir
-
-    if stage == "clean":
-        if not cfg.run.input:
-            raise ConfigError("no input: give --input GLOB or set run.input in the config")
-        return cfg.run.input, None
-    upstream = stage_dir(cfg, UPSTREAM[stage])
-    own = getattr(cfg, stage).input
-    return (own, None) if own else (fs.join(upstream, "kept", "part-*.jsonl.gz"), upstream)
-
-
-def _run_stage(cfg: PipelineConfig, stage: str, pattern: str, out: str, beam_args: list[str], force: bool,
-               upstream: Optional[str], thresholds: Optional[str] = None) -> dict:
-    from pipelines.rundir import stage_dir
-
-    if stage == "clean":
-        from pipelines.clean_stage import run_clean
-
-        return run_clean(cfg.clean, pattern, out, beam_args, force=force, thresholds_file=thresholds)
-    if stage == "dedup":
-        from pipelines.dedup_stage import run_dedup
-
-        return run_dedup(cfg.dedup, pattern, out, beam_args, force=force, upstream=upstream)
-    section = getattr(cfg, stage)
-    policies, default = dict(section.bad_records.per_kind), section.bad_records.default
-    if stage == "tokenizer":
-        from pipelines.tokenizer import run_tokenizer
-
-        return run_tokenizer(section, pattern, out, beam_args, policies, default, force=force, upstream=upstream)
-    from pipelines.pack import run_pack
-
-    tokenizer_dir = section.tokenizer or stage_dir(cfg, "tokenizer")
-    return run_pack(section, pattern, tokenizer_dir, out, beam_args, policies, default, force=force, upstream=upstream)
-
-
 def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """One data stage: its input from --input, the config, or the stage before it in the run dir."""
-    from pipelines.rundir import stage_dir
+    """Any stage of the registry (pipelines/stages.py): its input from the command line, the
+    config, or the stage before it in the run folder. Several ranks (--nproc N) relaunch the same
+    command under the deepspeed launcher."""
+    from pipelines.stages import StageCall, spec, stage_dir
 
+    stage = spec(args.command)
+    if stage.name == "reward" and args.action == "score":
+        return _reward_score(args)
+    if stage.kind == "train" and _launcher_needed(args):
+        return _relaunch(args.nproc, sys.argv[1:])
     cfg = _load(args)
-    stage = args.command
-    if getattr(args, "tokenizer", None):
-        cfg.pack.tokenizer = args.tokenizer
-    pattern, upstream = (args.input, None) if args.input else _stage_input(cfg, stage)
-    out = args.output or stage_dir(cfg, stage)
-    _run_stage(cfg, stage, pattern, out, resolve_beam_args(beam_args, args.workers), args.force, upstream,
-               getattr(args, "thresholds", None))
+    beam = resolve_beam_args(beam_args, args.workers) if stage.kind == "data" else []
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "overrides", "force")}
+    stage.run(StageCall(cfg, args.output or stage_dir(cfg, stage.name), args.force, beam, given))
     return 0
 
 
@@ -215,68 +172,9 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _train_dirs(cfg: PipelineConfig, stage: str, args: Optional[argparse.Namespace] = None) -> tuple[str, str, str]:
-    """(input folder, tokenizer folder, output folder) of a training stage."""
-    from pipelines.rundir import stage_dir
-
-    section = getattr(cfg, stage)
-    given = (lambda name: getattr(args, name, None)) if args else (lambda name: None)
-    return (given("input") or section.input or stage_dir(cfg, "pack"),
-            given("tokenizer") or section.tokenizer or stage_dir(cfg, "tokenizer"),
-            given("output") or stage_dir(cfg, stage))
-
-
-def cmd_pretrain(args: argparse.Namespace, _beam: list[str]) -> int:
-    """Pretraining: in-process for one rank, or re-launched under `deepspeed` with --nproc N."""
-    if _launcher_needed(args):
-        return _relaunch(args.nproc, sys.argv[1:])
-    from training.pretrain import run_pretrain
-
-    cfg = _load(args)
-    pack_dir, tokenizer_dir, out = _train_dirs(cfg, "pretrain", args)
-    run_pretrain(cfg.pretrain, pack_dir, tokenizer_dir, out, force=args.force, until_step=args.until_step,
-                 progress=not args.no_progress)
-    return 0
-
-
 def _launcher_needed(args: argparse.Namespace) -> bool:
     """Several ranks asked for, and not yet running under the deepspeed launcher."""
     return bool(args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ)
-
-
-def cmd_model_stage(args: argparse.Namespace, _beam: list[str]) -> int:
-    """SFT, LoRA, reward-model training or DPO, from a trained model folder (default: the final
-    model of the section's `start_from` stage); `reward score` scores responses instead."""
-    stage = args.command
-    if stage == "reward" and args.action == "score":
-        return _reward_score(args)
-    if _launcher_needed(args):
-        return _relaunch(args.nproc, sys.argv[1:])
-    if stage in ("sft", "lora"):
-        from training.finetune import run_finetune
-
-        run = functools.partial(run_finetune, stage)
-    elif stage == "reward":
-        from training.reward import run_reward as run
-    else:
-        from training.dpo import run_dpo as run
-    cfg = _load(args)
-    run(getattr(cfg, stage), _base_dir(cfg, stage, args.base), args.output or stage_dir_of(cfg, stage),
-        force=args.force, until_step=args.until_step, progress=not args.no_progress)
-    return 0
-
-
-def _base_dir(cfg: PipelineConfig, stage: str, given: Optional[str] = None) -> str:
-    """The model an alignment stage starts from: --base, the section's `base`, or the final model of
-    its `start_from` stage in the run."""
-    section = getattr(cfg, stage)
-    return given or section.base or os.path.join(stage_dir_of(cfg, section.start_from), "final")
-
-
-def stage_dir_of(cfg: PipelineConfig, stage: str) -> str:
-    from pipelines.rundir import stage_dir
-
-    return stage_dir(cfg, stage)
 
 
 def _reward_score(args: argparse.Namespace) -> int:
@@ -285,11 +183,12 @@ def _reward_score(args: argparse.Namespace) -> int:
 
     from llmdata.chat import BadRow, ChatTemplate, read_objects
     from llmdata.tokenizer_io import BPETokenizer
+    from pipelines.stages import stage_dir
     from training.reward import load_reward_model, score
     from training.stage import TrainingInputError, require
 
     cfg = _load(args)
-    model_dir = args.model or os.path.join(stage_dir_of(cfg, "reward"), "final")
+    model_dir = args.model or os.path.join(stage_dir(cfg, "reward"), "final")
     require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
     if not args.input:
         raise TrainingInputError("reward score needs --input FILE.jsonl with prompt and response (or chosen/rejected)")
@@ -432,41 +331,17 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
-#: Every stage `llmpipe run` knows, in order.
-ALL_STAGES = DATA_STAGES + ("pretrain", "sft", "lora", "reward", "dpo")
-
-
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage from --from to --to, in order, each skipped when its manifest is up to date."""
-    from pipelines.rundir import run_root, stage_dir
+    from pipelines.rundir import run_root
+    from pipelines.run_report import write_run_report
+    from pipelines.stages import StageCall, stage_dir, stage_range
 
     cfg = _load(args)
-    first, last = ALL_STAGES.index(args.from_stage), ALL_STAGES.index(args.to_stage)
-    if first > last:
-        raise ConfigError(f"--from {args.from_stage} comes after --to {args.to_stage}")
+    stages = stage_range(args.from_stage, args.to_stage)
     options = resolve_beam_args(beam_args, args.workers)
-    for stage in ALL_STAGES[first : last + 1]:
-        if stage in DATA_STAGES:
-            pattern, upstream = _stage_input(cfg, stage)
-            _run_stage(cfg, stage, pattern, stage_dir(cfg, stage), options, args.force, upstream)
-        elif stage == "pretrain":
-            from training.pretrain import run_pretrain
-
-            run_pretrain(cfg.pretrain, *_train_dirs(cfg, "pretrain"), force=args.force)
-        elif stage in ("sft", "lora"):
-            from training.finetune import run_finetune
-
-            run_finetune(stage, getattr(cfg, stage), _base_dir(cfg, stage), stage_dir(cfg, stage), force=args.force)
-        elif stage == "reward":
-            from training.reward import run_reward
-
-            run_reward(cfg.reward, _base_dir(cfg, "reward"), stage_dir(cfg, "reward"), force=args.force)
-        else:
-            from training.dpo import run_dpo
-
-            run_dpo(cfg.dpo, _base_dir(cfg, "dpo"), stage_dir(cfg, "dpo"), force=args.force)
-    from pipelines.run_report import write_run_report
-
+    for stage in stages:
+        stage.run(StageCall(cfg, stage_dir(cfg, stage.name), args.force, options if stage.kind == "data" else []))
     report = write_run_report(run_root(cfg))
     print(f"run: finished; stage folders are under {run_root(cfg)}")
     print(f"run: report {report} (and report.md beside it)")
@@ -487,18 +362,29 @@ def cmd_report(args: argparse.Namespace, _beam: list[str]) -> int:
     return 0
 
 
-def _stage_parser(sub, name: str, help_text: str, description: str, default_input: str) -> argparse.ArgumentParser:
-    from pipelines.rundir import STAGE_FOLDERS
+def _stage_parsers(sub) -> None:
+    """One subcommand per registered stage, with the options its kind and its spec name."""
+    from pipelines.stages import STAGES
 
-    p = sub.add_parser(name, help=help_text, description=description)
-    _common(p)
-    p.add_argument("--input", default=None, help=f"input glob (any Beam filesystem); default: {default_input}")
-    p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/{STAGE_FOLDERS[name]}")
-    p.set_defaults(func=cmd_stage)
-    return p
+    for stage in STAGES:
+        p = sub.add_parser(stage.name, help=stage.help, description=stage.description)
+        _common(p)
+        if stage.kind == "data":
+            p.add_argument("--input", default=None, help=f"input glob (any Beam filesystem); default: {stage.default_input}")
+        p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/{stage.folder}")
+        for arg in stage.arguments:
+            p.add_argument(*arg.flags, **arg.kwargs)
+        if stage.kind == "train":
+            p.add_argument("--until-step", type=int, default=None,
+                           help="stop after this optimizer step with a checkpoint; the next run resumes from it")
+            p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
+        p.set_defaults(func=cmd_stage)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.stages import stage_names
+
     parser = argparse.ArgumentParser(
         prog="llmpipe",
         description="Raw text to an aligned language model, one stage at a time. "
@@ -516,82 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-docs", type=int, default=None, help="keep only this many good documents (small test corpora)")
     p.set_defaults(func=cmd_sample_data)
 
-    p = _stage_parser(sub, "clean", "stage 1: quarantine bad records, impute, normalize, filter (Beam)",
-                      "The clean stage (Apache Beam). Reads jsonl/jsonl.gz/parquet/text files, quarantines malformed "
-                      "records with a reason, imputes numeric metadata, normalizes text, applies the enabled fixed rules "
-                      "and the statistical outlier filter, and writes kept, rejected and quarantined records, "
-                      "thresholds.json, stats.json, report.md and manifest.json.", "run.input")
-    p.add_argument("--thresholds", default=None, help="apply a saved thresholds.json instead of computing thresholds")
-    _stage_parser(sub, "dedup", "stage 2: exact and MinHash near-duplicate removal (Beam)",
-                  "The dedup stage (Apache Beam). Groups exact duplicates by a normalized key, finds near duplicates "
-                  "with MinHash LSH (datasketch), verifies candidate pairs, computes connected components with keyed "
-                  "large-star/small-star rounds, keeps one document per cluster, and writes kept and removed documents "
-                  "(with cluster and duplicate_of), clusters.json, report.md and manifest.json.",
-                  "runs/<name>/01-clean/kept/part-*.jsonl.gz")
-    _stage_parser(sub, "tokenizer", "stage 3: train a byte-level BPE tokenizer (Beam counting + merges)",
-                  "Counts pre-tokens (GPT-2 or GPT-4 regex) as a Beam aggregation, keeps a bounded table (min "
-                  "frequency, cap on distinct pre-tokens), learns merges incrementally, and saves tokenizer.json (HF), "
-                  "vocab.json + merges.txt and a report with held-out bytes per token.",
-                  "runs/<name>/02-dedup/kept/part-*.jsonl.gz")
-    p = _stage_parser(sub, "pack", "stage 4: encode and pack documents into Megatron .bin/.idx (Beam)",
-                      "Encodes documents with the trained tokenizer (tiktoken fast path), appends end-of-text, splits "
-                      "train/val by a hash of the id, and writes Megatron .bin/.idx shards with a packing plan (concat "
-                      "or best_fit) per shard, shards.json and report.md.", "runs/<name>/02-dedup/kept/part-*.jsonl.gz")
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
-
-    p = sub.add_parser("pretrain", help="stage 5: pretrain the decoder on the packed tokens (DeepSpeed)",
-                       description="Next-token pretraining of the decoder model (training/model.py) on the pack stage's "
-                       "token files with a DeepSpeed engine built from the pretrain section: ZeRO 0-3, optional pipeline "
-                       "parallelism, evaluation, checkpoints with exact resume, safetensors export, metrics, loss curve "
-                       "and report. One rank runs in-process; --nproc N (or the deepspeed launcher) runs N ranks.")
-    _common(p)
-    p.add_argument("--input", default=None, help="pack stage folder; default: runs/<name>/04-pack")
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder; default: runs/<name>/03-tokenizer")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/05-pretrain")
-    p.add_argument("--until-step", type=int, default=None,
-                   help="stop after this optimizer step with a checkpoint; the next run resumes from it")
-    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs and metrics only)")
-    p.set_defaults(func=cmd_pretrain)
-
-    for name, number, what in (("sft", 6, "full supervised fine-tuning"), ("lora", 7, "LoRA fine-tuning (base frozen)")):
-        p = sub.add_parser(name, help=f"stage {number}: {what} on conversations (DeepSpeed)",
-                           description=f"{what.capitalize()} of a trained model on chat, prompt/completion or Alpaca "
-                           "JSONL with the loss on assistant tokens, packed with document masks; reports held-out loss "
-                           "and exact match of greedy answers before and after. Bad rows are counted with their line.")
-        _common(p)
-        p.add_argument("--base", default=None, help="model folder to start from; default: runs/<name>/05-pretrain/final")
-        p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/0{number}-{name}")
-        p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
-        p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.set_defaults(func=cmd_model_stage)
-
-    p = sub.add_parser("reward", help="stage 8: train a reward model on preference pairs, or score responses",
-                       description="`llmpipe reward` trains a scalar head on a trained model with the Bradley-Terry loss on "
-                       "{prompt, chosen, rejected} JSONL and reports held-out pairwise accuracy; `llmpipe reward score "
-                       "--input rows.jsonl` scores {prompt, response} (or chosen/rejected) rows with a trained one.")
-    _common(p)
-    p.add_argument("action", nargs="?", choices=["train", "score"], default="train")
-    p.add_argument("--base", default=None, help="model folder to start from; default: runs/<name>/05-pretrain/final")
-    p.add_argument("--model", default=None, help="score: reward model folder; default: runs/<name>/08-reward/final")
-    p.add_argument("--input", default=None, help="score: JSONL rows to score")
-    p.add_argument("--output", default=None, help="train: output folder (default runs/<name>/08-reward); score: JSONL file (default stdout)")
-    p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
-    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_model_stage)
-
-    p = sub.add_parser("dpo", help="stage 9: direct preference optimization of the SFT model on preference pairs",
-                       description="`llmpipe dpo` trains a model on {prompt, chosen, rejected} JSONL with the DPO loss against a "
-                       "frozen copy of itself, and reports held-out implicit-reward accuracy and exact match.")
-    _common(p)
-    p.add_argument("--base", default=None, help="model folder to start from (and the reference); default: runs/<name>/06-sft/final")
-    p.add_argument("--output", default=None, help="output folder; default: runs/<name>/09-dpo")
-    p.add_argument("--until-step", type=int, default=None, help="stop after this step with a checkpoint")
-    p.add_argument("--nproc", type=int, default=None, help="ranks on this machine, via the deepspeed launcher")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_model_stage)
+    _stage_parsers(sub)
 
     p = sub.add_parser("lora-merge", help="fold a LoRA adapter (PEFT layout) into its base model",
                        description="Write base + adapter as one model.safetensors: W + B·A·alpha/r for each adapted layer.")
@@ -628,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "
                        "config and inputs is skipped, so a killed run resumes at the first unfinished stage.")
     _common(p)
-    p.add_argument("--from", dest="from_stage", choices=ALL_STAGES, default=ALL_STAGES[0], help="first stage to run")
-    p.add_argument("--to", dest="to_stage", choices=ALL_STAGES, default=ALL_STAGES[-1], help="last stage to run")
+    p.add_argument("--from", dest="from_stage", choices=stage_names(), default=stage_names()[0], help="first stage to run")
+    p.add_argument("--to", dest="to_stage", choices=stage_names(), default=stage_names()[-1], help="last stage to run")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="rebuild the run report (report.html + report.md) from the stage folders",

@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmdata.bpe import TokenizerOptions
 from llmdata.dedup import DedupOptions
 from llmdata.errors import LlmpipeError
 from llmdata.missing import MissingOptions
@@ -20,7 +21,6 @@ from llmdata.outliers import OutlierOptions
 from llmdata.packing import PackOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
-from pipelines.tokenizer import TokenizerOptions
 from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection
 
 Policy = Literal["quarantine", "drop", "fail"]

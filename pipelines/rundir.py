@@ -3,19 +3,10 @@ from __future__ import annotations
 
 from pipelines import fs
 from pipelines.config import PipelineConfig
+from pipelines.stages import STAGES, spec
 
-#: Stage folders in pipeline order; a stage reads the folder of the stage before it.
-STAGE_FOLDERS = {
-    "clean": "01-clean",
-    "dedup": "02-dedup",
-    "tokenizer": "03-tokenizer",
-    "pack": "04-pack",
-    "pretrain": "05-pretrain",
-    "sft": "06-sft",
-    "lora": "07-lora",
-    "reward": "08-reward",
-    "dpo": "09-dpo",
-}
+#: Stage folders in pipeline order (from the stage registry); a stage reads the folder of the stage before it.
+STAGE_FOLDERS = {s.name: s.folder for s in STAGES}
 
 
 def run_root(cfg: PipelineConfig) -> str:
@@ -23,4 +14,4 @@ def run_root(cfg: PipelineConfig) -> str:
 
 
 def stage_dir(cfg: PipelineConfig, stage: str) -> str:
-    return fs.join(run_root(cfg), STAGE_FOLDERS[stage])
+    return fs.join(run_root(cfg), spec(stage).folder)

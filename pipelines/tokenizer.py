@@ -14,43 +14,16 @@ import time
 from typing import Callable, Iterator, Optional
 
 import apache_beam as beam
-import regex
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmdata.bpe import PATTERNS, PretokenCounter, learn_merges
+from llmdata.bpe import PATTERNS, PretokenCounter, TokenizerOptions, learn_merges
 from llmdata.records import FieldSpec, to_json_line
-from llmdata.tokenizer_io import DEFAULT_SPECIALS, BPETokenizer, bytes_per_token
+from llmdata.tokenizer_io import BPETokenizer, bytes_per_token
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
 from pipelines.stage import beam_pipeline, begin, outcome_counts, plan_stage, read_products
 
 WORK = "_work"
-
-
-class TokenizerOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    vocab_size: int = Field(8192, ge=300, le=1_000_000)  # bytes + merges + special tokens
-    pattern: str = "gpt4"  # gpt2 | gpt4 | a regex of your own
-    min_frequency: int = Field(2, ge=1)  # pre-tokens seen fewer times are left out of the table
-    max_pretokens: int = Field(2_000_000, ge=1000)  # distinct pre-tokens kept for the merge step
-    min_pair_count: int = Field(2, ge=1)
-    heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
-    heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
-    specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
-    flush_every: int = Field(200_000, ge=1000)  # distinct pieces (words, mostly) held per bundle before a flush
-
-    def regex_pattern(self) -> str:
-        return PATTERNS.get(self.pattern, self.pattern)
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            regex.compile(PATTERNS.get(value, value))
-        except regex.error as err:
-            raise ValueError(f"not a valid regex ({err})") from None
-        return value
 
 
 def is_heldout(doc_id: str, fraction: float) -> bool:

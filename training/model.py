@@ -14,6 +14,7 @@ The model knows nothing of parallelism or of saving checkpoints; those live besi
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal, Optional, get_args, get_type_hints
 
@@ -86,8 +87,14 @@ class ModelConfig:
         return 6 * n + 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
 
 
-def load_preset(name: str, path: str = "configs/models.yaml", **overrides) -> ModelConfig:
-    """A named preset from configs/models.yaml (read with safe_load), with overrides."""
+#: The packaged presets (tiny, 125m, 350m, 1b), found beside this file whatever the working directory.
+PRESETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models.yaml")
+
+
+def load_preset(name: str, path: Optional[str] = None, **overrides) -> ModelConfig:
+    """A named preset from `path` (default: the packaged `training/models.yaml`; read with
+    safe_load), with overrides. Raises ValueError for an unknown name."""
+    path = path or PRESETS
     import yaml
 
     with open(path, encoding="utf-8") as f:

@@ -74,7 +74,7 @@ class PretrainSection(TrainSection):
     input: Optional[str] = None  # default: the run's 04-pack folder
     tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
     model: str = "tiny"  # a preset name in `presets`
-    presets: str = "configs/models.yaml"
+    presets: Optional[str] = None  # a YAML of your own presets; default: the packaged training/models.yaml
     model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {position: alibi, n_layers: 2}
     # a model folder (another run's final/) to continue pretraining from, instead of random weights;
     # the architecture is then the folder's, so model_overrides must stay empty
