@@ -32,7 +32,7 @@ sample-data: setup
 pipeline: sample-data
 	$(LLMPIPE) run --config $(CONFIG) --run-name $(RUN)
 
-# One target per stage of the registry (pipelines/stages.py), e.g. `make pretrain-stage`: every
+# One target per stage of the registry (pipelines/registry.py), e.g. `make pretrain-stage`: every
 # stage up to that one, each skipped when its manifest is up to date.
 %-stage: sample-data
 	$(LLMPIPE) run --config $(CONFIG) --run-name $(RUN) --to $*

@@ -95,10 +95,10 @@ def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
 
 
 def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """Any stage of the registry (pipelines/stages.py): its input from the command line, the
+    """Any stage of the registry (pipelines/registry.py): its input from the command line, the
     config, or the stage before it in the run folder. Several ranks (--nproc N) relaunch the same
     command under the deepspeed launcher."""
-    from pipelines.stages import StageCall, spec, stage_dir
+    from pipelines.registry import StageCall, spec, stage_dir
 
     stage = spec(args.command)
     if stage.name == "reward" and args.action == "score":
@@ -183,7 +183,7 @@ def _reward_score(args: argparse.Namespace) -> int:
 
     from llmdata.chat import BadRow, ChatTemplate, read_objects
     from llmdata.tokenizer_io import BPETokenizer
-    from pipelines.stages import stage_dir
+    from pipelines.registry import stage_dir
     from training.reward import load_reward_model, score
     from training.stage import TrainingInputError, require
 
@@ -335,7 +335,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage from --from to --to, in order, each skipped when its manifest is up to date."""
     from pipelines.rundir import run_root
     from pipelines.run_report import write_run_report
-    from pipelines.stages import StageCall, stage_dir, stage_range
+    from pipelines.registry import StageCall, stage_dir, stage_range
 
     cfg = _load(args)
     stages = stage_range(args.from_stage, args.to_stage)
@@ -364,7 +364,7 @@ def cmd_report(args: argparse.Namespace, _beam: list[str]) -> int:
 
 def _stage_parsers(sub) -> None:
     """One subcommand per registered stage, with the options its kind and its spec name."""
-    from pipelines.stages import STAGES
+    from pipelines.registry import STAGES
 
     for stage in STAGES:
         p = sub.add_parser(stage.name, help=stage.help, description=stage.description)
@@ -383,7 +383,7 @@ def _stage_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.stages import stage_names
+    from pipelines.registry import stage_names
 
     parser = argparse.ArgumentParser(
         prog="llmpipe",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipelines import fs
 from pipelines.config import PipelineConfig
-from pipelines.stages import STAGES, spec
+from pipelines.registry import STAGES, spec
 
 #: Stage folders in pipeline order (from the stage registry); a stage reads the folder of the stage before it.
 STAGE_FOLDERS = {s.name: s.folder for s in STAGES}

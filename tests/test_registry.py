@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import stages
+from pipelines import registry
 from pipelines.cli import build_parser, main
 from pipelines.rundir import STAGE_FOLDERS
-from pipelines.stages import STAGES, StageCall, StageSpec, stage_names, stage_range
+from pipelines.registry import STAGES, StageCall, StageSpec, stage_names, stage_range
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_a_new_stage_is_one_registry_entry(monkeypatch, tmp_path):
         return {}
 
     echo = StageSpec("echo", "10-echo", "train", "a stage added by the test", "Writes a manifest.", run, "nothing")
-    monkeypatch.setattr(stages, "STAGES", STAGES + (echo,))
+    monkeypatch.setattr(registry, "STAGES", STAGES + (echo,))
     out = tmp_path / "given"
     assert main(["echo", "--output", str(out), "--until-step", "3"]) == 0
     assert calls[-1].out == str(out) and calls[-1].arg("until_step") == 3
