@@ -4,7 +4,6 @@ import json
 import subprocess
 from pathlib import Path
 
-
 from pipelines import registry
 from pipelines.cli import build_parser, main
 from pipelines.rundir import STAGE_FOLDERS
