@@ -11,7 +11,7 @@ from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
 from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.report import write_clean_report
-from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, publish, read_products
 
 
 def _feature_stats(products: dict[str, list], phase: str) -> dict:
@@ -86,7 +86,7 @@ def run_clean(
     if plan.up_to_date:
         return plan.up_to_date
 
-    begin(out, plan, "clean", log)
+    out = begin(out, plan, "clean", log)  # a fresh <out>.partial; the previous output stays until publish
     started = time.time()
     run_pipeline(plan.files, pattern, out, section, beam_args, saved, labels)
     pipeline_s = time.time() - started
@@ -121,6 +121,7 @@ def run_clean(
     if section.output.parquet:
         outputs["kept_parquet"] = "kept_parquet/part-*.parquet"
     manifest = write_manifest(out, "clean", plan.fingerprint, config, plan.inputs, counts, timings, outputs)
+    out = publish(out)
     q = counts["quarantined"]["total"] + counts["dropped"]["total"]
     log(
         f"clean: {counts['input']} in, {counts['kept']} kept, {counts['rejected']['total']} rejected, "

@@ -10,7 +10,7 @@ from pipelines import fs
 from pipelines.config import DedupSection
 from pipelines.dedup import WORK, run_pipeline, summary_products
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, publish, read_products
 
 
 def planted_recall(out: str, labels_path: str, section: DedupSection) -> dict:
@@ -145,7 +145,7 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     plan = plan_stage("dedup", config, pattern, out, force, extra, upstream, log=log)
     if plan.up_to_date:
         return plan.up_to_date
-    begin(out, plan, "dedup", log)
+    out = begin(out, plan, "dedup", log)  # a fresh <out>.partial; the previous output stays until publish
     started = time.time()
     run_pipeline(plan.files, pattern, out, section, section.num_shards, dict(section.bad_records.per_kind),
                  section.bad_records.default, beam_args)
@@ -171,6 +171,7 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
                "clusters": "clusters.json", "report": "report.md"}
     manifest = write_manifest(out, "dedup", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
                               {"evaluation": evaluation} if evaluation else None)
+    out = publish(out)
     log(f"dedup: {counts['input']} in, {counts['kept']} kept, {removed_line(counts)} in {timings['total_s']:.1f}s; "
         f"report: {fs.join(out, 'report.md')}")
     return manifest

@@ -79,6 +79,29 @@ def remove_tree(path: str) -> None:
         _beam.FileSystems.delete([path])
 
 
+def replace_tree(src: str, dest: str) -> None:
+    """Make folder `src` the folder `dest`, dropping what `dest` held.
+
+    Local folders: two renames (`dest` is moved aside first, then removed), so `dest` is never
+    seen half-written. Object stores have no folders to rename: `dest`'s files are deleted, then
+    `src`'s files renamed under `dest` one by one, the manifest last.
+    """
+    if is_local(dest):
+        import shutil
+
+        old = f"{dest}.old-{uuid.uuid4().hex[:8]}"
+        if os.path.exists(dest):
+            os.replace(dest, old)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    remove_tree(dest)
+    files = sorted((p for p, _, _ in match(join(src, "**"))), key=lambda p: p.endswith("manifest.json"))
+    prefix = src.rstrip("/") + "/"
+    _beam.FileSystems.rename(files, [join(dest, p[len(prefix):]) for p in files])
+    remove_tree(src)
+
+
 def read_bytes(path: str) -> bytes:
     if is_local(path):
         with open(path, "rb") as f:

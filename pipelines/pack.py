@@ -24,7 +24,7 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, count_outcomes, detect_format, glob_base, iter_units, police_bad_records, relative_source
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, beam_pipeline, begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import StageInputError, beam_pipeline, begin, outcome_counts, plan_stage, publish, read_products
 from pipelines.tokenizer import is_heldout
 
 WORK = "_work"
@@ -146,7 +146,7 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     plan = plan_stage("pack", config, pattern, out, force, {"tokenizer": input_fingerprint(tokenizer_dir)}, upstream, log=log)
     if plan.up_to_date:
         return plan.up_to_date
-    begin(out, plan, "pack", log)
+    out = begin(out, plan, "pack", log)  # a fresh <out>.partial; the previous output stays until publish
     started = time.time()
     with beam_pipeline(beam_args) as p:
         build_pipeline(p, plan.files, glob_base(pattern), out, tokenizer_dir, opts, policies, default_policy)
@@ -163,6 +163,7 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     timings = {"total_s": round(time.time() - started, 2), "encode_s": round(sum(s["encode_s"] for s in shards), 2)}
     outputs = {"train": "train-*.bin/.idx/.plan.npz", "val": "val-*.bin/.idx/.plan.npz", "shards": "shards.json", "report": "report.md"}
     manifest = write_manifest(out, "pack", plan.fingerprint, config, plan.inputs, counts, timings, outputs, {"summary": summary})
+    out = publish(out)
     t = summary["train"]
     log(f"pack: {t['docs']} train / {summary['val']['docs']} val documents, {t['tokens']} train tokens in {t['samples']} samples "
         f"(padding {t['padding_fraction']:.2%}); {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}")

@@ -57,12 +57,35 @@ def plan_stage(
     return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
 
 
-def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> None:
-    """Clear the stage folder (no stale shard survives a rerun) and say what is about to run."""
-    fs.remove_tree(out)
-    fs.makedirs(out)
+#: suffix of the fresh sibling folder a data stage writes into before it replaces its folder
+PARTIAL = ".partial"
+
+
+def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> str:
+    """Say what is about to run and return the folder to write into: a fresh sibling of `out`
+    (`<out>.partial`), so the stage's previous output stays whole until `publish` replaces it.
+    A `.partial` folder left by a failed run is cleared first."""
+    work = out.rstrip("/") + PARTIAL
+    fs.remove_tree(work)
+    fs.makedirs(work)
     size = sum(s for _, s, _ in fs.match_many(plan.files)) / 1e6
     log(f"{name}: {len(plan.files)} file(s), {size:.1f} MB -> {out}")
+    return work
+
+
+def publish(work: str) -> str:
+    """Replace the stage folder with the finished `work` folder from `begin` and return the
+    stage folder. Refuses (AccountingError) a folder whose manifest is not complete."""
+    if not work.endswith(PARTIAL):
+        raise ValueError(f"not a folder from begin(): {work}")
+    manifest = read_manifest(work)
+    if not manifest or manifest.get("status") != "complete":
+        from pipelines.manifest import AccountingError
+
+        raise AccountingError(f"{work} has no complete manifest; the previous output is left as it was")
+    out = work[: -len(PARTIAL)]
+    fs.replace_tree(work, out)
+    return out
 
 
 def read_products(work: str) -> dict[str, list]:

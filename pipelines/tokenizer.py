@@ -21,7 +21,7 @@ from llmdata.tokenizer_io import BPETokenizer, bytes_per_token
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
-from pipelines.stage import beam_pipeline, begin, outcome_counts, plan_stage, read_products
+from pipelines.stage import beam_pipeline, begin, outcome_counts, plan_stage, publish, read_products
 
 WORK = "_work"
 
@@ -151,7 +151,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
     plan = plan_stage("tokenizer", config, pattern, out, force, upstream=upstream, log=log)
     if plan.up_to_date:
         return plan.up_to_date
-    begin(out, plan, "tokenizer", log)
+    out = begin(out, plan, "tokenizer", log)  # a fresh <out>.partial; the previous output stays until publish
     started = time.time()
     with beam_pipeline(beam_args) as p:
         build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
@@ -189,6 +189,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
                "heldout": "heldout/part-*.jsonl.gz", "report": "report.md"}
     manifest = write_manifest(out, "tokenizer", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
                               {"tokenizer": {k: v for k, v in figures.items() if k != "pattern_name"}})
+    out = publish(out)
     log(f"tokenizer: vocabulary {tok.vocab_size} ({len(tok.merges)} merges) from {figures['train_bytes'] / 1e6:.1f} MB; "
         f"held-out {figures['heldout_bytes_per_token']:.2f} bytes/token; {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}")
     return manifest
