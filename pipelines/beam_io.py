@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import fs
+from pipelines import fs, progress
 
 from llmdata.errors import LlmpipeError
 from llmdata.records import (
@@ -74,7 +74,7 @@ def open_decompressed(path: str) -> BinaryIO:
     silently; Python's gzip, bz2 and zstandard readers raise instead, and the reader quarantines
     the remainder as `unreadable_file`.
     """
-    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    raw = progress.CountingReader(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
     lower = path.lower()
     if lower.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")
@@ -97,10 +97,12 @@ def iter_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str
     try:
         for item in _raw_units(path, fmt, text_mode, spec, source):
             units += 1
+            progress.note(docs=1)
             yield item
     except Exception as err:  # a corrupt gzip stream, an unreadable parquet footer, ...
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
         yield Quarantined("unreadable_file", source, units + 1, f"after {units} units: {detail}")
+    progress.note(files=1)
 
 
 def _raw_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str) -> Iterator:
@@ -120,7 +122,7 @@ def _raw_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        with progress.CountingReader(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)) as raw:
             table = pq.ParquetFile(io.BytesIO(raw.read()))
             number = 0
             for batch in table.iter_batches(batch_size=1024):

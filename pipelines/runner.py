@@ -104,12 +104,22 @@ def local_runner():
 
 def beam_pipeline(beam_args: list[str]):
     """A Beam pipeline for checked pass-through options (`resolve_beam_args`): the local
-    runner when the options name none or a local one, else the runner they name."""
+    runner, showing progress, when the options name none or a local one; else the runner they name."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = beam_args or ["--runner=DirectRunner"]
     options = PipelineOptions(args)
-    if runner_name(args) in LOCAL_RUNNER_NAMES:
-        return beam.Pipeline(runner=local_runner(), options=options)
-    return beam.Pipeline(options=options)
+    if runner_name(args) not in LOCAL_RUNNER_NAMES:
+        return beam.Pipeline(options=options)
+
+    class ReportingPipeline(beam.Pipeline):
+        """Shows the workers' progress (pipelines/progress.py) while the local runner runs it."""
+
+        def run(self, test_runner_api="AUTO"):
+            from pipelines import progress
+
+            with progress.reporter():
+                return super().run(test_runner_api)
+
+    return ReportingPipeline(runner=local_runner(), options=options)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from llmdata.errors import LlmpipeError
-from pipelines import fs
+from pipelines import fs, progress
 from pipelines.beam_io import PRODUCTS
 from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
 from pipelines.runner import beam_pipeline  # noqa: F401 - the stages build their pipelines through here
@@ -68,8 +68,9 @@ def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> s
     work = out.rstrip("/") + PARTIAL
     fs.remove_tree(work)
     fs.makedirs(work)
-    size = sum(s for _, s, _ in fs.match_many(plan.files)) / 1e6
-    log(f"{name}: {len(plan.files)} file(s), {size:.1f} MB -> {out}")
+    size = sum(s for _, s, _ in fs.match_many(plan.files))
+    progress.expect(name, size, len(plan.files))
+    log(f"{name}: {len(plan.files)} file(s), {size / 1e6:.1f} MB -> {out}")
     return work
 
 
