@@ -348,6 +348,15 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace, _beam: list[str]) -> int:
+    """Print the resolved config (file, then --set overrides, then the train: defaults) with the
+    meaning of each key."""
+    from pipelines.config import describe_config
+
+    print("\n".join(describe_config(_load(args))))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, _beam: list[str]) -> int:
     """Rebuild the run report from the stages' manifests and metrics."""
     from pipelines import fs
@@ -442,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_stage", choices=stage_names(), default=stage_names()[0], help="first stage to run")
     p.add_argument("--to", dest="to_stage", choices=stage_names(), default=stage_names()[-1], help="last stage to run")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="print the resolved config with the meaning of every key",
+                       description="The config a run would use: the YAML (or the built-in defaults), the --set "
+                       "overrides and the train: defaults applied, validated, each key with its meaning.")
+    _common(p)
+    p.add_argument("--show", action="store_true", help="print the resolved config (the default action)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("report", help="rebuild the run report (report.html + report.md) from the stage folders",
                        description="One report for the run: the data funnel with every reason a record left, filter "

@@ -35,14 +35,15 @@ class _Section(BaseModel):
 
 
 class RunSection(_Section):
-    name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    root: str = "runs"
-    input: Optional[str] = None  # raw input glob of the first stage
+    name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name under root")
+    root: str = Field("runs", description="folder (any Beam filesystem path) that holds the runs")
+    input: Optional[str] = Field(None, description="raw input glob of the first stage")
 
 
 class BadRecordPolicy(_Section):
-    default: Policy = "quarantine"
-    per_kind: dict[str, Policy] = Field(default_factory=lambda: {"blank_line": "drop"})
+    default: Policy = Field("quarantine", description="quarantine (write with its reason) | drop (count only) | fail")
+    per_kind: dict[str, Policy] = Field(default_factory=lambda: {"blank_line": "drop"},
+                                        description="a policy per kind of bad record (see docs/formats.md)")
 
     def policy(self, kind: str) -> Policy:
         return self.per_kind.get(kind, self.default)
@@ -54,67 +55,70 @@ class BadRecordPolicy(_Section):
 
 
 class OutputSection(_Section):
-    num_shards: int = Field(0, ge=0)  # 0: the runner decides
-    parquet: bool = False  # also write kept documents as parquet
+    num_shards: int = Field(0, ge=0, description="0: the runner decides")
+    parquet: bool = Field(False, description="also write kept documents as parquet")
 
 
 class ReportSection(_Section):
     histograms: list[str] = Field(
         default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"]
     )
-    bins: int = Field(40, ge=5, le=500)
-    examples_per_reason: int = Field(3, ge=0, le=50)
+    bins: int = Field(40, ge=5, le=500, description="bins of each histogram")
+    examples_per_reason: int = Field(3, ge=0, le=50, description="documents shown in the report for each reason")
 
 
 class CleanSection(_Section):
-    input_format: Literal["auto", "jsonl", "parquet", "text"] = "auto"
-    text_mode: Literal["file", "blank_line"] = "file"
-    text_field: str = "text"
-    id_field: str = "id"
+    input_format: Literal["auto", "jsonl", "parquet", "text"] = Field("auto", description="auto: by extension")
+    text_mode: Literal["file", "blank_line"] = Field("file", description="text files: one document per file, or "
+                                                     "documents separated by blank lines")
+    text_field: str = Field("text", description="the record field that holds the text")
+    id_field: str = Field("id", description="the record field that holds the id (else a hash of source and position)")
     bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
-    check_duplicate_ids: bool = True
+    check_duplicate_ids: bool = Field(True, description="quarantine the second record with an id already seen")
     missing: MissingOptions = Field(default_factory=MissingOptions)
     normalize: NormalizeOptions = Field(default_factory=NormalizeOptions)
     quality: QualityOptions = Field(default_factory=QualityOptions)
     outliers: OutlierOptions = Field(default_factory=OutlierOptions)
     output: OutputSection = Field(default_factory=OutputSection)
     report: ReportSection = Field(default_factory=ReportSection)
-    eval_labels: Optional[str] = None  # jsonl of {"id", "label"} planted by the demo generator
+    eval_labels: Optional[str] = Field(None, description="jsonl of {\"id\", \"label\"} planted by the demo generator")
 
 
 class DedupSection(DedupOptions):
     """Exact and near-duplicate removal; see llmdata/dedup.py for the options' meaning."""
 
-    input: Optional[str] = None  # default: the clean stage's kept documents in the run dir
-    num_shards: int = Field(4, ge=1, le=100_000)  # output shards, fixed so reruns are identical
+    input: Optional[str] = Field(None, description="default: the clean stage's kept documents in the run dir")
+    num_shards: int = Field(4, ge=1, le=100_000, description="output shards, fixed so reruns are identical")
     bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
-    eval_labels: Optional[str] = None  # the demo generator's labels: recall of planted duplicates
+    eval_labels: Optional[str] = Field(None, description="the demo generator's labels: recall of planted duplicates")
 
 
 class TokenizerSection(TokenizerOptions):
     """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
 
-    input: Optional[str] = None  # default: the dedup stage's kept documents in the run dir
+    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
     bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
 
 
 class PackSection(PackOptions):
     """Encoding and packing into Megatron token files; see pipelines/pack.py."""
 
-    input: Optional[str] = None  # default: the dedup stage's kept documents in the run dir
-    tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
+    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
+    tokenizer: Optional[str] = Field(None, description="default: the run's 03-tokenizer folder")
     bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
 
 
 class SampleDataSection(_Section):
-    output: str = "data/demo"
-    seed: int = 0
-    shards: int = Field(4, ge=1, le=1000)
-    max_docs: Optional[int] = Field(None, ge=10)
+    output: str = Field("data/demo", description="folder of the demo corpus")
+    seed: int = Field(0, description="the generator's seed: the same seed, the same corpus")
+    shards: int = Field(4, ge=1, le=1000, description="jsonl.gz files the corpus is split into")
+    max_docs: Optional[int] = Field(None, ge=10, description="keep only this many good documents (small test corpora)")
 
 
 class PipelineConfig(_Section):
     run: RunSection = Field(default_factory=RunSection)
+    train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section "
+                                  "(any key of the shared training options); a stage's own key wins")
     sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
     clean: CleanSection = Field(default_factory=CleanSection)
     dedup: DedupSection = Field(default_factory=DedupSection)
@@ -165,6 +169,36 @@ def _describe(err: ValidationError) -> str:
     return f"config error: {loc}: {msg}{shown}{more}"
 
 
+def with_train_defaults(data: dict) -> dict:
+    """The config with the `train:` block's keys copied into every training stage's section
+    that does not set them itself. A key that no training stage has is a ConfigError."""
+    from pipelines.registry import STAGES
+    from training.options import TrainSection
+
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"config error: train: expected a mapping of training options, got {type(train).__name__}")
+    unknown = sorted(set(train) - set(TrainSection.model_fields))
+    if unknown:
+        raise ConfigError(f"config error: train.{unknown[0]}: unknown key (the train block holds the options "
+                          "every training stage shares)")
+    for key, value in train.items():  # each value checked on its own: a section may override it
+        try:
+            TrainSection.model_validate({key: value})
+        except ValidationError as err:
+            mine = [e for e in err.errors() if e["loc"][:1] == (key,)]
+            if mine:
+                raise ConfigError(f"config error: train.{key}: {mine[0]['msg']} (got {value!r})") from None
+    out = dict(data)
+    for stage in STAGES:
+        if stage.kind == "train" and train:
+            section = out.get(stage.name) or {}
+            if not isinstance(section, dict):
+                continue  # validation names the section
+            out[stage.name] = {**train, **section}
+    return out
+
+
 def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
     """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
     data: dict = {}
@@ -187,9 +221,33 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
         data = loaded
     for assignment in overrides or []:
         apply_override(data, assignment)
+    data = with_train_defaults(data)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
     except ValueError as err:  # raised from model_post_init
         raise ConfigError(f"config error: {err}") from None
+
+
+def _scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    return text[:-4].rstrip() if text.endswith("\n...") or text.endswith(" ...") else text
+
+
+def describe_config(cfg: BaseModel, indent: int = 0) -> list[str]:
+    """The resolved config as YAML lines, each key followed by its meaning as a comment (the
+    field's description in the schema). `llmpipe config --show` prints it; it loads back as the
+    same config."""
+    lines: list[str] = []
+    pad = "  " * indent
+    plain = cfg.model_dump(mode="json")
+    for name, field in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        note = f"  # {field.description}" if field.description else ""
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{note}")
+            lines.extend(describe_config(value, indent + 1))
+        else:
+            lines.append(f"{pad}{name}: {_scalar(plain[name])}{note}")
+    return lines
