@@ -96,12 +96,19 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
         *([f"| removed by line dedup (no text left) | {removed['lines']} |"] if removed.get("lines") else []),
         f"| quarantined / dropped | {counts['quarantined']['total']} / {counts['dropped']['total']} |",
         "",
-        f"MinHash: {section.num_perm} permutations, {section.shingle_size}-{section.shingle_unit} shingles, "
+        f"Exact duplicates: equal text after {_exact_level(section)}; "
+        f"{summary['exact_candidates_rejected']} documents shared a candidate key with a different text and were kept.",
+        "",
+        f"MinHash: {section.num_perm} permutations, {_shingle_line(section)}, "
         f"{bands} bands x {rows} rows for a Jaccard threshold of {section.threshold} "
         f"(P(candidate) at the threshold: {candidate_probability(section.threshold, bands, rows):.3f}); "
         f"{summary['candidates']} candidate pairs, verified by {section.verify} similarity.",
         "",
     ]
+    if summary["shingle_units"]:
+        lines += ["| shingles | documents |", "|---|---:|"]
+        lines += [f"| {u.replace('too_short', 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
+        lines.append("")
     if section.line_dedup:
         lines += [f"Line-level dedup removed {summary['lines_removed']} repeated lines from {summary['docs_with_lines_removed']} documents.", ""]
     if evaluation:
@@ -130,6 +137,24 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
                 lines.append(f"- {kind}: `{doc_id}` duplicate of `{dup_of}`: {snippet}")
         lines.append("")
     fs.write_text(fs.join(out, "report.md"), "\n".join(lines) + "\n")
+
+
+def _exact_level(section: DedupSection) -> str:
+    folds = [name for name, on in (("case folding", section.key.lowercase), ("whitespace collapsing", section.key.collapse_whitespace)) if on]
+    return "NFC and " + " and ".join(folds) if folds else "NFC only"
+
+
+def _shingle_line(section: DedupSection) -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in sorted(section.char_shingle_size.items()))
+    words = f"{section.shingle_size}-word shingles"
+    chars = f"character n-grams ({sizes}; other scripts {section.default_char_shingle_size})"
+    least = f"min {section.min_shingles} shingles" if section.min_shingles else "min n(1+t)/(1-t) shingles"
+    if section.shingle_unit == "word":
+        return f"{words} ({least})"
+    if section.shingle_unit == "char":
+        return f"{chars} ({least})"
+    return (f"{words} or, for documents with >= {section.spaceless_min_share:.0%} of letters in scripts without spaces, "
+            f"{chars} ({least})")
 
 
 def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str], force: bool = False,
