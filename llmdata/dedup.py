@@ -24,10 +24,10 @@ from typing import Iterable, Literal, Optional
 
 import numpy as np
 import regex
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdata.missing import is_number
-from llmdata.scripts import NO_SPACE_SCRIPTS, dominant_script, script_counts, spaceless_share, words
+from llmdata.scripts import NO_SPACE_SCRIPTS, SCRIPT_GROUPS, dominant_script, script_counts, spaceless_share, words
 
 _PUNCT = regex.compile(r"[\p{P}\p{S}\p{Cc}]")  # one space per character; controls separate words too
 _SPACES = regex.compile(r"\s+")
@@ -299,6 +299,17 @@ class DedupOptions(BaseModel):
     prefer_field: Optional[str] = None  # numeric meta/scores field, higher kept first
     line_dedup: bool = False
     line_min_chars: int = Field(40, ge=1)  # shorter lines (headings, "Returns:") are never removed
+
+    @field_validator("char_shingle_size")
+    @classmethod
+    def _known_scripts(cls, sizes: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(sizes) - set(SCRIPT_GROUPS) - {"other"})
+        if unknown:
+            raise ValueError(f"char_shingle_size: unknown script group(s) {unknown}; known: {sorted(SCRIPT_GROUPS)} and other")
+        bad = sorted(k for k, v in sizes.items() if not 1 <= v <= 50)
+        if bad:
+            raise ValueError(f"char_shingle_size: sizes must be 1-50 characters, not {[sizes[k] for k in bad]} for {bad}")
+        return sizes
 
     def shingle_plan(self, key: str) -> tuple[str, int]:
         """(unit, n) for one document's candidate key: `shingle_unit` when it is word or char; with

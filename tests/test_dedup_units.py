@@ -320,3 +320,11 @@ def test_templated_notices_are_not_merged():
     # The same rule, stated: shorter than n(1+t)/(1-t) shingles is exact dedup only.
     hashes, unit, n = document_shingles(zh[0], opts)
     assert hashes.size < opts.min_shingles_needed(n)
+
+
+def test_char_sizes_are_checked():
+    with pytest.raises(ValueError, match="unknown script group"):
+        DedupOptions(char_shingle_size={"chinese": 3})
+    with pytest.raises(ValueError, match="1-50"):
+        DedupOptions(char_shingle_size={"han": 0})
+    assert DedupOptions(char_shingle_size={"other": 4}).char_shingle_size == {"other": 4}
