@@ -62,6 +62,16 @@ def remove_invisible(text: str) -> str:
     return _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text))
 
 
+_VISIBLE = regex.compile(r"[^\s\p{Cc}\p{Cf}\uFE00-\uFE0F\U000E0100-\U000E01EF]")
+
+
+def has_visible(text: str) -> bool:
+    """Whether anything would be drawn: a character other than whitespace, controls, format
+    characters (ZWJ, ZWNJ, tags kept by `remove_invisible`) and variation selectors. A text of
+    joiners alone is kept by normalization but has nothing to read."""
+    return _VISIBLE.search(text) is not None
+
+
 def nfc(text: str) -> str:
     """Unicode NFC (UAX #15): canonical composition, e.g. ``e`` + U+0301 becomes ``é``. Canonically
     equivalent texts are the same text, so this changes spelling, never meaning. (It does map the

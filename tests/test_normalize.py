@@ -38,6 +38,13 @@ def test_remove_invisible_keeps_joiners_and_tags():
         assert Normalizer()(text) == text
 
 
+def test_has_visible():
+    from llmdata.normalize import has_visible
+
+    assert not has_visible("\u200d\u200c \ufe0f\n\t\U000e0067")
+    assert has_visible("\u200d\u0645") and has_visible("\u3002") and has_visible("\u0301")
+
+
 def test_nfc_and_nfkc():
     assert nfc("e\u0301") == "\u00e9"
     assert nfc("x\u00b2 \uff0c\ufb01") == "x\u00b2 \uff0c\ufb01"  # compatibility characters stay
