@@ -2,6 +2,16 @@
 
 Everything here works on one document, one bucket or one node's neighbourhood at a time, so
 the Beam stage can run it as keyed computations over any number of documents.
+
+Exact means exact: two documents are exact duplicates only when their texts are equal after, at
+most, whitespace and case folding (`exact_key`). The aggressive key (`dedup_key`: NFKC, punctuation
+stripped, optionally digits and accents folded) only groups candidates, which `split_exact` checks
+at the exact level before anything is removed: ``x = y + 1`` and ``x = y - 1`` share a candidate key
+and stay two documents.
+
+Near duplicates are compared on shingles that suit the script (`shingle_plan`): word n-grams for
+scripts written with spaces, character n-grams for Han, kana, Thai, Lao, Khmer and Myanmar, chosen
+per document by `llmdata.scripts.spaceless_share`.
 """
 from __future__ import annotations
 
@@ -14,25 +24,32 @@ from typing import Iterable, Literal, Optional
 
 import numpy as np
 import regex
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdata.missing import is_number
+from llmdata.scripts import NO_SPACE_SCRIPTS, SCRIPT_GROUPS, dominant_script, script_counts, spaceless_share, words
 
 _PUNCT = regex.compile(r"[\p{P}\p{S}\p{Cc}]")  # one space per character; controls separate words too
 _SPACES = regex.compile(r"\s+")
 _DIGIT = regex.compile(r"\p{Nd}")
-_WORD = regex.compile(r"\w+")
 
 
 class KeyOptions(BaseModel):
-    """How a document is reduced to the key that duplicates share."""
+    """How a document is reduced to the keys duplicates share.
+
+    `lowercase` and `collapse_whitespace` set the exact level: texts equal after them are exact
+    duplicates. `nfkc`, `strip_punctuation`, `map_digits` and `remove_accents` only widen the
+    candidate key (and the text near-duplicate shingles are taken from); a candidate group is split
+    at the exact level before a document is removed.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    lowercase: bool = True
-    collapse_whitespace: bool = True
-    strip_punctuation: bool = True
-    map_digits: bool = False  # every digit becomes 0: "v1.2" and "v3.4" collide
-    remove_accents: bool = False  # "café" and "cafe" collide
+    lowercase: bool = True  # exact level: case folded ("Foo" and "foo" are one text)
+    collapse_whitespace: bool = True  # exact level: runs of whitespace are one space, ends trimmed
+    nfkc: bool = True  # candidate only: "x²" and "x2" collide, then verification separates them
+    strip_punctuation: bool = True  # candidate only: "x = y + 1" and "x = y - 1" collide
+    map_digits: bool = False  # candidate only: every digit becomes 0: "v1.2" and "v3.4" collide
+    remove_accents: bool = False  # candidate only: "café" and "cafe" collide
 
 
 def _ascii_table(opts: KeyOptions) -> bytes:
@@ -52,8 +69,23 @@ def _ascii_table(opts: KeyOptions) -> bytes:
 _TABLES: dict[tuple, bytes] = {}
 
 
+def exact_key(text: str, opts: KeyOptions) -> str:
+    """The exact level: the text in NFC (canonically equivalent spellings are one text), case
+    folded if `lowercase`, whitespace runs collapsed to one space if `collapse_whitespace`. Two
+    documents are exact duplicates only when these are equal."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if opts.lowercase:
+        text = text.lower()
+    if opts.collapse_whitespace:
+        text = " ".join(text.split())
+    return text
+
+
 def dedup_key(text: str, opts: KeyOptions) -> str:
-    """The text as duplicates are compared: normalized by the options, never shown to a model.
+    """The candidate key: the text folded by every option (NFKC, case, punctuation, digits,
+    accents, whitespace). Documents sharing it are only candidates (`split_exact` decides), and its
+    shingles are what near-duplicate similarity is measured on. Never shown to a model.
 
     ASCII text (most of it) goes through one bytes.translate table; `dedup_key_unicode` is the
     general path and gives the same key for ASCII text (tested).
@@ -71,6 +103,8 @@ def dedup_key(text: str, opts: KeyOptions) -> str:
 
 
 def dedup_key_unicode(text: str, opts: KeyOptions) -> str:
+    if opts.nfkc:
+        text = unicodedata.normalize("NFKC", text)
     if opts.remove_accents:
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     if opts.lowercase:
@@ -88,12 +122,31 @@ def key_hash(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def split_exact(group: list[dict], opts: KeyOptions) -> list[list[dict]]:
+    """The verification of a candidate group: its records split by `exact_key` of their text, in
+    order of first appearance. Only records in the same part are exact duplicates of each other."""
+    parts: dict[str, list[dict]] = {}
+    for rec in group:
+        parts.setdefault(exact_key(rec["text"], opts), []).append(rec)
+    return list(parts.values())
+
+
+#: Default character n-gram size per script group. Five characters of Chinese or Japanese span two
+#: or three words, about what five English words are to a sentence; Thai, Lao, Khmer and Myanmar
+#: write vowels and tones as separate code points, so their n-grams are longer.
+DEFAULT_CHAR_SIZES = {"han": 5, "kana": 5, "thai": 8, "lao": 8, "khmer": 8, "myanmar": 8}
+
+
 def shingle_strings(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[str]:
-    """Overlapping n-grams of words (or characters) of the key; a short text is one shingle."""
+    """Overlapping n-grams of the key's words (`llmdata.scripts.words`: one word per Han or kana
+    character, PyThaiNLP words for Thai, \\w+ runs elsewhere) or of its characters with whitespace
+    removed (for scripts without spaces). A text shorter than n units is one shingle; a text
+    without any is none."""
     if unit == "char":
-        grams = {key[i : i + n] for i in range(max(len(key) - n + 1, 1))}
+        chars = "".join(key.split())
+        grams = {chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))}
     else:
-        toks = _WORD.findall(key)
+        toks = words(key)
         grams = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))}
     grams.discard("")
     return grams
@@ -101,6 +154,18 @@ def shingle_strings(key: str, n: int, unit: Literal["word", "char"] = "word") ->
 
 def shingles(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[bytes]:
     return {g.encode("utf-8") for g in shingle_strings(key, n, unit)}
+
+
+def min_shingles_for(n: int, threshold: float) -> int:
+    """Fewest distinct shingles a document needs for near-duplicate matching to mean anything.
+
+    One edit inside a document of S shingles removes at most n and adds at most n, so the pair's
+    Jaccard is at least (S - n) / (S + n); below S = n(1 + t)/(1 - t) a single edit can already
+    fall under the threshold t, and what such short texts still match are texts whose shingles
+    are all equal: ``x = y + 1`` and ``x = y - 1``, or two templated notices. They are left to the
+    exact stage. For n = 5, t = 0.8 this is 45 shingles (about 49 words, or 49 Han characters).
+    """
+    return math.ceil(n * (1 + threshold) / (1 - threshold) - 1e-9)
 
 
 def jaccard(a: set, b: set) -> float:
@@ -219,8 +284,13 @@ class DedupOptions(BaseModel):
     bands: Optional[int] = Field(None, ge=1)  # None: derived from threshold and num_perm
     rows: Optional[int] = Field(None, ge=1)
     min_recall: float = Field(0.97, gt=0, lt=1)  # P(candidate) for a pair right at the threshold
-    shingle_unit: Literal["word", "char"] = "word"
-    shingle_size: int = Field(5, ge=1, le=50)
+    # auto: character n-grams for documents mostly in scripts without spaces, word n-grams elsewhere
+    shingle_unit: Literal["auto", "word", "char"] = "auto"
+    shingle_size: int = Field(5, ge=1, le=50)  # words per shingle
+    char_shingle_size: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CHAR_SIZES))  # per script group
+    default_char_shingle_size: int = Field(5, ge=1, le=50)  # char unit for a script not listed above
+    spaceless_min_share: float = Field(0.5, ge=0, le=1)  # auto: char n-grams from this share of letters
+    min_shingles: Optional[int] = Field(None, ge=1)  # near-dup eligibility; None: min_shingles_for(n, threshold)
     seed: int = 1
     verify: Literal["none", "signature", "exact"] = "exact"
     all_pairs_up_to: int = Field(32, ge=2)  # bucket size above which candidates form a star
@@ -229,6 +299,34 @@ class DedupOptions(BaseModel):
     prefer_field: Optional[str] = None  # numeric meta/scores field, higher kept first
     line_dedup: bool = False
     line_min_chars: int = Field(40, ge=1)  # shorter lines (headings, "Returns:") are never removed
+
+    @field_validator("char_shingle_size")
+    @classmethod
+    def _known_scripts(cls, sizes: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(sizes) - set(SCRIPT_GROUPS) - {"other"})
+        if unknown:
+            raise ValueError(f"char_shingle_size: unknown script group(s) {unknown}; known: {sorted(SCRIPT_GROUPS)} and other")
+        bad = sorted(k for k, v in sizes.items() if not 1 <= v <= 50)
+        if bad:
+            raise ValueError(f"char_shingle_size: sizes must be 1-50 characters, not {[sizes[k] for k in bad]} for {bad}")
+        return sizes
+
+    def shingle_plan(self, key: str) -> tuple[str, int]:
+        """(unit, n) for one document's candidate key: `shingle_unit` when it is word or char; with
+        auto, char n-grams when at least `spaceless_min_share` of its letters are in scripts written
+        without spaces (Han, kana, Thai, Lao, Khmer, Myanmar), sized for the leading such script,
+        and word n-grams otherwise."""
+        if self.shingle_unit == "word":
+            return "word", self.shingle_size
+        counts = script_counts(key)
+        if self.shingle_unit == "auto" and spaceless_share(counts) < self.spaceless_min_share:
+            return "word", self.shingle_size
+        spaceless = {s: c for s, c in counts.items() if s in NO_SPACE_SCRIPTS}
+        script = dominant_script(key, type(counts)(spaceless)) if spaceless else dominant_script(key, counts)
+        return "char", self.char_shingle_size.get(script, self.default_char_shingle_size)
+
+    def min_shingles_needed(self, n: int) -> int:
+        return self.min_shingles if self.min_shingles is not None else min_shingles_for(n, self.threshold)
 
     def banding(self) -> tuple[int, int]:
         if self.bands and self.rows:

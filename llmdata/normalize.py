@@ -1,8 +1,13 @@
 """Text normalization: one small function per step, composed by `Normalizer` from the config.
 
-The defaults keep what a language model should see faithful: Unicode NFKC, invisible control and
-zero-width characters removed, runs of spaces and blank lines collapsed, trailing spaces cut.
-Leading indentation is kept, because manuals and docstrings carry code. The aggressive steps
+The defaults keep the text a language model should see faithful: nothing whose change alters
+meaning is touched. Unicode NFC (canonical composition: the same text, one spelling of it), the
+invisible junk removed (C0/C1 controls, zero-width space, BOM, soft hyphen, bidi controls), runs of
+spaces and blank lines collapsed, trailing spaces cut. Kept as written: superscripts, subscripts and
+other compatibility characters (``x²`` is not ``x2``), the zero-width joiner and non-joiner (Persian,
+Malayalam and Sinhala spelling, emoji sequences), full-width punctuation and the ideographic space,
+leading indentation (manuals and docstrings carry code). NFKC compatibility folding is opt-in
+(``nfkc: true``) for training text and is what dedup keys and features use. The aggressive steps
 (lowercase, punctuation removal, stemming, lemmatization) are for derived keys and features.
 """
 from __future__ import annotations
@@ -17,11 +22,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.errors import LlmpipeError
 
-# Cc (controls) except tab and newline, Cf (format: zero-width, bidi marks, soft hyphen, BOM),
-# and the line/paragraph separators; carriage returns become newlines first.
-_INVISIBLE = regex.compile(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}--[\t\n]]", regex.V1)
-_HSPACE_RUN = re.compile(r"(?<=\S)[^\S\n]{2,}(?=\S)")  # inside a line, not indentation
-_EXOTIC_SPACE = regex.compile(r"[^\S\n\t ]")  # NBSP, ideographic space, etc.
+#: Format characters that are invisible junk in training text: soft hyphen, zero-width space, word
+#: joiner, BOM / zero-width no-break space, the bidi marks, embeddings, overrides and isolates (the
+#: "Trojan Source" characters) and the deprecated format characters U+206A-206F. Every other format
+#: character is kept: ZWJ/ZWNJ (U+200D/U+200C) spell words in Persian, Malayalam, Sinhala and join
+#: emoji; tag characters spell flag sequences; Arabic number signs and Egyptian hieroglyph controls
+#: are visible in rendering.
+INVISIBLE_FORMAT = "\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u206f\ufeff"
+# Cc (controls) except tab and newline, and the junk format characters above.
+_INVISIBLE = regex.compile(rf"[\p{{Cc}}{INVISIBLE_FORMAT}--[\t\n]]", regex.V1)
+# Characters that end a line: vertical tab, form feed, NEL, line and paragraph separators.
+_LINE_BREAKS = regex.compile(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
+# Inside a line, not indentation; the ideographic space (U+3000) is CJK typesetting and stays.
+_HSPACE_RUN = regex.compile(r"(?<=\S)[^\S\n\u3000]{2,}(?=\S)")
+_EXOTIC_SPACE = regex.compile(r"[^\S\n\t \u3000]")  # NBSP, thin and en spaces, etc.
 _PUNCT = regex.compile(r"[\p{P}\p{S}]+")
 _WORD = regex.compile(r"\w+", regex.UNICODE)
 
@@ -34,26 +48,53 @@ DEFAULT_SPECIAL = {
 }
 
 
-_ASCII_CONTROLS = bytes(c for c in range(128) if (c < 32 and c not in (9, 10)) or c == 127)
+_ASCII_CONTROLS = bytes(c for c in range(128) if (c < 32 and c not in (9, 10, 11, 12)) or c == 127)
+_ASCII_BREAKS = bytes.maketrans(b"\x0b\x0c", b"\n\n")
 
 
 def remove_invisible(text: str) -> str:
-    """Drop control, format (zero-width, bidi) and separator characters; CR and CRLF become LF."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """Drop controls and the invisible format characters of `INVISIBLE_FORMAT`; line breaks (CR,
+    CRLF, VT, FF, NEL, U+2028, U+2029) become LF, so the words on either side stay apart.
+
+    ZWJ, ZWNJ, variation selectors and tag characters are kept (they change what is written).
+    """
     if text.isascii():  # only C0 controls and DEL can be invisible; bytes.translate is C speed
-        return text.encode("ascii").translate(None, _ASCII_CONTROLS).decode("ascii")
-    return _INVISIBLE.sub("", text)
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text.encode("ascii").translate(_ASCII_BREAKS, _ASCII_CONTROLS).decode("ascii")
+    return _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text))
+
+
+_VISIBLE = regex.compile(r"[^\s\p{Cc}\p{Cf}\uFE00-\uFE0F\U000E0100-\U000E01EF]")
+
+
+def has_visible(text: str) -> bool:
+    """Whether anything would be drawn: a character other than whitespace, controls, format
+    characters (ZWJ, ZWNJ, tags kept by `remove_invisible`) and variation selectors. A text of
+    joiners alone is kept by normalization but has nothing to read."""
+    return _VISIBLE.search(text) is not None
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC (UAX #15): canonical composition, e.g. ``e`` + U+0301 becomes ``é``. Canonically
+    equivalent texts are the same text, so this changes spelling, never meaning. (It does map the
+    CJK compatibility ideographs U+F900-FAFF to their unified ideographs: their canonical
+    decomposition.)"""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def nfkc(text: str) -> str:
-    """Unicode NFKC: full-width forms, ligatures and compatibility characters become canonical."""
-    return unicodedata.normalize("NFKC", text)
+    """Unicode NFKC (UAX #15): compatibility folding on top of NFC. Full-width forms, ligatures,
+    superscripts (``x²`` becomes ``x2``), circled and other compatibility characters become plain
+    ones: right for keys and features, a change of meaning in training text."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
 def collapse_spaces(text: str) -> str:
-    """Unusual spaces become plain spaces, and runs of spaces inside a line become one space.
+    """Unusual spaces (NBSP, thin, en, em spaces) become plain spaces, and runs of spaces inside a
+    line become one space.
 
-    Indentation at the start of a line is kept: code in manuals depends on it.
+    Indentation at the start of a line is kept: code in manuals depends on it. The ideographic
+    space U+3000 (full-width, used to indent and separate in CJK text) is kept as written.
     """
     if not text.isascii() or any(c in text for c in "\x0b\x0c\x1c\x1d\x1e\x1f"):
         text = _EXOTIC_SPACE.sub(" ", text)
@@ -172,7 +213,8 @@ class NormalizeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nfkc: bool = True
+    nfc: bool = True  # canonical composition: same text, one spelling
+    nfkc: bool = False  # compatibility folding (x² -> x2, full-width -> ASCII); replaces NFC when on
     remove_invisible: bool = True
     collapse_spaces: bool = True
     max_blank_lines: Optional[int] = Field(1, ge=0)
@@ -190,9 +232,9 @@ class NormalizeOptions(BaseModel):
 class Normalizer:
     """The configured steps in a fixed, tested order.
 
-    Order matters for idempotence: invisible characters go before NFKC (removing a zero-width
-    joiner can let a combining mark compose), and spacing is tidied last because NFKC, punctuation
-    removal and replacements can all create new spaces.
+    Order matters for idempotence: invisible characters go before NFC/NFKC (removing a soft hyphen
+    can let a combining mark compose), and spacing is tidied last because NFKC, punctuation removal
+    and replacements can all create new spaces.
     """
 
     def __init__(self, options: NormalizeOptions | None = None):
@@ -203,14 +245,15 @@ class Normalizer:
         steps: list[Callable[[str], str]] = []
         if o.remove_invisible:
             steps.append(remove_invisible)
-        if o.nfkc:
-            steps.append(nfkc)
+        form = nfkc if o.nfkc else nfc if o.nfc else None
+        if form is not None:
+            steps.append(form)
         if special:
             steps.append(lambda t: replace_chars(t, special))
         if o.lowercase:
             steps.append(lowercase)
-            if o.nfkc:  # lowercasing can leave a text that NFKC would change again
-                steps.append(nfkc)
+            if form is not None:  # lowercasing can leave a text that NFC/NFKC would change again
+                steps.append(form)
         if o.word_map:
             steps.append(lambda t: replace_words(t, o.word_map, o.word_map_case_sensitive))
         if o.remove_punctuation:

@@ -1,6 +1,7 @@
 """The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
 
-    records ─► group by exact key ─► keeper per exact group ─► MinHash of keepers (batched)
+    records ─► group by candidate key ─► split at the exact level (verification) ─► keeper per
+        exact group ─► shingles per script, MinHash of the keepers long enough (batched)
         ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (joins by id)
         ─► connected components (large-star / small-star rounds) ─► keeper per component
         ─► final join per exact group ─► kept / removed (sorted shards), optional line dedup
@@ -20,6 +21,7 @@ import numpy as np
 
 from llmdata.dedup import (
     DedupOptions,
+    KeyOptions,
     band_keys,
     bucket_edges,
     dedup_key,
@@ -30,6 +32,7 @@ from llmdata.dedup import (
     preference_key,
     shingle_strings,
     small_star,
+    split_exact,
 )
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
@@ -40,12 +43,20 @@ WORK = "_work"
 _SIM_BINS = 20
 
 
-def shingle_hashes(text: str, opts: DedupOptions) -> np.ndarray:
-    """Sorted unique 32-bit hashes (mmh3 of the UTF-8 shingle) of the key's shingles: the MinHash
-    input and the sets compared by exact Jaccard."""
-    grams = shingle_strings(dedup_key(text, opts.key), opts.shingle_size, opts.shingle_unit)
+def document_shingles(text: str, opts: DedupOptions) -> tuple[np.ndarray, str, int]:
+    """Sorted unique 32-bit hashes (mmh3 of the UTF-8 shingle) of the candidate key's shingles,
+    with the unit ("word" | "char") and n chosen for the document's script (`shingle_plan`)."""
+    key = dedup_key(text, opts.key)
+    unit, n = opts.shingle_plan(key)
+    grams = shingle_strings(key, n, unit)
     seed = opts.seed
-    return np.unique(np.fromiter((mmh3.hash(g, seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
+    hashes = np.unique(np.fromiter((mmh3.hash(g, seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
+    return hashes, unit, n
+
+
+def shingle_hashes(text: str, opts: DedupOptions) -> np.ndarray:
+    """The shingle hash set of `document_shingles`: the MinHash input and the sets compared by exact Jaccard."""
+    return document_shingles(text, opts)[0]
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,49 +66,95 @@ def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class ExactGroups(beam.DoFn):
-    """One exact-key group: the preferred record is its keeper, the others are exact duplicates.
+    """One candidate-key group, verified: split at the exact level (`split_exact`), then in each
+    exact group the preferred record is its keeper and the others are exact duplicates.
 
-    Main output: every record, tagged with its exact keeper; `reps`: the keepers, for MinHash.
+    Main output: every record, tagged with its exact keeper; `reps`: the keepers, for MinHash;
+    `rejected`: one count per record that shared a candidate key with a different text and so
+    stayed (``x = y + 1`` beside ``x = y - 1``).
     """
 
     REPS = "reps"
+    REJECTED = "rejected"
 
-    def __init__(self, prefer: str, prefer_field: Optional[str]):
+    def __init__(self, prefer: str, prefer_field: Optional[str], key_opts: Optional[KeyOptions]):
         self.prefer = prefer
         self.prefer_field = prefer_field
+        self.key_opts = key_opts  # None: no exact stage, every record is its own group
 
     def process(self, item: tuple[str, list[dict]]) -> Iterator:
         _, group = item
-        group = sorted(group, key=lambda r: preference_key(r, self.prefer, self.prefer_field))
-        keeper = group[0]
-        yield beam.pvalue.TaggedOutput(self.REPS, keeper)
-        for rec in group:
-            yield (keeper["id"], rec)
+        parts = split_exact(group, self.key_opts) if self.key_opts is not None else [list(group)]
+        for part in parts:
+            part = sorted(part, key=lambda r: preference_key(r, self.prefer, self.prefer_field))
+            keeper = part[0]
+            yield beam.pvalue.TaggedOutput(self.REPS, keeper)
+            for rec in part:
+                yield (keeper["id"], rec)
+        if len(parts) > 1:
+            yield beam.pvalue.TaggedOutput(self.REJECTED, len(group) - max(len(p) for p in parts))
 
 
 class Signatures(beam.DoFn):
-    """MinHash signatures for a batch of keepers with datasketch; shingle sets kept for verification."""
+    """MinHash signatures for a batch of keepers with datasketch; shingle sets kept for verification.
+
+    A document with fewer distinct shingles than `min_shingles_needed` gets none (it can only be an
+    exact duplicate); `units` counts, per shingle kind ("word5", "char5", "too_short"), the documents.
+    """
+
+    UNITS = "units"
 
     def __init__(self, opts: DedupOptions):
         self.o = opts
 
     def setup(self) -> None:
-        from datasketch import MinHash
-
-        self.template = MinHash(num_perm=self.o.num_perm, seed=self.o.seed, hashfunc=int)
+        self.template = minhash_template(self.o)
 
     def process(self, batch: list[dict]) -> Iterator:
-        from datasketch import MinHash
-
         o = self.o
         for rec in batch:
-            hashes = shingle_hashes(rec["text"], o)
-            # The permutations depend only on (num_perm, seed): build them once per worker.
-            m = MinHash(num_perm=o.num_perm, seed=o.seed, hashfunc=int, permutations=self.template.permutations,
-                        scheme=self.template.scheme)
-            m.update_batch(hashes.tolist())
+            hashes, unit, n = document_shingles(rec["text"], o)
+            if hashes.size < o.min_shingles_needed(n):
+                yield beam.pvalue.TaggedOutput(self.UNITS, "too_short")
+                continue
+            yield beam.pvalue.TaggedOutput(self.UNITS, f"{unit}{n}")
             pref = preference_key(rec, o.prefer, o.prefer_field)
-            yield rec["id"], {"sig": np.asarray(m.hashvalues), "set": hashes, "pref": pref}
+            yield rec["id"], {"sig": minhash_signature(hashes, o, self.template), "set": hashes, "pref": pref}
+
+
+def minhash_template(opts: DedupOptions):
+    """A datasketch MinHash whose permutations (they depend only on num_perm and seed) are reused."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=int)
+
+
+def minhash_signature(hashes: np.ndarray, opts: DedupOptions, template=None) -> np.ndarray:
+    """datasketch MinHash signature (num_perm uint64 values) of a shingle hash set."""
+    from datasketch import MinHash
+
+    template = template if template is not None else minhash_template(opts)
+    m = MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=int, permutations=template.permutations,
+                scheme=template.scheme)
+    m.update_batch(hashes.tolist())
+    return np.asarray(m.hashvalues)
+
+
+def near_pair(a: str, b: str, opts: DedupOptions, bands: int, rows: int, template=None) -> tuple[bool, float]:
+    """What the stage decides for two texts that are not exact duplicates, without Beam: (found,
+    Jaccard). Found when both are long enough for near dedup, their signatures share a band (the
+    LSH candidate step) and the verification accepts them (`verify`). Jaccard is the exact one of
+    their shingle sets (0.0 when either is too short)."""
+    template = template if template is not None else minhash_template(opts)
+    sets = [document_shingles(t, opts) for t in (a, b)]
+    if any(h.size < opts.min_shingles_needed(n) for h, _, n in sets):
+        return False, 0.0
+    sigs = [minhash_signature(h, opts, template) for h, _, _ in sets]
+    sim = exact_jaccard(sets[0][0], sets[1][0])
+    if not set(band_keys(sigs[0], bands, rows)) & set(band_keys(sigs[1], bands, rows)):
+        return False, sim
+    check = sim if opts.verify == "exact" else estimated_jaccard(*sigs)
+    return opts.verify == "none" or check >= opts.threshold, sim
 
 
 def verify_edges(edges: beam.PCollection, data: beam.PCollection, opts: DedupOptions) -> beam.PCollection:
@@ -326,23 +383,27 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
 
     key_opts = opts.key
     if opts.exact:
-        keyed = records | "ExactKey" >> beam.Map(lambda r: (key_hash(dedup_key(r["text"], key_opts)), r))
+        keyed = records | "CandidateKey" >> beam.Map(lambda r: (key_hash(dedup_key(r["text"], key_opts)), r))
     else:
         keyed = records | "OwnKey" >> beam.Map(lambda r: (r["id"], r))
     groups = (
         keyed
         | "GroupExact" >> beam.GroupByKey()
-        | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field)).with_outputs(ExactGroups.REPS, main="docs")
+        | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field, key_opts if opts.exact else None))
+        .with_outputs(ExactGroups.REPS, ExactGroups.REJECTED, main="docs")
     )
     docs_by_keeper = groups.docs
     reps = groups[ExactGroups.REPS]
+    products.tally(groups[ExactGroups.REJECTED], "exact_candidates_rejected", value=lambda n: n)
 
     if opts.near:
-        data = (
+        signed = (
             reps
             | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
-            | "MinHash" >> beam.ParDo(Signatures(opts))
+            | "MinHash" >> beam.ParDo(Signatures(opts)).with_outputs(Signatures.UNITS, main="data")
         )
+        data = signed.data
+        products.tally(signed[Signatures.UNITS], "shingle_units", key=lambda u: u)
         candidates = (
             data
             | "Bands" >> beam.FlatMap(lambda kv: [(band, kv[0]) for band in band_keys(kv[1]["sig"], bands, rows)])
@@ -416,5 +477,7 @@ def summary_products(products: dict[str, list]) -> dict[str, Any]:
         "cluster_size_histogram": dict(sorted(sizes.items())),
         "verified_similarity_histogram": {f"{b / _SIM_BINS:.2f}-{(b + 1) / _SIM_BINS:.2f}": sims.get(b, 0) for b in range(_SIM_BINS) if sims.get(b)},
         "lines_removed": (products.get("lines_removed") or [0])[0],
+        "exact_candidates_rejected": (products.get("exact_candidates_rejected") or [0])[0],
+        "shingle_units": dict(sorted(products.get("shingle_units", []))),
         "docs_with_lines_removed": (products.get("docs_with_lines_removed") or [0])[0],
     }

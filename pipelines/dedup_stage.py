@@ -15,8 +15,10 @@ from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, 
 
 def planted_recall(out: str, labels_path: str, section: DedupSection) -> dict:
     """Of the planted duplicates (labels with `duplicate_of`) whose true Jaccard with their
-    original reaches the threshold, how many ended in their original's cluster."""
-    from pipelines.dedup import exact_jaccard, shingle_hashes
+    original reaches the threshold, how many ended in their original's cluster. Near copies where
+    either document has fewer shingles than near dedup needs (`min_shingles_needed`) are counted
+    apart (`near_too_short`): by design they are matched only exactly."""
+    from pipelines.dedup import document_shingles, exact_jaccard
 
     planted = {}
     for line in fs.read_text(labels_path).splitlines():
@@ -35,10 +37,12 @@ def planted_recall(out: str, labels_path: str, section: DedupSection) -> dict:
         if doc not in seen or original not in seen:
             continue  # filtered out by the clean stage
         kind = "exact" if label.endswith("exact_dup") else "near"
-        sim = exact_jaccard(shingle_hashes(seen[doc][1], section), shingle_hashes(seen[original][1], section))
+        (ha, _, na), (hb, _, nb) = document_shingles(seen[doc][1], section), document_shingles(seen[original][1], section)
+        sim = exact_jaccard(ha, hb)
         found = seen[doc][0] is not None and seen[doc][0] == seen[original][0]
-        band = "above" if sim >= section.threshold else "below"
-        entry = result.setdefault(f"{kind}_{band}_threshold", {"found": 0, "planted": 0})
+        short = ha.size < section.min_shingles_needed(na) or hb.size < section.min_shingles_needed(nb)
+        band = "too_short" if kind == "near" and short else "above_threshold" if sim >= section.threshold else "below_threshold"
+        entry = result.setdefault(f"{kind}_{band}", {"found": 0, "planted": 0})
         entry["planted"] += 1
         entry["found"] += int(found)
     for entry in result.values():
@@ -96,12 +100,19 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
         *([f"| removed by line dedup (no text left) | {removed['lines']} |"] if removed.get("lines") else []),
         f"| quarantined / dropped | {counts['quarantined']['total']} / {counts['dropped']['total']} |",
         "",
-        f"MinHash: {section.num_perm} permutations, {section.shingle_size}-{section.shingle_unit} shingles, "
+        f"Exact duplicates: equal text after {_exact_level(section)}; "
+        f"{summary['exact_candidates_rejected']} documents shared a candidate key with a different text and were kept.",
+        "",
+        f"MinHash: {section.num_perm} permutations, {_shingle_line(section)}, "
         f"{bands} bands x {rows} rows for a Jaccard threshold of {section.threshold} "
         f"(P(candidate) at the threshold: {candidate_probability(section.threshold, bands, rows):.3f}); "
         f"{summary['candidates']} candidate pairs, verified by {section.verify} similarity.",
         "",
     ]
+    if summary["shingle_units"]:
+        lines += ["| shingles | documents |", "|---|---:|"]
+        lines += [f"| {u.replace('too_short', 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
+        lines.append("")
     if section.line_dedup:
         lines += [f"Line-level dedup removed {summary['lines_removed']} repeated lines from {summary['docs_with_lines_removed']} documents.", ""]
     if evaluation:
@@ -109,7 +120,8 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
             "## Planted duplicates found",
             "",
             f"Pairs split by their true Jaccard similarity (same shingles) against the threshold {section.threshold}: "
-            "pairs above it should be found, pairs below it need not be.",
+            "pairs above it should be found, pairs below it need not be. Near copies of documents with fewer "
+            "shingles than near dedup needs are counted as 'too short': they are matched only exactly.",
             "",
             "| planted pairs | found | planted | share found |",
             "|---|---:|---:|---:|",
@@ -130,6 +142,24 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
                 lines.append(f"- {kind}: `{doc_id}` duplicate of `{dup_of}`: {snippet}")
         lines.append("")
     fs.write_text(fs.join(out, "report.md"), "\n".join(lines) + "\n")
+
+
+def _exact_level(section: DedupSection) -> str:
+    folds = [name for name, on in (("case folding", section.key.lowercase), ("whitespace collapsing", section.key.collapse_whitespace)) if on]
+    return "NFC and " + " and ".join(folds) if folds else "NFC only"
+
+
+def _shingle_line(section: DedupSection) -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in sorted(section.char_shingle_size.items()))
+    words = f"{section.shingle_size}-word shingles"
+    chars = f"character n-grams ({sizes}; other scripts {section.default_char_shingle_size})"
+    least = f"min {section.min_shingles} shingles" if section.min_shingles else "min n(1+t)/(1-t) shingles"
+    if section.shingle_unit == "word":
+        return f"{words} ({least})"
+    if section.shingle_unit == "char":
+        return f"{chars} ({least})"
+    return (f"{words} or, for documents with >= {section.spaceless_min_share:.0%} of letters in scripts without spaces, "
+            f"{chars} ({least})")
 
 
 def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str], force: bool = False,

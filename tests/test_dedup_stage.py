@@ -103,3 +103,33 @@ def test_run_chains_every_stage_and_resumes(small_corpus, tmp_path, capsys):
     # Rerunning the clean stage with another setting invalidates dedup.
     assert main(["run", *common, "--set", "clean.outliers.iqr_k=2.0"]) == 0
     assert manifest(dedup_dir)["fingerprint"] != first["fingerprint"]
+
+
+def test_multilingual_fixture_every_outcome(tmp_path):
+    """zh, ja, th, en and mixed documents with one-character edits, exact copies (spacing, case),
+    code/math/symbol pairs and templated notices: every record's outcome is the expected one."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures"
+    expected = json.loads((fixtures / "dedup_multilingual_expected.json").read_text(encoding="utf-8"))
+    out = tmp_path / "out"
+    assert main(["dedup", "--input", str(fixtures / "dedup_multilingual.jsonl"), "--output", str(out),
+                 "--set", "dedup.prefer_field=q"]) == 0
+    kept = {r["id"]: r for r in read_jsonl_gz(out / "kept")}
+    removed = {r["id"]: r for r in read_jsonl_gz(out / "removed")}
+    assert len(kept) + len(removed) == len(expected)
+    for doc_id, (outcome, *of) in expected.items():
+        if outcome == "kept":
+            assert doc_id in kept, doc_id
+            continue
+        r = removed[doc_id]
+        assert (r["dup_kind"], r["duplicate_of"]) == (outcome, of[0]), doc_id
+        assert r["cluster"] == kept[of[0]]["cluster"]  # removed with its cluster, whose keeper stays
+    for doc_id, r in kept.items():  # a kept document carries a cluster only when it has duplicates
+        assert ("cluster" in r) == any(of == [doc_id] for _, *of in expected.values()), doc_id
+    clusters = json.loads((out / "clusters.json").read_text())
+    # the six symbol pairs, and the Chinese copy with spaces put in (then found as a near duplicate)
+    assert clusters["exact_candidates_rejected"] == 7
+    assert clusters["shingle_units"] == {"char5": 11, "char8": 3, "too_short": 20, "word5": 3}
+    report = (out / "report.md").read_text()
+    assert "7 documents shared a candidate key with a different text" in report

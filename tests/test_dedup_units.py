@@ -175,3 +175,156 @@ def test_shingle_hashes_are_the_hashes_of_the_shingles():
     text = "The Quick, brown fox; jumps over the lazy dog again and again."
     expected = sorted({mmh3.hash(s, opts.seed, signed=False) for s in shingles(dedup_key(text, opts.key), 5)})
     assert shingle_hashes(text, opts).tolist() == expected
+
+
+# ---------------------------------------------------------------- exact means exact, every script
+
+import json
+from pathlib import Path
+
+from llmdata.dedup import exact_key, key_hash, min_shingles_for, shingle_strings, split_exact
+from pipelines.dedup import document_shingles, minhash_template, near_pair
+
+PARAGRAPHS = json.loads((Path(__file__).parent / "fixtures" / "dedup_paragraphs.json").read_text(encoding="utf-8"))
+
+#: Pairs of different texts that an aggressive key (punctuation stripped, NFKC) makes collide.
+SYMBOL_PAIRS = [("x = y + 1", "x = y - 1"), ("a > b", "a < b"), ("C", "C++"), ("i++", "i--"), ("x\u00b2", "x2"),
+                ("if (a && b) return;", "if (a || b) return;"), ("\u4f60\u597d\uff01", "\u4f60\u597d\uff1f")]
+
+
+def exact_outcome(texts, opts=KeyOptions()):
+    """What the exact stage does with these texts: candidate groups, split by verification."""
+    groups = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(key_hash(dedup_key(t, opts)), []).append({"id": str(i), "text": t})
+    return [[r["text"] for r in part] for g in groups.values() for part in split_exact(g, opts)]
+
+
+def test_exact_level_is_whitespace_and_case_only():
+    o = KeyOptions()
+    assert exact_key("  Hello\n\tWORLD ", o) == "hello world"
+    assert exact_key("e\u0301", o) == "\u00e9"  # canonically equivalent spellings are one text
+    assert exact_key("x\u00b2", o) != exact_key("x2", o)
+    assert exact_key("Foo", KeyOptions(lowercase=False)) != exact_key("foo", KeyOptions(lowercase=False))
+    assert exact_key("a  b", KeyOptions(collapse_whitespace=False)) != exact_key("a b", KeyOptions(collapse_whitespace=False))
+
+
+@pytest.mark.parametrize("a,b", SYMBOL_PAIRS)
+def test_code_and_math_pairs_collide_as_candidates_but_stay_apart(a, b):
+    opts = DedupOptions()
+    assert dedup_key(a, opts.key) == dedup_key(b, opts.key)  # the aggressive key cannot tell them apart
+    assert sorted(exact_outcome([a, b])) == sorted([[a], [b]])
+    bands, rows = opts.banding()
+    assert near_pair(a, b, opts, bands, rows) == (False, 0.0)  # too short to be anyone's near duplicate
+
+
+def test_exact_duplicates_are_still_found():
+    assert exact_outcome(["Hello  world", "hello world", "HELLO\nWORLD"]) == [["Hello  world", "hello world", "HELLO\nWORLD"]]
+    assert exact_outcome(["Hello world", "hello world"], KeyOptions(lowercase=False)) == [["Hello world"], ["hello world"]]
+
+
+_COLLIDING = st.text(alphabet=st.sampled_from(list("ab AB+-<>=!.,\u00b2\u00b32\u00e9\u0301\uff0c,\u3002\n\t")), max_size=8)
+
+
+@given(st.lists(_COLLIDING, min_size=2, max_size=12), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+@settings(max_examples=400)
+def test_verification_never_merges_different_texts(texts, lower, spaces, digits, accents):
+    """Whatever the candidate key folds, records end in one exact group only when their texts are
+    equal after the configured whitespace and case folding, and no record is lost."""
+    opts = KeyOptions(lowercase=lower, collapse_whitespace=spaces, map_digits=digits, remove_accents=accents)
+    parts = exact_outcome(texts, opts)
+    assert sorted(t for p in parts for t in p) == sorted(texts)
+    for p in parts:
+        assert len({exact_key(t, opts) for t in p}) == 1
+    keys = [exact_key(p[0], opts) for p in parts]
+    assert len(keys) == len(set(keys))  # and equal texts are never left apart
+
+
+# ---------------------------------------------------------------- shingles per script
+
+def test_shingle_plan_per_script():
+    opts = DedupOptions()
+    plan = lambda text: opts.shingle_plan(dedup_key(text, opts.key))  # noqa: E731
+    assert plan(PARAGRAPHS["en"][0]) == ("word", 5)
+    assert plan(PARAGRAPHS["zh"][0]) == ("char", 5)
+    assert plan(PARAGRAPHS["ja"][0]) == ("char", 5)
+    assert plan(PARAGRAPHS["th"][0]) == ("char", 8)
+    assert plan("\ud55c\uad6d\uc5b4\ub294 \ub744\uc5b4\uc4f0\uae30\ub97c \ud569\ub2c8\ub2e4") == ("word", 5)  # Hangul has spaces
+    assert plan("\u042d\u0442\u043e \u0440\u0443\u0441\u0441\u043a\u0438\u0439 \u0442\u0435\u043a\u0441\u0442") == ("word", 5)
+    assert plan("\u0e81\u0eb2\u0e99\u0e9e\u0eb2\u0eaa\u0eb2\u0ea5\u0eb2\u0ea7") == ("char", 8)  # Lao
+    # Mixed: decided by the share of letters in scripts without spaces.
+    assert plan("\u8fd0\u884c\u4e0b\u9762\u7684\u547d\u4ee4\u5b89\u88c5\u8f6f\u4ef6\u5305\uff1a pip install x") == ("char", 5)
+    assert plan("Run pip install llmpipe to install the package \u5b89\u88c5") == ("word", 5)
+    assert DedupOptions(shingle_unit="word").shingle_plan("\u4f60\u597d\u4e16\u754c") == ("word", 5)
+    assert DedupOptions(shingle_unit="char", char_shingle_size={"han": 3}).shingle_plan("\u4f60\u597d\u4e16\u754c") == ("char", 3)
+    assert DedupOptions(shingle_unit="char").shingle_plan("hello world") == ("char", 5)
+
+
+def test_shingle_units():
+    assert shingle_strings("\u4f60\u597d \u4e16\u754c\u554a", 3, "char") == {"\u4f60\u597d\u4e16", "\u597d\u4e16\u754c", "\u4e16\u754c\u554a"}
+    assert shingle_strings("\u4f60\u597d\u4e16\u754c", 2, "word") == {"\u4f60 \u597d", "\u597d \u4e16", "\u4e16 \u754c"}  # one word per Han character
+    assert shingle_strings("\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22", 8, "char") == {"\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22"}  # shorter than n: one shingle
+    assert shingle_strings("   ", 5, "char") == set()
+    assert min_shingles_for(5, 0.8) == 45 and min_shingles_for(8, 0.8) == 72 and min_shingles_for(5, 0.5) == 15
+
+
+def one_character_edits(text, rng, count):
+    """`count` copies of `text`, each with one character substituted, deleted or inserted (a letter
+    of the same text, so the edit stays in the text's script)."""
+    letters = [c for c in text if c.isalpha()]
+    out = []
+    for _ in range(count):
+        i, kind, c = rng.randrange(len(text)), rng.choice("sdi"), rng.choice(letters)
+        out.append(text[:i] + c + text[i + 1:] if kind == "s" else text[:i] + text[i + 1:] if kind == "d" else text[:i] + c + text[i:])
+    return out
+
+
+@pytest.mark.parametrize("lang", ["zh", "ja", "th", "en"])
+def test_one_character_edits_are_found_in_every_script(lang):
+    """Near-dup recall of one-character edits, per language, through the same shingles, MinHash,
+    LSH bands and verification as the stage."""
+    opts = DedupOptions()
+    bands, rows = opts.banding()
+    template = minhash_template(opts)
+    rng = random.Random(lang)
+    found = total = 0
+    for text in PARAGRAPHS[lang]:
+        for copy in one_character_edits(text, rng, 25):
+            found += near_pair(text, copy, opts, bands, rows, template)[0]
+            total += 1
+    assert found / total >= 0.95, f"{lang}: {found}/{total}"
+
+
+def test_different_paragraphs_are_never_near_duplicates():
+    opts = DedupOptions()
+    bands, rows = opts.banding()
+    texts = [t for lang in sorted(PARAGRAPHS) for t in PARAGRAPHS[lang]]
+    template = minhash_template(opts)
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            assert near_pair(a, b, opts, bands, rows, template)[0] is False
+
+
+def test_templated_notices_are_not_merged():
+    opts = DedupOptions()
+    bands, rows = opts.banding()
+    units = ["foo.service", "bar.service", "nginx.service", "sshd.service"]
+    en = [f"Unit {u} {v}" for u in units for v in ("started", "stopped", "failed", "entered failed state")]
+    zh = [f"\u5355\u5143 {u} {v}" for u in units for v in ("\u5df2\u542f\u52a8", "\u5df2\u505c\u6b62", "\u5931\u8d25", "\u5df2\u91cd\u65b0\u52a0\u8f7d")]
+    longer = [f"The unit {u} has {v} successfully. The job identifier is 4721 and the result is done." for u in units for v in ("started", "stopped")]
+    for texts in (en, zh, longer):
+        assert all(len(part) == 1 for part in exact_outcome(texts))
+        for i, a in enumerate(texts):
+            for b in texts[i + 1:]:
+                assert near_pair(a, b, opts, bands, rows) == (False, 0.0)
+    # The same rule, stated: shorter than n(1+t)/(1-t) shingles is exact dedup only.
+    hashes, unit, n = document_shingles(zh[0], opts)
+    assert hashes.size < opts.min_shingles_needed(n)
+
+
+def test_char_sizes_are_checked():
+    with pytest.raises(ValueError, match="unknown script group"):
+        DedupOptions(char_shingle_size={"chinese": 3})
+    with pytest.raises(ValueError, match="1-50"):
+        DedupOptions(char_shingle_size={"han": 0})
+    assert DedupOptions(char_shingle_size={"other": 4}).char_shingle_size == {"other": 4}

@@ -10,6 +10,7 @@ from llmdata.normalize import (
     collapse_spaces,
     limit_blank_lines,
     make_word_mapper,
+    nfc,
     nfkc,
     remove_invisible,
     remove_punctuation,
@@ -21,22 +22,53 @@ from llmdata.normalize import (
 
 
 def test_remove_invisible():
-    assert remove_invisible("a\u200bb\u200dc\ufeffd\x00e\x07f") == "abcdef"
-    assert remove_invisible("a\r\nb\rc") == "a\nb\nc"
+    assert remove_invisible("a\u200bb\u00adc\ufeffd\x00e\x07f\u2060g") == "abcdefg"
+    assert remove_invisible("a\r\nb\rc\x0cd\x0be") == "a\nb\nc\nd\ne"
     assert remove_invisible("tab\tand\nnewline") == "tab\tand\nnewline"
-    assert remove_invisible("bidi\u202eoverride\u2028sep") == "bidioverridesep"
+    assert remove_invisible("bidi\u202eoverride\u2066iso\u2069\u200emark\u2028sep") == "bidioverrideisomark\nsep"
 
 
-def test_nfkc():
+def test_remove_invisible_keeps_joiners_and_tags():
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "mi-khaham" with its ZWNJ
+    malayalam = "\u0d28\u0d4d\u200d"  # chillu spelled with a ZWJ
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji through ZWJ
+    england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"  # tag sequence
+    for text in (persian, malayalam, family, england, "\u0600\u0661"):
+        assert remove_invisible(text) == text
+        assert Normalizer()(text) == text
+
+
+def test_has_visible():
+    from llmdata.normalize import has_visible
+
+    assert not has_visible("\u200d\u200c \ufe0f\n\t\U000e0067")
+    assert has_visible("\u200d\u0645") and has_visible("\u3002") and has_visible("\u0301")
+
+
+def test_nfc_and_nfkc():
+    assert nfc("e\u0301") == "\u00e9"
+    assert nfc("x\u00b2 \uff0c\ufb01") == "x\u00b2 \uff0c\ufb01"  # compatibility characters stay
     assert nfkc("\uff21\uff22\uff23") == "ABC"  # full-width
     assert nfkc("\ufb01nd") == "find"  # ligature
+    assert nfkc("x\u00b2") == "x2"
     assert nfkc("e\u0301") == "\u00e9"
+
+
+def test_default_keeps_meaning_nfkc_is_opt_in():
+    text = "x\u00b2 + y\u00b2 = z\u00b2, H\u2082O, \u2460 \ufb01"
+    assert Normalizer()(text) == text
+    assert Normalizer(NormalizeOptions(nfkc=True))(text) == "x2 + y2 = z2, H2O, 1 fi"
+    chinese = "\u4f60\u597d\uff0c\u4e16\u754c\uff1a\uff08\u6d4b\u8bd5\uff09\uff01\u662f\u5417\uff1f\u597d\u3002\u4e00\u3001\u4e8c\uff1b"
+    assert Normalizer()(chinese) == chinese  # all full-width punctuation stays, not half of it
+    assert Normalizer()("\u3000\u3000\u7b2c\u4e00\u6bb5\u3002") == "\u3000\u3000\u7b2c\u4e00\u6bb5\u3002"
+    assert Normalizer()("e\u0301t\u00e9") == "\u00e9t\u00e9"  # NFC: one spelling of the same text
 
 
 def test_collapse_spaces_keeps_indentation():
     assert collapse_spaces("a   b\u00a0\u00a0c") == "a b c"
     assert collapse_spaces("def f():\n    return  1") == "def f():\n    return 1"
-    assert collapse_spaces("\u3000x") == " x"
+    assert collapse_spaces("\u3000x") == "\u3000x"  # the ideographic space is CJK typesetting
+    assert collapse_spaces("a\u2009\u2009b") == "a b"
 
 
 def test_trailing_and_blank_lines():
@@ -96,3 +128,33 @@ def test_aggressive_normalization_is_idempotent(text):
 @settings(max_examples=200)
 def test_stemming_never_raises(text):
     Normalizer(NormalizeOptions(stem="porter"))(text)
+
+
+NFKC_TEXT = Normalizer(NormalizeOptions(nfkc=True))
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=300)
+def test_nfkc_normalization_is_idempotent(text):
+    once = NFKC_TEXT(text)
+    assert NFKC_TEXT(once) == once
+
+
+# Characters whose change alters meaning, and words built from them: the default must keep them all.
+_MEANINGFUL = st.sampled_from(
+    # (not U+2126 OHM or U+212B ANGSTROM: canonical singletons, NFC maps them to Omega and A-ring)
+    list("\u00b2\u00b3\u00b9\u2070\u2074\u2075\u207f\u2080\u2081\u2082\u2083\u00bd\u2153\u2460\u2461\u2122\ufb01\ufb02")  # super/subscripts, fractions, circled, ligatures
+    + list("\uff0c\u3002\u3001\uff1a\uff1b\uff08\uff09\uff01\uff1f\u300c\u300d\u300e\u300f\u3010\u3011\uff5e\u30fb\uff0e\uff21\uff41\uff10\u3000")  # full-width
+    + ["\u0645\u06cc\u200c\u0634\u0648\u062f", "\u0d28\u0d4d\u200d", "\u0d9a\u0dca\u200d\u0dbb",  # ZWNJ/ZWJ in Persian, Malayalam, Sinhala
+       "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\U0001f3f3\ufe0f\u200d\U0001f308", "\u2764\ufe0f"]  # emoji ZWJ sequences
+)
+_CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF) | st.characters(min_codepoint=0x3041, max_codepoint=0x3096) \
+    | st.characters(min_codepoint=0x30A1, max_codepoint=0x30FA) | st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3)
+_LATIN = st.sampled_from(list("abcxyzXYZ019+-=<>()"))
+
+
+@given(st.lists(_MEANINGFUL | _CJK | _LATIN, min_size=1, max_size=60))
+@settings(max_examples=400)
+def test_default_never_changes_meaningful_characters(parts):
+    text = "".join(parts)
+    assert Normalizer()(text) == text
