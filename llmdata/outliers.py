@@ -4,6 +4,14 @@ Each feature gets a z-score or an IQR rule, on a log scale where the feature is 
 log-normal (lengths, counts). The statistics come from mergeable summaries (count, mean, M2 by
 Chan's parallel update) and quantiles, so any number of workers can build them; the resulting
 thresholds are plain numbers written to `thresholds.json` and can be applied to another run.
+
+Thresholds are computed per script group (llmdata.scripts.dominant_script: "latin", "han",
+"kana", "hangul", "cyrillic", "thai", ...), since a Chinese document's word length or compression
+ratio says nothing about an English one's. A group with fewer than `min_group_docs` documents
+borrows the thresholds of its family ("spaceless": Han, kana, Thai, Lao, Khmer, Myanmar;
+"spaced": every other script), and a family that small borrows the global ones ("*", every
+document). `resolve_group` makes that choice, the same way when computing and when applying a
+saved thresholds file.
 """
 from __future__ import annotations
 
@@ -14,6 +22,10 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.features import feature_scale
+from llmdata.scripts import NO_SPACE_SCRIPTS
+
+#: the key of the thresholds computed from every document
+GLOBAL = "*"
 
 Method = Literal["iqr", "zscore", "none"]
 Side = Literal["both", "low", "high"]
@@ -49,6 +61,29 @@ class OutlierOptions(BaseModel):
     features: dict[str, FeatureRule] = Field(default_factory=_default_rules)
     thresholds_file: Optional[str] = None  # apply a saved thresholds.json instead of computing
     num_quantiles: int = Field(101, ge=5, le=10001)
+    group_by: Literal["script", "none"] = "script"  # none: one set of thresholds for everything
+    min_group_docs: int = Field(50, ge=5)  # fewer: the group borrows its family's, then the global
+
+
+def family_of(script: str) -> str:
+    """"spaceless" for scripts written without spaces between words, "spaced" for the others."""
+    return "spaceless" if script in NO_SPACE_SCRIPTS else "spaced"
+
+
+def group_keys(script: str, group_by: str = "script") -> tuple[str, ...]:
+    """The threshold groups a document of `script` contributes to: itself, its family, global."""
+    if group_by == "none":
+        return (GLOBAL,)
+    return (script, family_of(script), GLOBAL)
+
+
+def resolve_group(script: str, available: set[str] | dict, group_by: str = "script") -> str:
+    """The group whose thresholds judge a document of `script`: the first of `group_keys` that
+    has thresholds (a group has them only with at least `min_group_docs` documents)."""
+    for key in group_keys(script, group_by):
+        if key in available:
+            return key
+    return GLOBAL
 
 
 def transform(feature: str, value: float, rule_log: Optional[bool]) -> float:
@@ -163,18 +198,56 @@ def check(features: dict[str, float], thresholds: dict[str, dict]) -> Optional[s
     return None
 
 
-def to_json_safe(thresholds: dict[str, dict]) -> dict[str, dict]:
-    """JSON has no infinity: open ends of an interval are written as null."""
+def grouped_thresholds(
+    moments: dict[tuple[str, str], Moments], quants: dict[tuple[str, str], list[float]], opts: OutlierOptions
+) -> dict:
+    """The thresholds file's content from per-(group, feature) moments and quantiles.
+
+    Returns {"group_by", "min_group_docs", "group_docs": {group: documents}, "groups": {group:
+    {feature: interval}} (only groups with at least min_group_docs documents, and always the
+    global one), "used_by": {script: group whose thresholds judge it}}.
+    """
+    docs: dict[str, int] = {}
+    for (group, _), m in moments.items():
+        docs[group] = max(docs.get(group, 0), m.n)
+    groups: dict[str, dict] = {}
+    for (group, name), m in sorted(moments.items()):
+        if group == GLOBAL or docs[group] >= opts.min_group_docs:
+            groups.setdefault(group, {})[name] = feature_threshold(name, m, quants[(group, name)], opts)
+    scripts = sorted(g for g in docs if g not in (GLOBAL, "spaced", "spaceless"))
     return {
-        name: {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in t.items()}
-        for name, t in thresholds.items()
+        "group_by": opts.group_by,
+        "min_group_docs": opts.min_group_docs,
+        "group_docs": dict(sorted(docs.items())),
+        "groups": groups,
+        "used_by": {s: resolve_group(s, groups, opts.group_by) for s in scripts},
     }
 
 
-def from_json(data: dict[str, dict]) -> dict[str, dict]:
-    """Read a saved thresholds file back, null ends becoming open intervals."""
+def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], str]:
+    """(reason or None, group used) for one document of `script` under `grouped_thresholds`."""
+    group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"))
+    return check(features, thresholds["groups"].get(group, {})), group
+
+
+def _safe(t: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in t.items()}
+
+
+def to_json_safe(thresholds: dict) -> dict:
+    """JSON has no infinity: open ends of an interval are written as null."""
+    if "groups" not in thresholds:
+        return {name: _safe(t) for name, t in thresholds.items()}
+    out = dict(thresholds)
+    out["groups"] = {g: {name: _safe(t) for name, t in feats.items()} for g, feats in thresholds["groups"].items()}
+    return out
+
+
+def _intervals_from_json(data: dict, where: str) -> dict[str, dict]:
     out = {}
     for name, t in data.items():
+        if not isinstance(t, dict):
+            raise ValueError(f"thresholds entry {where}{name!r} is not an object")
         t = dict(t)
         if t.get("low") is None:
             t["low"] = -math.inf
@@ -182,6 +255,30 @@ def from_json(data: dict[str, dict]) -> dict[str, dict]:
             t["high"] = math.inf
         for key in ("method", "log", "low", "high"):
             if key not in t:
-                raise ValueError(f"thresholds entry {name!r} lacks {key!r}")
+                raise ValueError(f"thresholds entry {where}{name!r} lacks {key!r}")
         out[name] = t
+    return out
+
+
+def from_json(data: dict) -> dict:
+    """Read a saved thresholds file back, null ends becoming open intervals.
+
+    A file from before per-group thresholds (a flat {feature: interval} object) is read as the
+    global group alone. Raises ValueError on an entry that is not an interval.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("thresholds file is not a JSON object")
+    if "groups" not in data:
+        return {"group_by": "none", "min_group_docs": 0, "group_docs": {}, "used_by": {},
+                "groups": {GLOBAL: _intervals_from_json(data, "")}}
+    if not isinstance(data["groups"], dict):
+        raise ValueError("thresholds 'groups' is not an object")
+    out = dict(data)
+    out["groups"] = {}
+    for g, v in data["groups"].items():
+        if not isinstance(v, dict):
+            raise ValueError(f"thresholds group {g!r} is not an object")
+        out["groups"][g] = _intervals_from_json(v, f"{g}/")
+    if GLOBAL not in out["groups"]:
+        out["groups"][GLOBAL] = {}
     return out
