@@ -6,12 +6,15 @@ Chan's parallel update) and quantiles, so any number of workers can build them; 
 thresholds are plain numbers written to `thresholds.json` and can be applied to another run.
 
 Thresholds are computed per script group (llmdata.scripts.dominant_script: "latin", "han",
-"kana", "hangul", "cyrillic", "thai", ...), since a Chinese document's word length or compression
-ratio says nothing about an English one's. A group with fewer than `min_group_docs` documents
-borrows the thresholds of its family ("spaceless": Han, kana, Thai, Lao, Khmer, Myanmar;
-"spaced": every other script), and a family that small borrows the global ones ("*", every
-document). `resolve_group` makes that choice, the same way when computing and when applying a
-saved thresholds file.
+"kana", "hangul", "cyrillic", "thai", ...; code is its own group, "code"), since a Chinese document's word length or compression
+ratio says nothing about an English one's. A group with fewer than `min_group_docs` documents has
+no thresholds of its own, and borrowing another group's would judge it on a foreign scale (twelve
+Chinese documents under English-majority thresholds all fail `mean_word_len:low`), so by default
+(`small_groups: skip`) its documents pass the outlier filter and are judged by the junk rules
+(llmdata/junk.py) and fixed rules only; `small_groups: global` judges them by the thresholds of
+all documents ("*") instead. Documents without letters (script "none") have no scale of their own
+and are always judged by the global thresholds when their group is small. `resolve_group` makes
+the choice, the same way when computing and when applying a saved thresholds file.
 """
 from __future__ import annotations
 
@@ -22,8 +25,6 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.features import feature_scale
-from llmdata.scripts import NO_SPACE_SCRIPTS
-
 #: the key of the thresholds computed from every document
 GLOBAL = "*"
 
@@ -62,28 +63,40 @@ class OutlierOptions(BaseModel):
     thresholds_file: Optional[str] = None  # apply a saved thresholds.json instead of computing
     num_quantiles: int = Field(101, ge=5, le=10001)
     group_by: Literal["script", "none"] = "script"  # none: one set of thresholds for everything
-    min_group_docs: int = Field(50, ge=5)  # fewer: the group borrows its family's, then the global
+    # The smallest spread (IQR, or 1.349 std for zscore) on the judging scale: a group whose values
+    # nearly all coincide (Japanese mean_word_len is 1.0 to 1.03 when every kana is a word) would
+    # otherwise reject ordinary variation. On a log scale 0.05 is about 5%.
+    min_spread: float = Field(0.05, ge=0)
+    min_group_docs: int = Field(30, ge=5)  # fewer documents: the group has no thresholds of its own
+    small_groups: Literal["skip", "global"] = "skip"  # a small group: not judged, or judged by "*"
 
 
-def family_of(script: str) -> str:
-    """"spaceless" for scripts written without spaces between words, "spaced" for the others."""
-    return "spaceless" if script in NO_SPACE_SCRIPTS else "spaced"
+def group_name(script: str, lang: str) -> str:
+    """The threshold group of a document: "code" for code (llmdata.langid labels it), else its
+    dominant script group. Code's line lengths, symbols and identifiers follow other laws than
+    prose in any script, so it is judged among code."""
+    return "code" if lang == "code" else script
 
 
 def group_keys(script: str, group_by: str = "script") -> tuple[str, ...]:
-    """The threshold groups a document of `script` contributes to: itself, its family, global."""
+    """The threshold groups a document of `script` contributes to: its script group and "*"."""
+    return (GLOBAL,) if group_by == "none" else (script, GLOBAL)
+
+
+def resolve_group(script: str, available: set[str] | dict, group_by: str = "script", small_groups: str = "skip") -> Optional[str]:
+    """The group whose thresholds judge a document of `script`, or None (not judged).
+
+    Its own group when that has thresholds (at least `min_group_docs` documents); otherwise "*"
+    when grouping is off, when `small_groups` is "global" or for documents without letters
+    (script "none"); otherwise None.
+    """
     if group_by == "none":
-        return (GLOBAL,)
-    return (script, family_of(script), GLOBAL)
-
-
-def resolve_group(script: str, available: set[str] | dict, group_by: str = "script") -> str:
-    """The group whose thresholds judge a document of `script`: the first of `group_keys` that
-    has thresholds (a group has them only with at least `min_group_docs` documents)."""
-    for key in group_keys(script, group_by):
-        if key in available:
-            return key
-    return GLOBAL
+        return GLOBAL
+    if script in available:
+        return script
+    if small_groups == "global" or script == "none":
+        return GLOBAL
+    return None
 
 
 def transform(feature: str, value: float, rule_log: Optional[bool]) -> float:
@@ -168,10 +181,12 @@ def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: Out
     }
     if method == "iqr":
         k = rule.k or opts.iqr_k
-        low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        spread = max(q3 - q1, opts.min_spread)
+        low, high = q1 - k * spread, q3 + k * spread
     elif method == "zscore":
         k = rule.k or opts.z
-        low, high = moments.mean - k * moments.std, moments.mean + k * moments.std
+        std = max(moments.std, opts.min_spread / 1.349)  # 1.349 std = the IQR of a normal law
+        low, high = moments.mean - k * std, moments.mean + k * std
     else:
         k, low, high = 0.0, -math.inf, math.inf
     if rule.side == "low":
@@ -203,9 +218,9 @@ def grouped_thresholds(
 ) -> dict:
     """The thresholds file's content from per-(group, feature) moments and quantiles.
 
-    Returns {"group_by", "min_group_docs", "group_docs": {group: documents}, "groups": {group:
-    {feature: interval}} (only groups with at least min_group_docs documents, and always the
-    global one), "used_by": {script: group whose thresholds judge it}}.
+    Returns {"group_by", "min_group_docs", "small_groups", "group_docs": {group: documents},
+    "groups": {group: {feature: interval}} (only groups with at least min_group_docs documents,
+    and always the global one), "used_by": {script: group whose thresholds judge it, or null}}.
     """
     docs: dict[str, int] = {}
     for (group, _), m in moments.items():
@@ -214,20 +229,25 @@ def grouped_thresholds(
     for (group, name), m in sorted(moments.items()):
         if group == GLOBAL or docs[group] >= opts.min_group_docs:
             groups.setdefault(group, {})[name] = feature_threshold(name, m, quants[(group, name)], opts)
-    scripts = sorted(g for g in docs if g not in (GLOBAL, "spaced", "spaceless"))
+    scripts = sorted(g for g in docs if g != GLOBAL)
     return {
         "group_by": opts.group_by,
         "min_group_docs": opts.min_group_docs,
+        "small_groups": opts.small_groups,
         "group_docs": dict(sorted(docs.items())),
         "groups": groups,
-        "used_by": {s: resolve_group(s, groups, opts.group_by) for s in scripts},
+        "used_by": {s: resolve_group(s, groups, opts.group_by, opts.small_groups) for s in scripts},
     }
 
 
-def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], str]:
-    """(reason or None, group used) for one document of `script` under `grouped_thresholds`."""
-    group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"))
-    return check(features, thresholds["groups"].get(group, {})), group
+def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], Optional[str]]:
+    """(reason or None, group used or None when not judged) for one document of group `script` under
+    `grouped_thresholds` (or a file read back by `from_json`)."""
+    group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"),
+                          thresholds.get("small_groups", "skip"))
+    if group is None:
+        return None, None
+    return check(features, thresholds["groups"][group]), group
 
 
 def _safe(t: dict) -> dict:
@@ -269,7 +289,7 @@ def from_json(data: dict) -> dict:
     if not isinstance(data, dict):
         raise ValueError("thresholds file is not a JSON object")
     if "groups" not in data:
-        return {"group_by": "none", "min_group_docs": 0, "group_docs": {}, "used_by": {},
+        return {"group_by": "none", "min_group_docs": 0, "small_groups": "global", "group_docs": {}, "used_by": {},
                 "groups": {GLOBAL: _intervals_from_json(data, "")}}
     if not isinstance(data["groups"], dict):
         raise ValueError("thresholds 'groups' is not an object")

@@ -21,7 +21,7 @@ from llmdata.junk import junk_reason, junk_scores
 from llmdata.langid import identify
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
 from llmdata.normalize import Normalizer
-from llmdata.outliers import check_grouped, from_json, group_keys, grouped_thresholds, to_json_safe, transform
+from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
 from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
 from llmdata.scripts import dominant_script
@@ -97,8 +97,8 @@ class ApplyThresholds(beam.DoFn):
         if not thresholds:
             yield record
             return
-        reason, group = check_grouped(record["scores"], record["script"], thresholds)
-        record = {**record, "threshold_group": group}
+        reason, group = check_grouped(record["scores"], group_name(record["script"], record["lang"]), thresholds)
+        record = {**record, "threshold_group": group}  # None: a small script group, not judged
         if reason:
             yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
         else:
@@ -175,13 +175,13 @@ def _sum_count(values: Any) -> tuple[float, int]:
 
 def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.PCollection:
     """Per-group, per-feature intervals from the data: moments and quantiles on each feature's
-    judging scale, keyed by (group, feature) for the document's script, its family and "*"
+    judging scale, keyed by (group, feature) for the document's script group and "*"
     (llmdata.outliers.group_keys); `grouped_thresholds` keeps the groups large enough."""
     opts = section.outliers
     rules = opts.features
 
     def values(record: dict) -> Iterator:
-        keys = group_keys(record["script"], opts.group_by)
+        keys = group_keys(group_name(record["script"], record["lang"]), opts.group_by)
         for name, rule in rules.items():
             if name in record["scores"]:
                 x = transform(name, record["scores"][name], rule.log)

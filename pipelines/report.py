@@ -123,14 +123,16 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
             "",
             f"Source: {stats['thresholds_source']}. Computed per script group (`group_by: "
             f"{thresholds.get('group_by')}`); a group with fewer than {thresholds.get('min_group_docs')} documents "
-            "borrows its family's thresholds (spaced / spaceless scripts), then the global ones (`*`).",
+            f"has none of its own and is "
+            + ("judged by the global ones (`*`)." if thresholds.get("small_groups") == "global" else
+               "not judged by this filter (`-`; documents without letters use the global ones, `*`)."),
             "",
             "| script | documents | judged by |",
             "|---|---:|---|",
         ]
         docs = thresholds.get("group_docs", {})
         for script, group in thresholds.get("used_by", {}).items():
-            lines.append(f"| {script} | {docs.get(script, '-')} | `{group}` |")
+            lines.append(f"| {script} | {docs.get(script, '-')} | {f'`{group}`' if group else '-'} |")
         lines += [
             "",
             "Intervals in each feature's own units; features marked log were judged as log(x + offset) "

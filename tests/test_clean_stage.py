@@ -63,7 +63,8 @@ def test_report_thresholds_and_stats(clean_run):
     assert glob["n_chars"]["method"] == "iqr" and glob["n_chars"]["log"] is True
     # The demo corpus is English and code: one script group, judged by its own thresholds.
     assert thresholds["used_by"]["latin"] == "latin" and thresholds["group_docs"]["latin"] >= 50
-    assert set(thresholds["groups"]) == {"*", "latin", "spaced"}  # too few docs without letters: none borrows "spaced"
+    assert set(thresholds["groups"]) == {"*", "latin"}
+    assert thresholds["used_by"].get("none", "*") == "*"  # documents without letters: the global thresholds
     assert "## By language" in report and "| en |" in report
     stats = json.loads((clean_run / "stats.json").read_text())
     assert stats["evaluation"]["junk_removed"] > 0.8 and stats["evaluation"]["good_kept"] > 0.9
