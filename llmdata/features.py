@@ -45,6 +45,7 @@ FEATURES: dict[str, tuple[bool, float]] = {
     "unique_word_ratio": (True, 0.01),
     "dup_line_frac": (True, 0.01),
     "compression_ratio": (False, 0.01),
+    "char_entropy": (False, 0.01),  # llmdata.junk.char_entropy, bits
 }
 
 

@@ -24,7 +24,10 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from collections import Counter
+
 from llmdata.features import feature_scale
+from llmdata.scripts import dominant_script
 #: the key of the thresholds computed from every document
 GLOBAL = "*"
 
@@ -50,7 +53,15 @@ def _default_rules() -> dict[str, FeatureRule]:
         "symbol_ratio": FeatureRule(side="high"),
         "unique_word_ratio": FeatureRule(side="low"),
         "compression_ratio": FeatureRule(side="both"),
+        # Random letters (3.4+ bits) sit just above prose (up to ~3 bits): a tighter k.
+        "char_entropy": FeatureRule(side="high", k=1.5),
     }
+
+
+#: (group, feature) judged on the high side only: in Han and kana text every character is a word,
+#: so pure Chinese or Japanese has the smallest mean word length possible (1.0) and a low
+#: mean_word_len is the best prose there, not junk.
+HIGH_SIDE_ONLY: frozenset[tuple[str, str]] = frozenset({("han", "mean_word_len"), ("kana", "mean_word_len")})
 
 
 class OutlierOptions(BaseModel):
@@ -71,11 +82,23 @@ class OutlierOptions(BaseModel):
     small_groups: Literal["skip", "global"] = "skip"  # a small group: not judged, or judged by "*"
 
 
-def group_name(script: str, lang: str) -> str:
-    """The threshold group of a document: "code" for code (llmdata.langid labels it), else its
-    dominant script group. Code's line lengths, symbols and identifiers follow other laws than
-    prose in any script, so it is judged among code."""
-    return "code" if lang == "code" else script
+#: Letters of a script that count as this many Latin letters when choosing a document's threshold
+#: group: a Han or kana character is a word (an English word is ~5 letters), a Hangul syllable
+#: block holds 2-3 letters. Without this, a Chinese page with English option names
+#: (416 hanzi, 449 Latin letters) would be judged among English documents.
+GROUP_WEIGHTS: dict[str, float] = {"han": 3.0, "kana": 3.0, "hangul": 2.0}
+
+
+def group_name(counts: Counter, lang: str) -> str:
+    """The threshold group of a document from its letters per script (llmdata.scripts.script_counts)
+    and language: "code" for code (llmdata.langid labels it), "none" without letters, else the
+    script group with the most letters weighted by `GROUP_WEIGHTS` (kana-aware like
+    llmdata.scripts.dominant_script). Code's line lengths, symbols and identifiers follow other
+    laws than prose in any script, so it is judged among code."""
+    if lang == "code":
+        return "code"
+    weighted = Counter({s: n * GROUP_WEIGHTS.get(s, 1.0) for s, n in counts.items()})
+    return dominant_script("", weighted)
 
 
 def group_keys(script: str, group_by: str = "script") -> tuple[str, ...]:
@@ -228,7 +251,10 @@ def grouped_thresholds(
     groups: dict[str, dict] = {}
     for (group, name), m in sorted(moments.items()):
         if group == GLOBAL or docs[group] >= opts.min_group_docs:
-            groups.setdefault(group, {})[name] = feature_threshold(name, m, quants[(group, name)], opts)
+            t = feature_threshold(name, m, quants[(group, name)], opts)
+            if (group, name) in HIGH_SIDE_ONLY and t["side"] != "high":
+                t.update({"side": "high", "low": -math.inf, "low_raw": -math.inf})
+            groups.setdefault(group, {})[name] = t
     scripts = sorted(g for g in docs if g != GLOBAL)
     return {
         "group_by": opts.group_by,

@@ -24,7 +24,7 @@ from llmdata.normalize import Normalizer
 from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
 from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
-from llmdata.scripts import dominant_script
+from llmdata.scripts import dominant_script, script_counts
 from pipelines import fs
 from pipelines.stage import beam_pipeline
 from pipelines.beam_io import (
@@ -50,9 +50,9 @@ _STAT_QUANTILES = 101
 
 
 class ScoreDocument(beam.DoFn):
-    """Normalize the text; label its language (`lang`, `lang_score`) and dominant script
-    (`script`); compute features and junk scores; run the junk rules, then the enabled fixed
-    rules. Every scored record, kept or rejected, carries lang, lang_score and script."""
+    """Normalize the text; label its language (`lang`, `lang_score`), dominant script (`script`)
+    and outlier group (`group`); compute features and junk scores; run the junk rules, then the
+    enabled fixed rules. Every scored record, kept or rejected, carries these four fields."""
 
     REJECTED = "rejected"
 
@@ -79,7 +79,9 @@ class ScoreDocument(beam.DoFn):
         out = dict(record)
         out["text"] = text
         out["lang"], out["lang_score"] = identify(text)
-        out["script"] = dominant_script(text)
+        counts = script_counts(text)
+        out["script"] = dominant_script(text, counts)
+        out["group"] = group_name(counts, out["lang"])  # the outlier filter's group (llmdata.outliers)
         out["scores"] = {**feats.document_features(text), **junk, **rule_scores}
         if reason:
             out["reason"] = reason
@@ -89,7 +91,8 @@ class ScoreDocument(beam.DoFn):
 
 
 class ApplyThresholds(beam.DoFn):
-    """Judge a record by the thresholds of its script's group (`threshold_group` says which)."""
+    """Judge a record by its group's thresholds; `threshold_group` names the group whose thresholds
+    judged it (null: a group too small to have its own, not judged by this filter)."""
 
     REJECTED = "rejected"
 
@@ -97,8 +100,8 @@ class ApplyThresholds(beam.DoFn):
         if not thresholds:
             yield record
             return
-        reason, group = check_grouped(record["scores"], group_name(record["script"], record["lang"]), thresholds)
-        record = {**record, "threshold_group": group}  # None: a small script group, not judged
+        reason, used = check_grouped(record["scores"], record["group"], thresholds)
+        record = {**record, "threshold_group": used}
         if reason:
             yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
         else:
@@ -181,7 +184,7 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
     rules = opts.features
 
     def values(record: dict) -> Iterator:
-        keys = group_keys(group_name(record["script"], record["lang"]), opts.group_by)
+        keys = group_keys(record["group"], opts.group_by)
         for name, rule in rules.items():
             if name in record["scores"]:
                 x = transform(name, record["scores"][name], rule.log)
