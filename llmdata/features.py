@@ -12,6 +12,8 @@ from collections import Counter
 
 import regex
 
+from llmdata.scripts import words as script_words
+
 _WORD = regex.compile(r"\w+")
 _WORD_ASCII = re.compile(r"\w+")  # same tokens as _WORD on ASCII text, 1.5x faster
 _ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
@@ -43,6 +45,7 @@ FEATURES: dict[str, tuple[bool, float]] = {
     "unique_word_ratio": (True, 0.01),
     "dup_line_frac": (True, 0.01),
     "compression_ratio": (False, 0.01),
+    "char_entropy": (False, 0.01),  # llmdata.junk.char_entropy, bits
 }
 
 
@@ -53,7 +56,8 @@ def feature_scale(name: str, log_override: bool | None = None) -> tuple[bool, fl
 
 
 def words(text: str) -> list[str]:
-    """Runs of word characters (letters with their combining marks, digits, underscore)."""
+    """Runs of word characters (letters with their combining marks, digits, underscore): the
+    fixed web rules' words (llmdata/quality.py). The features use `llmdata.scripts.words`."""
     return (_WORD_ASCII if text.isascii() else _WORD).findall(text)
 
 
@@ -90,7 +94,7 @@ def char_classes_unicode(text: str) -> tuple[int, int, int, int, int]:
 def document_features(text: str) -> dict[str, float]:
     """The feature vector of one document; every value is finite, even for the empty string."""
     n_chars = len(text)
-    toks = words(text)
+    toks = script_words(text)  # one word per Han/kana character, newmm words for Thai
     n_words = len(toks)
     lines = text.split("\n")
     nonblank = [ln.strip() for ln in lines if ln.strip()]

@@ -4,6 +4,17 @@ Each feature gets a z-score or an IQR rule, on a log scale where the feature is 
 log-normal (lengths, counts). The statistics come from mergeable summaries (count, mean, M2 by
 Chan's parallel update) and quantiles, so any number of workers can build them; the resulting
 thresholds are plain numbers written to `thresholds.json` and can be applied to another run.
+
+Thresholds are computed per script group (llmdata.scripts.dominant_script: "latin", "han",
+"kana", "hangul", "cyrillic", "thai", ...; code is its own group, "code"), since a Chinese document's word length or compression
+ratio says nothing about an English one's. A group with fewer than `min_group_docs` documents has
+no thresholds of its own, and borrowing another group's would judge it on a foreign scale (twelve
+Chinese documents under English-majority thresholds all fail `mean_word_len:low`), so by default
+(`small_groups: skip`) its documents pass the outlier filter and are judged by the junk rules
+(llmdata/junk.py) and fixed rules only; `small_groups: global` judges them by the thresholds of
+all documents ("*") instead. Documents without letters (script "none") have no scale of their own
+and are always judged by the global thresholds when their group is small. `resolve_group` makes
+the choice, the same way when computing and when applying a saved thresholds file.
 """
 from __future__ import annotations
 
@@ -13,7 +24,12 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from collections import Counter
+
 from llmdata.features import feature_scale
+from llmdata.scripts import dominant_script
+#: the key of the thresholds computed from every document
+GLOBAL = "*"
 
 Method = Literal["iqr", "zscore", "none"]
 Side = Literal["both", "low", "high"]
@@ -37,7 +53,15 @@ def _default_rules() -> dict[str, FeatureRule]:
         "symbol_ratio": FeatureRule(side="high"),
         "unique_word_ratio": FeatureRule(side="low"),
         "compression_ratio": FeatureRule(side="both"),
+        # Random letters (3.4+ bits) sit just above prose (up to ~3 bits): a tighter k.
+        "char_entropy": FeatureRule(side="high", k=1.5),
     }
+
+
+#: (group, feature) judged on the high side only: in Han and kana text every character is a word,
+#: so pure Chinese or Japanese has the smallest mean word length possible (1.0) and a low
+#: mean_word_len is the best prose there, not junk.
+HIGH_SIDE_ONLY: frozenset[tuple[str, str]] = frozenset({("han", "mean_word_len"), ("kana", "mean_word_len")})
 
 
 class OutlierOptions(BaseModel):
@@ -49,6 +73,53 @@ class OutlierOptions(BaseModel):
     features: dict[str, FeatureRule] = Field(default_factory=_default_rules)
     thresholds_file: Optional[str] = None  # apply a saved thresholds.json instead of computing
     num_quantiles: int = Field(101, ge=5, le=10001)
+    group_by: Literal["script", "none"] = "script"  # none: one set of thresholds for everything
+    # The smallest spread (IQR, or 1.349 std for zscore) on the judging scale: a group whose values
+    # nearly all coincide (Japanese mean_word_len is 1.0 to 1.03 when every kana is a word) would
+    # otherwise reject ordinary variation. On a log scale 0.05 is about 5%.
+    min_spread: float = Field(0.05, ge=0)
+    min_group_docs: int = Field(30, ge=5)  # fewer documents: the group has no thresholds of its own
+    small_groups: Literal["skip", "global"] = "skip"  # a small group: not judged, or judged by "*"
+
+
+#: Letters of a script that count as this many Latin letters when choosing a document's threshold
+#: group: a Han or kana character is a word (an English word is ~5 letters), a Hangul syllable
+#: block holds 2-3 letters. Without this, a Chinese page with English option names
+#: (416 hanzi, 449 Latin letters) would be judged among English documents.
+GROUP_WEIGHTS: dict[str, float] = {"han": 3.0, "kana": 3.0, "hangul": 2.0}
+
+
+def group_name(counts: Counter, lang: str) -> str:
+    """The threshold group of a document from its letters per script (llmdata.scripts.script_counts)
+    and language: "code" for code (llmdata.langid labels it), "none" without letters, else the
+    script group with the most letters weighted by `GROUP_WEIGHTS` (kana-aware like
+    llmdata.scripts.dominant_script). Code's line lengths, symbols and identifiers follow other
+    laws than prose in any script, so it is judged among code."""
+    if lang == "code":
+        return "code"
+    weighted = Counter({s: n * GROUP_WEIGHTS.get(s, 1.0) for s, n in counts.items()})
+    return dominant_script("", weighted)
+
+
+def group_keys(script: str, group_by: str = "script") -> tuple[str, ...]:
+    """The threshold groups a document of `script` contributes to: its script group and "*"."""
+    return (GLOBAL,) if group_by == "none" else (script, GLOBAL)
+
+
+def resolve_group(script: str, available: set[str] | dict, group_by: str = "script", small_groups: str = "skip") -> Optional[str]:
+    """The group whose thresholds judge a document of `script`, or None (not judged).
+
+    Its own group when that has thresholds (at least `min_group_docs` documents); otherwise "*"
+    when grouping is off, when `small_groups` is "global" or for documents without letters
+    (script "none"); otherwise None.
+    """
+    if group_by == "none":
+        return GLOBAL
+    if script in available:
+        return script
+    if small_groups == "global" or script == "none":
+        return GLOBAL
+    return None
 
 
 def transform(feature: str, value: float, rule_log: Optional[bool]) -> float:
@@ -133,10 +204,12 @@ def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: Out
     }
     if method == "iqr":
         k = rule.k or opts.iqr_k
-        low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        spread = max(q3 - q1, opts.min_spread)
+        low, high = q1 - k * spread, q3 + k * spread
     elif method == "zscore":
         k = rule.k or opts.z
-        low, high = moments.mean - k * moments.std, moments.mean + k * moments.std
+        std = max(moments.std, opts.min_spread / 1.349)  # 1.349 std = the IQR of a normal law
+        low, high = moments.mean - k * std, moments.mean + k * std
     else:
         k, low, high = 0.0, -math.inf, math.inf
     if rule.side == "low":
@@ -163,18 +236,64 @@ def check(features: dict[str, float], thresholds: dict[str, dict]) -> Optional[s
     return None
 
 
-def to_json_safe(thresholds: dict[str, dict]) -> dict[str, dict]:
-    """JSON has no infinity: open ends of an interval are written as null."""
+def grouped_thresholds(
+    moments: dict[tuple[str, str], Moments], quants: dict[tuple[str, str], list[float]], opts: OutlierOptions
+) -> dict:
+    """The thresholds file's content from per-(group, feature) moments and quantiles.
+
+    Returns {"group_by", "min_group_docs", "small_groups", "group_docs": {group: documents},
+    "groups": {group: {feature: interval}} (only groups with at least min_group_docs documents,
+    and always the global one), "used_by": {script: group whose thresholds judge it, or null}}.
+    """
+    docs: dict[str, int] = {}
+    for (group, _), m in moments.items():
+        docs[group] = max(docs.get(group, 0), m.n)
+    groups: dict[str, dict] = {}
+    for (group, name), m in sorted(moments.items()):
+        if group == GLOBAL or docs[group] >= opts.min_group_docs:
+            t = feature_threshold(name, m, quants[(group, name)], opts)
+            if (group, name) in HIGH_SIDE_ONLY and t["side"] != "high":
+                t.update({"side": "high", "low": -math.inf, "low_raw": -math.inf})
+            groups.setdefault(group, {})[name] = t
+    scripts = sorted(g for g in docs if g != GLOBAL)
     return {
-        name: {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in t.items()}
-        for name, t in thresholds.items()
+        "group_by": opts.group_by,
+        "min_group_docs": opts.min_group_docs,
+        "small_groups": opts.small_groups,
+        "group_docs": dict(sorted(docs.items())),
+        "groups": groups,
+        "used_by": {s: resolve_group(s, groups, opts.group_by, opts.small_groups) for s in scripts},
     }
 
 
-def from_json(data: dict[str, dict]) -> dict[str, dict]:
-    """Read a saved thresholds file back, null ends becoming open intervals."""
+def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], Optional[str]]:
+    """(reason or None, group used or None when not judged) for one document of group `script` under
+    `grouped_thresholds` (or a file read back by `from_json`)."""
+    group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"),
+                          thresholds.get("small_groups", "skip"))
+    if group is None:
+        return None, None
+    return check(features, thresholds["groups"][group]), group
+
+
+def _safe(t: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in t.items()}
+
+
+def to_json_safe(thresholds: dict) -> dict:
+    """JSON has no infinity: open ends of an interval are written as null."""
+    if "groups" not in thresholds:
+        return {name: _safe(t) for name, t in thresholds.items()}
+    out = dict(thresholds)
+    out["groups"] = {g: {name: _safe(t) for name, t in feats.items()} for g, feats in thresholds["groups"].items()}
+    return out
+
+
+def _intervals_from_json(data: dict, where: str) -> dict[str, dict]:
     out = {}
     for name, t in data.items():
+        if not isinstance(t, dict):
+            raise ValueError(f"thresholds entry {where}{name!r} is not an object")
         t = dict(t)
         if t.get("low") is None:
             t["low"] = -math.inf
@@ -182,6 +301,30 @@ def from_json(data: dict[str, dict]) -> dict[str, dict]:
             t["high"] = math.inf
         for key in ("method", "log", "low", "high"):
             if key not in t:
-                raise ValueError(f"thresholds entry {name!r} lacks {key!r}")
+                raise ValueError(f"thresholds entry {where}{name!r} lacks {key!r}")
         out[name] = t
+    return out
+
+
+def from_json(data: dict) -> dict:
+    """Read a saved thresholds file back, null ends becoming open intervals.
+
+    A file from before per-group thresholds (a flat {feature: interval} object) is read as the
+    global group alone. Raises ValueError on an entry that is not an interval.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("thresholds file is not a JSON object")
+    if "groups" not in data:
+        return {"group_by": "none", "min_group_docs": 0, "small_groups": "global", "group_docs": {}, "used_by": {},
+                "groups": {GLOBAL: _intervals_from_json(data, "")}}
+    if not isinstance(data["groups"], dict):
+        raise ValueError("thresholds 'groups' is not an object")
+    out = dict(data)
+    out["groups"] = {}
+    for g, v in data["groups"].items():
+        if not isinstance(v, dict):
+            raise ValueError(f"thresholds group {g!r} is not an object")
+        out["groups"][g] = _intervals_from_json(v, f"{g}/")
+    if GLOBAL not in out["groups"]:
+        out["groups"][GLOBAL] = {}
     return out

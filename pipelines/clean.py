@@ -17,12 +17,14 @@ from typing import Any, Iterator, Optional
 import apache_beam as beam
 
 from llmdata import features as feats
+from llmdata.junk import junk_reason, junk_scores
+from llmdata.langid import identify
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
 from llmdata.normalize import Normalizer
-from llmdata.outliers import check as outlier_check
-from llmdata.outliers import feature_threshold, from_json, to_json_safe, transform
+from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
 from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
+from llmdata.scripts import dominant_script, script_counts
 from pipelines import fs
 from pipelines.stage import beam_pipeline
 from pipelines.beam_io import (
@@ -48,7 +50,9 @@ _STAT_QUANTILES = 101
 
 
 class ScoreDocument(beam.DoFn):
-    """Normalize the text, compute features, run the enabled fixed rules."""
+    """Normalize the text; label its language (`lang`, `lang_score`), dominant script (`script`)
+    and outlier group (`group`); compute features and junk scores; run the junk rules, then the
+    enabled fixed rules. Every scored record, kept or rejected, carries these four fields."""
 
     REJECTED = "rejected"
 
@@ -67,10 +71,18 @@ class ScoreDocument(beam.DoFn):
                 BAD, quarantine_record(record, "empty_after_normalization", "no visible text left")
             )
             return
-        reason, rule_scores, text = apply_rules(text, self.quality)
+        junk = junk_scores(record["text"], text)
+        reason = junk_reason(junk)
+        rule_scores: dict = {}
+        if reason is None:
+            reason, rule_scores, text = apply_rules(text, self.quality)
         out = dict(record)
         out["text"] = text
-        out["scores"] = {**feats.document_features(text), **rule_scores}
+        out["lang"], out["lang_score"] = identify(text)
+        counts = script_counts(text)
+        out["script"] = dominant_script(text, counts)
+        out["group"] = group_name(counts, out["lang"])  # the outlier filter's group (llmdata.outliers)
+        out["scores"] = {**feats.document_features(text), **junk, **rule_scores}
         if reason:
             out["reason"] = reason
             yield beam.pvalue.TaggedOutput(self.REJECTED, out)
@@ -79,10 +91,17 @@ class ScoreDocument(beam.DoFn):
 
 
 class ApplyThresholds(beam.DoFn):
+    """Judge a record by its group's thresholds; `threshold_group` names the group whose thresholds
+    judged it (null: a group too small to have its own, not judged by this filter)."""
+
     REJECTED = "rejected"
 
     def process(self, record: dict, thresholds: dict) -> Iterator:
-        reason = outlier_check(record["scores"], thresholds) if thresholds else None
+        if not thresholds:
+            yield record
+            return
+        reason, used = check_grouped(record["scores"], record["group"], thresholds)
+        record = {**record, "threshold_group": used}
         if reason:
             yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
         else:
@@ -158,21 +177,26 @@ def _sum_count(values: Any) -> tuple[float, int]:
 
 
 def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.PCollection:
-    """Per-feature intervals from the data: moments and quantiles on each feature's judging scale."""
+    """Per-group, per-feature intervals from the data: moments and quantiles on each feature's
+    judging scale, keyed by (group, feature) for the document's script group and "*"
+    (llmdata.outliers.group_keys); `grouped_thresholds` keeps the groups large enough."""
     opts = section.outliers
     rules = opts.features
 
     def values(record: dict) -> Iterator:
+        keys = group_keys(record["group"], opts.group_by)
         for name, rule in rules.items():
             if name in record["scores"]:
-                yield name, transform(name, record["scores"][name], rule.log)
+                x = transform(name, record["scores"][name], rule.log)
+                for key in keys:
+                    yield (key, name), x
 
     vals = scored | "ThresholdValues" >> beam.FlatMap(values)
     moments = vals | "ThresholdMoments" >> beam.CombinePerKey(MomentsFn())
     quants = vals | "ThresholdQuantiles" >> beam.ApproximateQuantiles.PerKey(opts.num_quantiles)
 
     def make(_: Any, moments: dict, quants: dict) -> dict:
-        return {name: feature_threshold(name, moments[name], quants[name], opts) for name in sorted(moments)}
+        return grouped_thresholds(moments, quants, opts)
 
     return (
         scored.pipeline
@@ -327,6 +351,19 @@ def build_pipeline(
     count_outcomes(products, read[UNITS], {
         "kept": (kept, None), "rejected": (rejected, "reason"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
     })
+
+    # The funnel per language: every scored record, kept or rejected, by (lang, outcome).
+    by_lang = (
+        kept | "KeptLang" >> beam.Map(lambda r: (r["lang"], "kept")),
+        rejected | "RejLang" >> beam.Map(lambda r: (r.get("lang", "und"), r["reason"])),
+    ) | "LangOutcomes" >> beam.Flatten() | "CountLang" >> beam.combiners.Count.PerElement()
+    products.add(by_lang, "by_lang")
+    by_script = (
+        (kept, rejected) | "ScoredDocs" >> beam.Flatten()
+        | "ScriptOutcome" >> beam.Map(lambda r: ((r.get("script", "none"), "rejected" if "reason" in r else "kept"), 1))
+        | "CountScript" >> beam.CombinePerKey(sum)
+    )
+    products.add(by_script, "by_script")
 
     # Feature statistics before and after filtering, and histogram counts for the report.
     before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()

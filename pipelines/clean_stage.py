@@ -56,6 +56,32 @@ def _evaluation(products: dict[str, list]) -> Optional[dict]:
     }
 
 
+def _by_language(products: dict[str, list]) -> dict:
+    """{lang: {"input", "kept", "rejected", "by_reason": {reason: n}}} over every scored record
+    (quarantined and dropped records never reach the language identifier)."""
+    table: dict = {}
+    for (lang, outcome), n in products.get("by_lang", []):
+        row = table.setdefault(lang, {"input": 0, "kept": 0, "rejected": 0, "by_reason": {}})
+        row["input"] += n
+        if outcome == "kept":
+            row["kept"] += n
+        else:
+            row["rejected"] += n
+            row["by_reason"][outcome] = row["by_reason"].get(outcome, 0) + n
+    for row in table.values():
+        row["by_reason"] = dict(sorted(row["by_reason"].items(), key=lambda kv: -kv[1]))
+    return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
+
+
+def _by_script(products: dict[str, list]) -> dict:
+    table: dict = {}
+    for (script, outcome), n in products.get("by_script", []):
+        row = table.setdefault(script, {"input": 0, "kept": 0, "rejected": 0})
+        row["input"] += n
+        row[outcome] += n
+    return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
+
+
 def run_clean(
     section: CleanSection,
     pattern: str,
@@ -104,6 +130,8 @@ def run_clean(
         "features_before": _feature_stats(products, "before"),
         "features_after": _feature_stats(products, "after"),
         "evaluation": _evaluation(products),
+        "by_language": _by_language(products),
+        "by_script": _by_script(products),
         "thresholds_source": thresholds_file or "computed from this input",
     }
     fs.write_json(fs.join(out, "stats.json"), stats)

@@ -99,23 +99,60 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         lines += [f"| `{r}` | {n} |" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1])]
         lines.append("")
 
-    if thresholds:
+    by_lang = stats.get("by_language") or {}
+    if by_lang:
+        lines += [
+            "## By language",
+            "",
+            "Language from py3langid on a 1,000-character sample (`code`: most lines look like source "
+            "code, `und`: no letters); see docs/clean.md.",
+            "",
+            "| lang | input | kept | kept share | rejected | top reasons |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for lang, row in by_lang.items():
+            reasons = ", ".join(f"`{r}` {n}" for r, n in list(row["by_reason"].items())[:3])
+            share = row["kept"] / row["input"] if row["input"] else 0.0
+            lines.append(f"| {lang} | {row['input']} | {row['kept']} | {share:.1%} | {row['rejected']} | {reasons or '-'} |")
+        lines.append("")
+
+    groups = thresholds.get("groups") if thresholds else None
+    if groups:
         lines += [
             "## Outlier thresholds (computed from the data)",
             "",
-            f"Source: {stats['thresholds_source']}. Intervals in each feature's own units; "
-            "features marked log were judged as log(x + offset) (see llmdata/features.py).",
+            f"Source: {stats['thresholds_source']}. Computed per script group (`group_by: "
+            f"{thresholds.get('group_by')}`); a group with fewer than {thresholds.get('min_group_docs')} documents "
+            f"has none of its own and is "
+            + ("judged by the global ones (`*`)." if thresholds.get("small_groups") == "global" else
+               "not judged by this filter (`-`; documents without letters use the global ones, `*`)."),
             "",
-            "| feature | scale | method | side | k | median | accepted low | accepted high |",
-            "|---|---|---|---|---:|---:|---:|---:|",
+            "| script | documents | judged by |",
+            "|---|---:|---|",
         ]
-        for name, t in sorted(thresholds.items()):
-            scale = "log" if t.get("log") else "linear"
-            lines.append(
-                f"| {name} | {scale} | {t['method']} | {t.get('side', 'both')} | {_fmt(t.get('k'))} | "
-                f"{_fmt(t.get('median_raw'))} | {_fmt(t.get('low_raw'))} | {_fmt(t.get('high_raw'))} |"
-            )
-        lines.append("")
+        docs = thresholds.get("group_docs", {})
+        for script, group in thresholds.get("used_by", {}).items():
+            lines.append(f"| {script} | {docs.get(script, '-')} | {f'`{group}`' if group else '-'} |")
+        lines += [
+            "",
+            "Intervals in each feature's own units; features marked log were judged as log(x + offset) "
+            "(see llmdata/features.py).",
+            "",
+        ]
+        for group in sorted(groups, key=lambda g: (g != "*", g)):
+            lines += [
+                f"**{group}** ({docs.get(group, '-')} documents)",
+                "",
+                "| feature | scale | method | side | k | median | accepted low | accepted high |",
+                "|---|---|---|---|---:|---:|---:|---:|",
+            ]
+            for name, t in sorted(groups[group].items()):
+                scale = "log" if t.get("log") else "linear"
+                lines.append(
+                    f"| {name} | {scale} | {t['method']} | {t.get('side', 'both')} | {_fmt(t.get('k'))} | "
+                    f"{_fmt(t.get('median_raw'))} | {_fmt(t.get('low_raw'))} | {_fmt(t.get('high_raw'))} |"
+                )
+            lines.append("")
 
     imp = stats.get("imputation") or {}
     if imp:

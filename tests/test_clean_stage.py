@@ -37,10 +37,15 @@ def test_every_record_is_accounted_for(clean_run, small_corpus):
 def test_outputs_carry_reasons_scores_and_raw_lines(clean_run):
     for rec in read_jsonl_gz(clean_run / "kept"):
         assert rec["id"] and rec["text"].strip() and "n_chars" in rec["scores"] and "reason" not in rec
+        assert rec["script"] == "latin" and 0 <= rec["lang_score"] <= 1 and isinstance(rec["lang"], str)
         assert "rating" not in rec["meta"]  # missing in > 50% of records: dropped
         assert all(v is not None for k, v in rec["meta"].items() if k in ("n_defs", "crawl_ts", "n_lines"))
+    kept = read_jsonl_gz(clean_run / "kept")
+    # English docs and code, but for the rare planted junk that survives (gibberish is "zxx").
+    assert sum(r["lang"] in ("en", "code") for r in kept) >= 0.95 * len(kept)
+    assert any(r["lang"] == "code" for r in kept)
     rejected = read_jsonl_gz(clean_run / "rejected")
-    assert rejected and all(r["reason"].startswith("outlier:") and r["scores"] for r in rejected)
+    assert rejected and all(r["reason"].startswith("outlier:") and r["scores"] and r["lang"] for r in rejected)
     for q in read_jsonl_gz(clean_run / "quarantine"):
         assert q["reason"] and q["source"].startswith("shard-") and q["line"] >= 1
         assert "raw" in q or "raw_b64" in q
@@ -53,11 +58,22 @@ def test_report_thresholds_and_stats(clean_run):
         if line.startswith("![plots/"):
             assert (clean_run / line.split("(")[1].rstrip(")")).stat().st_size > 1000
     thresholds = json.loads((clean_run / "thresholds.json").read_text())
-    assert {"n_chars", "compression_ratio"} <= set(thresholds)
-    assert thresholds["n_chars"]["method"] == "iqr" and thresholds["n_chars"]["log"] is True
+    glob = thresholds["groups"]["*"]
+    assert {"n_chars", "compression_ratio"} <= set(glob)
+    assert glob["n_chars"]["method"] == "iqr" and glob["n_chars"]["log"] is True
+    # The demo corpus is English and code: one script group, judged by its own thresholds.
+    assert thresholds["used_by"]["latin"] == "latin" and thresholds["group_docs"]["latin"] >= 50
+    assert set(thresholds["groups"]) == {"*", "latin"}
+    assert thresholds["used_by"].get("none", "*") == "*"  # documents without letters: the global thresholds
+    assert "## By language" in report and "| en |" in report
     stats = json.loads((clean_run / "stats.json").read_text())
     assert stats["evaluation"]["junk_removed"] > 0.8 and stats["evaluation"]["good_kept"] > 0.9
     assert stats["imputation"]["rating"]["action"] == "drop"
+    # The funnel per language adds up to the scored records.
+    by_lang = stats["by_language"]
+    assert sum(r["input"] for r in by_lang.values()) == stats["counts"]["kept"] + stats["counts"]["rejected"]["total"]
+    assert all(r["input"] == r["kept"] + r["rejected"] == r["kept"] + sum(r["by_reason"].values()) for r in by_lang.values())
+    assert by_lang["en"]["kept"] > 0
     assert stats["features_before"]["n_chars"]["n"] >= stats["features_after"]["n_chars"]["n"]
 
 
