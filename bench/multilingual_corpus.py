@@ -282,6 +282,20 @@ TEMPLATES = {
 }
 
 
+#: operator -> the operator that replaces it in a code pair
+FLIP = {" < ": " > ", " > ": " < ", " + ": " - ", " - ": " + ", " == ": " != ", " != ": " == ", " <= ": " >= ", " >= ": " <= "}
+
+
+def flip_operator(code: str) -> Optional[str]:
+    """`code` with its first binary operator outside the docstring replaced by its opposite."""
+    body_from = code.rfind('"""') + 3 if code.count('"""') >= 2 else 0
+    hits = [(code.find(op, body_from), op) for op in FLIP if code.find(op, body_from) >= 0]
+    if not hits:
+        return None
+    i, op = min(hits)
+    return code[:i] + FLIP[op] + code[i + len(op) :]
+
+
 # ---------------------------------------------------------------- assembly
 
 
@@ -350,8 +364,16 @@ def build(seed: int = 0) -> tuple[list[dict], list[dict], dict]:
             add(f"dup-exact-{lang}-{j:02d}", src["text"], src["source"], {"label": "good:exact_dup", "lang": lang, "kind": "good", "duplicate_of": src["id"], "group": src["id"]})
         for j, src in enumerate(rng.sample(pool, min(n_edit, len(pool)))):
             add(f"dup-edit-{lang}-{j:02d}", one_char_edit(src["text"], rng, script), src["source"], {"label": "good:near_dup", "lang": lang, "kind": "good", "duplicate_of": src["id"], "group": src["id"], "edit": "one_char"})
-    # pairs that differ in one operator: distinct documents
-    for j, (a, b) in enumerate(OPERATOR_PAIRS):
+    # pairs that differ in one operator: distinct documents (written ones, and standard-library
+    # functions not among the good documents, with one operator flipped)
+    used = {r["text"] for r in good.get("code", [])}
+    spare = [t for _, t in code_docs() if t not in used]
+    code_pairs = []
+    for text in rng.sample(spare, min(60, len(spare))):
+        flipped = flip_operator(text)
+        if flipped and len(code_pairs) < 15:
+            code_pairs.append((text, flipped))
+    for j, (a, b) in enumerate(OPERATOR_PAIRS + code_pairs):
         lang = "zh" if dominant_script(a) == "han" else "ja" if dominant_script(a) == "kana" else "code"
         add(f"op-{j:02d}-a", a, "planted", {"label": "good:operator_pair", "lang": lang, "kind": "good", "distinct_from": f"op-{j:02d}-b"})
         add(f"op-{j:02d}-b", b, "planted", {"label": "good:operator_pair", "lang": lang, "kind": "good", "distinct_from": f"op-{j:02d}-a"})
