@@ -43,9 +43,12 @@ class _Rules(BaseModel):
 
     languages: the ISO 639-1 codes the rule judges; None = every language it supports. A document
         in another language passes this rule untouched (and is counted as skipped).
-    overrides: per-language field values, e.g. ``{"zh": {"min_words": 100}}``; they win over
-        FineWeb-2's built-in values, which win over this section's defaults. A field set in this
-        section itself applies to every language that has no override for it.
+    overrides: per-language field values, e.g. ``{"zh": {"min_words": 100}}``. Precedence:
+        overrides > FineWeb-2's values for the language (`web_languages.fineweb2_defaults`) >
+        this section's fields. So the section's fields are the values for English and for
+        languages without built-in values; to change a built-in value, override it per language.
+        (Not "fields set in the section win": a section reaches Beam workers as a full dump, where
+        every field looks set.)
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -70,12 +73,10 @@ class _Rules(BaseModel):
         return self
 
     def _for(self, code: str):
-        """This rule's options for language `code`: own defaults < FineWeb-2's < overrides."""
+        """This rule's options for language `code`: section fields < FineWeb-2's < overrides."""
         if code not in self._cache:
             values = self.model_dump(exclude=_RULE_KEYS)
-            for field, value in fineweb2_defaults(code).get(self.RULE, {}).items():
-                if field not in self.model_fields_set:
-                    values[field] = value
+            values.update(fineweb2_defaults(code).get(self.RULE, {}))
             values.update(self.overrides.get(code, {}))
             self._cache[code] = type(self).model_validate({**values, "enabled": self.enabled})
         return self._cache[code]

@@ -51,6 +51,7 @@ class ScoreDocument(beam.DoFn):
     """Normalize the text, compute features, run the enabled fixed rules."""
 
     REJECTED = "rejected"
+    NOTES = "rule_notes"  # one line per web rule that could not judge a document's language
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -67,7 +68,10 @@ class ScoreDocument(beam.DoFn):
                 BAD, quarantine_record(record, "empty_after_normalization", "no visible text left")
             )
             return
-        reason, rule_scores, text = apply_rules(text, self.quality)
+        notes: list[str] = []
+        reason, rule_scores, text = apply_rules(text, self.quality, lang=record.get("lang"), notes=notes)
+        for note in notes:
+            yield beam.pvalue.TaggedOutput(self.NOTES, note)
         out = dict(record)
         out["text"] = text
         out["scores"] = {**feats.document_features(text), **rule_scores}
@@ -295,7 +299,7 @@ def build_pipeline(
 
     records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
     scored = records | "Score" >> beam.ParDo(ScoreDocument(section.model_dump())).with_outputs(
-        BAD, ScoreDocument.REJECTED, main="passed"
+        BAD, ScoreDocument.REJECTED, ScoreDocument.NOTES, main="passed"
     )
     bad_parts.append(scored[BAD])
     passed = scored.passed
@@ -322,6 +326,7 @@ def build_pipeline(
     products = Products()
     products.add(thresholds | "ThresholdsSafe" >> beam.Map(to_json_safe), "thresholds")
     products.add(plan, "plan")
+    products.add(scored[ScoreDocument.NOTES] | "CountRuleNotes" >> beam.combiners.Count.PerElement(), "rule_notes")
 
     # Accounting: units reported by each file, against every outcome.
     count_outcomes(products, read[UNITS], {

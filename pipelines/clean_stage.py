@@ -105,6 +105,7 @@ def run_clean(
         "features_after": _feature_stats(products, "after"),
         "evaluation": _evaluation(products),
         "thresholds_source": thresholds_file or "computed from this input",
+        "rules_skipped": dict(sorted(products.get("rule_notes", []))),
     }
     fs.write_json(fs.join(out, "stats.json"), stats)
     write_clean_report(out, stats, thresholds, examples, _histograms(products), section)

@@ -142,14 +142,18 @@ def test_languages_list_limits_a_rule():
     assert apply_rules("too short", opts, lang="en")[0] == "gopher_quality:min_words"
 
 
-def test_override_precedence_own_default_then_fineweb2_then_section_then_override():
+def test_override_precedence_section_then_fineweb2_then_override():
     base = GopherQuality()
     assert base._for("zh").max_mean_word_len == 5.0  # FineWeb-2's value for Chinese
     assert base._for("en").max_mean_word_len == 10.0  # the paper's
-    section = GopherQuality(max_mean_word_len=7)  # set in the section: every language
-    assert section._for("zh").max_mean_word_len == 7
+    section = GopherQuality(max_mean_word_len=7)  # the section's value: English and unknown languages
+    assert section._for("en").max_mean_word_len == 7 and section._for("el").max_mean_word_len == 7
+    assert section._for("zh").max_mean_word_len == 5.0
+    # a section that went through a full dump (as to Beam workers) means the same
+    again = GopherQuality.model_validate(section.model_dump(mode="json"))
+    assert again._for("zh") == section._for("zh") and again._for("en") == section._for("en")
     over = GopherQuality(max_mean_word_len=7, overrides={"zh": {"max_mean_word_len": 3, "stop_words": ["数据"]}})
-    assert over._for("zh").max_mean_word_len == 3 and over._for("ja").max_mean_word_len == 7
+    assert over._for("zh").max_mean_word_len == 3 and over._for("ja").max_mean_word_len == 5.0
     assert over.stops("zh") != over._for("zh").stops("zh")  # the override's own list is used per language
     assert over._for("zh").stops("zh") == frozenset({"数据"})
     # an override supplies stop words for a language without a built-in list
@@ -185,3 +189,25 @@ def test_any_text_any_language_gives_a_verdict(text, lang):
     assert reason is None or reason.split(":")[0] in ("gopher_quality", "gopher_repetition", "c4", "fineweb")
     assert all(isinstance(v, float) for v in scores.values())
     assert all(isinstance(n, str) and ": " in n for n in notes)
+
+
+def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
+    """Through the CLI on the DirectRunner: a record's `lang` reaches the rules; a Thai document
+    passes C4 unjudged and the report says so in one line; a Greek one skips Gopher quality."""
+    import json as _json
+
+    from pipelines.cli import main
+
+    rows = [{"id": f"{lang}-{i}", "text": TEXTS[lang] + f"\n{i}.", "lang": lang} for lang in ("zh", "th", "en") for i in range(3)]
+    rows.append({"id": "el-0", "text": "Ο καθαρισμός δεδομένων είναι το πρώτο βήμα. " * 20, "lang": "el"})
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / "clean"
+    main(["clean", "--input", str(src), "--output", str(out), "--set", "clean.outliers.enabled=false",
+          "--set", "clean.quality.c4.enabled=true", "--set", "clean.quality.gopher_quality.enabled=true",
+          "--set", "clean.quality.gopher_quality.min_words=20", "--set", "clean.quality.c4.min_sentences=3"])
+    stats = _json.loads((out / "stats.json").read_text())
+    assert stats["rules_skipped"] == {"c4: no terminal punctuation in 'th' text": 3, "gopher_quality: no stop words for 'el'": 1}
+    assert stats["counts"]["kept"] == len(rows), stats["counts"]
+    report = (out / "report.md").read_text()
+    assert "c4: no terminal punctuation in 'th' text; rule skipped for 3 documents" in report
