@@ -4,9 +4,9 @@ are split, which characters end its lines and sentences, and FineWeb-2's re-deri
 Sources:
 - Stop words and per-language thresholds: FineWeb-2 (Penedo et al. 2025), `configs/{iso3}_{script}.yml`
   in github.com/huggingface/fineweb-2 (cmn_Hani, jpn_Jpan, kor_Hang, tha_Thai, rus_Cyrl, arb_Arab,
-  heb_Hebr, hin_Deva, deu_Latn, fra_Latn, spa_Latn). Their lists were counted over tokens of
+  heb_Hebr, hin_Deva, deu_Latn, fra_Latn, spa_Latn, ita_Latn, por_Latn, ukr_Cyrl, ell_Grek). Their lists were counted over tokens of
   their word tokenizers; entries that are punctuation there ("·", "،", "・") or that a whitespace
-  split never produces (French "l'", "d'") are left out here. Korean is the exception: FineWeb-2's
+  split never produces (French "l'", "d'", Italian "l'") are left out here. Korean is the exception: FineWeb-2's
   list holds particles a morphological tokenizer cuts off ("의", "는"); words are
   whitespace-separated here (Gopher), so the Korean list is written for that split: bound nouns
   and auxiliaries Korean writes as separate words (수, 것, 있다, ...).
@@ -77,6 +77,10 @@ STOP_WORDS: dict[str, tuple[str, ...]] = {
     "de": ("der", "und", "die", "in", "von", "im", "den", "des", "mit", "das", "er", "dem", "als", "wurde", "für"),
     "fr": ("de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au"),
     "es": ("de", "la", "en", "el", "y", "a", "que", "del", "los", "se", "por", "un", "con", "una", "las", "su"),
+    "it": ("di", "e", "il", "la", "in", "a", "del", "che", "è", "della", "un", "per", "nel", "con", "da", "i", "una"),
+    "pt": ("de", "a", "e", "o", "em", "do", "da", "que", "um", "no", "uma", "com", "para", "na", "é", "foi"),
+    "uk": ("у", "в", "на", "і", "з", "та", "до", "року", "за", "що"),
+    "el": ("του", "και", "το", "της", "η", "την", "από", "ο", "με", "τον", "να", "που", "των", "στην", "για", "στο", "σε", "είναι", "τη", "τα", "οι"),
 }
 
 #: FineWeb-2's re-derived thresholds, as {rule: {field: value}} in llmpipe's field names
@@ -92,6 +96,10 @@ _FW2 = {  # lang: (min_mean_word_len, max_mean_word_len, dup_line_frac, top 2/3/
     "de": (0, 15, 0.263, (0.169, 0.153, 0.137), (0.141, 0.134, 0.126, 0.117, 0.108, 0.098), 0.0, 0.152),
     "fr": (2, 11, 0.264, (0.161, 0.149, 0.134), (0.15, 0.141, 0.131, 0.121, 0.111, 0.1), 0.1, 0.185),
     "es": (4, 14, 0.265, (0.077, 0.097, 0.112), (0.152, 0.137, 0.123, 0.114, 0.107, 0.099), 0.3, 0.171),
+    "it": (3, 21, 0.246, (0.198, 0.156, 0.133), (0.144, 0.136, 0.127, 0.118, 0.109, 0.1), 0.025, 0.2),
+    "pt": (3, 13, 0.325, (0.093, 0.117, 0.139), (0.19, 0.172, 0.154, 0.142, 0.131, 0.12), 0.154, 0.23),
+    "uk": (3, 11, 0.333, (0.086, 0.108, 0.129), (0.176, 0.157, 0.139, 0.125, 0.113, 0.102), 0.308, 0.211),
+    "el": (3, 11, 0.31, (0.194, 0.175, 0.156), (0.174, 0.163, 0.153, 0.142, 0.13, 0.119), 0.167, 0.116),
 }
 
 

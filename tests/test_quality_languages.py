@@ -117,17 +117,19 @@ def test_random_characters_in_each_script_are_still_rejected():
 
 
 def test_unsupported_language_is_skipped_with_a_note_not_rejected():
-    greek = "Ο καθαρισμός δεδομένων είναι το πρώτο βήμα. " * 20
+    swahili = "Kusafisha data ni hatua ya kwanza ya mafunzo. " * 20  # no built-in Swahili stop words
     opts = QualityOptions(gopher_quality={"enabled": True}, c4={"enabled": True})
     notes: list[str] = []
-    reason, scores, text = apply_rules(greek, opts, lang="el", notes=notes)
-    assert reason is None and notes == ["gopher_quality: no stop words for 'el'"]
+    reason, scores, text = apply_rules(swahili, opts, lang="sw", notes=notes)
+    assert reason is None and notes == ["gopher_quality: no stop words for 'sw'"]
     assert "c4_sentences" in scores and "gq_words" not in scores
     notes = []
     reason, _, text = apply_rules(TEXTS["th"], opts, lang="th", notes=notes)
     assert reason is None and text == TEXTS["th"]
     assert notes == ["c4: no terminal punctuation in 'th' text"]
-    assert gopher_quality(greek, GopherQuality(), lang="el") == (None, {})
+    assert gopher_quality(swahili, GopherQuality(), lang="sw") == (None, {})
+    greek = "Ο καθαρισμός δεδομένων είναι το πρώτο βήμα. " * 20  # Greek has FineWeb-2's list
+    assert gopher_quality(greek, GopherQuality(), lang="el")[1]["gq_stop_words"] == 60  # Ο, είναι, το
     assert skip_summary({"gopher_quality: no stop words for 'th'": 37, "c4: x": 1}) == [
         "c4: x; rule skipped for 1 document",
         "gopher_quality: no stop words for 'th'; rule skipped for 37 documents",
@@ -157,8 +159,9 @@ def test_override_precedence_section_then_fineweb2_then_override():
     assert over.stops("zh") != over._for("zh").stops("zh")  # the override's own list is used per language
     assert over._for("zh").stops("zh") == frozenset({"数据"})
     # an override supplies stop words for a language without a built-in list
-    greek = GopherQuality(overrides={"el": {"stop_words": ["το", "είναι"]}})
-    assert greek.unsupported(resolve("το", "el")) is None
+    swahili = GopherQuality(overrides={"sw": {"stop_words": ["ya", "na"]}})
+    assert swahili.unsupported(resolve("ya", "sw")) is None
+    assert GopherQuality().unsupported(resolve("ya", "sw")) == "no stop words for 'sw'"
 
 
 @pytest.mark.parametrize("bad", [
@@ -193,13 +196,13 @@ def test_any_text_any_language_gives_a_verdict(text, lang):
 
 def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
     """Through the CLI on the DirectRunner: a record's `lang` reaches the rules; a Thai document
-    passes C4 unjudged and the report says so in one line; a Greek one skips Gopher quality."""
+    passes C4 unjudged and the report says so in one line; a Swahili one skips Gopher quality."""
     import json as _json
 
     from pipelines.cli import main
 
     rows = [{"id": f"{lang}-{i}", "text": TEXTS[lang] + f"\n{i}.", "lang": lang} for lang in ("zh", "th", "en") for i in range(3)]
-    rows.append({"id": "el-0", "text": "Ο καθαρισμός δεδομένων είναι το πρώτο βήμα. " * 20, "lang": "el"})
+    rows.append({"id": "sw-0", "text": "Kusafisha data ni hatua ya kwanza ya mafunzo. " * 20, "lang": "sw"})
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "clean"
@@ -207,7 +210,7 @@ def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
           "--set", "clean.quality.c4.enabled=true", "--set", "clean.quality.gopher_quality.enabled=true",
           "--set", "clean.quality.gopher_quality.min_words=20", "--set", "clean.quality.c4.min_sentences=3"])
     stats = _json.loads((out / "stats.json").read_text())
-    assert stats["rules_skipped"] == {"c4: no terminal punctuation in 'th' text": 3, "gopher_quality: no stop words for 'el'": 1}
+    assert stats["rules_skipped"] == {"c4: no terminal punctuation in 'th' text": 3, "gopher_quality: no stop words for 'sw'": 1}
     assert stats["counts"]["kept"] == len(rows), stats["counts"]
     report = (out / "report.md").read_text()
     assert "c4: no terminal punctuation in 'th' text; rule skipped for 3 documents" in report
