@@ -149,7 +149,7 @@ def test_override_precedence_section_then_fineweb2_then_override():
     assert base._for("zh").max_mean_word_len == 5.0  # FineWeb-2's value for Chinese
     assert base._for("en").max_mean_word_len == 10.0  # the paper's
     section = GopherQuality(max_mean_word_len=7)  # the section's value: English and unknown languages
-    assert section._for("en").max_mean_word_len == 7 and section._for("el").max_mean_word_len == 7
+    assert section._for("en").max_mean_word_len == 7 and section._for("sw").max_mean_word_len == 7
     assert section._for("zh").max_mean_word_len == 5.0
     # a section that went through a full dump (as to Beam workers) means the same
     again = GopherQuality.model_validate(section.model_dump(mode="json"))
@@ -195,14 +195,18 @@ def test_any_text_any_language_gives_a_verdict(text, lang):
 
 
 def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
-    """Through the CLI on the DirectRunner: a record's `lang` reaches the rules; a Thai document
-    passes C4 unjudged and the report says so in one line; a Swahili one skips Gopher quality."""
+    """Through the CLI on the DirectRunner: a Thai document passes C4 unjudged and the report says
+    so in one line; an Armenian one skips Gopher quality. (The input's `lang` keys land in `meta`;
+    the rules read a record's top-level `lang`, which language identification in the clean stage
+    sets, or else the script.)"""
     import json as _json
 
     from pipelines.cli import main
 
     rows = [{"id": f"{lang}-{i}", "text": TEXTS[lang] + f"\n{i}.", "lang": lang} for lang in ("zh", "th", "en") for i in range(3)]
-    rows.append({"id": "sw-0", "text": "Kusafisha data ni hatua ya kwanza ya mafunzo. " * 20, "lang": "sw"})
+    # no `lang` here: the Armenian script says "hy", a language without built-in stop words; its
+    # sentences end with the Armenian full stop
+    rows.append({"id": "hy-0", "text": "Տվյալների մաքրումը լեզվական մոդելի ուսուցման առաջին քայլն է։ " * 20})
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "clean"
@@ -210,7 +214,7 @@ def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
           "--set", "clean.quality.c4.enabled=true", "--set", "clean.quality.gopher_quality.enabled=true",
           "--set", "clean.quality.gopher_quality.min_words=20", "--set", "clean.quality.c4.min_sentences=3"])
     stats = _json.loads((out / "stats.json").read_text())
-    assert stats["rules_skipped"] == {"c4: no terminal punctuation in 'th' text": 3, "gopher_quality: no stop words for 'sw'": 1}
+    assert stats["rules_skipped"] == {"c4: no terminal punctuation in 'th' text": 3, "gopher_quality: no stop words for 'hy'": 1}
     assert stats["counts"]["kept"] == len(rows), stats["counts"]
     report = (out / "report.md").read_text()
     assert "c4: no terminal punctuation in 'th' text; rule skipped for 3 documents" in report
