@@ -8,7 +8,7 @@ DEMO   ?= data/demo
 LLMPIPE := $(VENV)/bin/llmpipe
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test sample-data bench-setup bench-clean bench-dedup bench-tokenizer bench-train distclean
+.PHONY: setup pipeline test sample-data bench-setup bench-clean bench-dedup bench-multilingual bench-tokenizer bench-train distclean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ bench-clean: bench-setup
 
 bench-dedup: bench-setup
 	$(PY) bench/dedup_throughput.py
+
+# Per-language clean/dedup quality on a labelled corpus built from this machine's translated text
+# (vim tutors, man pages, gettext catalogs, ...): appends a section to bench/RESULTS.md.
+bench-multilingual: setup
+	$(PY) bench/multilingual_eval.py
 
 bench-tokenizer: setup
 	$(PY) bench/tokenizer_throughput.py

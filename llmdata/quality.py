@@ -1,40 +1,106 @@
-"""Fixed quality rules from the literature: Gopher quality and repetition, C4 lines, FineWeb.
+"""Fixed quality rules from the literature: Gopher quality and repetition, C4 lines, FineWeb,
+each judging a document in its own language.
 
 These are web-text rules. On manuals, docstrings or code they remove most of a corpus, so each
 rule set is opt-in per corpus type; the statistical outlier filter (outliers.py) is the default.
 Each rule set computes its scores, then decides; a dropped document carries the rule that
 dropped it (`gopher_quality:min_words`) and all scores, like datatrove's filters.
+
+Languages (FineWeb-2's per-language adaptation, see `llmdata.web_languages`): each rule takes the
+document's language (`lang=`, the record's `lang` field; else guessed from its dominant script),
+splits words as that language needs (whitespace, or one word per Han/kana character and
+PyThaiNLP for Thai), ends lines and sentences with that script's punctuation (。！？ ؟ । ...), uses
+that language's stop words and FineWeb-2's re-derived thresholds. A rule that cannot judge a
+language (no stop words for it, no terminal punctuation in its script, or not in the rule's
+`languages`) skips the document and says why, instead of rejecting it.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from llmdata.features import has_alpha, words
+from llmdata.features import has_alpha
+from llmdata.scripts import words
+from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, normalize_code, resolve
 
 Scores = dict[str, float]
 Verdict = tuple[Optional[str], Scores]
 
 _BULLETS = ("\u2022", "\u2023", "\u25b6", "\u25cf", "\u25e6", "\u25aa", "\u25ab", "\u2013", "-", "*")
 _ELLIPSES = ("...", "\u2026")
-_TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-_PUNCT_CHARS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u2018\u2019\u201c\u201d"
-_SENTENCE_END = regex.compile(r"[.!?]+(?=\s|$)")
+_EDGE_PUNCT = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
 _PARAGRAPHS = regex.compile(r"\n\s*\n")
+_CODE = regex.compile(r"[a-z]{2,3}")
+_RULE_KEYS = frozenset({"enabled", "languages", "overrides"})
 
 
 class _Rules(BaseModel):
+    """Options shared by every rule set.
+
+    languages: the ISO 639-1 codes the rule judges; None = every language it supports. A document
+        in another language passes this rule untouched (and is counted as skipped).
+    overrides: per-language field values, e.g. ``{"zh": {"min_words": 100}}``. Precedence:
+        overrides > FineWeb-2's values for the language (`web_languages.fineweb2_defaults`) >
+        this section's fields. So the section's fields are the values for English and for
+        languages without built-in values; to change a built-in value, override it per language.
+        (Not "fields set in the section win": a section reaches Beam workers as a full dump, where
+        every field looks set.)
+    """
+
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
+    languages: Optional[list[str]] = None
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _cache: dict = PrivateAttr(default_factory=dict)
+
+    #: the rule set's name in reasons and notes; FineWeb-2's defaults are looked up under it
+    RULE: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _check_languages(self):
+        for code in [*(self.languages or []), *self.overrides]:
+            if not _CODE.fullmatch(code):
+                raise ValueError(f"language {code!r}: expected a lowercase ISO 639 code such as 'zh'")
+        for code, fields in self.overrides.items():
+            bad = sorted(set(fields) & _RULE_KEYS)
+            if bad:
+                raise ValueError(f"overrides.{code}: {', '.join(bad)} cannot be set per language")
+            self._for(code)  # validates the merged values (unknown field, out of range)
+        return self
+
+    def _for(self, code: str):
+        """This rule's options for language `code`: section fields < FineWeb-2's < overrides."""
+        if code not in self._cache:
+            values = self.model_dump(exclude=_RULE_KEYS)
+            values.update(fineweb2_defaults(code).get(self.RULE, {}))
+            values.update(self.overrides.get(code, {}))
+            self._cache[code] = type(self).model_validate({**values, "enabled": self.enabled})
+        return self._cache[code]
+
+    def unsupported(self, language: Language) -> Optional[str]:
+        """Why this rule cannot judge `language` (one line, e.g. "no stop words for 'th'"), or None."""
+        if self.languages is not None and language.code not in self.languages:
+            return f"'{language.code or 'unknown'}' not in its languages"
+        return None
+
+    def for_language(self, language: Language):
+        """(options for `language`, None) or (None, the one-line reason the rule skips it)."""
+        why = self.unsupported(language)
+        return (None, why) if why else (self._for(language.code), None)
 
 
 class GopherQuality(_Rules):
-    """Gopher (Rae et al. 2021) document quality rules, thresholds as in the paper."""
+    """Gopher (Rae et al. 2021) document quality rules, thresholds as in the paper.
 
+    stop_words: None = the built-in list of the document's language (`web_languages.STOP_WORDS`);
+    a list given here is used for every language (per language: `overrides.<lang>.stop_words`).
+    """
+
+    RULE: ClassVar[str] = "gopher_quality"
     min_words: int = Field(50, ge=0)
     max_words: int = Field(100_000, ge=1)
     min_mean_word_len: float = Field(3.0, ge=0)
@@ -44,12 +110,26 @@ class GopherQuality(_Rules):
     max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1)
     min_alpha_words_ratio: float = Field(0.8, ge=0, le=1)
     min_stop_words: int = Field(2, ge=0)
-    stop_words: list[str] = Field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
+    stop_words: Optional[list[str]] = None
+
+    def unsupported(self, language: Language) -> Optional[str]:
+        why = super().unsupported(language)
+        if why or self.min_stop_words == 0 or self.stop_words is not None:
+            return why
+        if "stop_words" in self.overrides.get(language.code, {}) or language.code in STOP_WORDS:
+            return None
+        return f"no stop words for '{language.code or 'unknown'}'"
+
+    def stops(self, code: str) -> frozenset[str]:
+        """The stop words used for language `code` (lowercase)."""
+        words_ = self.stop_words if self.stop_words is not None else STOP_WORDS.get(code, ())
+        return frozenset(w.lower() for w in words_)
 
 
 class GopherRepetition(_Rules):
     """Gopher repetition rules: duplicated lines and paragraphs, frequent and repeated n-grams."""
 
+    RULE: ClassVar[str] = "gopher_repetition"
     max_dup_line_frac: float = Field(0.3, ge=0, le=1)
     max_dup_para_frac: float = Field(0.3, ge=0, le=1)
     max_dup_line_char_frac: float = Field(0.2, ge=0, le=1)
@@ -63,6 +143,7 @@ class GopherRepetition(_Rules):
 class C4Rules(_Rules):
     """C4 (Raffel et al. 2020) line filters; they rewrite the text, then judge what is left."""
 
+    RULE: ClassVar[str] = "c4"
     min_words_per_line: int = Field(3, ge=0)
     require_terminal_punct: bool = True
     drop_javascript_lines: bool = True
@@ -72,10 +153,21 @@ class C4Rules(_Rules):
     drop_curly_bracket: bool = True
     min_sentences: int = Field(5, ge=0)
 
+    def unsupported(self, language: Language) -> Optional[str]:
+        why = super().unsupported(language)
+        if why is None and not language.terminal and (self.require_terminal_punct or self.min_sentences):
+            why = f"no terminal punctuation in '{language.code or language.script}' text"
+        return why
+
 
 class FineWebRules(_Rules):
-    """FineWeb (Penedo et al. 2024) rules on line punctuation, short lines, duplicates, newlines."""
+    """FineWeb (Penedo et al. 2024) rules on line punctuation, short lines, duplicates, newlines.
 
+    In a script that writes no terminal punctuation (Thai, Lao) the line punctuation check is not
+    made (FineWeb-2 sets its threshold to 0 for Thai); the other checks are.
+    """
+
+    RULE: ClassVar[str] = "fineweb"
     min_line_punct_ratio: float = Field(0.12, ge=0, le=1)
     max_short_line_ratio: float = Field(0.67, ge=0, le=1)
     short_line_chars: int = Field(30, ge=1)
@@ -91,16 +183,32 @@ class QualityOptions(BaseModel):
     fineweb: FineWebRules = Field(default_factory=FineWebRules)
 
 
-def gopher_quality(text: str, opts: GopherQuality) -> Verdict:
-    """Words are whitespace-separated, as in the Gopher paper. (datatrove counts spaCy tokens,
-    so each bracket or comma is a word without letters; on code-heavy text that rejects nearly
-    every document for the alphabetic-words rule.)"""
-    toks = text.split()
+def _tokens(text: str, language: Language) -> list[str]:
+    """Gopher's words: whitespace-separated, or `scripts.words` for a language without spaces."""
+    return words(text) if language.spaceless else text.split()
+
+
+def gopher_quality(text: str, opts: GopherQuality, *, lang: Optional[str] = None) -> Verdict:
+    """Gopher's quality rules on `text` in language `lang` (None: guessed from the script).
+
+    Words are whitespace-separated, as in the Gopher paper, except in languages written without
+    spaces, where they are `llmdata.scripts.words` (one per Han/kana character, PyThaiNLP words
+    for Thai). (datatrove counts spaCy tokens, so each bracket or comma is a word without
+    letters; on code-heavy text that rejects nearly every document for the alphabetic-words
+    rule.) A language without stop words passes unjudged: returns (None, {}).
+    """
+    language = resolve(text, lang)
+    rule, _ = opts.for_language(language)
+    return (None, {}) if rule is None else _gopher_quality(text, rule, language)
+
+
+def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdict:
+    toks = _tokens(text, language)
     n = len(toks)
     lines = [ln for ln in text.split("\n") if ln.strip()]
     n_lines = max(len(lines), 1)
     symbols = text.count("#") + sum(text.count(e) for e in _ELLIPSES)
-    stops = set(opts.stop_words)
+    stops = opts.stops(language.code)
     scores = {
         "gq_words": float(n),
         "gq_mean_word_len": (sum(len(w) for w in toks) / n) if n else 0.0,
@@ -108,7 +216,7 @@ def gopher_quality(text: str, opts: GopherQuality) -> Verdict:
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
         "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if w.lower().strip(_PUNCT_CHARS) in stops)),
+        "gq_stop_words": float(sum(1 for w in toks if _EDGE_PUNCT.sub("", w.lower()) in stops)),
     }
     checks = [
         ("min_words", scores["gq_words"] < opts.min_words),
@@ -166,7 +274,18 @@ def dup_ngram_char_frac(toks: list[str], n: int, total_chars: int) -> float:
     return min(1.0, dup_chars / total_chars)
 
 
-def gopher_repetition(text: str, opts: GopherRepetition) -> Verdict:
+def gopher_repetition(text: str, opts: GopherRepetition, *, lang: Optional[str] = None) -> Verdict:
+    """Gopher's repetition rules on `text` in language `lang` (None: guessed from the script).
+
+    N-grams are over `llmdata.scripts.words` (characters for Chinese and Japanese, PyThaiNLP
+    words for Thai), with FineWeb-2's per-language limits unless the config sets them.
+    """
+    language = resolve(text, lang)
+    rule, _ = opts.for_language(language)
+    return (None, {}) if rule is None else _gopher_repetition(text, rule)
+
+
+def _gopher_repetition(text: str, opts: GopherRepetition) -> Verdict:
     lines = [ln for ln in text.split("\n") if ln.strip()]
     paras = [p for p in _PARAGRAPHS.split(text.strip()) if p.strip()]
     n_chars = max(len(text), 1)
@@ -197,10 +316,21 @@ def gopher_repetition(text: str, opts: GopherRepetition) -> Verdict:
     return _first_failure("gopher_repetition", checks), scores
 
 
-def c4_filter(text: str, opts: C4Rules) -> tuple[Optional[str], Scores, str]:
-    """C4's line filters: returns (reason or None, scores, the text with bad lines removed)."""
+def c4_filter(text: str, opts: C4Rules, *, lang: Optional[str] = None) -> tuple[Optional[str], Scores, str]:
+    """C4's line filters: returns (reason or None, scores, the text with bad lines removed).
+
+    A line needs `min_words_per_line` words (split as the language needs) and must end with its
+    script's terminal punctuation (。！？ in Chinese and Japanese, ؟ in Arabic, । in Hindi...);
+    sentences are counted with the same marks. A script without terminal punctuation (Thai)
+    passes unjudged and unchanged: returns (None, {}, text).
+    """
+    language = resolve(text, lang)
+    rule, _ = opts.for_language(language)
+    return (None, {}, text) if rule is None else _c4_filter(text, rule, language)
+
+
+def _c4_filter(text: str, opts: C4Rules, language: Language) -> tuple[Optional[str], Scores, str]:
     lower = text.lower()
-    scores: Scores = {}
     if opts.drop_lorem_ipsum and "lorem ipsum" in lower:
         return "c4:lorem_ipsum", {"c4_lines_removed": 0.0}, text
     if opts.drop_curly_bracket and "{" in text:
@@ -213,10 +343,10 @@ def c4_filter(text: str, opts: C4Rules) -> tuple[Optional[str], Scores, str]:
             kept.append(line)
             continue
         line_lower = stripped.lower()
-        toks = stripped.split()
+        toks = _tokens(stripped, language)
         bad = (
             len(toks) < opts.min_words_per_line
-            or (opts.require_terminal_punct and not stripped.endswith(_TERMINAL))
+            or (opts.require_terminal_punct and not stripped.endswith(language.terminal))
             or (opts.drop_javascript_lines and "javascript" in line_lower)
             or (opts.drop_policy_lines and any(p in line_lower for p in _POLICY))
             or any(len(t) > opts.max_word_len for t in toks)
@@ -226,7 +356,7 @@ def c4_filter(text: str, opts: C4Rules) -> tuple[Optional[str], Scores, str]:
         else:
             kept.append(line)
     new_text = "\n".join(kept).strip("\n")
-    sentences = len(_SENTENCE_END.findall(new_text))
+    sentences = len(SENTENCE_END.findall(new_text))
     scores = {"c4_lines_removed": float(removed), "c4_sentences": float(sentences)}
     if not new_text.strip():
         return "c4:no_lines_left", scores, new_text
@@ -235,19 +365,27 @@ def c4_filter(text: str, opts: C4Rules) -> tuple[Optional[str], Scores, str]:
     return None, scores, new_text
 
 
-def fineweb(text: str, opts: FineWebRules) -> Verdict:
+def fineweb(text: str, opts: FineWebRules, *, lang: Optional[str] = None) -> Verdict:
+    """FineWeb's rules on `text` in language `lang` (None: guessed from the script): lines ending
+    in the script's terminal punctuation, words per newline counted as the language needs."""
+    language = resolve(text, lang)
+    rule, _ = opts.for_language(language)
+    return (None, {}) if rule is None else _fineweb(text, rule, language)
+
+
+def _fineweb(text: str, opts: FineWebRules, language: Language) -> Verdict:
     lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
     n_lines = max(len(lines), 1)
     _, dup_chars = _duplicate_stats(lines)
     n_words = len(words(text))
     scores = {
-        "fw_line_punct_ratio": sum(ln.endswith(_TERMINAL) for ln in lines) / n_lines,
+        "fw_line_punct_ratio": sum(ln.endswith(language.terminal) for ln in lines) / n_lines if language.terminal else 0.0,
         "fw_short_line_ratio": sum(len(ln) <= opts.short_line_chars for ln in lines) / n_lines,
         "fw_dup_line_char_ratio": dup_chars / max(len(text.replace("\n", "")), 1),
         "fw_newline_word_ratio": text.count("\n") / max(n_words, 1),
     }
     checks = [
-        ("line_punct_ratio", scores["fw_line_punct_ratio"] < opts.min_line_punct_ratio),
+        ("line_punct_ratio", bool(language.terminal) and scores["fw_line_punct_ratio"] < opts.min_line_punct_ratio),
         ("short_line_ratio", scores["fw_short_line_ratio"] > opts.max_short_line_ratio),
         ("dup_line_char_ratio", scores["fw_dup_line_char_ratio"] > opts.max_dup_line_char_ratio),
         ("newline_word_ratio", scores["fw_newline_word_ratio"] > opts.max_newline_word_ratio),
@@ -262,25 +400,41 @@ def _first_failure(rule_set: str, checks: list[tuple[str, bool]]) -> Optional[st
     return None
 
 
-def apply_rules(text: str, opts: QualityOptions) -> tuple[Optional[str], Scores, str]:
-    """Run the enabled rule sets in order (C4 first, since it rewrites the text).
+def apply_rules(
+    text: str, opts: QualityOptions, *, lang: Optional[str] = None, notes: Optional[list[str]] = None
+) -> tuple[Optional[str], Scores, str]:
+    """Run the enabled rule sets in order (C4 first, since it rewrites the text) on `text` in
+    language `lang` (a record's `lang` field; None: guessed from the dominant script).
 
-    Returns (reason or None, all scores computed, text after C4's line removal).
+    Returns (reason or None, all scores computed, text after C4's line removal). A rule set that
+    cannot judge the language is skipped; when `notes` is a list, one line per skipped rule set
+    is appended to it, e.g. "gopher_quality: no stop words for 'th'".
     """
     scores: Scores = {}
-    if opts.c4.enabled:
-        reason, s, text = c4_filter(text, opts.c4)
+    language = None
+    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, None), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
+    for rule_opts, fn in sets:
+        if not rule_opts.enabled:
+            continue
+        language = language or resolve(text, lang)
+        rule, why = rule_opts.for_language(language)
+        if rule is None:
+            if notes is not None:
+                notes.append(f"{rule_opts.RULE}: {why}")
+            continue
+        if fn is _c4_filter:
+            reason, s, text = _c4_filter(text, rule, language)
+        elif fn is None:
+            reason, s = _gopher_repetition(text, rule)
+        else:
+            reason, s = fn(text, rule, language)
         scores.update(s)
         if reason:
             return reason, scores, text
-    for enabled, fn, rule_opts in (
-        (opts.gopher_repetition.enabled, gopher_repetition, opts.gopher_repetition),
-        (opts.gopher_quality.enabled, gopher_quality, opts.gopher_quality),
-        (opts.fineweb.enabled, fineweb, opts.fineweb),
-    ):
-        if enabled:
-            reason, s = fn(text, rule_opts)
-            scores.update(s)
-            if reason:
-                return reason, scores, text
     return None, scores, text
+
+
+def skip_summary(counts: dict[str, int]) -> list[str]:
+    """Report lines from counted notes: "gopher_quality: no stop words for 'th'; rule skipped
+    for 37 documents", sorted by note."""
+    return [f"{note}; rule skipped for {n} document{'s' if n != 1 else ''}" for note, n in sorted(counts.items())]

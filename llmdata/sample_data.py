@@ -4,6 +4,10 @@ Good documents are the standard library's docstrings (read with `ast`, never imp
 module's import side effects run) and the `pydoc_data` help topics. Into them the generator plants
 the noise a real crawl has, each piece labelled so the stages can be scored against it:
 exact and near duplicates, junk documents, and bad records that must be quarantined.
+
+A multilingual slice follows (`MULTILINGUAL_DOCS`: short manuals written for the demo in Chinese,
+Japanese, Korean, Thai, Russian, Arabic, Hindi and Hebrew) with its own planted duplicates and
+junk; its labels carry `lang`. It is appended after the English part, which it leaves unchanged.
 """
 from __future__ import annotations
 
@@ -214,6 +218,117 @@ def bad_lines(rng: random.Random, good_ids: list[str]) -> list[tuple[bytes, str]
     return out
 
 
+# ---------------------------------------------------------------- multilingual slice
+
+#: Short technical-manual documents written for the demo (the same four topics in each language:
+#: configuration, backup, log rotation, common errors), so the stages' per-language funnel has
+#: real text in scripts without spaces (zh, ja, th), other scripts (ko, ru, ar, hi, he) and
+#: right-to-left text.
+MULTILINGUAL_DOCS: dict[str, tuple[str, ...]] = {
+    "zh": (
+        "配置文件说明\n\n服务启动时会读取 /etc/llmpipe/config.yaml 文件。如果该文件不存在，程序将使用内置的默认值。每个选项都可以通过命令行参数覆盖，例如 --set clean.outliers.iqr_k=2.5。修改配置后，需要重新启动服务才能生效。建议在修改之前先备份原始文件。",
+        "数据备份与恢复\n\n系统每天凌晨两点自动创建一次完整备份，并保留最近七天的备份文件。备份文件保存在 /var/backups 目录中，文件名包含创建日期。恢复数据时，请先停止服务，然后运行 restore 命令并指定备份文件的路径。恢复完成后，程序会检查每个文件的校验和，确认数据没有损坏。",
+        "日志轮转\n\n日志文件默认写入 /var/log/llmpipe 目录。当单个日志文件超过一百兆字节时，系统会将其压缩并创建新的文件。旧的日志最多保留三十天，之后会被自动删除。如果磁盘空间不足，可以在配置文件中减少保留的天数。",
+        "常见错误排查\n\n如果程序启动失败并提示“端口已被占用”，说明另一个进程正在使用同一个端口。可以使用 ss -ltnp 命令查看是哪个进程占用了端口。如果提示“权限不足”，请检查当前用户是否属于 llmpipe 组。其他错误信息会记录在日志文件中，提交问题报告时请附上相关的日志内容。",
+    ),
+    "ja": (
+        "設定ファイルについて\n\nサービスは起動時に /etc/llmpipe/config.yaml を読み込みます。ファイルが存在しない場合は、組み込みの既定値が使われます。各オプションはコマンドライン引数で上書きできます。設定を変更した後は、サービスを再起動してください。変更する前に、元のファイルのバックアップを取ることをお勧めします。",
+        "バックアップと復元\n\nシステムは毎日午前二時に完全なバックアップを作成し、直近七日分を保存します。バックアップファイルは /var/backups に置かれ、ファイル名には作成日が含まれます。データを復元するときは、まずサービスを停止してから restore コマンドを実行し、バックアップファイルのパスを指定します。復元が終わると、各ファイルのチェックサムが確認されます。",
+        "ログのローテーション\n\nログは既定で /var/log/llmpipe に書き込まれます。一つのログファイルが百メガバイトを超えると、圧縮されて新しいファイルが作られます。古いログは三十日間保存され、その後自動的に削除されます。ディスクの空き容量が少ない場合は、設定ファイルで保存日数を減らしてください。",
+        "よくあるエラー\n\n起動時に「ポートは使用中です」と表示された場合は、別のプロセスが同じポートを使っています。ss -ltnp コマンドで、どのプロセスがポートを使っているかを確認できます。「権限がありません」と表示された場合は、現在のユーザーが llmpipe グループに属しているかを確認してください。その他のエラーはログファイルに記録されます。",
+    ),
+    "ko": (
+        "설정 파일\n\n서비스는 시작할 때 /etc/llmpipe/config.yaml 파일을 읽습니다. 파일이 없으면 내장된 기본값을 사용합니다. 모든 옵션은 명령줄 인수로 덮어쓸 수 있습니다. 설정을 바꾼 뒤에는 서비스를 다시 시작해야 합니다. 변경하기 전에 원본 파일을 백업하는 것이 좋습니다.",
+        "백업과 복원\n\n시스템은 매일 새벽 두 시에 전체 백업을 만들고 최근 칠 일 동안의 백업을 보관합니다. 백업 파일은 /var/backups 디렉터리에 저장되며 파일 이름에 생성 날짜가 들어 있습니다. 데이터를 복원하려면 먼저 서비스를 중지한 다음 restore 명령에 백업 파일 경로를 지정하여 실행합니다. 복원이 끝나면 각 파일의 체크섬을 확인합니다.",
+        "로그 순환\n\n로그는 기본적으로 /var/log/llmpipe 디렉터리에 기록됩니다. 로그 파일 하나가 백 메가바이트를 넘으면 압축되고 새 파일이 만들어집니다. 오래된 로그는 삼십 일 동안 보관된 뒤 자동으로 삭제됩니다. 디스크 공간이 부족하면 설정 파일에서 보관 기간을 줄일 수 있습니다.",
+        "자주 발생하는 오류\n\n시작할 때 \"포트가 이미 사용 중입니다\"라는 메시지가 나오면 다른 프로세스가 같은 포트를 쓰고 있는 것입니다. ss -ltnp 명령으로 어떤 프로세스가 포트를 쓰는지 확인할 수 있습니다. \"권한이 없습니다\"라는 메시지가 나오면 현재 사용자가 llmpipe 그룹에 속해 있는지 확인하십시오. 그 밖의 오류는 로그 파일에 기록됩니다.",
+    ),
+    "th": (
+        "ไฟล์การตั้งค่า\n\nเมื่อเริ่มทำงาน บริการจะอ่านไฟล์ /etc/llmpipe/config.yaml หากไม่มีไฟล์นี้ โปรแกรมจะใช้ค่าเริ่มต้นที่มีอยู่ในตัว ตัวเลือกทุกตัวสามารถกำหนดใหม่ได้จากบรรทัดคำสั่ง หลังจากแก้ไขการตั้งค่าแล้ว ต้องเริ่มบริการใหม่ ควรสำรองไฟล์เดิมไว้ก่อนแก้ไข",
+        "การสำรองและกู้คืนข้อมูล\n\nระบบจะสร้างข้อมูลสำรองทั้งหมดทุกวันในเวลาตีสอง และเก็บข้อมูลสำรองของเจ็ดวันล่าสุดไว้ ไฟล์สำรองจะอยู่ในไดเรกทอรี /var/backups และชื่อไฟล์มีวันที่สร้าง เมื่อต้องการกู้คืนข้อมูล ให้หยุดบริการก่อน แล้วจึงเรียกคำสั่ง restore พร้อมระบุตำแหน่งของไฟล์สำรอง",
+        "การหมุนเวียนไฟล์บันทึก\n\nไฟล์บันทึกจะถูกเขียนไว้ที่ /var/log/llmpipe เมื่อไฟล์บันทึกมีขนาดเกินหนึ่งร้อยเมกะไบต์ ระบบจะบีบอัดไฟล์และสร้างไฟล์ใหม่ ไฟล์บันทึกเก่าจะถูกเก็บไว้สามสิบวันแล้วจึงถูกลบโดยอัตโนมัติ หากพื้นที่ดิสก์ไม่พอ สามารถลดจำนวนวันที่เก็บไว้ได้ในไฟล์การตั้งค่า",
+        "ข้อผิดพลาดที่พบบ่อย\n\nหากโปรแกรมแจ้งว่าพอร์ตถูกใช้งานอยู่ แสดงว่ามีโปรเซสอื่นใช้พอร์ตเดียวกัน สามารถใช้คำสั่ง ss -ltnp เพื่อดูว่าโปรเซสใดใช้พอร์ตนั้น หากโปรแกรมแจ้งว่าไม่มีสิทธิ์ ให้ตรวจสอบว่าผู้ใช้ปัจจุบันอยู่ในกลุ่ม llmpipe หรือไม่ ข้อผิดพลาดอื่นๆ จะถูกบันทึกไว้ในไฟล์บันทึก",
+    ),
+    "ru": (
+        "Файл конфигурации\n\nПри запуске служба читает файл /etc/llmpipe/config.yaml. Если файла нет, используются встроенные значения по умолчанию. Любой параметр можно переопределить аргументом командной строки. После изменения конфигурации службу нужно перезапустить. Перед изменением рекомендуется сделать резервную копию исходного файла.",
+        "Резервное копирование и восстановление\n\nКаждый день в два часа ночи система создаёт полную резервную копию и хранит копии за последние семь дней. Файлы копий лежат в каталоге /var/backups, а в имени файла указана дата создания. Чтобы восстановить данные, сначала остановите службу, затем запустите команду restore и укажите путь к файлу копии. После восстановления проверяются контрольные суммы всех файлов.",
+        "Ротация журналов\n\nПо умолчанию журналы записываются в каталог /var/log/llmpipe. Когда файл журнала превышает сто мегабайт, он сжимается, и создаётся новый файл. Старые журналы хранятся тридцать дней, после чего удаляются автоматически. Если на диске мало места, срок хранения можно уменьшить в файле конфигурации.",
+        "Частые ошибки\n\nЕсли при запуске появляется сообщение «порт уже используется», значит, другой процесс занял тот же порт. Командой ss -ltnp можно узнать, какой процесс использует порт. Если появляется сообщение «недостаточно прав», проверьте, входит ли текущий пользователь в группу llmpipe. Остальные ошибки записываются в файл журнала.",
+    ),
+    "ar": (
+        "ملف الإعدادات\n\nتقرأ الخدمة عند بدء تشغيلها الملف /etc/llmpipe/config.yaml. إذا لم يكن الملف موجودا، يستخدم البرنامج القيم الافتراضية المضمنة. يمكن تغيير أي خيار من سطر الأوامر. بعد تعديل الإعدادات يجب إعادة تشغيل الخدمة. ننصح بعمل نسخة احتياطية من الملف الأصلي قبل التعديل.",
+        "النسخ الاحتياطي والاستعادة\n\nينشئ النظام نسخة احتياطية كاملة كل يوم في الساعة الثانية صباحا، ويحتفظ بنسخ الأيام السبعة الأخيرة. تحفظ الملفات في المجلد /var/backups ويحتوي اسم كل ملف على تاريخ إنشائه. لاستعادة البيانات أوقف الخدمة أولا، ثم شغل الأمر restore مع مسار ملف النسخة. بعد الاستعادة يتحقق البرنامج من المجموع الاختباري لكل ملف.",
+        "تدوير السجلات\n\nتكتب السجلات افتراضيا في المجلد /var/log/llmpipe. عندما يتجاوز حجم ملف السجل مئة ميغابايت يضغطه النظام وينشئ ملفا جديدا. تحفظ السجلات القديمة ثلاثين يوما ثم تحذف تلقائيا. إذا كانت مساحة القرص غير كافية يمكنك تقليل مدة الحفظ في ملف الإعدادات.",
+        "الأخطاء الشائعة\n\nإذا ظهرت رسالة «المنفذ مستخدم بالفعل» فهذا يعني أن عملية أخرى تستخدم المنفذ نفسه. يمكنك معرفة العملية باستخدام الأمر ss -ltnp. إذا ظهرت رسالة «لا توجد صلاحية» فتحقق من أن المستخدم الحالي عضو في المجموعة llmpipe. هل تبحث عن أخطاء أخرى؟ تسجل جميع الأخطاء في ملف السجل.",
+    ),
+    "hi": (
+        "कॉन्फ़िगरेशन फ़ाइल\n\nसेवा शुरू होते समय /etc/llmpipe/config.yaml फ़ाइल पढ़ती है। अगर यह फ़ाइल मौजूद नहीं है, तो प्रोग्राम अपने डिफ़ॉल्ट मान इस्तेमाल करता है। हर विकल्प को कमांड लाइन से बदला जा सकता है। सेटिंग बदलने के बाद सेवा को फिर से शुरू करना ज़रूरी है। बदलाव से पहले मूल फ़ाइल की बैकअप कॉपी बना लें।",
+        "बैकअप और रीस्टोर\n\nसिस्टम हर रात दो बजे पूरा बैकअप बनाता है और पिछले सात दिनों के बैकअप रखता है। बैकअप फ़ाइलें /var/backups डायरेक्टरी में रहती हैं और फ़ाइल के नाम में उसकी तारीख होती है। डेटा वापस लाने के लिए पहले सेवा बंद करें, फिर restore कमांड को बैकअप फ़ाइल के पथ के साथ चलाएँ। रीस्टोर के बाद हर फ़ाइल का चेकसम जाँचा जाता है।",
+        "लॉग रोटेशन\n\nलॉग फ़ाइलें डिफ़ॉल्ट रूप से /var/log/llmpipe में लिखी जाती हैं। जब कोई लॉग फ़ाइल सौ मेगाबाइट से बड़ी हो जाती है, तो सिस्टम उसे संपीड़ित करके नई फ़ाइल बनाता है। पुराने लॉग तीस दिन तक रखे जाते हैं और फिर अपने आप हटा दिए जाते हैं। अगर डिस्क में जगह कम है, तो कॉन्फ़िगरेशन फ़ाइल में दिनों की संख्या घटाई जा सकती है।",
+        "आम त्रुटियाँ\n\nअगर शुरू होते समय \"पोर्ट पहले से इस्तेमाल में है\" संदेश दिखे, तो कोई दूसरी प्रक्रिया उसी पोर्ट का उपयोग कर रही है। ss -ltnp कमांड से पता चलता है कि कौन सी प्रक्रिया पोर्ट का उपयोग कर रही है। अगर \"अनुमति नहीं है\" संदेश दिखे, तो जाँचें कि मौजूदा उपयोगकर्ता llmpipe समूह में है या नहीं। बाकी त्रुटियाँ लॉग फ़ाइल में दर्ज होती हैं।",
+    ),
+    "he": (
+        "קובץ ההגדרות\n\nבעת ההפעלה השירות קורא את הקובץ /etc/llmpipe/config.yaml. אם הקובץ לא קיים, התוכנית משתמשת בערכי ברירת המחדל המובנים. אפשר לשנות כל אפשרות משורת הפקודה. לאחר שינוי ההגדרות יש להפעיל מחדש את השירות. מומלץ לגבות את הקובץ המקורי לפני השינוי.",
+        "גיבוי ושחזור\n\nהמערכת יוצרת גיבוי מלא בכל יום בשעה שתיים בלילה ושומרת את הגיבויים של שבעת הימים האחרונים. קובצי הגיבוי נשמרים בתיקייה /var/backups ושם כל קובץ כולל את תאריך היצירה שלו. כדי לשחזר נתונים יש לעצור קודם את השירות, ואז להריץ את הפקודה restore עם הנתיב של קובץ הגיבוי. בסוף השחזור נבדק סכום הביקורת של כל קובץ.",
+        "סבב יומנים\n\nכברירת מחדל היומנים נכתבים לתיקייה /var/log/llmpipe. כאשר קובץ יומן עובר מאה מגה-בייט, המערכת דוחסת אותו ויוצרת קובץ חדש. יומנים ישנים נשמרים שלושים יום ואז נמחקים באופן אוטומטי. אם אין מספיק מקום בדיסק, אפשר לקצר את תקופת השמירה בקובץ ההגדרות.",
+        "שגיאות נפוצות\n\nאם בעת ההפעלה מופיעה ההודעה \"הפורט כבר בשימוש\", תהליך אחר משתמש באותו פורט. הפקודה ss -ltnp מראה איזה תהליך משתמש בפורט. אם מופיעה ההודעה \"אין הרשאה\", יש לבדוק אם המשתמש הנוכחי שייך לקבוצה llmpipe. שגיאות אחרות נרשמות בקובץ היומן.",
+    ),
+}
+
+
+def one_char_edit(text: str, rng: random.Random) -> str:
+    """`text` with one letter in its middle half replaced by another letter from the same text
+    (so from the same script): the smallest near duplicate."""
+    lo, hi = len(text) // 4, 3 * len(text) // 4
+    positions = [i for i in range(lo, hi) if text[i].isalpha() and not text[i].isascii()] or [i for i in range(lo, hi) if text[i].isalpha()]
+    i = rng.choice(positions)
+    pool = sorted({c for c in text if c.isalpha() and c != text[i] and c.isascii() == text[i].isascii()})
+    return text[:i] + rng.choice(pool) + text[i + 1 :]
+
+
+def random_cjk_lines(rng: random.Random) -> str:
+    """Random Han characters in lines that end with 。: looks like Chinese to a script counter."""
+    return "\n".join(
+        "".join(chr(rng.randrange(0x4E00, 0x9FA6)) for _ in range(rng.randint(12, 30))) + "\u3002" for _ in range(rng.randint(6, 14))
+    )
+
+
+def mojibake(text: str) -> str:
+    """UTF-8 bytes read as cp1252 (the five bytes cp1252 leaves undefined read as Latin-1)."""
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in text.encode("utf-8"))
+
+
+def multilingual_slice(seed: int) -> tuple[list[dict], list[dict]]:
+    """The demo's multilingual records and labels: MULTILINGUAL_DOCS, an exact copy and a
+    one-character edit in several languages, random-Han and mojibake junk. Uses its own
+    random.Random, so the English part of the corpus is the same with or without it."""
+    rng = random.Random(f"multilingual-{seed}")
+    records: list[dict] = []
+    labels: list[dict] = []
+    for lang, texts in MULTILINGUAL_DOCS.items():
+        for i, text in enumerate(texts):
+            rid = f"{lang}-doc-{i}"
+            records.append({"id": rid, "text": text, "source": f"manual:{lang}", "meta": {"kind": "manual", "lang": lang}})
+            labels.append({"id": rid, "label": "good", "lang": lang})
+    originals = list(records)
+    for lang in ("zh", "ja", "th", "ru"):
+        src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
+        records.append({**src, "id": f"{lang}-exact-0"})
+        labels.append({"id": f"{lang}-exact-0", "label": "good:exact_dup", "lang": lang, "duplicate_of": src["id"]})
+    for lang in MULTILINGUAL_DOCS:
+        src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
+        records.append({**src, "id": f"{lang}-edit-0", "text": one_char_edit(src["text"], rng)})
+        labels.append({"id": f"{lang}-edit-0", "label": "good:near_dup", "lang": lang, "duplicate_of": src["id"]})
+    for j in range(3):
+        records.append({"id": f"random-cjk-{j}", "text": random_cjk_lines(rng), "source": "web:crawl", "meta": {"kind": "junk", "lang": "zh"}})
+        labels.append({"id": f"random-cjk-{j}", "label": "junk:random_cjk", "lang": "zh"})
+    for lang in ("zh", "ja", "ru", "ar"):
+        src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
+        records.append({"id": f"mojibake-{lang}", "text": mojibake(src["text"]), "source": "web:crawl", "meta": {"kind": "junk", "lang": lang}})
+        labels.append({"id": f"mojibake-{lang}", "label": "junk:mojibake", "lang": lang})
+    return records, labels
+
+
 @lru_cache(maxsize=1)
 def good_documents() -> tuple[Document, ...]:
     """Parsing the whole standard library takes seconds; do it once per process."""
@@ -263,12 +378,18 @@ def build_corpus(seed: int = 0, max_docs: Optional[int] = None) -> tuple[list[by
     lines: list[tuple[bytes, str]] = [(json.dumps(r, ensure_ascii=False).encode("utf-8"), "ok") for r in records]
     lines += bad_lines(rng, [r["id"] for r in records[:n_good]])
     rng.shuffle(lines)
+    # Appended after the shuffle, from its own random.Random: the English lines keep their order.
+    ml_records, ml_labels = multilingual_slice(seed)
+    lines += [(json.dumps(r, ensure_ascii=False).encode("utf-8"), "ok") for r in ml_records]
+    labels += ml_labels
     summary: dict = {"lines": len(lines)}
     for _, reason in lines:
         if reason != "ok":
             summary[f"bad:{reason}"] = summary.get(f"bad:{reason}", 0) + 1
     for lab in labels:
         summary[lab["label"]] = summary.get(lab["label"], 0) + 1
+        if "lang" in lab:
+            summary[f"lang:{lab['lang']}"] = summary.get(f"lang:{lab['lang']}", 0) + 1
     return [raw for raw, _ in lines], labels, dict(sorted(summary.items()))
 
 

@@ -55,6 +55,7 @@ class ScoreDocument(beam.DoFn):
     enabled fixed rules. Every scored record, kept or rejected, carries these four fields."""
 
     REJECTED = "rejected"
+    NOTES = "rule_notes"  # one line per web rule that could not judge a document's language
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -73,12 +74,16 @@ class ScoreDocument(beam.DoFn):
             return
         junk = junk_scores(record["text"], text)
         reason = junk_reason(junk)
+        lang, lang_score = identify(text)
         rule_scores: dict = {}
         if reason is None:
-            reason, rule_scores, text = apply_rules(text, self.quality)
+            notes: list[str] = []
+            reason, rule_scores, text = apply_rules(text, self.quality, lang=lang, notes=notes)
+            for note in notes:
+                yield beam.pvalue.TaggedOutput(self.NOTES, note)
         out = dict(record)
         out["text"] = text
-        out["lang"], out["lang_score"] = identify(text)
+        out["lang"], out["lang_score"] = lang, lang_score
         counts = script_counts(text)
         out["script"] = dominant_script(text, counts)
         out["group"] = group_name(counts, out["lang"])  # the outlier filter's group (llmdata.outliers)
@@ -319,7 +324,7 @@ def build_pipeline(
 
     records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
     scored = records | "Score" >> beam.ParDo(ScoreDocument(section.model_dump())).with_outputs(
-        BAD, ScoreDocument.REJECTED, main="passed"
+        BAD, ScoreDocument.REJECTED, ScoreDocument.NOTES, main="passed"
     )
     bad_parts.append(scored[BAD])
     passed = scored.passed
@@ -346,6 +351,7 @@ def build_pipeline(
     products = Products()
     products.add(thresholds | "ThresholdsSafe" >> beam.Map(to_json_safe), "thresholds")
     products.add(plan, "plan")
+    products.add(scored[ScoreDocument.NOTES] | "CountRuleNotes" >> beam.combiners.Count.PerElement(), "rule_notes")
 
     # Accounting: units reported by each file, against every outcome.
     count_outcomes(products, read[UNITS], {

@@ -133,6 +133,7 @@ def run_clean(
         "by_language": _by_language(products),
         "by_script": _by_script(products),
         "thresholds_source": thresholds_file or "computed from this input",
+        "rules_skipped": dict(sorted(products.get("rule_notes", []))),
     }
     fs.write_json(fs.join(out, "stats.json"), stats)
     write_clean_report(out, stats, thresholds, examples, _histograms(products), section)

@@ -91,6 +91,13 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
             lines.append(f"| {label} | {row.get('kept', 0)} | {row.get('rejected', 0)} | {row.get('quarantined_or_absent', 0)} |")
         lines.append("")
 
+    if stats.get("rules_skipped"):
+        from llmdata.quality import skip_summary
+
+        lines += ["## Web rules that could not judge a language", ""]
+        lines += [f"- {line}" for line in skip_summary(stats["rules_skipped"])]
+        lines.append("")
+
     for title, key in (("Rejected by reason", "rejected"), ("Quarantined by reason", "quarantined"), ("Dropped by reason", "dropped")):
         by_reason = c[key]["by_reason"]
         if not by_reason:

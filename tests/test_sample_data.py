@@ -17,7 +17,7 @@ def test_same_seed_same_bytes(tmp_path):
 
 def test_planted_noise_is_labelled():
     lines, labels, summary = build_corpus(0, 40)
-    assert summary["good"] == 40 and summary["good:exact_dup"] >= 1 and summary["good:near_dup"] >= 1
+    assert summary["good"] == 40 + sum(1 for lab in labels if lab["label"] == "good" and "lang" in lab) and summary["good:exact_dup"] >= 1 and summary["good:near_dup"] >= 1
     kinds = {lab["label"] for lab in labels}
     assert {"junk:gibberish", "junk:repeated_token", "junk:huge_log", "junk:tiny", "junk:symbol_soup"} <= kinds
     bad = {k for k in summary if k.startswith("bad:")}
@@ -45,3 +45,54 @@ def test_near_duplicates_stay_near():
     copy = near_duplicate(text, random.Random(1))
     a, b = set(text.split()), set(copy.split())
     assert copy != text and len(a & b) / len(a | b) > 0.85
+
+
+def test_multilingual_slice_is_labelled_and_planted():
+    from llmdata.sample_data import MULTILINGUAL_DOCS, mojibake
+    from llmdata.scripts import dominant_script
+
+    lines, labels, summary = build_corpus(0, 30)
+    by_id = {}
+    for raw in lines:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str):
+            by_id[rec["id"]] = rec["text"]
+    ml = [lab for lab in labels if "lang" in lab]
+    assert {lab["lang"] for lab in ml} == {"zh", "ja", "ko", "th", "ru", "ar", "hi", "he"}
+    assert all(lab["id"] in by_id for lab in ml)
+    script = {"zh": "han", "ja": "kana", "ko": "hangul", "th": "thai", "ru": "cyrillic", "ar": "arabic", "hi": "devanagari", "he": "hebrew"}
+    for lang, texts in MULTILINGUAL_DOCS.items():
+        assert len(texts) >= 4 and all(dominant_script(t) == script[lang] for t in texts)
+        assert summary[f"lang:{lang}"] >= len(texts) + 1
+    for lab in ml:
+        text = by_id[lab["id"]]
+        if lab["label"] == "good:exact_dup":
+            assert text == by_id[lab["duplicate_of"]]
+        elif lab["label"] == "good:near_dup":  # exactly one character differs
+            orig = by_id[lab["duplicate_of"]]
+            assert len(text) == len(orig) and sum(a != b for a, b in zip(text, orig)) == 1
+        elif lab["label"] == "junk:random_cjk":
+            assert all(line.endswith("\u3002") for line in text.split("\n")) and dominant_script(text) == "han"
+        elif lab["label"] == "junk:mojibake":  # the UTF-8 bytes of a manual, read as cp1252
+            assert dominant_script(text) == "latin" and any(text == mojibake(t) for t in MULTILINGUAL_DOCS[lab["lang"]])
+    kinds = {lab["label"] for lab in ml}
+    assert {"good", "good:exact_dup", "good:near_dup", "junk:random_cjk", "junk:mojibake"} <= kinds
+
+
+def test_multilingual_slice_leaves_the_english_part_unchanged():
+    """The slice is appended after the shuffle with its own random.Random: the English lines are the
+    same lines in the same order as without it (the generator's output before the slice existed)."""
+    import llmdata.sample_data as sd
+
+    lines, labels, _ = build_corpus(5, 25)
+    original = sd.multilingual_slice
+    try:
+        sd.multilingual_slice = lambda seed: ([], [])
+        english, english_labels, _ = build_corpus(5, 25)
+    finally:
+        sd.multilingual_slice = original
+    assert lines[: len(english)] == english and len(lines) > len(english)
+    assert labels[: len(english_labels)] == english_labels
