@@ -36,7 +36,7 @@ class TokenizerOptions(BaseModel):
     vocab_size: int = Field(8192, ge=300, le=1_000_000)  # bytes + merges + special tokens
     pattern: str = DEFAULT_PATTERN  # multilingual | gpt4 | gpt2 | a regex of your own
     min_frequency: int = Field(2, ge=1)  # a pair seen fewer times is never merged (HF BpeTrainer's meaning)
-    max_pretokens: int = Field(2_000_000, ge=1000)  # distinct pre-tokens the merge step may hold; past it the rarest are pruned
+    max_pretokens: int = Field(2_000_000, ge=100)  # distinct pre-tokens the merge step may hold; past it the rarest are pruned
     heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
     heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
     specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
@@ -138,11 +138,13 @@ def bounded_table(top: list, max_pretokens: int) -> tuple[dict[bytes, int], Opti
 
 def heldout_by_language(tok: BPETokenizer, records: list[dict]) -> dict[str, dict]:
     """Held-out bytes/token per language: by the record's `lang` field when it has one (the clean
-    stage's language identification), else by `llmdata.scripts.script_group` of its text.
+    stage's language identification; an input's own `lang` field, read into `meta`, counts too),
+    else by `llmdata.scripts.script_group` of its text.
     Returns {group: {"documents", "bytes", "tokens", "bytes_per_token", "grouped_by"}}, largest first."""
     groups: dict[str, dict] = {}
     for rec in records:
-        lang = rec.get("lang")
+        meta = rec.get("meta")
+        lang = rec.get("lang", meta.get("lang") if isinstance(meta, dict) else None)
         key, by = (lang, "lang") if isinstance(lang, str) and lang else (script_group(rec["text"]), "script")
         g = groups.setdefault(key, {"documents": 0, "bytes": 0, "tokens": 0, "grouped_by": by})
         g["documents"] += 1
