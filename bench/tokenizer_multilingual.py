@@ -16,8 +16,9 @@ the stage's own split (`is_heldout`, fraction 0.1); HF trains on the same traini
 documents, RAYON_NUM_THREADS=2) and is measured on the same held-out documents.
 
 `--compare-patterns` learns merges in-process (no Beam) with each pre-tokenizer, every pre-token
-kept and min_frequency 2, and lists bytes/token per language against HF's: the evidence for the
-`multilingual` pattern's piece length in docs/tokenizer.md.
+kept and min_frequency 2 (and once as the stage did before: pre-tokens seen once dropped), and
+lists bytes/token per language against HF's: the evidence for the `multilingual` pattern's piece
+length in docs/tokenizer.md.
 """
 from __future__ import annotations
 
@@ -146,16 +147,20 @@ def compare_patterns(train: list[dict], heldout: list[dict], vocab: int, hf: dic
     han = f"[{HAN}]"
     import regex
 
-    rows = ["| pre-tokenizer | distinct pre-tokens | zh bytes/token | vs HF | en bytes/token | vs HF | tokens of more than 6 Han characters |",
+    rows = ["| pre-tokenizer | pre-tokens in the table | zh bytes/token | vs HF | en bytes/token | vs HF | tokens of more than 6 Han characters |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    choices = [("gpt2", PATTERNS["gpt2"]), ("gpt4", PATTERNS["gpt4"])]
-    choices += [(f"multilingual, pieces of {k}" + (" (the default)" if k == CJK_PIECE else ""), multilingual_pattern(k)) for k in (3, 4, 5, 6, 8)]
-    choices.append(("multilingual, whole runs", multilingual_pattern(0)))
-    for name, pattern in choices:
+    # (name, pattern, least count a pre-token needs to enter the table): 2 is the stage before
+    # this change, which dropped pre-tokens seen once before counting pairs
+    choices = [("gpt4, pre-tokens seen once dropped (the stage before)", PATTERNS["gpt4"], 2),
+               ("gpt2", PATTERNS["gpt2"], 1), ("gpt4", PATTERNS["gpt4"], 1)]
+    choices += [(f"multilingual, pieces of {k}" + (" (the default)" if k == CJK_PIECE else ""), multilingual_pattern(k), 1)
+                for k in (3, 4, 5, 6, 8)]
+    choices.append(("multilingual, whole runs", multilingual_pattern(0), 1))
+    for name, pattern, least in choices:
         counter = PretokenCounter(pattern)
         for r in train:
             counter.add(r["text"])
-        table = {t.encode("utf-8"): n for t, n in counter.take().items()}
+        table = {t.encode("utf-8"): n for t, n in counter.take().items() if n >= least}
         tok = BPETokenizer(learn_merges(table, vocab - 6, 2).merges, pattern)
         got = per_language(heldout, tok.encode)
         long_han = sum(1 for b in tok.vocab.values() if len(regex.findall(han, b.decode("utf-8", errors="ignore"))) > 6)

@@ -55,11 +55,11 @@ def multilingual_pattern(piece: int = CJK_PIECE) -> str:
     word = rf"[^\s\p{{N}}\p{{P}}\p{{S}}\p{{C}}\p{{Z}}{HAN}{HIRAGANA}{KATAKANA}{THAI_BASE}{THAI_MARK}]"
     return "|".join([
         r"'(?i:[sdmt]|ll|ve|re)",
+        rf"{lead}{word}+",  # before the script runs: it cannot match where they do, and is tried most
         rf"{lead}[{HAN}]{n}",
         rf"{lead}[{HIRAGANA}]{n}",
         rf"{lead}[{KATAKANA}]{n}",
         rf"{lead}(?:[{THAI_BASE}][{THAI_MARK}]*){n}",
-        rf"{lead}{word}+",
         r"\p{N}{1,3}",
         r" ?[^\s\p{L}\p{N}]++[\r\n]*",
         r"\s*[\r\n]",
