@@ -203,18 +203,14 @@ STAGES: tuple[StageSpec, ...] = (
         "--nproc N (or the deepspeed launcher) runs N ranks.", _run_pretrain, "runs/<name>/04-pack",
         (Argument(("--input",), {"default": None, "help": "pack stage folder; default: runs/<name>/04-pack"}),
          _TOKENIZER_ARG)),
-    StageSpec(
-        "sft", "06-sft", "train", "stage 6: full supervised fine-tuning on conversations (DeepSpeed)",
-        "Full supervised fine-tuning of a trained model on chat, prompt/completion or Alpaca JSONL with the loss on "
+    *(StageSpec(
+        name, folder, "train", f"stage {folder[1]}: {what} on conversations (DeepSpeed)",
+        f"{what[0].upper() + what[1:]} of a trained model on chat, prompt/completion or Alpaca JSONL with the loss on "
         "assistant tokens, packed with document masks; reports held-out loss and exact match of greedy answers before "
-        "and after. Bad rows are counted with their line.", _model_stage("sft"), "runs/<name>/05-pretrain/final",
-        (_base_arg("runs/<name>/05-pretrain/final"),)),
-    StageSpec(
-        "lora", "07-lora", "train", "stage 7: LoRA fine-tuning (base frozen) on conversations (DeepSpeed)",
-        "LoRA fine-tuning (base frozen) of a trained model on chat, prompt/completion or Alpaca JSONL with the loss on "
-        "assistant tokens, packed with document masks; reports held-out loss and exact match of greedy answers before "
-        "and after. Bad rows are counted with their line.", _model_stage("lora"), "runs/<name>/05-pretrain/final",
-        (_base_arg("runs/<name>/05-pretrain/final"),)),
+        "and after. Bad rows are counted with their line.", _model_stage(name), "runs/<name>/05-pretrain/final",
+        (_base_arg("runs/<name>/05-pretrain/final"),))
+      for name, folder, what in (("sft", "06-sft", "full supervised fine-tuning"),
+                                 ("lora", "07-lora", "LoRA fine-tuning (base frozen)"))),
     StageSpec(
         "reward", "08-reward", "train", "stage 8: train a reward model on preference pairs, or score responses",
         "`llmpipe reward` trains a scalar head on a trained model with the Bradley-Terry loss on {prompt, chosen, "
