@@ -1,5 +1,7 @@
 """Dedup building blocks: keys, shingles, LSH parameters, signatures, bucket edges, star steps."""
+import json
 import random
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
@@ -15,15 +17,27 @@ from llmdata.dedup import (
     candidate_probability,
     dedup_key,
     estimated_jaccard,
+    exact_key,
     jaccard,
+    key_hash,
     large_star,
     lsh_params,
+    min_shingles_for,
     minhash_signatures,
     preference_key,
+    shingle_strings,
     shingles,
     small_star,
+    split_exact,
 )
-from pipelines.dedup import connected_components, exact_jaccard, shingle_hashes
+from pipelines.dedup import (
+    connected_components,
+    document_shingles,
+    exact_jaccard,
+    minhash_template,
+    near_pair,
+    shingle_hashes,
+)
 
 
 def test_key_options():
@@ -179,11 +193,6 @@ def test_shingle_hashes_are_the_hashes_of_the_shingles():
 
 # ---------------------------------------------------------------- exact means exact, every script
 
-import json
-from pathlib import Path
-
-from llmdata.dedup import exact_key, key_hash, min_shingles_for, shingle_strings, split_exact
-from pipelines.dedup import document_shingles, minhash_template, near_pair
 
 PARAGRAPHS = json.loads((Path(__file__).parent / "fixtures" / "dedup_paragraphs.json").read_text(encoding="utf-8"))
 
@@ -192,8 +201,9 @@ SYMBOL_PAIRS = [("x = y + 1", "x = y - 1"), ("a > b", "a < b"), ("C", "C++"), ("
                 ("if (a && b) return;", "if (a || b) return;"), ("\u4f60\u597d\uff01", "\u4f60\u597d\uff1f")]
 
 
-def exact_outcome(texts, opts=KeyOptions()):
+def exact_outcome(texts, opts=None):
     """What the exact stage does with these texts: candidate groups, split by verification."""
+    opts = opts or KeyOptions()
     groups = {}
     for i, t in enumerate(texts):
         groups.setdefault(key_hash(dedup_key(t, opts)), []).append({"id": str(i), "text": t})
@@ -244,7 +254,9 @@ def test_verification_never_merges_different_texts(texts, lower, spaces, digits,
 
 def test_shingle_plan_per_script():
     opts = DedupOptions()
-    plan = lambda text: opts.shingle_plan(dedup_key(text, opts.key))  # noqa: E731
+    def plan(text):
+        return opts.shingle_plan(dedup_key(text, opts.key))
+
     assert plan(PARAGRAPHS["en"][0]) == ("word", 5)
     assert plan(PARAGRAPHS["zh"][0]) == ("char", 5)
     assert plan(PARAGRAPHS["ja"][0]) == ("char", 5)
@@ -318,7 +330,7 @@ def test_templated_notices_are_not_merged():
             for b in texts[i + 1:]:
                 assert near_pair(a, b, opts, bands, rows) == (False, 0.0)
     # The same rule, stated: shorter than n(1+t)/(1-t) shingles is exact dedup only.
-    hashes, unit, n = document_shingles(zh[0], opts)
+    hashes, _, n = document_shingles(zh[0], opts)
     assert hashes.size < opts.min_shingles_needed(n)
 
 
