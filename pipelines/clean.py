@@ -20,7 +20,7 @@ from llmdata import features as feats
 from llmdata.junk import junk_reason, junk_scores
 from llmdata.langid import identify
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
-from llmdata.normalize import Normalizer
+from llmdata.normalize import Normalizer, has_visible
 from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
 from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
@@ -67,7 +67,7 @@ class ScoreDocument(beam.DoFn):
 
     def process(self, record: dict) -> Iterator:
         text = self.normalizer(record["text"])
-        if not text.strip():
+        if not has_visible(text):
             yield beam.pvalue.TaggedOutput(
                 BAD, quarantine_record(record, "empty_after_normalization", "no visible text left")
             )

@@ -180,8 +180,9 @@ STAGES: tuple[StageSpec, ...] = (
                                       "help": "apply a saved thresholds.json instead of computing thresholds"}),)),
     StageSpec(
         "dedup", "02-dedup", "data", "stage 2: exact and MinHash near-duplicate removal (Beam)",
-        "The dedup stage (Apache Beam). Groups exact duplicates by a normalized key, finds near duplicates with MinHash "
-        "LSH (datasketch), verifies candidate pairs, computes connected components with keyed large-star/small-star "
+        "The dedup stage (Apache Beam). Groups exact-duplicate candidates by a normalized key and keeps only those "
+        "equal to the text (after case and whitespace folding), finds near duplicates with MinHash LSH (datasketch) "
+        "over shingles suited to each document's script, verifies candidate pairs, computes connected components with keyed large-star/small-star "
         "rounds, keeps one document per cluster, and writes kept and removed documents (with cluster and "
         "duplicate_of), clusters.json, report.md and manifest.json.", _run_dedup,
         "runs/<name>/01-clean/kept/part-*.jsonl.gz"),
