@@ -44,12 +44,12 @@ class KeyOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    lowercase: bool = True  # exact level: case folded ("Foo" and "foo" are one text)
-    collapse_whitespace: bool = True  # exact level: runs of whitespace are one space, ends trimmed
-    nfkc: bool = True  # candidate only: "x²" and "x2" collide, then verification separates them
-    strip_punctuation: bool = True  # candidate only: "x = y + 1" and "x = y - 1" collide
-    map_digits: bool = False  # candidate only: every digit becomes 0: "v1.2" and "v3.4" collide
-    remove_accents: bool = False  # candidate only: "café" and "cafe" collide
+    lowercase: bool = Field(True, description="exact level: case folded (\"Foo\" and \"foo\" are one text)")
+    collapse_whitespace: bool = Field(True, description="exact level: runs of whitespace are one space, ends trimmed")
+    nfkc: bool = Field(True, description="candidate only: \"x²\" and \"x2\" collide, then verification separates them")
+    strip_punctuation: bool = Field(True, description="candidate only: \"x = y + 1\" and \"x = y - 1\" collide")
+    map_digits: bool = Field(False, description="candidate only: every digit becomes 0: \"v1.2\" and \"v3.4\" collide")
+    remove_accents: bool = Field(False, description="candidate only: \"café\" and \"cafe\" collide")
 
 
 def _ascii_table(opts: KeyOptions) -> bytes:
@@ -279,26 +279,26 @@ class DedupOptions(BaseModel):
     key: KeyOptions = Field(default_factory=KeyOptions)
     exact: bool = True
     near: bool = True
-    threshold: float = Field(0.8, gt=0, lt=1)  # target Jaccard similarity
+    threshold: float = Field(0.8, gt=0, lt=1, description="target Jaccard similarity")
     num_perm: int = Field(128, ge=16, le=1024)
-    bands: Optional[int] = Field(None, ge=1)  # None: derived from threshold and num_perm
+    bands: Optional[int] = Field(None, ge=1, description="None: derived from threshold and num_perm")
     rows: Optional[int] = Field(None, ge=1)
-    min_recall: float = Field(0.97, gt=0, lt=1)  # P(candidate) for a pair right at the threshold
+    min_recall: float = Field(0.97, gt=0, lt=1, description="P(candidate) for a pair right at the threshold")
     # auto: character n-grams for documents mostly in scripts without spaces, word n-grams elsewhere
     shingle_unit: Literal["auto", "word", "char"] = "auto"
-    shingle_size: int = Field(5, ge=1, le=50)  # words per shingle
-    char_shingle_size: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CHAR_SIZES))  # per script group
-    default_char_shingle_size: int = Field(5, ge=1, le=50)  # char unit for a script not listed above
-    spaceless_min_share: float = Field(0.5, ge=0, le=1)  # auto: char n-grams from this share of letters
-    min_shingles: Optional[int] = Field(None, ge=1)  # near-dup eligibility; None: min_shingles_for(n, threshold)
+    shingle_size: int = Field(5, ge=1, le=50, description="words per shingle")
+    char_shingle_size: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CHAR_SIZES), description="per script group")
+    default_char_shingle_size: int = Field(5, ge=1, le=50, description="char unit for a script not listed above")
+    spaceless_min_share: float = Field(0.5, ge=0, le=1, description="auto: char n-grams from this share of letters")
+    min_shingles: Optional[int] = Field(None, ge=1, description="near-dup eligibility; None: min_shingles_for(n, threshold)")
     seed: int = 1
     verify: Literal["none", "signature", "exact"] = "exact"
-    all_pairs_up_to: int = Field(32, ge=2)  # bucket size above which candidates form a star
-    max_rounds: int = Field(16, ge=1)  # large+small star rounds, unrolled; unconverged is an error
+    all_pairs_up_to: int = Field(32, ge=2, description="bucket size above which candidates form a star")
+    max_rounds: int = Field(16, ge=1, description="large+small star rounds, unrolled; unconverged is an error")
     prefer: Literal["longest", "first"] = "longest"
-    prefer_field: Optional[str] = None  # numeric meta/scores field, higher kept first
+    prefer_field: Optional[str] = Field(None, description="numeric meta/scores field, higher kept first")
     line_dedup: bool = False
-    line_min_chars: int = Field(40, ge=1)  # shorter lines (headings, "Returns:") are never removed
+    line_min_chars: int = Field(40, ge=1, description="shorter lines (headings, \"Returns:\") are never removed")
 
     @field_validator("char_shingle_size")
     @classmethod

@@ -19,9 +19,9 @@ Rule = Literal["mean", "median", "constant", "interpolate", "regression"]
 class ImputeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rule: Rule = "median"
-    value: Optional[float] = None  # for rule: constant
-    order: Optional[str] = None  # for rule: interpolate, the field to interpolate along
-    predictors: Optional[list[str]] = None  # for rule: regression; default: other listed fields
+    value: Optional[float] = Field(None, description="for rule: constant")
+    order: Optional[str] = Field(None, description="for rule: interpolate, the field to interpolate along")
+    predictors: Optional[list[str]] = Field(None, description="for rule: regression; default: other listed fields")
 
     @model_validator(mode="after")
     def _needs(self) -> ImputeRule:
@@ -35,7 +35,7 @@ class ImputeRule(BaseModel):
 class MissingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fields: dict[str, ImputeRule] = Field(default_factory=dict)
-    impute_other_numeric: bool = True  # numeric meta fields not listed get `default_rule`
+    impute_other_numeric: bool = Field(True, description="numeric meta fields not listed get `default_rule`")
     default_rule: Literal["mean", "median"] = "median"
     max_missing_share: float = Field(0.5, ge=0, le=1)
     interpolation_knots: int = Field(2048, ge=16)

@@ -213,8 +213,8 @@ class NormalizeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nfc: bool = True  # canonical composition: same text, one spelling
-    nfkc: bool = False  # compatibility folding (x² -> x2, full-width -> ASCII); replaces NFC when on
+    nfc: bool = Field(True, description="canonical composition: same text, one spelling")
+    nfkc: bool = Field(False, description="compatibility folding (x² -> x2, full-width -> ASCII); replaces NFC when on")
     remove_invisible: bool = True
     collapse_spaces: bool = True
     max_blank_lines: Optional[int] = Field(1, ge=0)

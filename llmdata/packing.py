@@ -30,9 +30,9 @@ class PackOptions(BaseModel):
     """How the pack stage turns documents into training sequences (the `pack:` config section)."""
 
     model_config = ConfigDict(extra="forbid")
-    seq_len: int = Field(2048, ge=8, le=1_048_576)  # tokens per training sequence
+    seq_len: int = Field(2048, ge=8, le=1_048_576, description="tokens per training sequence")
     strategy: Literal["concat", "best_fit"] = "best_fit"
-    val_fraction: float = Field(0.02, ge=0, lt=0.5)  # documents for validation, by a hash of the id
+    val_fraction: float = Field(0.02, ge=0, lt=0.5, description="documents for validation, by a hash of the id")
     encode_threads: int = Field(1, ge=1, le=64)
 
 
