@@ -23,8 +23,8 @@ from llmdata.tokenizer_io import DEFAULT_SPECIALS
 def _ranges(*spans: tuple[int, int]) -> str:
     """A character-class body of literal code points (`a-b`): every regex engine that runs these
     patterns (Python `regex`, tiktoken's fancy-regex, HF's Oniguruma) reads literal characters the
-    same way, where escapes such as `\\x{4E00}` and script properties such as `\\p{Han}` differ
-    between them (Python's `regex` rejects the first; Script vs Script_Extensions for the second)."""
+    same way (Python's `regex` rejects `\\x{4E00}` escapes), and a range does not depend on the
+    Unicode version of an engine's script tables, as `\\p{Han}` would."""
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in spans)
 
 

@@ -202,11 +202,18 @@ MULTILINGUAL = st.text(alphabet=st.one_of(
 ), max_size=200)
 
 
-@given(st.one_of(MULTILINGUAL, st.text(max_size=200)))
+#: Real sentences of the training text, so that learned multi-character tokens meet piece boundaries
+SENTENCES = [t for line in FIXTURE.read_text(encoding="utf-8").splitlines()
+             for t in regex.split(r"(?<=[。\n])", json.loads(line)["text"]) if t] + OTHER_SCRIPTS.splitlines()
+MIXED = st.lists(st.one_of(st.sampled_from(SENTENCES), MULTILINGUAL), max_size=6).map("".join)
+
+
+@given(st.one_of(MIXED, MULTILINGUAL, st.text(max_size=200)))
 @settings(max_examples=300, deadline=None)
 def test_three_encoders_agree_on_multilingual_text(tokenizer, text):
     """tiktoken (the pack stage's encoder), HF tokenizer.json and the reference encoder give the
-    same ids on CJK, kana, Hangul, Thai with marks, code and mixed text, and on any Unicode."""
+    same ids on CJK, kana, Hangul, Thai with marks, code and mixed text (random characters, and
+    sentences of the training text mixed with them), and on any Unicode."""
     tok, folder = tokenizer
     hf = _hf(folder)
     ref = encode_reference(text, tok.merges, regex.compile(tok.pattern))
