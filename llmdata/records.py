@@ -75,7 +75,8 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 #: Fields a stage adds to a record; reading a stage's output back keeps them where they were
 #: instead of folding them into `meta` (and keeps the first stage's `origin`).
-STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "cluster", "duplicate_of", "dup_kind", "lines_removed")
+STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "lang", "lang_score", "script", "group", "threshold_group",
+                "cluster", "duplicate_of", "dup_kind", "lines_removed")
 
 
 def stable_id(source: str, position: int) -> str:
