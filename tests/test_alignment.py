@@ -208,6 +208,9 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path
     assert (tmp_path / "sft" / "final" / "chat_template.json").exists()
     for folder in ("sft", "lora"):  # both end with a Hugging Face export (tests/test_export.py checks its numbers)
         assert (tmp_path / folder / "hf" / "config.json").exists()
+        specials = BPETokenizer.load(str(pretrained / "final")).special_ids  # chat models stop at their end of turn
+        stops = json.loads((tmp_path / folder / "hf" / "generation_config.json").read_text())["eos_token_id"]
+        assert stops == [specials["<|end|>"], specials["<|endoftext|>"]]
     adapter = json.loads((tmp_path / "lora" / "adapter" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(pretrained / "hf")  # the base stage's export, which PEFT loads
     lora = json.loads((tmp_path / "lora" / "manifest.json").read_text())
@@ -332,6 +335,9 @@ def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] < 0.6932  # below log 2, where DPO starts
     assert "implicit reward accuracy" in (out / "report.md").read_text()
     assert (out / "final" / "chat_template.json").exists() and (out / "hf" / "config.json").exists()
+    specials = BPETokenizer.load(str(out / "final")).special_ids  # a chat model: it stops at its end of turn
+    stops = json.loads((out / "hf" / "generation_config.json").read_text())["eos_token_id"]
+    assert stops == [specials["<|end|>"], specials["<|endoftext|>"]]
     from pipelines.run_report import build
 
     _, sections = build(str(tmp_path / "run"))
