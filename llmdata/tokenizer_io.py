@@ -162,15 +162,15 @@ class BPETokenizer:
         return cls([tuple(m) for m in data["merges"]], data["pattern"], tuple(data["specials"]))
 
 
-def write_hf_tokenizer_config(folder: str, special_ids: dict[str, int], eos: str = "<|endoftext|>",
+def write_hf_tokenizer_config(folder: str, special_ids: dict[str, int], eos: Optional[str] = "<|endoftext|>",
                               max_len: Optional[int] = None, chat_template: Optional[str] = None) -> dict[str, str]:
     """tokenizer_config.json and special_tokens_map.json beside a tokenizer.json, so that
     `transformers.AutoTokenizer.from_pretrained(folder)` knows the reserved tokens: `eos` as its
     end-of-sequence token (end-of-text; a chat model's end of turn), <|pad|> as padding, the rest
     as additional special tokens. No bos token is added and no eos is appended when encoding, as
-    in llmpipe. Returns {"tokenizer_config": path, "special_tokens_map": path}."""
-    if eos not in special_ids:
-        raise ValueError(f"eos {eos!r} is not one of the special tokens {list(special_ids)}")
+    in llmpipe. A tokenizer configured without `eos` or <|pad|> among its specials gets none.
+    Returns {"tokenizer_config": path, "special_tokens_map": path}."""
+    eos = eos if eos in special_ids else None
     pad = "<|pad|>" if "<|pad|>" in special_ids else None
     others = [t for t in special_ids if t not in (eos, pad)]
     config: dict = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "pad_token": pad, "bos_token": None,

@@ -156,3 +156,14 @@ def test_the_pretrain_stage_writes_a_loadable_hf_folder(pretrained):
     ours = load_model(str(pretrained / "final")).eval()
     ids = torch.randint(0, ours.cfg.vocab_size, (1, 100), generator=torch.Generator().manual_seed(4))
     assert logits_gap(ours, hf, ids) <= TOL
+
+
+def test_a_tokenizer_with_other_reserved_tokens_still_loads(tmp_path):
+    """tokenizer.specials is configurable: without <|endoftext|> and <|pad|> there is no eos or pad, not an error."""
+    from llmdata.bpe import PATTERNS, learn_merges
+
+    tok = BPETokenizer(learn_merges({b" file": 5, b" list": 5}, 10).merges, PATTERNS["gpt4"], ("<|sep|>",))
+    tok.save(str(tmp_path))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert hf_tok.eos_token is None and hf_tok.pad_token is None and hf_tok.all_special_tokens == ["<|sep|>"]
+    assert hf_tok(" file list<|sep|>")["input_ids"] == tok.encode(" file list") + [tok.special_ids["<|sep|>"]]
