@@ -14,7 +14,7 @@ turn (special-token text inside content is encoded as ordinary text):
 
 Training targets are the assistant turns' content and their closing <|end|>; every other label is
 -100 unless `train_on_prompt` is set. Generation feeds the turns up to `<|assistant|>` and stops at
-`<|end|>`.
+`<|end|>`. `ChatTemplate.jinja` is the same template for `apply_chat_template` (the HF export).
 """
 from __future__ import annotations
 
