@@ -14,7 +14,7 @@ turn (special-token text inside content is encoded as ordinary text):
 
 Training targets are the assistant turns' content and their closing <|end|>; every other label is
 -100 unless `train_on_prompt` is set. Generation feeds the turns up to `<|assistant|>` and stops at
-`<|end|>`.
+`<|end|>`. `ChatTemplate.jinja` is the same template for `apply_chat_template` (the HF export).
 """
 from __future__ import annotations
 
@@ -165,13 +165,40 @@ class ChatTemplate:
         ids, _ = self.encode(messages, eot=False)
         return ids + [self.role_ids["assistant"]]
 
+    def jinja(self) -> str:
+        """The template as Jinja for `tokenizer.apply_chat_template`, giving exactly `encode`'s ids
+        for a whole conversation (it ends with <|endoftext|>) and `prompt`'s ids with
+        `add_generation_prompt=True`. A Jinja template renders text that the HF tokenizer then
+        reads, so reserved-token text inside a message would become a real token there (a forged
+        turn) while `encode` keeps it as ordinary text: the template raises on such a message
+        instead of silently giving other ids (docs/export.md shows how to encode it exactly)."""
+        reserved = ", ".join(repr(t) for t in self.tok.special_ids)
+        roles = ", ".join(f"{r!r}: {t!r}" for r, t in ROLE_TOKENS.items())
+        return ("{%- set roles = {" + roles + "} -%}"
+                "{%- for m in messages -%}"
+                "{%- if m['role'] not in roles -%}"
+                "{{ raise_exception('llmpipe chat template: role ' ~ m['role'] ~ ' is none of system, user, assistant') }}"
+                "{%- endif -%}"
+                "{%- if m['content'] is not string -%}"
+                "{{ raise_exception('llmpipe chat template: message content must be a string') }}"
+                "{%- endif -%}"
+                "{%- for t in [" + reserved + "] -%}{%- if t in m['content'] -%}"
+                "{{ raise_exception('llmpipe chat template: a message holds the reserved token text ' ~ t ~ ', which llmpipe "
+                "encodes as ordinary text and a chat template cannot; encode each message with split_special_tokens=True "
+                "(docs/export.md)') }}"
+                "{%- endif -%}{%- endfor -%}"
+                "{{ roles[m['role']] + m['content'] + '" + END + "' }}"
+                "{%- endfor -%}"
+                "{%- if add_generation_prompt -%}{{ '" + ROLE_TOKENS["assistant"] + "' }}"
+                "{%- else -%}{{ '" + EOT + "' }}{%- endif -%}")
+
     def to_json(self) -> dict:
         """Stored beside a checkpoint: enough to rebuild prompts without this code."""
         return {"format": "llmpipe-chat-v1", "roles": ROLE_TOKENS, "end": END, "eos": EOT,
                 "turn": "{role_token}{content}{end}", "generation_prompt": ROLE_TOKENS["assistant"],
+                "conversation_end": EOT,
                 "targets": "assistant content and its end token" + (" (and the prompt)" if self.train_on_prompt else ""),
-                "jinja": ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
-                          "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")}
+                "jinja": self.jinja()}
 
 
 def inputs_and_labels(ids: list[int], mask: list[bool]) -> tuple[list[int], list[int]]:

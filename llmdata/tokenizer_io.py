@@ -137,7 +137,8 @@ class BPETokenizer:
         }
 
     def save(self, folder: str) -> dict[str, str]:
-        """tokenizer.json (HF), vocab.json + merges.txt (GPT-2 layout), llmpipe_tokenizer.json.
+        """tokenizer.json (HF), vocab.json + merges.txt (GPT-2 layout), llmpipe_tokenizer.json, and
+        tokenizer_config.json + special_tokens_map.json (so `AutoTokenizer` knows the reserved tokens).
         Written with json.dumps: json.dump streams through the pure-Python encoder, several times slower."""
         os.makedirs(folder, exist_ok=True)
         paths = {name: os.path.join(folder, name) for name in ("tokenizer.json", "vocab.json", "merges.txt", "llmpipe_tokenizer.json")}
@@ -151,6 +152,7 @@ class BPETokenizer:
             f.writelines(f"{a} {b}\n" for a, b in hf["model"]["merges"])
         with open(paths["llmpipe_tokenizer.json"], "w", encoding="utf-8") as f:
             f.write(json.dumps({"merges": self.merges, "pattern": self.pattern, "specials": list(self.specials)}))
+        paths.update(write_hf_tokenizer_config(folder, self.special_ids))
         return paths
 
     @classmethod
@@ -158,6 +160,37 @@ class BPETokenizer:
         with open(os.path.join(folder, "llmpipe_tokenizer.json"), encoding="utf-8") as f:
             data = json.load(f)
         return cls([tuple(m) for m in data["merges"]], data["pattern"], tuple(data["specials"]))
+
+
+def write_hf_tokenizer_config(folder: str, special_ids: dict[str, int], eos: Optional[str] = "<|endoftext|>",
+                              max_len: Optional[int] = None, chat_template: Optional[str] = None) -> dict[str, str]:
+    """tokenizer_config.json and special_tokens_map.json beside a tokenizer.json, so that
+    `transformers.AutoTokenizer.from_pretrained(folder)` knows the reserved tokens: `eos` as its
+    end-of-sequence token (end-of-text; a chat model's end of turn), <|pad|> as padding, the rest
+    as additional special tokens. No bos token is added and no eos is appended when encoding, as
+    in llmpipe. A tokenizer configured without `eos` or <|pad|> among its specials gets none.
+    Returns {"tokenizer_config": path, "special_tokens_map": path}."""
+    eos = eos if eos in special_ids else None
+    pad = "<|pad|>" if "<|pad|>" in special_ids else None
+    others = [t for t in special_ids if t not in (eos, pad)]
+    config: dict = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "pad_token": pad, "bos_token": None,
+                    "unk_token": None, "clean_up_tokenization_spaces": False, "additional_special_tokens": others,
+                    "add_bos_token": False, "add_eos_token": False,
+                    "added_tokens_decoder": {str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False,
+                                                      "normalized": False, "single_word": False}
+                                             for t, i in special_ids.items()}}
+    if max_len is not None:
+        config["model_max_length"] = max_len
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    paths = {"tokenizer_config": os.path.join(folder, "tokenizer_config.json"),
+             "special_tokens_map": os.path.join(folder, "special_tokens_map.json")}
+    with open(paths["tokenizer_config"], "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, ensure_ascii=False))
+    with open(paths["special_tokens_map"], "w", encoding="utf-8") as f:
+        f.write(json.dumps({"eos_token": eos, "pad_token": pad, "additional_special_tokens": others}, indent=2,
+                           ensure_ascii=False))
+    return paths
 
 
 def load_hf(folder: str, encode_special_tokens: bool = True):

@@ -208,6 +208,9 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path
     assert (tmp_path / "sft" / "final" / "chat_template.json").exists()
     for folder in ("sft", "lora"):  # both end with a Hugging Face export (tests/test_export.py checks its numbers)
         assert (tmp_path / folder / "hf" / "config.json").exists()
+        specials = BPETokenizer.load(str(pretrained / "final")).special_ids  # chat models stop at their end of turn
+        stops = json.loads((tmp_path / folder / "hf" / "generation_config.json").read_text())["eos_token_id"]
+        assert stops == [specials["<|end|>"], specials["<|endoftext|>"]]
     adapter = json.loads((tmp_path / "lora" / "adapter" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(pretrained / "hf")  # the base stage's export, which PEFT loads
     lora = json.loads((tmp_path / "lora" / "manifest.json").read_text())
@@ -332,8 +335,59 @@ def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] < 0.6932  # below log 2, where DPO starts
     assert "implicit reward accuracy" in (out / "report.md").read_text()
     assert (out / "final" / "chat_template.json").exists() and (out / "hf" / "config.json").exists()
+    specials = BPETokenizer.load(str(out / "final")).special_ids  # a chat model: it stops at its end of turn
+    stops = json.loads((out / "hf" / "generation_config.json").read_text())["eos_token_id"]
+    assert stops == [specials["<|end|>"], specials["<|endoftext|>"]]
     from pipelines.run_report import build
 
     _, sections = build(str(tmp_path / "run"))
     (dpo,) = [s for s in sections if s.title == "DPO on 40 held-out pairs"]
     assert dpo.blocks[0][2][0][2] == f"{100 * after['reward_accuracy']:.1f}%"
+
+
+words = st.lists(st.sampled_from(["file", " list", " name", "path", " 7", "\n", " data", "?"]), max_size=30).map("".join)
+
+
+@settings(max_examples=80, deadline=None)
+@given(prompt=words, chosen=words, rejected=words, max_len=st.integers(4, 60))
+def test_pairs_are_cut_with_the_same_prompt_tokens_on_both_sides(tok, prompt, chosen, rejected, max_len):
+    """TRL's way: one prompt, cut from the left only as much as the longer response needs (keeping
+    at least half of max_len), then the responses cut from the right, keeping their last token."""
+    from training.reward import encode_pair
+
+    if chosen == rejected:
+        return
+    template = ChatTemplate(tok)
+    pref = to_preference({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    full_prompt = template.encode(pref.prompt, eot=False)[0]
+    answers = [template.encode(pref.chosen)[0], template.encode(pref.rejected)[0]]
+    sides_ = encode_pair(template, pref, max_len)
+    pair, was_cut = sides_[:2], sides_[2]
+    longest = max(len(a) for a in answers)
+    assert was_cut == (len(full_prompt) + longest > max_len)
+    if not was_cut:
+        assert [p[0] for p in pair] == [template.encode(pref.prompt + a)[0] for a in (pref.chosen, pref.rejected)]
+        return
+    keep = max(max_len - longest, min(len(full_prompt), max_len // 2))
+    for (ids, mask), answer in zip(pair, answers):
+        assert len(ids) == len(mask) <= max_len
+        assert ids[:keep] == full_prompt[len(full_prompt) - keep:]  # the same prompt tokens on both sides
+        response = ids[keep:]
+        assert response == answer or (response[:-1] == answer[: len(response) - 1] and response[-1] == template.eot_id)
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_dpo_reference_is_the_policy_at_step_0_in_its_precision(pretrained, tasks, tmp_path, precision):
+    """The first step's loss is exactly log 2 (h = 0 for every pair) when the reference log-probs come
+    from the engine the policy trains in, not from the fp32 module before DeepSpeed casts it."""
+    import math
+
+    out = tmp_path / "dpo"
+    assert main(["dpo", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
+                 "--no-progress", "--set", f"dpo.train_file={tasks / 'preferences' / 'train.jsonl'}",
+                 "--set", f"dpo.heldout_file={tasks / 'preferences' / 'heldout.jsonl'}",
+                 "--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}",
+                 "--set", f"dpo.precision={precision}", "--set", "dpo.max_steps=1", "--set", "dpo.eval_generate=0",
+                 "--set", "dpo.export_hf=false", "--set", "dpo.tensorboard=false"]) == 0
+    first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line][0]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)

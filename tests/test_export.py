@@ -47,7 +47,8 @@ def test_transformers_computes_our_logits(packed, tmp_path, cfg):
     assert type(hf).__name__ == ("MistralForCausalLM" if "sliding_window" in cfg else "LlamaForCausalLM")
     ids = torch.randint(0, model.cfg.vocab_size, (2, 64), generator=torch.Generator().manual_seed(1))
     assert logits_gap(model, hf, ids) <= TOL
-    assert hf.config.eos_token_id == BPETokenizer.load(str(folder)).eot_id
+    specials = BPETokenizer.load(str(folder)).special_ids  # a chat model (it has a template): it stops at its end of turn
+    assert hf.config.eos_token_id == [specials["<|end|>"], specials["<|endoftext|>"]]
 
 
 def test_the_exported_tokenizer_gives_our_ids_and_our_chat_prompts(packed, tmp_path):
@@ -61,7 +62,32 @@ def test_the_exported_tokenizer_gives_our_ids_and_our_chat_prompts(packed, tmp_p
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "sort: b a c"}]
     prompt = hf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert hf_tok(prompt)["input_ids"] == ChatTemplate(ours).prompt(messages)
+    assert hf_tok.eos_token == "<|end|>" and hf_tok.pad_token == "<|pad|>"  # a chat model's eos is its end of turn
+
+
+def test_the_tokenizer_stage_folder_is_an_autotokenizer_with_its_special_tokens(packed):
+    """AutoTokenizer on 03-tokenizer itself: our ids, and the reserved tokens known as special."""
+    hf_tok = transformers.AutoTokenizer.from_pretrained(packed[1])
+    ours = BPETokenizer.load(str(packed[1]))
     assert hf_tok.eos_token == "<|endoftext|>" and hf_tok.pad_token == "<|pad|>"
+    assert set(hf_tok.all_special_tokens) == set(ours.special_ids)
+    assert all(hf_tok.convert_tokens_to_ids(t) == i for t, i in ours.special_ids.items())
+    text = "x = 1  # 東京\n<|user|>hi"
+    assert hf_tok(text, split_special_tokens=True)["input_ids"] == ours.encode(text)  # reserved text as text, as ours
+    assert hf_tok(text)["input_ids"][-2] == ours.special_ids["<|user|>"]  # HF's default: the special token
+    assert hf_tok.decode(ours.encode(text)) == text
+
+
+def test_a_plain_language_model_stops_at_end_of_text(packed, tmp_path):
+    """No chat template (a pretrained model): eos is <|endoftext|> alone, as the model was trained."""
+    folder, _ = model_folder(tmp_path, packed[1], "plain", n_kv_heads=2)
+    (folder / "chat_template.json").unlink()
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "hf")]) == 0
+    eot = BPETokenizer.load(str(folder)).eot_id
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["eos_token_id"] == eot
+    assert json.loads((tmp_path / "hf" / "generation_config.json").read_text())["eos_token_id"] == [eot]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok.eos_token == "<|endoftext|>" and hf_tok.chat_template is None
 
 
 def test_a_reward_model_exports_as_sequence_classification(packed, tmp_path):
@@ -130,3 +156,14 @@ def test_the_pretrain_stage_writes_a_loadable_hf_folder(pretrained):
     ours = load_model(str(pretrained / "final")).eval()
     ids = torch.randint(0, ours.cfg.vocab_size, (1, 100), generator=torch.Generator().manual_seed(4))
     assert logits_gap(ours, hf, ids) <= TOL
+
+
+def test_a_tokenizer_with_other_reserved_tokens_still_loads(tmp_path):
+    """tokenizer.specials is configurable: without <|endoftext|> and <|pad|> there is no eos or pad, not an error."""
+    from llmdata.bpe import PATTERNS, learn_merges
+
+    tok = BPETokenizer(learn_merges({b" file": 5, b" list": 5}, 10).merges, PATTERNS["gpt4"], ("<|sep|>",))
+    tok.save(str(tmp_path))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert hf_tok.eos_token is None and hf_tok.pad_token is None and hf_tok.all_special_tokens == ["<|sep|>"]
+    assert hf_tok(" file list<|sep|>")["input_ids"] == tok.encode(" file list") + [tok.special_ids["<|sep|>"]]

@@ -7,6 +7,8 @@ Loss per pair (Rafailov et al. 2023), with h = β·[(log π(y_c|x) − log π_re
 −(1 − ε)·log σ(h) − ε·log σ(−h), ε the label smoothing of conservative DPO (0 = plain DPO).
 The reference never changes, so its log-probabilities are computed once, before training, and
 travel with each pair: no second model in memory or in the step (TRL's precompute_ref_log_probs).
+They are computed through the DeepSpeed engine once it is built, so in the policy's precision
+(under bf16 the policy and the reference are the same numbers at step 0).
 β·(log π − log π_ref) is DPO's implicit reward; the held-out metrics are its pairwise accuracy,
 mean rewards and margin, beside how often the policy itself ranks chosen above rejected by
 log-likelihood, and exact match on held-out instructions so a policy that forgets shows it.
@@ -82,15 +84,21 @@ class PreferenceSet(Dataset):
 
 
 @torch.no_grad()
-def pair_logps(model, pairs: list[tuple[Side, Side]], pad_id: int, batch: int = 32) -> list[tuple[float, float]]:
-    """(log π(chosen|x), log π(rejected|x)) of every pair under `model`."""
+def pair_logps(model, pairs: list[tuple[Side, Side]], pad_id: int, batch: int = 32,
+               device: Optional[torch.device] = None) -> list[tuple[float, float]]:
+    """(log π(chosen|x), log π(rejected|x)) of every pair under `model` (a module or a DeepSpeed
+    engine, whose batches go to `device`), in eval mode; the model's train/eval mode is restored."""
+    was_training = model.training
     model.eval()
     out: list[tuple[float, float]] = []
     for start in range(0, len(pairs), batch):
         items = [{"chosen": c, "rejected": r} for c, r in pairs[start : start + batch]]
         padded = pad_sides(items, pad_id)
+        if device is not None:
+            padded = {k: v.to(device) for k, v in padded.items()}
         logps = sequence_logps(model, padded["input_ids"], padded["labels"]).tolist()
         out += list(zip(logps[: len(items)], logps[len(items):]))
+    model.train(was_training)
     return out
 
 
@@ -157,11 +165,10 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     rank, say = start_stage("dpo", out, fingerprint, force, log)
     say(f"dpo: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len); reference log-probabilities "
         f"from {base_dir} -> {out}")
-    ref_train = pair_logps(model, pairs, pad)  # the reference is the starting model: its log-probs never change
-    ref_held = pair_logps(model, held, pad) if held else []
-    before = preference_metrics(ref_held, ref_held, held_tasks, section.beta) if held else None
     em_before = (exact_match(model, template, eval_rows, section.eval_generate, section.max_new_tokens)
                  if rank == 0 and eval_rows else None)
+    # the fp32 reference on held-out pairs, for the fp32 final weights' metrics after training
+    ref_held_fp32 = pair_logps(model, held, pad) if rank == 0 and held else []
     model.train()
     model.checkpoint_activations = section.activation_checkpointing
 
@@ -171,10 +178,19 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
         return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
 
     pair_tokens = sum(len(c[0]) + len(r[0]) for c, r in pairs) / len(pairs)
-    trainer = Trainer(model, section, out, PreferenceSet(pairs, ref_train), PreferenceSet(held, ref_held) if held else None,
+    train_set, held_set = PreferenceSet(pairs), PreferenceSet(held) if held else None
+    trainer = Trainer(model, section, out, train_set, held_set,
                       tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len),
                       loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say,
                       perplexity=False)
+    # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
+    # bf16), computed before a resume loads trained weights: at step 0, policy == reference exactly,
+    # not up to the rounding between an fp32 module and its bf16 copy. Its log-probs never change.
+    train_set.ref = pair_logps(trainer.engine, pairs, pad, device=trainer.engine.device)
+    ref_held = pair_logps(trainer.engine, held, pad, device=trainer.engine.device) if held else []
+    if held_set is not None:
+        held_set.ref = ref_held
+    before = preference_metrics(ref_held, ref_held, held_tasks, section.beta) if held else None
     summary, state = trainer.run("dpo", cfg, until_step, progress)
     if not summary["finished"]:
         return summary
@@ -187,7 +203,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
         if section.export_hf and export_stage_model(final, os.path.join(out, "hf"), say):
             outputs["hf"] = "hf/"
         tuned = load_model(final)
-        after = preference_metrics(pair_logps(tuned, held, pad), ref_held, held_tasks, section.beta) if held else None
+        after = preference_metrics(pair_logps(tuned, held, pad), ref_held_fp32, held_tasks, section.beta) if held else None
         em_after = exact_match(tuned, template, eval_rows, section.eval_generate, section.max_new_tokens) if eval_rows else None
         summary.update(reward_accuracy_after=after["reward_accuracy"] if after else None,
                        loglik_accuracy_before=before["loglik_accuracy"] if before else None,

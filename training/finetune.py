@@ -115,7 +115,8 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model, save_model
     from training.hf_export import export_stage_model
-    from training.lora import apply_lora, load_adapter_into, merge_lora, save_adapter, train_token_rows, trainable_parameters
+    from training.lora import (apply_lora, load_adapter_into, lora_flops_per_token, merge_lora, save_adapter, train_token_rows,
+                               trainable_parameters)
     from training.loop import Trainer, seed_everything
     from training.report import write_training_report
 
@@ -161,8 +162,9 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     model.checkpoint_activations = section.activation_checkpointing
     say(f"{stage}: {len(examples)} conversations ({len(bad)} bad rows, {truncated} truncated) packed into "
         f"{len(train_set)} windows of {section.seq_len}; training {trainable:,} of {total:,} parameters -> {out}")
+    flops = lora_flops_per_token(model, section.seq_len) if lora else cfg.flops_per_token(section.seq_len)
     trainer = Trainer(model, section, out, train_set, val_set, tokens_per_sample=section.seq_len,
-                      flops_per_token=cfg.flops_per_token(section.seq_len), fingerprint=fingerprint, log=say)
+                      flops_per_token=flops, fingerprint=fingerprint, log=say)
     summary, state = trainer.run(stage, cfg, until_step, progress)
     if not summary["finished"]:
         return summary

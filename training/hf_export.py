@@ -2,7 +2,13 @@
 
     <model folder>  (model.safetensors + model_config.json + tokenizer files [+ chat_template.json])
         ─► hf/  config.json, generation_config.json, model.safetensors,
-                tokenizer.json, tokenizer_config.json, special_tokens_map.json
+                tokenizer.json, tokenizer_config.json (+ the chat template as Jinja), special_tokens_map.json
+
+A chat model (one with chat_template.json) stops at its end of turn: `eos_token_id` is
+[<|end|>, <|endoftext|>] in config.json and generation_config.json and the tokenizer's eos token
+is <|end|>, so transformers' `generate` answers as `llmpipe generate --chat` does. Its Jinja
+template gives the training ids: a whole conversation ends with <|endoftext|> (where a reward
+model reads its score), `add_generation_prompt=True` ends with <|assistant|>.
 
 The model is the Llama architecture (pre-norm RMSNorm, SwiGLU, GQA, rotary positions), so it
 exports as `LlamaForCausalLM` (`MistralForCausalLM` when it has a sliding window, whose mask HF
@@ -87,11 +93,21 @@ def hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig, reward_head: bool
     return {k: v.detach().to(torch.float32).contiguous() for k, v in out.items()}
 
 
-def hf_config(cfg: ModelConfig, specials: dict[str, int], reward_head: bool = False) -> dict:
+def stop_ids(specials: dict[str, int], chat: bool) -> list[int]:
+    """The ids generation stops at: a chat model's end of turn (<|end|>, where `llmpipe generate
+    --chat` stops) and end-of-text; end-of-text alone for a plain language model. <|endoftext|> is
+    never a training target after <|end|>, so a chat model that is not stopped at <|end|> writes
+    turn after turn."""
+    return [specials["<|end|>"], specials["<|endoftext|>"]] if chat else [specials["<|endoftext|>"]]
+
+
+def hf_config(cfg: ModelConfig, specials: dict[str, int], reward_head: bool = False, chat: bool = False) -> dict:
     """config.json for transformers (both the `rope_theta` key of transformers 4 and the
-    `rope_parameters` of 5, so either reads it)."""
+    `rope_parameters` of 5, so either reads it). A chat model lists its stop ids as
+    `eos_token_id`, as chat models on the Hub do."""
     mistral = cfg.sliding_window is not None
     arch = "Mistral" if mistral else "Llama"
+    stops = stop_ids(specials, chat and not reward_head)
     config = {
         "architectures": [f"{arch}For{'SequenceClassification' if reward_head else 'CausalLM'}"],
         "model_type": arch.lower(), "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
@@ -101,7 +117,7 @@ def hf_config(cfg: ModelConfig, specials: dict[str, int], reward_head: bool = Fa
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
         "tie_word_embeddings": cfg.tie_embeddings and not reward_head, "attention_bias": False, "mlp_bias": False,
         "initializer_range": cfg.init_std, "torch_dtype": "float32", "use_cache": True,
-        "bos_token_id": None, "eos_token_id": specials["<|endoftext|>"], "pad_token_id": specials["<|pad|>"],
+        "bos_token_id": None, "eos_token_id": stops if len(stops) > 1 else stops[0], "pad_token_id": specials["<|pad|>"],
     }
     if mistral:
         config["sliding_window"] = cfg.sliding_window
@@ -110,24 +126,37 @@ def hf_config(cfg: ModelConfig, specials: dict[str, int], reward_head: bool = Fa
     return config
 
 
-def tokenizer_files(model_dir: str, out_dir: str, specials: dict[str, int], max_len: int) -> None:
+def chat_jinja(model_dir: str, tokenizer) -> Optional[str]:
+    """The Jinja chat template of a model tuned on llmpipe's template (its chat_template.json),
+    rebuilt from the template code rather than copied, so a folder written before a fix exports
+    the current, tested template; None for a model with no chat template."""
+    from llmdata.chat import ChatTemplate
+
+    path = os.path.join(model_dir, "chat_template.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            fmt = json.load(f).get("format")
+    except (OSError, ValueError, AttributeError) as err:
+        raise TrainingInputError(f"export: {path} is not a readable chat template ({err})") from None
+    if fmt != "llmpipe-chat-v1":
+        raise TrainingInputError(f"export: {path} has format {fmt!r}, not llmpipe-chat-v1")
+    return ChatTemplate(tokenizer).jinja()
+
+
+def tokenizer_files(model_dir: str, out_dir: str, tokenizer, max_len: int, chat_template: Optional[str],
+                    reward_head: bool) -> None:
     """tokenizer.json as trained, and the configs that make it an `AutoTokenizer`; the chat
-    template (when the model was fine-tuned on one) goes in as Jinja for `apply_chat_template`."""
+    template (when the model was fine-tuned on one) goes in as Jinja for `apply_chat_template`.
+    A chat language model's eos token is its end of turn (<|end|>), as on chat models on the
+    Hub, so tools that stop at the tokenizer's eos stop where llmpipe does; a reward model's is
+    <|endoftext|>, the token its score is read at."""
+    from llmdata.tokenizer_io import write_hf_tokenizer_config
+
     shutil.copy(os.path.join(model_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
-    roles = [t for t in specials if t not in ("<|endoftext|>", "<|pad|>")]
-    tok_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", "pad_token": "<|pad|>",
-                  "bos_token": None, "unk_token": None, "model_max_length": max_len, "clean_up_tokenization_spaces": False,
-                  "additional_special_tokens": roles, "add_bos_token": False, "add_eos_token": False,
-                  "added_tokens_decoder": {str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False,
-                                                    "normalized": False, "single_word": False} for t, i in specials.items()}}
-    template = os.path.join(model_dir, "chat_template.json")
-    if os.path.exists(template):
-        with open(template, encoding="utf-8") as f:
-            tok_config["chat_template"] = json.load(f)["jinja"]
-    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tok_config, f, indent=2)
-    with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
-        json.dump({"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "additional_special_tokens": roles}, f, indent=2)
+    eos = "<|end|>" if chat_template is not None and not reward_head else "<|endoftext|>"
+    write_hf_tokenizer_config(out_dir, tokenizer.special_ids, eos, max_len, chat_template)
 
 
 def export_hf(model_dir: str, out_dir: str) -> str:
@@ -143,17 +172,21 @@ def export_hf(model_dir: str, out_dir: str) -> str:
     check_exportable(cfg)
     with open(os.path.join(model_dir, CONFIG), encoding="utf-8") as f:
         reward_head = bool(json.load(f).get("reward_head"))
-    specials = BPETokenizer.load(model_dir).special_ids
+    tokenizer = BPETokenizer.load(model_dir)
+    specials = tokenizer.special_ids
+    template = chat_jinja(model_dir, tokenizer)
+    chat = template is not None
     weights = read_weights(model_dir)
     os.makedirs(out_dir, exist_ok=True)
     state = hf_state(weights, cfg, reward_head)
     save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(hf_config(cfg, specials, reward_head), f, indent=2)
+        json.dump(hf_config(cfg, specials, reward_head, chat), f, indent=2)
     if not reward_head:
         with open(os.path.join(out_dir, "generation_config.json"), "w", encoding="utf-8") as f:
-            json.dump({"eos_token_id": specials["<|endoftext|>"], "pad_token_id": specials["<|pad|>"]}, f, indent=2)
-    tokenizer_files(model_dir, out_dir, specials, cfg.max_seq_len)
+            json.dump({"eos_token_id": stop_ids(specials, chat), "pad_token_id": specials["<|pad|>"],
+                       "bos_token_id": None}, f, indent=2)
+    tokenizer_files(model_dir, out_dir, tokenizer, cfg.max_seq_len, template, reward_head)
     return out_dir
 
 

@@ -118,6 +118,27 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def lora_flops_per_token(model: nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token of a model wrapped by `apply_lora`: nanoGPT/PaLM's 6N + 12·L·H·Q·T
+    (`ModelConfig.flops_per_token`), with each weight matrix counted by what its backward pass
+    computes. A frozen matrix costs 4 FLOPs per parameter per token (forward 2, gradient of its
+    input 2, no weight gradient), a trainable one 6 (the weight gradient 2 more), so a LoRA model
+    is 4·N_frozen + 6·N_adapters + 12·L·H·Q·T. An output head with trained token rows (`TokenRows`)
+    computes its whole weight gradient before picking the rows, so it counts 6 like a trainable
+    matrix; the attention term keeps its backward (the gradients of queries, keys and values are
+    needed whatever is frozen). Embedding lookups are not counted, as in the formula."""
+    full = model.cfg.flops_per_token(seq_len)
+    head_rows = isinstance(getattr(model, "head", None), TokenRows)
+    skip = {id(model.head.base)} if head_rows else set()
+    frozen = adapters = 0
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            adapters += module.lora_A.weight.numel() + module.lora_B.weight.numel()
+        elif isinstance(module, nn.Linear) and id(module) not in skip and not module.weight.requires_grad:
+            frozen += module.weight.numel()
+    return full - 2 * frozen + 6 * adapters
+
+
 #: Where PEFT keeps trainable token rows, by our module name.
 _TOKEN_KEYS = {"embed": ("embed_tokens", "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"),
                "head": ("lm_head", "base_model.model.lm_head.token_adapter.trainable_tokens_delta")}

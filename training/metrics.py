@@ -3,7 +3,7 @@
 MFU (model FLOPs utilization) = tokens/s x FLOPs per token / (devices x peak FLOP/s), with
 FLOPs per token from `ModelConfig.flops_per_token` (nanoGPT/PaLM: 6N + 12·L·H·Q·T, no
 recomputation counted). The peak is, in order: `peak_tflops` from the config; the dense bf16
-peak of a known GPU; on a CPU, an fp32 matrix multiply measured at start-up, so CPU MFU says how
+peak of a known GPU (`gpu_peak_tflops`, by exact model and form factor); on a CPU, an fp32 matrix multiply measured at start-up, so CPU MFU says how
 close the trainer runs to what this CPU's matmul reaches, not to a datasheet.
 """
 from __future__ import annotations
@@ -13,8 +13,42 @@ import os
 import time
 from typing import Optional
 
-#: Dense bf16 peak TFLOP/s (no sparsity) by a substring of the device name.
-GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "V100": 125.0}
+#: Dense peak TFLOP/s (bf16 tensor cores, no sparsity; V100 has no bf16: its fp16 peak) from the
+#: NVIDIA datasheets, as (pattern over `torch.cuda.get_device_name()`, TFLOP/s, part), most specific
+#: first. Names differ by form factor ("NVIDIA H100 80GB HBM3" is the SXM part, "NVIDIA H100 PCIe",
+#: "NVIDIA H100 NVL"), and one model's name can hold another's ("L40" holds "L4", "GH200" holds
+#: "H200"), so each pattern matches a whole model name, not a substring.
+GPU_PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
+    (r"\bGH200\b", 989.0, "GH200"),
+    (r"\bH200\b.*\bNVL\b", 835.0, "H200 NVL"),
+    (r"\bH200\b", 989.0, "H200 SXM"),
+    (r"\bH100\b.*\bNVL\b", 835.0, "H100 NVL"),
+    (r"\bH100\b.*\bPCIe\b", 756.0, "H100 PCIe"),
+    (r"\bH100\b", 989.0, "H100 SXM"),
+    (r"\bH800\b.*\bPCIe\b", 756.0, "H800 PCIe"),
+    (r"\bH800\b", 989.0, "H800 SXM"),
+    (r"\bA100\b", 312.0, "A100 (SXM and PCIe)"),
+    (r"\bA800\b", 312.0, "A800"),
+    (r"\bL40S\b", 362.0, "L40S"),
+    (r"\bL40\b", 181.0, "L40"),
+    (r"\bL4\b", 121.0, "L4"),
+    (r"\bA10\b", 125.0, "A10"),
+    (r"\bV100\b.*\bPCIE\b", 112.0, "V100 PCIe (fp16)"),
+    (r"\bV100\b", 125.0, "V100 SXM2 (fp16)"),
+)
+
+
+def gpu_peak_tflops(name: str) -> Optional[tuple[float, str]]:
+    """(dense peak TFLOP/s, the part it is the datasheet figure of) for a device name as
+    `torch.cuda.get_device_name()` gives it, or None for a device not in GPU_PEAK_TFLOPS (among
+    them the A10G, whose datasheet NVIDIA does not publish: set `peak_tflops`). Matching is
+    case-insensitive and by whole model names ("NVIDIA L40" is not an L4)."""
+    import re
+
+    for pattern, tflops, part in GPU_PEAK_TFLOPS:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return tflops, part
+    return None
 
 
 def measure_cpu_tflops(seconds: float = 0.5, n: int = 1024) -> float:
@@ -41,9 +75,9 @@ def peak_tflops(configured: Optional[float]) -> tuple[float, str]:
         import torch
 
         name = torch.cuda.get_device_name() if torch.cuda.is_available() else accel.device_name()
-        for key, value in GPU_PEAK_TFLOPS.items():
-            if key in name:
-                return value, f"{name} dense bf16 datasheet"
+        known = gpu_peak_tflops(name)
+        if known:
+            return known[0], f"{name}: {known[1]} dense datasheet peak"
         return 0.0, f"unknown device {name!r}: set peak_tflops"
     measured = measure_cpu_tflops()
     return measured, "fp32 1024x1024 matmul measured on this CPU"

@@ -61,12 +61,30 @@ class RewardModel(nn.Module):
 
 
 def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[tuple, tuple, bool]:
-    """(ids, training mask) of prompt+chosen and of prompt+rejected, cut from the left when
-    longer than max_len, and whether either was cut."""
-    chosen = template.encode(pref.prompt + pref.chosen)
-    rejected = template.encode(pref.prompt + pref.rejected)
-    cut = len(chosen[0]) > max_len or len(rejected[0]) > max_len
-    return tuple(x[-max_len:] for x in chosen), tuple(x[-max_len:] for x in rejected), cut
+    """(ids, training mask) of prompt+chosen and of prompt+rejected, at most `max_len` tokens
+    each, and whether they were cut. Both sides keep the same prompt tokens, so they differ only
+    in the responses (as TRL's DPO truncation: one prompt, the completions cut): when the prompt
+    and the longer response do not fit, the prompt is cut from the left only as much as that
+    response needs, but keeps at least min(len(prompt), max_len // 2) tokens; a response still
+    too long is then cut from the right, keeping its final <|endoftext|>, the token a reward is
+    read at (never a DPO target)."""
+    prompt = template.encode(pref.prompt, eot=False)
+    answers = [template.encode(pref.chosen), template.encode(pref.rejected)]
+    longest = max(len(ids) for ids, _ in answers)
+    if len(prompt[0]) + longest <= max_len:
+        chosen, rejected = ((prompt[0] + ids, prompt[1] + mask) for ids, mask in answers)
+        return chosen, rejected, False
+    keep = max(max_len - longest, min(len(prompt[0]), max_len // 2))
+    room = max_len - keep
+    kept = tuple(x[len(x) - keep:] for x in prompt)
+
+    def side(ids: list[int], mask: list[bool]) -> tuple[list[int], list[bool]]:
+        if len(ids) > room:
+            ids, mask = ids[: room - 1] + ids[-1:], mask[: room - 1] + mask[-1:]
+        return kept[0] + ids, kept[1] + mask
+
+    chosen, rejected = (side(*a) for a in answers)
+    return chosen, rejected, True
 
 
 class PairSet(Dataset):
