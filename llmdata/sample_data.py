@@ -335,8 +335,11 @@ def good_documents() -> tuple[Document, ...]:
     return tuple(stdlib_documents()) + tuple(pydoc_documents())
 
 
-def build_corpus(seed: int = 0, max_docs: Optional[int] = None) -> tuple[list[bytes], list[dict], dict]:
-    """All lines of the demo corpus in their final order, the labels, and a summary of what is planted."""
+def build_corpus(seed: int = 0, max_docs: Optional[int] = None, multilingual: bool = True) -> tuple[list[bytes], list[dict], dict]:
+    """All lines of the demo corpus in their final order, the labels, and a summary of what is planted.
+
+    multilingual: append the multilingual slice (`multilingual_slice`) after the English part.
+    """
     rng = random.Random(seed)
     docs = list(good_documents())
     rng.shuffle(docs)
@@ -379,7 +382,7 @@ def build_corpus(seed: int = 0, max_docs: Optional[int] = None) -> tuple[list[by
     lines += bad_lines(rng, [r["id"] for r in records[:n_good]])
     rng.shuffle(lines)
     # Appended after the shuffle, from its own random.Random: the English lines keep their order.
-    ml_records, ml_labels = multilingual_slice(seed)
+    ml_records, ml_labels = multilingual_slice(seed) if multilingual else ([], [])
     lines += [(json.dumps(r, ensure_ascii=False).encode("utf-8"), "ok") for r in ml_records]
     labels += ml_labels
     summary: dict = {"lines": len(lines)}
@@ -393,12 +396,12 @@ def build_corpus(seed: int = 0, max_docs: Optional[int] = None) -> tuple[list[by
     return [raw for raw, _ in lines], labels, dict(sorted(summary.items()))
 
 
-def write_corpus(output: str, seed: int = 0, shards: int = 4, max_docs: Optional[int] = None) -> dict:
+def write_corpus(output: str, seed: int = 0, shards: int = 4, max_docs: Optional[int] = None, multilingual: bool = True) -> dict:
     """Write `shard-NNNN.jsonl.gz` files, `labels.jsonl` and `sample_manifest.json` into `output`.
 
     Gzip headers carry no timestamp, so the same seed gives byte-identical files.
     """
-    lines, labels, summary = build_corpus(seed, max_docs)
+    lines, labels, summary = build_corpus(seed, max_docs, multilingual)
     os.makedirs(output, exist_ok=True)
     per_shard = math.ceil(len(lines) / shards)
     for s in range(shards):

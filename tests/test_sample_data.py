@@ -85,14 +85,7 @@ def test_multilingual_slice_is_labelled_and_planted():
 def test_multilingual_slice_leaves_the_english_part_unchanged():
     """The slice is appended after the shuffle with its own random.Random: the English lines are the
     same lines in the same order as without it (the generator's output before the slice existed)."""
-    import llmdata.sample_data as sd
-
     lines, labels, _ = build_corpus(5, 25)
-    original = sd.multilingual_slice
-    try:
-        sd.multilingual_slice = lambda seed: ([], [])
-        english, english_labels, _ = build_corpus(5, 25)
-    finally:
-        sd.multilingual_slice = original
+    english, english_labels, _ = build_corpus(5, 25, multilingual=False)
     assert lines[: len(english)] == english and len(lines) > len(english)
     assert labels[: len(english_labels)] == english_labels
