@@ -300,8 +300,10 @@ def mojibake(text: str) -> str:
 
 def multilingual_slice(seed: int) -> tuple[list[dict], list[dict]]:
     """The demo's multilingual records and labels: MULTILINGUAL_DOCS, an exact copy and a
-    one-character edit in several languages, random-Han and mojibake junk. Uses its own
-    random.Random, so the English part of the corpus is the same with or without it."""
+    one-character edit in several languages, random-Han and mojibake junk. Labels name the
+    language (`good:zh`, `good:ja:near_dup`, `junk:zh:mojibake`), so the clean report's table per
+    label is a funnel per language; dedup's evaluation still sees `...exact_dup`/`...near_dup`.
+    Uses its own random.Random, so the English part of the corpus is the same with or without it."""
     rng = random.Random(f"multilingual-{seed}")
     records: list[dict] = []
     labels: list[dict] = []
@@ -309,23 +311,23 @@ def multilingual_slice(seed: int) -> tuple[list[dict], list[dict]]:
         for i, text in enumerate(texts):
             rid = f"{lang}-doc-{i}"
             records.append({"id": rid, "text": text, "source": f"manual:{lang}", "meta": {"kind": "manual", "lang": lang}})
-            labels.append({"id": rid, "label": "good", "lang": lang})
+            labels.append({"id": rid, "label": f"good:{lang}", "lang": lang})
     originals = list(records)
     for lang in ("zh", "ja", "th", "ru"):
         src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
         records.append({**src, "id": f"{lang}-exact-0"})
-        labels.append({"id": f"{lang}-exact-0", "label": "good:exact_dup", "lang": lang, "duplicate_of": src["id"]})
+        labels.append({"id": f"{lang}-exact-0", "label": f"good:{lang}:exact_dup", "lang": lang, "duplicate_of": src["id"]})
     for lang in MULTILINGUAL_DOCS:
         src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
         records.append({**src, "id": f"{lang}-edit-0", "text": one_char_edit(src["text"], rng)})
-        labels.append({"id": f"{lang}-edit-0", "label": "good:near_dup", "lang": lang, "duplicate_of": src["id"]})
+        labels.append({"id": f"{lang}-edit-0", "label": f"good:{lang}:near_dup", "lang": lang, "duplicate_of": src["id"]})
     for j in range(3):
         records.append({"id": f"random-cjk-{j}", "text": random_cjk_lines(rng), "source": "web:crawl", "meta": {"kind": "junk", "lang": "zh"}})
-        labels.append({"id": f"random-cjk-{j}", "label": "junk:random_cjk", "lang": "zh"})
+        labels.append({"id": f"random-cjk-{j}", "label": "junk:zh:random_cjk", "lang": "zh"})
     for lang in ("zh", "ja", "ru", "ar"):
         src = rng.choice([r for r in originals if r["meta"]["lang"] == lang])
         records.append({"id": f"mojibake-{lang}", "text": mojibake(src["text"]), "source": "web:crawl", "meta": {"kind": "junk", "lang": lang}})
-        labels.append({"id": f"mojibake-{lang}", "label": "junk:mojibake", "lang": lang})
+        labels.append({"id": f"mojibake-{lang}", "label": f"junk:{lang}:mojibake", "lang": lang})
     return records, labels
 
 
