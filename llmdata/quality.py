@@ -33,6 +33,12 @@ _BULLETS = ("\u2022", "\u2023", "\u25b6", "\u25cf", "\u25e6", "\u25aa", "\u25ab"
 _ELLIPSES = ("...", "\u2026")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _EDGE_PUNCT = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
+_ASCII_PUNCT = "".join(chr(c) for c in range(128) if regex.match(r"[\p{P}\p{S}]", chr(c)))
+
+
+def _bare(word: str) -> str:
+    """A word lowercased without leading and trailing punctuation or symbols (for stop words)."""
+    return word.lower().strip(_ASCII_PUNCT) if word.isascii() else _EDGE_PUNCT.sub("", word.lower())
 _PARAGRAPHS = regex.compile(r"\n\s*\n")
 _CODE = regex.compile(r"[a-z]{2,3}")
 _RULE_KEYS = frozenset({"enabled", "languages", "overrides"})
@@ -216,7 +222,7 @@ def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdi
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
         "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if _EDGE_PUNCT.sub("", w.lower()) in stops)),
+        "gq_stop_words": float(sum(1 for w in toks if _bare(w) in stops)),
     }
     checks = [
         ("min_words", scores["gq_words"] < opts.min_words),
