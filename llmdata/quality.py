@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llmdata.features import has_alpha
 from llmdata.scripts import words
-from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, normalize_code, resolve
+from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, resolve
 
 Scores = dict[str, float]
 Verdict = tuple[Optional[str], Scores]
@@ -288,10 +288,11 @@ def gopher_repetition(text: str, opts: GopherRepetition, *, lang: Optional[str] 
     """
     language = resolve(text, lang)
     rule, _ = opts.for_language(language)
-    return (None, {}) if rule is None else _gopher_repetition(text, rule)
+    return (None, {}) if rule is None else _gopher_repetition(text, rule, language)
 
 
-def _gopher_repetition(text: str, opts: GopherRepetition) -> Verdict:
+def _gopher_repetition(text: str, opts: GopherRepetition, language: Language) -> Verdict:
+    """(`language` only chose `opts`: n-grams are over `scripts.words` in every language.)"""
     lines = [ln for ln in text.split("\n") if ln.strip()]
     paras = [p for p in _PARAGRAPHS.split(text.strip()) if p.strip()]
     n_chars = max(len(text), 1)
@@ -418,7 +419,7 @@ def apply_rules(
     """
     scores: Scores = {}
     language = None
-    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, None), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
+    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, _gopher_repetition), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
     for rule_opts, fn in sets:
         if not rule_opts.enabled:
             continue
@@ -430,8 +431,6 @@ def apply_rules(
             continue
         if fn is _c4_filter:
             reason, s, text = _c4_filter(text, rule, language)
-        elif fn is None:
-            reason, s = _gopher_repetition(text, rule)
         else:
             reason, s = fn(text, rule, language)
         scores.update(s)
