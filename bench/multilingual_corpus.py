@@ -200,7 +200,7 @@ def code_docs() -> Iterator[tuple[str, str]]:
 ALPHABET = {
     "en": ("abcdefghijklmnopqrstuvwxyz", "."),
     "zh": ("".join(chr(c) for c in range(0x4E00, 0x9FA6)), "\u3002"),
-    "ja": ("".join(chr(c) for c in range(0x3041, 0x3097)) + "".join(chr(c) for c in range(0x30A1, 0x30FB)) + "".join(chr(c) for c in range(0x4E00, 0x9FA6, 7)), "\u3002"),
+    "ja": ("".join(chr(c) for c in range(0x3041, 0x3097)) + "".join(chr(c) for c in range(0x30A1, 0x30FB)) + "".join(chr(c) for c in range(0x4E00, 0x9FA6, 250)), "\u3002"),  # kana-heavy, as Japanese is
     "ko": ("".join(chr(c) for c in range(0xAC00, 0xD7A4)), "."),
     "th": ("".join(chr(c) for c in range(0x0E01, 0x0E2F)) + "\u0e30\u0e32\u0e34\u0e35\u0e36\u0e37\u0e38\u0e39\u0e40\u0e41\u0e42\u0e43\u0e44\u0e48\u0e49", ""),
     "ar": ("".join(chr(c) for c in range(0x0621, 0x064B)), "\u061f"),

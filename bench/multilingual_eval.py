@@ -56,7 +56,7 @@ def _read(folder: str) -> list[dict]:
 def run_stage(args: list[str], log: list[str]) -> float:
     """One llmpipe CLI call; returns its wall time in seconds. Raises on a non-zero exit."""
     cmd = [sys.executable, "-m", "pipelines.cli", *args]
-    log.append(" ".join(["python", "-m", "pipelines.cli", *args]))
+    log.append(" ".join(["python", "-m", "pipelines.cli", *args]).replace(str(ROOT) + os.sep, ""))
     started = time.time()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llmdata.features import has_alpha
 from llmdata.scripts import words
-from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, normalize_code, resolve
+from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, resolve
 
 Scores = dict[str, float]
 Verdict = tuple[Optional[str], Scores]
@@ -33,6 +33,12 @@ _BULLETS = ("\u2022", "\u2023", "\u25b6", "\u25cf", "\u25e6", "\u25aa", "\u25ab"
 _ELLIPSES = ("...", "\u2026")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _EDGE_PUNCT = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
+_ASCII_PUNCT = "".join(chr(c) for c in range(128) if regex.match(r"[\p{P}\p{S}]", chr(c)))
+
+
+def _bare(word: str) -> str:
+    """A word lowercased without leading and trailing punctuation or symbols (for stop words)."""
+    return word.lower().strip(_ASCII_PUNCT) if word.isascii() else _EDGE_PUNCT.sub("", word.lower())
 _PARAGRAPHS = regex.compile(r"\n\s*\n")
 _CODE = regex.compile(r"[a-z]{2,3}")
 _RULE_KEYS = frozenset({"enabled", "languages", "overrides"})
@@ -216,7 +222,7 @@ def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdi
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
         "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if _EDGE_PUNCT.sub("", w.lower()) in stops)),
+        "gq_stop_words": float(sum(1 for w in toks if _bare(w) in stops)),
     }
     checks = [
         ("min_words", scores["gq_words"] < opts.min_words),
@@ -282,10 +288,11 @@ def gopher_repetition(text: str, opts: GopherRepetition, *, lang: Optional[str] 
     """
     language = resolve(text, lang)
     rule, _ = opts.for_language(language)
-    return (None, {}) if rule is None else _gopher_repetition(text, rule)
+    return (None, {}) if rule is None else _gopher_repetition(text, rule, language)
 
 
-def _gopher_repetition(text: str, opts: GopherRepetition) -> Verdict:
+def _gopher_repetition(text: str, opts: GopherRepetition, language: Language) -> Verdict:
+    """(`language` only chose `opts`: n-grams are over `scripts.words` in every language.)"""
     lines = [ln for ln in text.split("\n") if ln.strip()]
     paras = [p for p in _PARAGRAPHS.split(text.strip()) if p.strip()]
     n_chars = max(len(text), 1)
@@ -412,7 +419,7 @@ def apply_rules(
     """
     scores: Scores = {}
     language = None
-    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, None), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
+    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, _gopher_repetition), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
     for rule_opts, fn in sets:
         if not rule_opts.enabled:
             continue
@@ -424,8 +431,6 @@ def apply_rules(
             continue
         if fn is _c4_filter:
             reason, s, text = _c4_filter(text, rule, language)
-        elif fn is None:
-            reason, s = _gopher_repetition(text, rule)
         else:
             reason, s = fn(text, rule, language)
         scores.update(s)

@@ -218,3 +218,13 @@ def test_clean_stage_reports_rules_skipped_per_language(tmp_path):
     assert stats["counts"]["kept"] == len(rows), stats["counts"]
     report = (out / "report.md").read_text()
     assert "c4: no terminal punctuation in 'th' text; rule skipped for 3 documents" in report
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_stop_word_matching_strips_punctuation_like_the_unicode_rule(word):
+    import regex
+
+    from llmdata.quality import _bare
+
+    assert _bare(word) == regex.sub(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$", "", word.lower())
