@@ -51,6 +51,11 @@ def _identifier():
     return _load_identifier(norm_probs=True)
 
 
+def load() -> None:
+    """Load the model now (a few seconds, once per process) rather than on the first document."""
+    _identifier()
+
+
 def sample(text: str, n: int = SAMPLE_CHARS) -> str:
     """At most `n` characters of `text`: the first half and a slice from the middle."""
     if len(text) <= n:

@@ -45,20 +45,23 @@ _GROUP_NAMES = list(SCRIPT_GROUPS)
 _RUNS = regex.compile("|".join(
     "(" + "".join(fr"\p{{Script={s}}}" for s in scripts).join("[]") + "+)" for scripts in SCRIPT_GROUPS.values()
 ) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)")  # letters of any other script
-_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_LETTER_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 
 def script_counts(text: str) -> Counter:
     """Letters per script group, e.g. ``Counter({"latin": 120, "han": 35})``.
 
     Letters of a script not in `SCRIPT_GROUPS` count as "other"; digits, punctuation, spaces and
-    combining marks count nowhere. ASCII-only text is counted without a regex pass.
+    combining marks count nowhere. ASCII letters are counted with bytes.translate; only the
+    non-ASCII remainder goes through the script regex.
     """
-    if text.isascii():
-        n = sum(1 for c in text if c in _ASCII_LETTERS)
-        return Counter({"latin": n}) if n else Counter()
-    counts: Counter = Counter()
-    for m in _RUNS.finditer(text):
+    ascii_part = text.encode("ascii", "ignore")  # ASCII letters are all Latin: counted with bytes
+    n = len(ascii_part) - len(ascii_part.translate(None, _ASCII_LETTER_BYTES))
+    counts: Counter = Counter({"latin": n}) if n else Counter()
+    if len(ascii_part) == len(text):
+        return counts
+    for m in _RUNS.finditer(_ASCII_RUN.sub(" ", text)):
         i = m.lastindex - 1
         counts[_GROUP_NAMES[i] if i < len(_GROUP_NAMES) else "other"] += m.end() - m.start()
     return counts

@@ -19,6 +19,7 @@ import apache_beam as beam
 from llmdata import features as feats
 from llmdata.junk import junk_reason, junk_scores
 from llmdata.langid import identify
+from llmdata.langid import load as load_langid
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
 from llmdata.normalize import Normalizer
 from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
@@ -63,6 +64,7 @@ class ScoreDocument(beam.DoFn):
         section = CleanSection.model_validate(self.cfg)
         self.normalizer = Normalizer(section.normalize)
         self.quality = section.quality
+        load_langid()
 
     def process(self, record: dict) -> Iterator:
         text = self.normalizer(record["text"])
