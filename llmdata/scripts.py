@@ -42,9 +42,11 @@ SCRIPT_GROUPS: dict[str, tuple[str, ...]] = {
 NO_SPACE_SCRIPTS: frozenset[str] = frozenset({"han", "kana", "thai", "lao", "khmer", "myanmar"})
 
 _GROUP_NAMES = list(SCRIPT_GROUPS)
+# Letters only (\p{L}): a script's own combining marks (Devanagari vowel signs, Thai tone marks)
+# belong to the script but are not letters, as the docstring of script_counts says.
 _RUNS = regex.compile("|".join(
-    "(" + "".join(fr"\p{{Script={s}}}" for s in scripts).join("[]") + "+)" for scripts in SCRIPT_GROUPS.values()
-) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)")  # letters of any other script
+    "([[" + "".join(fr"\p{{Script={s}}}" for s in scripts) + r"]&&\p{L}]+)" for scripts in SCRIPT_GROUPS.values()
+) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)", regex.V1)  # letters of any other script
 _ASCII_LETTER_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
@@ -100,6 +102,8 @@ _THAI_RUN = r"\p{Thai}+"
 _SEA_CLUSTER = r"[\p{Lao}\p{Khmer}\p{Myanmar}]\p{M}*"
 _SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u3005\u309d\u309e\u30fc\u30fd\u30fe\uff70"
 _WORDS = regex.compile(rf"({_CJK_CHAR})|({_THAI_RUN})|({_SEA_CLUSTER})|([\w--[{_SPACELESS}]]+)", regex.V1)
+_ANY_SPACELESS = regex.compile(f"[{_SPACELESS}]")
+_WORD_ANY = regex.compile(r"\w+")
 _WORD_ASCII = re.compile(r"\w+")  # the same tokens on ASCII text; the stdlib engine is 1.5x faster here
 
 
@@ -129,6 +133,8 @@ def words(text: str) -> list[str]:
     """
     if text.isascii():
         return _WORD_ASCII.findall(text)
+    if not _ANY_SPACELESS.search(text):  # no Han, kana, Thai, Lao, Khmer, Myanmar: plain \w+ runs
+        return _WORD_ANY.findall(text)
     out: list[str] = []
     for m in _WORDS.finditer(text):
         if m.lastindex == 2:
