@@ -121,12 +121,12 @@ def char_entropy(text: str) -> float:
 
 
 def junk_scores(raw: str, text: str) -> dict[str, float]:
-    """The junk features of a document: `rare_char_ratio`, `cjk_letters` and `char_entropy` of the
-    normalized text, `mojibake_ratio` and `mojibake_badness` of the raw text (module docstring)."""
+    """The junk rules' scores of a document: `rare_char_ratio` and `cjk_letters` of the normalized
+    text, `mojibake_ratio` and `mojibake_badness` of the raw text (module docstring).
+    `char_entropy` is one of llmdata.features' document features."""
     rare, n_cjk = rare_char_ratio(text)
     moji, bad = mojibake_score(raw)
-    return {"rare_char_ratio": rare, "cjk_letters": float(n_cjk), "mojibake_ratio": moji, "mojibake_badness": float(bad),
-            "char_entropy": char_entropy(text)}
+    return {"rare_char_ratio": rare, "cjk_letters": float(n_cjk), "mojibake_ratio": moji, "mojibake_badness": float(bad)}
 
 
 def junk_reason(scores: dict[str, float]) -> str | None:
