@@ -267,7 +267,8 @@ def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> Non
     import pyarrow as pa
 
     schema = pa.schema(
-        [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("meta_json", pa.string()), ("scores_json", pa.string())]
+        [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+         ("lang_score", pa.float64()), ("script", pa.string()), ("meta_json", pa.string()), ("scores_json", pa.string())]
     )
 
     def row(r: dict) -> dict:
@@ -275,6 +276,9 @@ def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> Non
             "id": r["id"],
             "text": r["text"],
             "source": r["source"],
+            "lang": r["lang"],
+            "lang_score": r["lang_score"],
+            "script": r["script"],
             "meta_json": json.dumps(r["meta"], ensure_ascii=False),
             "scores_json": json.dumps(r["scores"]),
         }
