@@ -97,7 +97,8 @@ def identifiers() -> dict:
     out = {}
     import py3langid
 
-    out["py3langid 0.4 (norm. probs)"] = lambda t, _i=py3langid.langid._load_identifier(norm_probs=True): _i.classify(t)
+    out["py3langid 0.4 (norm. probs)"] = lambda t, _i=py3langid.langid.LanguageIdentifier.from_model_file(
+        py3langid.langid.MODEL_FILE, norm_probs=True): _i.classify(t)
     import pycld2
 
     def cld2(t: str) -> tuple[str, float]:

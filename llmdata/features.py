@@ -12,6 +12,7 @@ from collections import Counter
 
 import regex
 
+from llmdata.junk import char_entropy
 from llmdata.scripts import words as script_words
 
 _WORD = regex.compile(r"\w+")
@@ -120,6 +121,7 @@ def document_features(text: str) -> dict[str, float]:
         "dup_line_frac": (dup_lines / len(nonblank)) if nonblank else 0.0,
         # Level 1 finds the repetition that matters here at 60% of level 6's cost.
         "compression_ratio": (len(zlib.compress(encoded, 1)) / len(encoded)) if encoded else 0.0,
+        "char_entropy": char_entropy(text),  # bits; random letters score high (llmdata/junk.py)
     }
 
 

@@ -46,6 +46,7 @@ MAX_MOJIBAKE_RATIO = 0.05
 MIN_BADNESS = 5
 
 _CJK = regex.compile(r"[\p{Han}\p{Hangul}]")
+_NOT_LETTERS = regex.compile(r"[^\p{L}\p{M}]+")
 _LATIN1_TELLS = regex.compile(r"[\u00c0-\u00ff\u0080-\u009f\u2018-\u201e\u2020-\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc]")
 
 
@@ -108,8 +109,7 @@ def char_entropy(text: str) -> float:
     """Conditional entropy (bits) of the next letter given the current one, over the first
     ENTROPY_CHARS characters of the text with letters case-folded and every run of non-letters
     one space; 0.0 for fewer than 50 such characters."""
-    folded = " ".join("".join(c if c.isalpha() else " " for c in text[: ENTROPY_CHARS * 3].lower()).split())
-    folded = folded[:ENTROPY_CHARS]
+    folded = _NOT_LETTERS.sub(" ", text[: ENTROPY_CHARS * 3].lower()).strip()[:ENTROPY_CHARS]
     if len(folded) < 50:
         return 0.0
     n = len(folded) - 1
@@ -121,12 +121,12 @@ def char_entropy(text: str) -> float:
 
 
 def junk_scores(raw: str, text: str) -> dict[str, float]:
-    """The junk features of a document: `rare_char_ratio`, `cjk_letters` and `char_entropy` of the
-    normalized text, `mojibake_ratio` and `mojibake_badness` of the raw text (module docstring)."""
+    """The junk rules' scores of a document: `rare_char_ratio` and `cjk_letters` of the normalized
+    text, `mojibake_ratio` and `mojibake_badness` of the raw text (module docstring).
+    `char_entropy` is one of llmdata.features' document features."""
     rare, n_cjk = rare_char_ratio(text)
     moji, bad = mojibake_score(raw)
-    return {"rare_char_ratio": rare, "cjk_letters": float(n_cjk), "mojibake_ratio": moji, "mojibake_badness": float(bad),
-            "char_entropy": char_entropy(text)}
+    return {"rare_char_ratio": rare, "cjk_letters": float(n_cjk), "mojibake_ratio": moji, "mojibake_badness": float(bad)}
 
 
 def junk_reason(scores: dict[str, float]) -> str | None:

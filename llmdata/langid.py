@@ -8,13 +8,13 @@ bundled lid.176.ftz and lingua on this machine's translated text; bench/RESULTS.
 It reads a bounded sample of the text (`SAMPLE_CHARS`: the start and the middle), so a long
 document costs what a short one does.
 
-Code has no language in any identifier. A document is called ``"code"`` when most of its
-non-blank lines look like source lines (`code_line_share`, a plain rule documented in
+Code has no language in any identifier. A document is called ``"code"`` when at least 30% of its
+sampled non-blank lines look like source lines (`code_line_share`, a plain rule documented in
 docs/clean.md): a definition, import, block header, assignment or bare call in the syntax the
 common languages share, a `//` or `/*` comment, a line ending in `;` or `{`, a closing bracket
 alone. Wrapped prose (lines ending in `,` or `)`) does not count. The rule is
-deliberately simple: the outlier thresholds do not depend on it (they are grouped by script),
-so a wrong "code" label changes a field, never a filtering decision.
+deliberately simple: the label only puts a document in the outlier group "code" (judged among
+code, llmdata/outliers.group_name), never rejects it by itself.
 """
 from __future__ import annotations
 
@@ -46,9 +46,14 @@ _CODE_LINE = re.compile(
 
 @lru_cache(maxsize=1)
 def _identifier():
-    from py3langid.langid import _load_identifier  # the package's own loader; model in the wheel
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier  # the model file is in the wheel
 
-    return _load_identifier(norm_probs=True)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def load() -> None:
+    """Load the model now (a few seconds, once per process) rather than on the first document."""
+    _identifier()
 
 
 def sample(text: str, n: int = SAMPLE_CHARS) -> str:

@@ -42,23 +42,28 @@ SCRIPT_GROUPS: dict[str, tuple[str, ...]] = {
 NO_SPACE_SCRIPTS: frozenset[str] = frozenset({"han", "kana", "thai", "lao", "khmer", "myanmar"})
 
 _GROUP_NAMES = list(SCRIPT_GROUPS)
+# Letters only (\p{L}): a script's own combining marks (Devanagari vowel signs, Thai tone marks)
+# belong to the script but are not letters, as the docstring of script_counts says.
 _RUNS = regex.compile("|".join(
-    "(" + "".join(fr"\p{{Script={s}}}" for s in scripts).join("[]") + "+)" for scripts in SCRIPT_GROUPS.values()
-) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)")  # letters of any other script
-_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    "([[" + "".join(fr"\p{{Script={s}}}" for s in scripts) + r"]&&\p{L}]+)" for scripts in SCRIPT_GROUPS.values()
+) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)", regex.V1)  # letters of any other script
+_ASCII_LETTER_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 
 def script_counts(text: str) -> Counter:
     """Letters per script group, e.g. ``Counter({"latin": 120, "han": 35})``.
 
     Letters of a script not in `SCRIPT_GROUPS` count as "other"; digits, punctuation, spaces and
-    combining marks count nowhere. ASCII-only text is counted without a regex pass.
+    combining marks count nowhere. ASCII letters are counted with bytes.translate; only the
+    non-ASCII remainder goes through the script regex.
     """
-    if text.isascii():
-        n = sum(1 for c in text if c in _ASCII_LETTERS)
-        return Counter({"latin": n}) if n else Counter()
-    counts: Counter = Counter()
-    for m in _RUNS.finditer(text):
+    ascii_part = text.encode("ascii", "ignore")  # ASCII letters are all Latin: counted with bytes
+    n = len(ascii_part) - len(ascii_part.translate(None, _ASCII_LETTER_BYTES))
+    counts: Counter = Counter({"latin": n}) if n else Counter()
+    if len(ascii_part) == len(text):
+        return counts
+    for m in _RUNS.finditer(_ASCII_RUN.sub(" ", text)):
         i = m.lastindex - 1
         counts[_GROUP_NAMES[i] if i < len(_GROUP_NAMES) else "other"] += m.end() - m.start()
     return counts
@@ -97,6 +102,8 @@ _THAI_RUN = r"\p{Thai}+"
 _SEA_CLUSTER = r"[\p{Lao}\p{Khmer}\p{Myanmar}]\p{M}*"
 _SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u3005\u309d\u309e\u30fc\u30fd\u30fe\uff70"
 _WORDS = regex.compile(rf"({_CJK_CHAR})|({_THAI_RUN})|({_SEA_CLUSTER})|([\w--[{_SPACELESS}]]+)", regex.V1)
+_ANY_SPACELESS = regex.compile(f"[{_SPACELESS}]")
+_WORD_ANY = regex.compile(r"\w+")
 _WORD_ASCII = re.compile(r"\w+")  # the same tokens on ASCII text; the stdlib engine is 1.5x faster here
 
 
@@ -126,6 +133,8 @@ def words(text: str) -> list[str]:
     """
     if text.isascii():
         return _WORD_ASCII.findall(text)
+    if not _ANY_SPACELESS.search(text):  # no Han, kana, Thai, Lao, Khmer, Myanmar: plain \w+ runs
+        return _WORD_ANY.findall(text)
     out: list[str] = []
     for m in _WORDS.finditer(text):
         if m.lastindex == 2:

@@ -19,6 +19,7 @@ import apache_beam as beam
 from llmdata import features as feats
 from llmdata.junk import junk_reason, junk_scores
 from llmdata.langid import identify
+from llmdata.langid import load as load_langid
 from llmdata.missing import apply_plan, build_plan, is_number, regression_targets
 from llmdata.normalize import Normalizer, has_visible
 from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
@@ -64,6 +65,7 @@ class ScoreDocument(beam.DoFn):
         section = CleanSection.model_validate(self.cfg)
         self.normalizer = Normalizer(section.normalize)
         self.quality = section.quality
+        load_langid()
 
     def process(self, record: dict) -> Iterator:
         text = self.normalizer(record["text"])
@@ -270,7 +272,8 @@ def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> Non
     import pyarrow as pa
 
     schema = pa.schema(
-        [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("meta_json", pa.string()), ("scores_json", pa.string())]
+        [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+         ("lang_score", pa.float64()), ("script", pa.string()), ("meta_json", pa.string()), ("scores_json", pa.string())]
     )
 
     def row(r: dict) -> dict:
@@ -278,6 +281,9 @@ def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> Non
             "id": r["id"],
             "text": r["text"],
             "source": r["source"],
+            "lang": r["lang"],
+            "lang_score": r["lang_score"],
+            "script": r["script"],
             "meta_json": json.dumps(r["meta"], ensure_ascii=False),
             "scores_json": json.dumps(r["scores"]),
         }

@@ -111,8 +111,8 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         lines += [
             "## By language",
             "",
-            "Language from py3langid on a 1,000-character sample (`code`: most lines look like source "
-            "code, `und`: no letters); see docs/clean.md.",
+            "Language from py3langid on a 1,000-character sample (`code`: at least 30% of the lines look "
+            "like source code, `und`: no letters); see docs/clean.md.",
             "",
             "| lang | input | kept | kept share | rejected | top reasons |",
             "|---|---:|---:|---:|---:|---|",
@@ -134,7 +134,7 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
             + ("judged by the global ones (`*`)." if thresholds.get("small_groups") == "global" else
                "not judged by this filter (`-`; documents without letters use the global ones, `*`)."),
             "",
-            "| script | documents | judged by |",
+            "| group | documents | judged by |",
             "|---|---:|---|",
         ]
         docs = thresholds.get("group_docs", {})
@@ -148,7 +148,8 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         ]
         for group in sorted(groups, key=lambda g: (g != "*", g)):
             lines += [
-                f"**{group}** ({docs.get(group, '-')} documents)",
+                (f"**`*`** (all {docs.get(group, '-')} documents)" if group == "*"
+                 else f"**{group}** ({docs.get(group, '-')} documents)"),
                 "",
                 "| feature | scale | method | side | k | median | accepted low | accepted high |",
                 "|---|---|---|---|---:|---:|---:|---:|",

@@ -74,7 +74,7 @@ def test_thresholds_per_group_and_funnel_per_language(multilingual):
     assert lang["th"]["kept"] == 12 and lang["ar"]["kept"] == 12 and lang["code"]["kept"] == 4
     assert sum(r["by_reason"].get("junk:mojibake", 0) for r in lang.values()) == 6
     report = (out / "report.md").read_text()
-    assert "## By language" in report and "| zh |" in report and "| han | 14 | - |" in report
+    assert "## By language" in report and "| zh |" in report and "| han | 14 | - |" in report and "| group | documents | judged by |" in report
 
 
 def test_saved_grouped_thresholds_apply_to_another_run(multilingual, tmp_path):

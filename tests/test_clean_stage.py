@@ -174,7 +174,7 @@ def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):
     assert m["stage"] == "clean" and m["outputs"]["kept_parquet"] == "kept_parquet/part-*.parquet"
     rows = sum(pq.read_table(p).num_rows for p in (stage / "kept_parquet").glob("part-*.parquet"))
     assert rows == m["counts"]["kept"]
-    assert set(pq.read_schema(next((stage / "kept_parquet").glob("*.parquet"))).names) == {"id", "text", "source", "meta_json", "scores_json"}
+    assert set(pq.read_schema(next((stage / "kept_parquet").glob("*.parquet"))).names) == {"id", "text", "source", "lang", "lang_score", "script", "meta_json", "scores_json"}
     capsys.readouterr()
     assert main(["run", *common]) == 0
     assert "up to date" in capsys.readouterr().out

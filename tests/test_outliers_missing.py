@@ -1,4 +1,5 @@
 """Outlier thresholds and imputation: the mergeable summaries agree with numpy/scipy."""
+import json
 import math
 import random
 
@@ -194,3 +195,94 @@ def test_plan_median_default_for_unlisted_numeric_fields():
     assert plan["n"]["rule"] == "median" and plan["n"]["value"] == 2.0
     assert apply_plan({"n": None}, plan) == ({"n": 2.0}, ["n"])
     assert apply_plan({}, plan) == ({"n": 2.0}, ["n"])
+
+
+def _grouped(values_by_group: dict[str, list[float]], **opts):
+    """grouped_thresholds over one linear feature "f", each value also counted in "*"."""
+    from llmdata.outliers import GLOBAL, grouped_thresholds
+
+    options = OutlierOptions(features={"f": FeatureRule(method="iqr", log=False)}, **opts)
+    moments, quants = {}, {}
+    for group, values in list(values_by_group.items()) + [(GLOBAL, [v for vs in values_by_group.values() for v in vs])]:
+        m = Moments()
+        for v in values:
+            m.add(v)
+        moments[(group, "f")] = m
+        quants[(group, "f")] = list(np.quantile(values, np.linspace(0, 1, 101)))
+    return grouped_thresholds(moments, quants, options)
+
+
+def test_thresholds_per_group_with_small_groups_not_judged_by_another_scale():
+    from llmdata.outliers import check_grouped
+
+    rng = random.Random(0)
+    latin = [rng.gauss(4.7, 0.3) for _ in range(200)]
+    han = [rng.gauss(1.05, 0.02) for _ in range(40)]
+    t = _grouped({"latin": latin, "han": han, "thai": [3.0] * 10, "none": [9.0] * 3}, min_group_docs=30)
+    assert set(t["groups"]) == {"*", "latin", "han"}
+    assert t["used_by"] == {"latin": "latin", "han": "han", "thai": None, "none": "*"}
+    assert t["group_docs"] == {"*": 253, "latin": 200, "han": 40, "thai": 10, "none": 3}
+    # Chinese is judged by Chinese thresholds: a Chinese value passes there, fails among English.
+    assert check_grouped({"f": 1.05}, "han", t) == (None, "han")
+    assert check_grouped({"f": 1.05}, "latin", t) == ("outlier:f:low", "latin")
+    assert check_grouped({"f": 4.7}, "han", t) == ("outlier:f:high", "han")
+    # A small group is not judged; with small_groups=global it is judged by every document's.
+    assert check_grouped({"f": 100.0}, "thai", t) == (None, None)
+    tg = _grouped({"latin": latin, "thai": [3.0] * 10}, min_group_docs=30, small_groups="global")
+    assert tg["used_by"]["thai"] == "*" and check_grouped({"f": 100.0}, "thai", tg)[0] == "outlier:f:high"
+    # A group never seen when the thresholds were computed: not judged (or global for "none").
+    assert check_grouped({"f": 100.0}, "hebrew", t) == (None, None)
+    assert check_grouped({"f": 100.0}, "none", t)[1] == "*"
+    # group_by none: one set for everything
+    tn = _grouped({"latin": latin, "han": han}, group_by="none")
+    assert check_grouped({"f": 1.05}, "han", tn) == ("outlier:f:low", "*")
+
+
+def test_grouped_thresholds_json_round_trip_and_bad_files():
+    from llmdata.outliers import check_grouped
+
+    t = _grouped({"latin": [float(i) for i in range(100)]}, min_group_docs=30)
+    back = from_json(json.loads(json.dumps(to_json_safe(t))))
+    assert back == t
+    assert check_grouped({"f": 1e9}, "latin", back) == ("outlier:f:high", "latin")
+    for bad in ([], {"groups": []}, {"groups": {"latin": 3}}, {"groups": {"latin": {"f": {"method": "iqr"}}}}):
+        with pytest.raises(ValueError):
+            from_json(bad)
+
+
+def test_min_spread_keeps_a_degenerate_group_from_rejecting_ordinary_variation():
+    values = [1.0] * 90 + [1.02] * 10  # Japanese mean_word_len: nearly every value the same
+    tight = _grouped({"kana": values}, min_group_docs=30, min_spread=0.0)["groups"]["kana"]["f"]
+    floored = _grouped({"kana": values}, min_group_docs=30)["groups"]["kana"]["f"]
+    assert tight["high"] == 1.0 and floored["high"] == pytest.approx(1.0 + 3 * 0.05)
+
+
+def test_han_and_kana_mean_word_len_is_judged_on_the_high_side_only():
+    from llmdata.outliers import GLOBAL, grouped_thresholds
+
+    opts = OutlierOptions()
+    moments, quants = {}, {}
+    for group in ("han", "latin", GLOBAL):
+        m = Moments()
+        for v in np.linspace(0.7, 0.9, 50):
+            m.add(float(v))
+        moments[(group, "mean_word_len")] = m
+        quants[(group, "mean_word_len")] = list(np.quantile(np.linspace(0.7, 0.9, 50), np.linspace(0, 1, 101)))
+    t = grouped_thresholds(moments, quants, opts)
+    assert t["groups"]["han"]["mean_word_len"]["low"] == -math.inf and t["groups"]["han"]["mean_word_len"]["side"] == "high"
+    assert t["groups"]["latin"]["mean_word_len"]["low"] > -math.inf
+
+
+def test_group_name_weighs_characters_that_are_words():
+    from collections import Counter
+
+    from llmdata.outliers import group_name
+    from llmdata.scripts import script_counts
+
+    # A Chinese help page with English option names: more Latin letters than hanzi, but Chinese.
+    page = "选项:\n  -v, --verbose 启用详细输出。\n  -D, --debug 启用调试信息输出。\n  --root-owner-group 强制设置文件属主和属组为 root。"
+    counts = script_counts(page)
+    assert counts["latin"] > counts["han"] and group_name(counts, "zh") == "han"
+    assert group_name(Counter({"latin": 500}), "code") == "code"
+    assert group_name(Counter(), "und") == "none"
+    assert group_name(Counter({"latin": 100, "cyrillic": 120}), "ru") == "cyrillic"
