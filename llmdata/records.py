@@ -75,8 +75,11 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 #: Fields a stage adds to a record; reading a stage's output back keeps them where they were
 #: instead of folding them into `meta` (and keeps the first stage's `origin`).
-STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "lang", "lang_score", "script", "group", "threshold_group",
-                "cluster", "duplicate_of", "dup_kind", "lines_removed")
+STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "cluster", "duplicate_of", "dup_kind", "lines_removed")
+#: Fields the clean stage adds (the identified language and script, the outlier group). Kept where
+#: they are only in a record read back from a stage's output (it carries `origin`): in raw input a
+#: field of the same name is the user's own and goes to `meta`, where no stage overwrites it.
+LANGUAGE_FIELDS = ("lang", "lang_score", "script", "group", "threshold_group")
 
 
 def stable_id(source: str, position: int) -> str:
@@ -142,7 +145,8 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
     meta = dict(obj)
     _drop_path(meta, spec.text_field)
     _drop_path(meta, spec.id_field)
-    carried = {k: meta.pop(k) for k in STAGE_FIELDS if k in meta}
+    from_stage = isinstance(meta.get("origin"), dict)
+    carried = {k: meta.pop(k) for k in STAGE_FIELDS + (LANGUAGE_FIELDS if from_stage else ()) if k in meta}
     if not isinstance(carried.get("origin"), dict):
         carried["origin"] = {"file": source, "line": line}
     given_meta = meta.pop("meta", None)

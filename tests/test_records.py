@@ -109,3 +109,11 @@ def test_any_json_value_gives_a_record_or_a_quarantine_entry(value):
         assert out.reason in BAD_RECORD_KINDS and out.line == 1
     else:  # only a non-blank string text with a usable (or absent) id makes a record
         assert isinstance(value, str) and value.strip() and out["text"] == value and out["id"] == value
+
+
+def test_language_fields_stay_top_level_only_in_a_stage_output():
+    staged = parse_json_line(b'{"id": "a", "text": "hi", "lang": "zh", "lang_score": 0.9, "script": "han", '
+                             b'"origin": {"file": "x", "line": 3}, "meta": {"lang": "zh-TW"}}', SPEC, "f", 1)
+    assert staged["lang"] == "zh" and staged["script"] == "han" and staged["meta"] == {"lang": "zh-TW"}
+    raw = parse_json_line(b'{"id": "a", "text": "hi", "lang": "en"}', SPEC, "f", 1)
+    assert "lang" not in raw and raw["meta"] == {"lang": "en"}
