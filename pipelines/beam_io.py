@@ -33,6 +33,7 @@ from llmdata.records import (
 BAD = "bad"
 UNITS = "units"
 PRODUCTS = "products.jsonl"
+KINDS = "product_kinds.json"
 
 _JSONL = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".jsonl.zst", ".jsonl.bz2")
 _PARQUET = (".parquet", ".pq")
@@ -235,18 +236,31 @@ class Products:
     def __init__(self) -> None:
         self.parts: list[beam.PCollection] = []
         self.tallies: list[beam.PCollection] = []
+        self.kinds: dict[str, str] = {}  # kind -> "values", "total" or "pairs": what the driver reads back
+
+    def declare(self, kind: str, shape: str) -> None:
+        """Name a kind this pipeline produces as `shape` ("values", "total", "pairs"); `add` and
+        `tally` declare their own. Called alone for a kind the config leaves empty (near dedup
+        off, no labels), so the driver reads it as empty rather than as a misspelt kind."""
+        if self.kinds.setdefault(kind, shape) != shape:
+            raise ValueError(f"side product {kind!r} declared as {self.kinds[kind]} and as {shape}")
 
     def add(self, pcoll: beam.PCollection, kind: str) -> None:
+        """Every element of `pcoll`, as `[kind, element]` lines (read back with `values`/`one`)."""
+        self.declare(kind, "values")
         self.parts.append(pcoll | f"{kind}Product" >> beam.Map(lambda v, k=kind: json.dumps([k, v])))
 
     def tally(self, pcoll: beam.PCollection, kind: str, value: Optional[Callable] = None, key: Optional[Callable] = None) -> None:
         """The sum of `value(element)` (1: a count) over the collection, as `[kind, total]`, or per
         `key(element)` as one `[kind, [key, total]]` line each. An empty collection gives no line,
-        which the driver reads as zero."""
+        which the driver reads as zero (`total`) or no pairs (`pairs`): the kind is declared."""
+        self.declare(kind, "pairs" if key else "total")
         self.tallies.append(pcoll | f"{kind}Tally{len(self.tallies)}" >> beam.Map(
             lambda v, k=kind: ((k, key(v) if key else None), value(v) if value else 1)))
 
     def write(self, work: str) -> None:
+        """The products sink, and beside it (written now, by the driver) the declared kinds."""
+        fs.write_json(fs.join(work, KINDS), self.kinds)
         parts = list(self.parts)
         if self.tallies:
             parts.append(

@@ -400,6 +400,8 @@ def build_pipeline(
         ) | "Examples" >> beam.Flatten()
         top = examples | "ExampleTop" >> beam.combiners.Top.PerKey(n_examples, key=lambda e: e[0], reverse=True)
         products.add(top, "examples")
+    else:
+        products.declare("examples", "values")
 
     if labels_path:
         labels = (
@@ -426,6 +428,8 @@ def build_pipeline(
             | "CountConfusion" >> beam.combiners.Count.PerElement()
         )
         products.add(confusion_counts, "eval")
+    else:
+        products.declare("eval", "values")
     products.write(work)
 
 

@@ -11,32 +11,31 @@ from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
 from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.report import write_clean_report
-from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, publish, read_products
+from pipelines.stage import SideProducts, StageInputError, begin, outcome_counts, plan_stage, publish, read_products
 
 
-def _feature_stats(products: dict[str, list], phase: str) -> dict:
+def _feature_stats(products: SideProducts, phase: str) -> dict:
     out: dict = {}
-    for name, (n, mean, std, lo, hi) in products.get(f"moments_{phase}", []):
+    for name, (n, mean, std, lo, hi) in products.values(f"moments_{phase}"):
         out[name] = {"n": n, "mean": mean, "std": std, "min": lo, "max": hi}
-    for name, qs in products.get(f"quantiles_{phase}", []):
+    for name, qs in products.values(f"quantiles_{phase}"):
         last = len(qs) - 1
         out.setdefault(name, {}).update({f"p{p:02d}": qs[round(p / 100 * last)] for p in (1, 5, 25, 50, 75, 95, 99)})
     return dict(sorted(out.items()))
 
 
-def _histograms(products: dict[str, list]) -> dict:
-    edges = products.get("edges", [])
-    hist: dict = {"edges": edges[0] if edges else {}}
+def _histograms(products: SideProducts) -> dict:
+    hist: dict = {"edges": products.one("edges", default={})}
     for phase in ("before", "after"):
         counts: dict = {}
-        for (name, idx), n in products.get(f"hist_{phase}", []):
+        for (name, idx), n in products.values(f"hist_{phase}"):
             counts.setdefault(name, {})[idx] = n
         hist[phase] = counts
     return hist
 
 
-def _evaluation(products: dict[str, list]) -> Optional[dict]:
-    rows = products.get("eval", [])
+def _evaluation(products: SideProducts) -> Optional[dict]:
+    rows = products.values("eval")
     if not rows:
         return None
     table: dict = {}
@@ -56,11 +55,11 @@ def _evaluation(products: dict[str, list]) -> Optional[dict]:
     }
 
 
-def _by_language(products: dict[str, list]) -> dict:
+def _by_language(products: SideProducts) -> dict:
     """{lang: {"input", "kept", "rejected", "by_reason": {reason: n}}} over every scored record
     (quarantined and dropped records never reach the language identifier)."""
     table: dict = {}
-    for (lang, outcome), n in products.get("by_lang", []):
+    for (lang, outcome), n in products.values("by_lang"):
         row = table.setdefault(lang, {"input": 0, "kept": 0, "rejected": 0, "by_reason": {}})
         row["input"] += n
         if outcome == "kept":
@@ -73,9 +72,9 @@ def _by_language(products: dict[str, list]) -> dict:
     return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
 
 
-def _by_script(products: dict[str, list]) -> dict:
+def _by_script(products: SideProducts) -> dict:
     table: dict = {}
-    for (script, outcome), n in products.get("by_script", []):
+    for (script, outcome), n in products.values("by_script"):
         row = table.setdefault(script, {"input": 0, "kept": 0, "rejected": 0})
         row["input"] += n
         row[outcome] += n
@@ -120,10 +119,10 @@ def run_clean(
     work = fs.join(out, WORK)
     products = read_products(work)
     counts = outcome_counts(products, ("kept",), ("rejected", "quarantined", "dropped"))
-    thresholds = (products.get("thresholds") or [{}])[0]
+    thresholds = products.one("thresholds")
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
-    imputation = (products.get("plan") or [{}])[0]
-    examples = {reason: items for reason, items in products.get("examples", [])}
+    imputation = products.one("plan")
+    examples = {reason: items for reason, items in products.values("examples")}
     stats = {
         "counts": counts,
         "imputation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("knots")} for k, v in imputation.items()},
@@ -133,7 +132,7 @@ def run_clean(
         "by_language": _by_language(products),
         "by_script": _by_script(products),
         "thresholds_source": thresholds_file or "computed from this input",
-        "rules_skipped": dict(sorted(products.get("rule_notes", []))),
+        "rules_skipped": dict(sorted(products.values("rule_notes"))),
     }
     fs.write_json(fs.join(out, "stats.json"), stats)
     write_clean_report(out, stats, thresholds, examples, _histograms(products), section)

@@ -36,7 +36,7 @@ from llmdata.dedup import (
 )
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
-from pipelines.stage import beam_pipeline
+from pipelines.stage import SideProducts, beam_pipeline
 from pipelines.beam_io import BAD, UNITS, DedupIds, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 
 WORK = "_work"
@@ -426,6 +426,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         products.tally(accepted, "similarity_hist", key=lambda e: _similarity_bin(e[2]))
     else:
         near = p | "NoNear" >> beam.Create([])
+        for kind, shape in (("shingle_units", "pairs"), ("candidates", "total"), ("unconverged", "total"),
+                            ("similarity_hist", "pairs")):
+            products.declare(kind, shape)
 
     assigned = (
         {"docs": docs_by_keeper, "near": near}
@@ -438,6 +441,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         removed = (removed, emptied) | "RemovedWithEmptied" >> beam.Flatten()
         products.tally(drops, "lines_removed")
         products.tally(drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct(), "docs_with_lines_removed")
+    else:
+        products.declare("lines_removed", "total")
+        products.declare("docs_with_lines_removed", "total")
 
     write_sorted_shards(kept, fs.join(out, "kept"), "Kept", num_shards)
     write_sorted_shards(removed, fs.join(out, "removed"), "Removed", num_shards)
@@ -467,17 +473,17 @@ def run_pipeline(files: list[str], pattern: str, out: str, opts: DedupOptions, n
     return bands, rows
 
 
-def summary_products(products: dict[str, list]) -> dict[str, Any]:
+def summary_products(products: SideProducts) -> dict[str, Any]:
     """The figures of clusters.json from the pipeline's side products."""
-    sizes = {int(size): n for size, n in products.get("cluster_size_hist", [])}
-    sims = {int(b): n for b, n in products.get("similarity_hist", [])}
+    sizes = {int(size): n for size, n in products.pairs("cluster_size_hist")}
+    sims = {int(b): n for b, n in products.pairs("similarity_hist")}
     return {
-        "candidates": (products.get("candidates") or [0])[0],
-        "unconverged_edges": (products.get("unconverged") or [0])[0],
+        "candidates": products.total("candidates"),
+        "unconverged_edges": products.total("unconverged"),
         "cluster_size_histogram": dict(sorted(sizes.items())),
         "verified_similarity_histogram": {f"{b / _SIM_BINS:.2f}-{(b + 1) / _SIM_BINS:.2f}": sims.get(b, 0) for b in range(_SIM_BINS) if sims.get(b)},
-        "lines_removed": (products.get("lines_removed") or [0])[0],
-        "exact_candidates_rejected": (products.get("exact_candidates_rejected") or [0])[0],
-        "shingle_units": dict(sorted(products.get("shingle_units", []))),
-        "docs_with_lines_removed": (products.get("docs_with_lines_removed") or [0])[0],
+        "lines_removed": products.total("lines_removed"),
+        "exact_candidates_rejected": products.total("exact_candidates_rejected"),
+        "shingle_units": dict(sorted(products.pairs("shingle_units"))),
+        "docs_with_lines_removed": products.total("docs_with_lines_removed"),
     }

@@ -193,7 +193,7 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     summary.update({"bands": bands, "rows": rows, "threshold": section.threshold, "num_perm": section.num_perm,
                     "s_curve": {f"{j / 20:.2f}": round(candidate_probability(j / 20, bands, rows), 4) for j in range(21)}})
     fs.write_json(fs.join(out, "clusters.json"), summary)
-    examples = {kind: items for kind, items in products.get("examples", [])}
+    examples = {kind: items for kind, items in products.values("examples")}
     write_report(out, counts, summary, bands, rows, section, evaluation, examples)
     fs.remove_tree(work)
     timings = {"pipeline_s": round(pipeline_s, 2), "total_s": round(time.time() - started, 2)}

@@ -151,7 +151,7 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     with beam_pipeline(beam_args) as p:
         build_pipeline(p, plan.files, glob_base(pattern), out, tokenizer_dir, opts, policies, default_policy)
     products = read_products(fs.join(out, WORK))
-    shards = sorted(products.get("shard", []), key=lambda s: s["shard"])
+    shards = sorted(products.values("shard"), key=lambda s: s["shard"])
     summary = summarize(shards)
     tok = BPETokenizer.load(tokenizer_dir)
     write_report(out, summary, opts, tok)

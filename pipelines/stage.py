@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from llmdata.errors import LlmpipeError
 from pipelines import fs, progress
-from pipelines.beam_io import PRODUCTS
+from pipelines.beam_io import KINDS, PRODUCTS
 from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
 from pipelines.runner import beam_pipeline  # noqa: F401 - the stages build their pipelines through here
 
@@ -89,13 +89,64 @@ def publish(work: str) -> str:
     return out
 
 
-def read_products(work: str) -> dict[str, list]:
-    """The pipeline's small side products, grouped by kind (see beam_io.Products)."""
+class MissingProductError(LlmpipeError, KeyError):
+    """A side product the pipeline did not declare (a misspelt kind), or a single value it never wrote."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+_ABSENT = object()
+
+
+class SideProducts:
+    """A pipeline's side products (beam_io.Products), read back by kind and by declared shape.
+
+    Reading a kind the pipeline did not declare raises MissingProductError instead of reading as
+    empty or zero, so a misspelt kind on either side cannot pass as "nothing counted".
+    """
+
+    def __init__(self, kinds: dict[str, str], lines: dict[str, list]):
+        self.kinds, self.lines = kinds, lines
+
+    def _declared(self, kind: str, shape: str) -> list:
+        declared = self.kinds.get(kind)
+        if declared != shape:
+            known = ", ".join(sorted(self.kinds))
+            raise MissingProductError(f"side product {kind!r} was not declared as {shape} by the pipeline "
+                                      f"({'declared as ' + declared if declared else 'declared: ' + known})")
+        return self.lines.get(kind, [])
+
+    def values(self, kind: str) -> list:
+        """Every value of an `add` kind, in no particular order (empty when the collection was)."""
+        return self._declared(kind, "values")
+
+    def one(self, kind: str, default: Any = _ABSENT) -> Any:
+        """The single value of an `add` kind; `default` when it wrote none (else MissingProductError)."""
+        found = self._declared(kind, "values")
+        if found:
+            return found[0]
+        if default is _ABSENT:
+            raise MissingProductError(f"side product {kind!r}: the pipeline wrote no value")
+        return default
+
+    def total(self, kind: str) -> Any:
+        """A tally's sum; 0 when nothing was counted."""
+        found = self._declared(kind, "total")
+        return found[0] if found else 0
+
+    def pairs(self, kind: str) -> list[tuple]:
+        """A keyed tally's (key, total) pairs; a key that is a JSON list comes back as a tuple."""
+        return [(tuple(k) if isinstance(k, list) else k, n) for k, n in self._declared(kind, "pairs")]
+
+
+def read_products(work: str) -> SideProducts:
+    """The pipeline's small side products (see beam_io.Products), with the kinds it declared."""
     out: dict[str, list] = {}
     for line in fs.read_lines(fs.join(work, PRODUCTS)):
         kind, value = json.loads(line)
         out.setdefault(kind, []).append(value)
-    return out
+    return SideProducts(fs.read_json(fs.join(work, KINDS)), out)
 
 
 def by_reason(pairs: list, kind: str) -> dict:
@@ -104,11 +155,11 @@ def by_reason(pairs: list, kind: str) -> dict:
     return {"total": sum(counts.values()), "by_reason": dict(sorted(counts.items()))}
 
 
-def outcome_counts(products: dict[str, list], totals: tuple[str, ...], with_reasons: tuple[str, ...]) -> dict:
+def outcome_counts(products: SideProducts, totals: tuple[str, ...], with_reasons: tuple[str, ...]) -> dict:
     """The manifest's counts from `count_outcomes` products: `input`, plain totals for outcomes
     whose reason is themselves (kept, train...), per-reason breakdowns for the others."""
-    pairs = [(tuple(k), n) for k, n in products.get("counts", [])]
-    counts: dict = {"input": int((products.get("input") or [0])[0])}
+    pairs = products.pairs("counts")
+    counts: dict = {"input": int(products.total("input"))}
     for name in totals:
         counts[name] = sum(n for (k, _), n in pairs if k == name)
     for name in with_reasons:

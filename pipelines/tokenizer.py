@@ -211,7 +211,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
         build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
     count_s = time.time() - started
     products = read_products(fs.join(out, WORK))
-    table, floor = bounded_table((products.get("table") or [[]])[0], opts.max_pretokens)
+    table, floor = bounded_table(products.one("table"), opts.max_pretokens)
     if floor is not None:
         log(f"tokenizer: more than {opts.max_pretokens} distinct pre-tokens; those seen {floor} times or fewer "
             "are pruned from the merge step (see the report)")
@@ -227,10 +227,10 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
     heldout_tokens = sum(g["tokens"] for g in by_language.values())
     figures = {
         "pattern_name": opts.pattern if opts.pattern in PATTERNS else "custom",
-        "train_bytes": (products.get("train_bytes") or [0])[0],
-        "distinct_pretokens": (products.get("distinct_pretokens") or [0])[0],
+        "train_bytes": products.total("train_bytes"),
+        "distinct_pretokens": products.total("distinct_pretokens"),
         "table_size": len(table),
-        "pruned_pretokens": (products.get("distinct_pretokens") or [0])[0] - len(table),
+        "pruned_pretokens": products.total("distinct_pretokens") - len(table),
         "pruned_at_or_below": floor,
         "min_frequency": opts.min_frequency,
         "max_pretokens": opts.max_pretokens,
