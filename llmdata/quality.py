@@ -17,7 +17,8 @@ language (no stop words for it, no terminal punctuation in its script, or not in
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -179,14 +180,6 @@ class FineWebRules(_Rules):
     short_line_chars: int = Field(30, ge=1)
     max_dup_line_char_ratio: float = Field(0.01, ge=0, le=1)
     max_newline_word_ratio: float = Field(0.3, ge=0)
-
-
-class QualityOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gopher_quality: GopherQuality = Field(default_factory=GopherQuality)
-    gopher_repetition: GopherRepetition = Field(default_factory=GopherRepetition)
-    c4: C4Rules = Field(default_factory=C4Rules)
-    fineweb: FineWebRules = Field(default_factory=FineWebRules)
 
 
 def _tokens(text: str, language: Language) -> list[str]:
@@ -407,32 +400,101 @@ def _first_failure(rule_set: str, checks: list[tuple[str, bool]]) -> Optional[st
     return None
 
 
+@dataclass(frozen=True)
+class RuleSpec:
+    """One fixed rule set, declared once: its name (the config key, the prefix of its reasons),
+    its options class, the scores it writes and the function that judges a text.
+
+    `judge(text, options for the document's language, language)` returns (reason or None,
+    scores, text): only a rule that `rewrites` the text (C4 removes lines) returns a changed one.
+    """
+
+    options: type  # a _Rules subclass; its RULE is the rule set's name
+    scores: tuple[str, ...]  # "{n}" stands for each n-gram size the options name
+    judge: Callable[[str, Any, Language], tuple[Optional[str], Scores, str]]
+    rewrites: bool = False
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.options.RULE
+
+
+def _verdict(fn: Callable[[str, Any, Language], Verdict]) -> Callable[[str, Any, Language], tuple[Optional[str], Scores, str]]:
+    def judge(text: str, opts: Any, language: Language) -> tuple[Optional[str], Scores, str]:
+        reason, scores = fn(text, opts, language)
+        return reason, scores, text
+    return judge
+
+
+#: The fixed web-text rule sets, by name. `clean.quality.order` runs the enabled ones in its order.
+RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
+    RuleSpec(C4Rules, ("c4_lines_removed", "c4_sentences"), _c4_filter, rewrites=True,
+             source="Raffel et al. 2020 (C4), datatrove C4QualityFilter"),
+    RuleSpec(GopherRepetition,
+             ("gr_dup_line_frac", "gr_dup_para_frac", "gr_dup_line_char_frac", "gr_dup_para_char_frac",
+              "gr_top_{n}gram_frac", "gr_dup_{n}gram_frac"),
+             _verdict(_gopher_repetition), source="Rae et al. 2021 (Gopher), appendix A"),
+    RuleSpec(GopherQuality,
+             ("gq_words", "gq_mean_word_len", "gq_symbol_word_ratio", "gq_bullet_lines_ratio",
+              "gq_ellipsis_lines_ratio", "gq_alpha_words_ratio", "gq_stop_words"),
+             _verdict(_gopher_quality), source="Rae et al. 2021 (Gopher), appendix A"),
+    RuleSpec(FineWebRules,
+             ("fw_line_punct_ratio", "fw_short_line_ratio", "fw_dup_line_char_ratio", "fw_newline_word_ratio"),
+             _verdict(_fineweb), source="Penedo et al. 2024 (FineWeb), datatrove FineWebQualityFilter"),
+)}
+#: C4 first: it removes lines, and the rules after it judge what is left.
+DEFAULT_ORDER = ("c4", "gopher_repetition", "gopher_quality", "fineweb")
+
+
+class QualityOptions(BaseModel):
+    """The fixed rule sets (each off by default) and the order the enabled ones run in."""
+
+    model_config = ConfigDict(extra="forbid")
+    order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER),
+                             description="the rule sets in the order they run (the enabled ones); names from RULES")
+    gopher_quality: GopherQuality = Field(default_factory=GopherQuality)
+    gopher_repetition: GopherRepetition = Field(default_factory=GopherRepetition)
+    c4: C4Rules = Field(default_factory=C4Rules)
+    fineweb: FineWebRules = Field(default_factory=FineWebRules)
+
+    @model_validator(mode="after")
+    def _known_order(self) -> "QualityOptions":
+        unknown = [name for name in self.order if name not in RULES]
+        if unknown:
+            raise ValueError(f"order: unknown rule set {unknown[0]!r} (known: {', '.join(RULES)})")
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order: a rule set is named twice")
+        missing = [name for name in RULES if getattr(self, name).enabled and name not in self.order]
+        if missing:
+            raise ValueError(f"order: {missing[0]} is enabled but not in the order")
+        return self
+
+    def enabled(self) -> list[tuple[RuleSpec, Any]]:
+        """(spec, options) of the enabled rule sets, in `order`."""
+        return [(RULES[name], getattr(self, name)) for name in self.order if getattr(self, name).enabled]
+
+
 def apply_rules(
     text: str, opts: QualityOptions, *, lang: Optional[str] = None, notes: Optional[list[str]] = None
 ) -> tuple[Optional[str], Scores, str]:
-    """Run the enabled rule sets in order (C4 first, since it rewrites the text) on `text` in
-    language `lang` (a record's `lang` field; None: guessed from the dominant script).
+    """Run the enabled rule sets in `opts.order` on `text` in language `lang` (a record's `lang`
+    field; None: guessed from the dominant script); the first that fails decides.
 
-    Returns (reason or None, all scores computed, text after C4's line removal). A rule set that
-    cannot judge the language is skipped; when `notes` is a list, one line per skipped rule set
-    is appended to it, e.g. "gopher_quality: no stop words for 'th'".
+    Returns (reason or None, all scores computed, the text after any rule that rewrites it). A rule
+    set that cannot judge the language is skipped; when `notes` is a list, one line per skipped
+    rule set is appended to it, e.g. "gopher_quality: no stop words for 'th'".
     """
     scores: Scores = {}
     language = None
-    sets = ((opts.c4, _c4_filter), (opts.gopher_repetition, _gopher_repetition), (opts.gopher_quality, _gopher_quality), (opts.fineweb, _fineweb))
-    for rule_opts, fn in sets:
-        if not rule_opts.enabled:
-            continue
+    for spec, rule_opts in opts.enabled():
         language = language or resolve(text, lang)
         rule, why = rule_opts.for_language(language)
         if rule is None:
             if notes is not None:
-                notes.append(f"{rule_opts.RULE}: {why}")
+                notes.append(f"{spec.name}: {why}")
             continue
-        if fn is _c4_filter:
-            reason, s, text = _c4_filter(text, rule, language)
-        else:
-            reason, s = fn(text, rule, language)
+        reason, s, text = spec.judge(text, rule, language)
         scores.update(s)
         if reason:
             return reason, scores, text
