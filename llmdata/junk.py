@@ -60,7 +60,7 @@ MAX_RARE_CHAR_RATIO = 0.3
 MAX_MOJIBAKE_RATIO = 0.05
 MIN_BADNESS = 5
 #: at least this many adjacent-letter pairs before letter_dependence can reject a text
-MIN_LETTER_PAIRS = 150
+MIN_LETTER_PAIRS = 200
 #: letter_dependence at or above this rejects a text as `junk:random_letters`
 MAX_LETTER_DEPENDENCE = 0.9
 #: ... and letter_repeat_ratio at or below this (pairs repeat at most three times as often as chance)
