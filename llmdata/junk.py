@@ -60,9 +60,9 @@ MAX_RARE_CHAR_RATIO = 0.3
 MAX_MOJIBAKE_RATIO = 0.05
 MIN_BADNESS = 5
 #: at least this many adjacent-letter pairs before letter_dependence can reject a text
-MIN_LETTER_PAIRS = 200
+MIN_LETTER_PAIRS = 170
 #: letter_dependence at or above this rejects a text as `junk:random_letters`
-MAX_LETTER_DEPENDENCE = 0.9
+MAX_LETTER_DEPENDENCE = 0.92
 #: ... and letter_repeat_ratio at or below this (pairs repeat at most three times as often as chance)
 MAX_LETTER_REPEAT_RATIO = 3.0
 #: seeded permutations averaged for letter_dependence's expected number of distinct pairs

@@ -260,7 +260,7 @@ def test_a_global_scope_feature_is_judged_among_all_documents_in_every_group():
 
 def test_default_rules_judge_length_globally_and_leave_char_entropy_to_the_junk_rule():
     rules = OutlierOptions().features
-    assert rules["n_chars"].scope == "global" and rules["mean_word_len"].scope == "group"
+    assert rules["n_chars"].scope == rules["mean_line_len"].scope == "global" and rules["mean_word_len"].scope == "group"
     assert "char_entropy" not in rules
 
 
