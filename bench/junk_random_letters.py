@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import multilingual_corpus as mc  # noqa: E402
-from llmdata.junk import MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_LETTER_PAIRS, junk_reason, junk_scores, letter_dependence  # noqa: E402
+from llmdata.junk import (MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_LETTER_PAIRS, common_cjk,  # noqa: E402
+                          junk_reason, junk_scores, letter_dependence)
 from llmdata.scripts import dominant_script  # noqa: E402
 
 RANGES = {
@@ -53,7 +54,7 @@ def real_docs() -> dict[str, list[str]]:
 def junk_doc(rng: random.Random, kind: str) -> str:
     letters, spaced = RANGES[kind]
     if letters is None:
-        letters = "".join(sorted(c for c in __import__("llmdata.junk", fromlist=["x"]).common_cjk() if "\u4e00" <= c <= "\u9fff"))
+        letters = "".join(sorted(c for c in common_cjk() if "\u4e00" <= c <= "\u9fff"))
     total = rng.randint(120, 1500)
     lines, n = [], 0
     while n < total:
