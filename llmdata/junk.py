@@ -1,4 +1,4 @@
-"""Junk that is not English: random characters of a large script, and mojibake.
+"""Junk in any language: random letters of any script, random characters of a large script, mojibake.
 
 Two scores, each in [0, 1] and 0.0 on clean text of any language:
 
@@ -17,16 +17,16 @@ Two scores, each in [0, 1] and 0.0 on clean text of any language:
 
 `junk_reason` turns them into the reject reasons `junk:random_chars` and `junk:mojibake`.
 
-A third score feeds the statistical outlier filter instead of a fixed rule, since its normal range
-depends on the alphabet: `char_entropy`, the conditional entropy H(next | current) in bits of the
+A third score is a document feature that the outlier filter can judge (opt-in since
+`junk:random_letters` exists; its normal range depends on the alphabet): `char_entropy`, the conditional entropy H(next | current) in bits of the
 letters (case-folded, every other character a space) of the first `ENTROPY_CHARS` characters:
 H(bigrams) - H(unigrams), plug-in estimates. Language is predictable from one letter to the next
 (English, Russian, Arabic, Hindi prose: 1.5-3.0 bits on this machine's translations), random
 letters are not (3.4-3.8 bits for random Latin or Cyrillic words); on a fixed sample length the
 estimation bias is the same for every document of a script, and thresholds are per script group.
 
-A fourth score, `letter_dependence` (with `letter_repeat_ratio`), is a fixed rule that needs no group statistics and works in
-every script (`junk:random_letters`): in language, which letter follows which is constrained
+A fourth score, `letter_dependence` (with `letter_repeat_ratio`), is a fixed rule that needs no
+group statistics and works in every script (`junk:random_letters`): in language, which letter follows which is constrained
 (spelling, syllable structure, words that recur), so the adjacent-letter pairs of a text are far
 fewer than if its letters were drawn independently; in random letters they are not. The score is
 the number of distinct adjacent-letter pairs (inside runs of letters, case-folded) divided by the
