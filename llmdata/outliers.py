@@ -41,20 +41,30 @@ class FeatureRule(BaseModel):
     side: Side = "both"
     k: Optional[float] = Field(None, gt=0)  # IQR multiplier or z limit; None: the section's
     log: Optional[bool] = None  # None: the feature's own scale (features.FEATURES)
+    # "global": judged by the interval of all documents ("*") even where the document's group has
+    # its own, for features that do not depend on the script (a document's length depends on its
+    # source: a group made of short catalog entries would reject every full manual page).
+    scope: Literal["group", "global"] = "group"
 
 
 def _default_rules() -> dict[str, FeatureRule]:
     """Features that separate junk from prose *and* code-heavy manuals (measured on the demo
     corpus: alpha, digit and duplicate-line ratios reject real docstrings, so they are opt-in)."""
     return {
-        "n_chars": FeatureRule(side="both"),
+        # Lengths are a property of the source (a manual, a catalog of one-line messages, a
+        # paragraph per line), not of the script: judged among all documents. Per script group
+        # they rejected full man pages among catalog entries and catalogs with one long message,
+        # and no planted junk of the demo or multilingual corpora (bench/RESULTS.md).
+        "n_chars": FeatureRule(side="both", scope="global"),
         "mean_word_len": FeatureRule(side="both"),
-        "mean_line_len": FeatureRule(side="both"),
+        "mean_line_len": FeatureRule(side="both", scope="global"),
         "symbol_ratio": FeatureRule(side="high"),
         "unique_word_ratio": FeatureRule(side="low"),
         "compression_ratio": FeatureRule(side="both"),
-        # Random letters (3.4+ bits) sit just above prose (up to ~3 bits): a tighter k.
-        "char_entropy": FeatureRule(side="high", k=1.5),
+        # char_entropy (letter entropy) is computed but not judged by default: junk:random_letters
+        # (llmdata/junk.py) finds random letters in every script without group statistics, and the
+        # entropy of a large alphabet depends on spacing (Chinese man pages with a space between
+        # every character scored "high" among unspaced Chinese). Opt in with `char_entropy: {side: high, k: 1.5}`.
     }
 
 
@@ -192,6 +202,7 @@ def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: Out
     entry = {
         "method": method,
         "side": rule.side,
+        "scope": rule.scope,
         "log": use_log,
         "n": moments.n,
         "mean": moments.mean,
@@ -268,12 +279,15 @@ def grouped_thresholds(
 
 def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], Optional[str]]:
     """(reason or None, group used or None when not judged) for one document of group `script` under
-    `grouped_thresholds` (or a file read back by `from_json`)."""
+    `grouped_thresholds` (or a file read back by `from_json`). A feature whose interval says
+    `scope: global` is judged by the global ("*") interval instead of the group's."""
     group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"),
                           thresholds.get("small_groups", "skip"))
     if group is None:
         return None, None
-    return check(features, thresholds["groups"][group]), group
+    own, every = thresholds["groups"][group], thresholds["groups"].get(GLOBAL, {})
+    intervals = {name: every.get(name, t) if t.get("scope") == "global" else t for name, t in own.items()}
+    return check(features, intervals), group
 
 
 def _safe(t: dict) -> dict:

@@ -6,7 +6,9 @@ Chinese, 14 Japanese, 12 each of Korean, Russian, Arabic and Thai, 4 code snippe
 JavaScript, Rust), and planted junk: uniformly random CJK Unified Ideographs in lines of 20-80
 characters each ending in "。" (ids junk-cjklines-*), one long line of them (junk-cjkline-01),
 random Hangul syllables in lines (junk-hangul-*), and Chinese/Japanese paragraphs encoded as UTF-8
-and decoded as Latin-1 or cp1252 (junk-mojibake-*). The id prefix is the expected language.
+and decoded as Latin-1 or cp1252 (junk-mojibake-*), and random letters of Thai, Arabic, Hebrew and
+Cyrillic (junk-letters-*, about 250 letter pairs each, seeded): their groups are too small for
+thresholds, so only the junk rule can remove them. The id prefix is the expected language.
 """
 import json
 from pathlib import Path
@@ -18,7 +20,7 @@ from tests.conftest import read_jsonl_gz
 
 FIXTURE = Path(__file__).parent / "fixtures" / "clean_multilingual.jsonl"
 JUNK_REASON = {"cjklines": "junk:random_chars", "cjkline": "junk:random_chars", "hangul": "junk:random_chars",
-               "mojibake": "junk:mojibake"}
+               "mojibake": "junk:mojibake", "letters": "junk:random_letters"}
 SCRIPT = {"en": "latin", "code": "latin", "zh": "han", "ja": "kana", "ko": "hangul", "ru": "cyrillic",
           "ar": "arabic", "th": "thai"}
 

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmdata.features import document_features
-from llmdata.junk import char_entropy, common_cjk, junk_reason, junk_scores, mojibake_score, rare_char_ratio
+from llmdata.junk import (MIN_LETTER_PAIRS, char_entropy, common_cjk, junk_reason, junk_scores, letter_dependence,
+                          mojibake_score, rare_char_ratio)
 from llmdata.langid import code_line_share, identify, sample
 
 GOOD = {
@@ -124,3 +125,114 @@ def test_word_features_mean_the_same_in_every_script():
     assert 2.0 < th["mean_word_len"] < 6.0 and th["n_words"] > 15
     en = document_features(GOOD["en"])
     assert 3.5 < en["mean_word_len"] < 5.5
+
+
+# ---------------------------------------------------------------- junk:random_letters
+# Paragraphs written for these tests, long enough (>= MIN_LETTER_PAIRS adjacent-letter pairs) to
+# be judged by the rule.
+PROSE = {
+    "en": "The river rises every spring when the snow melts in the mountains, and the farmers along its banks have learned to plant late. "
+          "Their grandparents built the houses on stone platforms, so the water passes underneath without harm. "
+          "In summer the same river is quiet and shallow, and children walk across it to reach the school on the other side.",
+    "fr": "Chaque matin, la boulangère ouvre sa boutique avant le lever du soleil. Les habitants du quartier viennent chercher leur pain "
+          "encore chaud, échangent quelques nouvelles et repartent vers la gare. Le dimanche, elle prépare aussi des tartes aux pommes "
+          "que les enfants attendent toute la semaine. En hiver, quand il neige, elle ferme un peu plus tard pour ceux qui rentrent du travail.",
+    "ru": "Каждую весну река выходит из берегов, когда в горах тает снег, и крестьяне давно научились сеять позже обычного. "
+          "Их деды строили дома на каменных основаниях, поэтому вода проходит под ними, не причиняя вреда. Летом та же река "
+          "становится тихой и мелкой, и дети переходят её вброд по дороге в школу. Вечером старики сидят на берегу и смотрят, как солнце садится за горы.",
+    "th": "ทุกปีเมื่อถึงฤดูฝน แม่น้ำสายนี้จะมีน้ำมากจนล้นตลิ่ง ชาวบ้านที่อาศัยอยู่ริมฝั่งจึงสร้างบ้านบนเสาสูง เพื่อให้น้ำไหลผ่านใต้ถุนบ้านได้โดยไม่เกิดความเสียหาย "
+          "เมื่อถึงฤดูร้อน แม่น้ำจะตื้นและสงบ เด็ก ๆ สามารถเดินข้ามไปโรงเรียนที่อยู่อีกฝั่งหนึ่งได้ ส่วนผู้ใหญ่ก็ออกไปหาปลาและปลูกผักตามริมน้ำ",
+    "ar": "في كل ربيع يفيض النهر عندما يذوب الثلج في الجبال، وقد تعلم المزارعون على ضفتيه أن يزرعوا في وقت متأخر. "
+          "بنى أجدادهم البيوت على قواعد من الحجر حتى يمر الماء من تحتها دون أن يسبب ضررا. وفي الصيف يصبح النهر هادئا "
+          "وضحلا، فيعبره الأطفال سيرا على الأقدام للوصول إلى المدرسة في الجهة الأخرى. وفي المساء يجلس كبار السن على الضفة ويتحدثون وهم ينظرون إلى الشمس وهي تغيب خلف الجبال.",
+    "he": "בכל אביב הנהר עולה על גדותיו כשהשלג נמס בהרים, והחקלאים שגרים לאורכו למדו לזרוע מאוחר יותר. "
+          "סביהם בנו את הבתים על יסודות של אבן, כדי שהמים יעברו מתחתם בלי לגרום נזק. בקיץ הנהר שקט ורדוד, "
+          "והילדים חוצים אותו ברגל בדרך לבית הספר שנמצא בצד השני. בערב הזקנים יושבים על שפת הנהר, מדברים על הימים שעברו ומסתכלים על השמש ששוקעת מאחורי ההרים. "
+          "אנשי הכפר אומרים שהנהר נתן להם לחם ולימד אותם סבלנות.",
+    "hi": "हर वसंत में जब पहाड़ों पर बर्फ पिघलती है, तो नदी में पानी बढ़ जाता है और किनारे पर रहने वाले किसान देर से बुवाई करना सीख गए हैं। "
+          "उनके दादा-दादी ने घर पत्थर के चबूतरों पर बनाए थे, ताकि पानी नीचे से निकल जाए और कोई नुकसान न हो। गर्मियों में वही नदी शांत और उथली "
+          "हो जाती है, और बच्चे उसे पैदल पार करके दूसरी ओर के स्कूल तक पहुँचते हैं। शाम को बूढ़े लोग किनारे पर बैठकर बातें करते हैं और पहाड़ों के पीछे डूबते सूरज को देखते हैं।",
+    "zh": "每年春天山上的积雪融化的时候，河水就会上涨，住在河边的农民早就学会了晚一点播种。他们的祖辈把房子建在石头台子上，"
+          "这样河水从下面流过，不会造成损失。到了夏天，这条河又变得又浅又安静，孩子们每天蹚水过河，到对岸的学校去上课。"
+          "傍晚的时候，老人们坐在河边聊天，看着太阳慢慢落到山后面。村里的人都说，这条河给了他们吃的，也教会了他们耐心。"
+          "现在村里修了一座新桥，孩子们不用再蹚水了，可是很多人还是喜欢在夏天的傍晚到河边走一走。秋天收完庄稼以后，大家会在桥头摆上桌子，请外地来的亲戚朋友一起吃饭，热闹好几天。",
+    "zh_tw": "每年春天山上的積雪融化的時候，河水就會上漲，住在河邊的農民早就學會了晚一點播種。他們的祖輩把房子建在石頭台子上，"
+             "這樣河水從下面流過，不會造成損失。到了夏天，這條河又變得又淺又安靜，孩子們每天涉水過河，到對岸的學校去上課。"
+             "傍晚的時候，老人們坐在河邊聊天，看著太陽慢慢落到山後面。村裡的人都說，這條河給了他們吃的，也教會了他們耐心。現在村裡修了一座新橋，孩子們不用再涉水了，可是很多人還是喜歡在夏天的傍晚到河邊走一走。秋天收完莊稼以後，大家會在橋頭擺上桌子，請外地來的親戚朋友一起吃飯，熱鬧好幾天。",
+    "ja": "毎年春になって山の雪がとけると、川の水があふれるので、川沿いに住む農家の人たちは種まきを少し遅らせることを覚えました。"
+          "祖父母の世代は家を石の台の上に建てたので、水は家の下を流れていき、被害はありません。夏になると同じ川は浅くて静かになり、"
+          "子どもたちは歩いて川をわたり、向こう岸の学校に通います。夕方になると、お年寄りたちは川のそばに座って話をしながら、"
+          "山の向こうに沈んでいく夕日をながめています。村の人たちは、この川が自分たちに食べ物をくれただけでなく、待つことの大切さも教えてくれたと話しています。"
+          "今では新しい橋ができたので、子どもたちはもう川を歩いてわたる必要はありません。",
+    "ko": "해마다 봄이 되어 산의 눈이 녹으면 강물이 불어나기 때문에 강가에 사는 농부들은 씨를 조금 늦게 뿌리는 법을 배웠습니다. "
+          "그들의 할아버지와 할머니는 집을 돌로 만든 단 위에 지었기 때문에 물이 집 아래로 흘러가도 피해가 없습니다. 여름이 되면 같은 강이 "
+          "얕고 조용해져서 아이들은 걸어서 강을 건너 건너편에 있는 학교에 갑니다. 저녁이 되면 노인들은 강가에 앉아 이야기를 나누며 "
+          "산 너머로 지는 해를 바라봅니다. 마을 사람들은 이 강이 자신들에게 먹을 것을 주었고 참을성도 가르쳐 주었다고 말합니다. 지금은 마을에 새 다리가 놓여서 아이들이 더 이상 강물을 건널 필요가 없지만, 많은 사람들은 여전히 "
+          "여름 저녁이면 강가를 천천히 걷는 것을 좋아합니다. 가을에 추수가 끝나면 사람들은 다리 옆에 상을 차리고 멀리서 온 친척들과 함께 며칠 동안 잔치를 엽니다. 강은 오늘도 마을 옆을 조용히 흐르고 있습니다.",
+}
+
+#: letters random junk is drawn from, per script, and whether the script separates words by spaces
+ALPHABETS = {
+    "latin": ("abcdefghijklmnopqrstuvwxyz", True),
+    "cyrillic": ("абвгдеёжзийклмнопрстуфхцчшщъыьэюя", True),
+    "thai": ("".join(chr(c) for c in range(0x0E01, 0x0E3B)) + "".join(chr(c) for c in range(0x0E40, 0x0E4E)), False),
+    "arabic": ("".join(chr(c) for c in range(0x0621, 0x064B)), True),
+    "hebrew": ("".join(chr(c) for c in range(0x05D0, 0x05EB)), True),
+    "devanagari": ("".join(chr(c) for c in range(0x0905, 0x0939)) + "\u093e\u093f\u0940\u0941\u0942\u0947\u0948\u094b\u094c\u0902", True),
+    "kana": ("".join(chr(c) for c in range(0x3041, 0x3097)) + "".join(chr(c) for c in range(0x30A1, 0x30FB)), False),
+    # Han and Hangul from the everyday sets, so junk:random_chars (rare characters) cannot catch them first
+    "han": ("".join(sorted(c for c in common_cjk() if "\u4e00" <= c <= "\u9fff")), False),
+    "hangul": ("".join(sorted(c for c in common_cjk() if "\uac00" <= c <= "\ud7a3")), True),
+}
+
+
+def random_letters(rng: random.Random, letters: str, spaced: bool, n_letters: int) -> str:
+    lines, n = [], 0
+    while n < n_letters:
+        if spaced:
+            line = " ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(rng.randint(4, 12)))
+        else:
+            line = "".join(rng.choice(letters) for _ in range(rng.randint(12, 60)))
+        n += len(line.replace(" ", ""))
+        lines.append(line + ".")
+    return "\n".join(lines)
+
+
+def test_random_letters_of_every_script_are_junk():
+    rng = random.Random(7)
+    for script, (letters, spaced) in ALPHABETS.items():
+        for _ in range(10):
+            text = random_letters(rng, letters, spaced, rng.randint(400, 1500))
+            scores = junk_scores(text, text)
+            assert scores["letter_pairs"] >= MIN_LETTER_PAIRS, script
+            assert junk_reason(scores) == "junk:random_letters", (script, scores)
+
+
+def test_written_paragraphs_of_every_script_are_not_random_letters():
+    for lang, text in PROSE.items():
+        dep, rep, pairs = letter_dependence(text)
+        assert pairs >= MIN_LETTER_PAIRS, lang  # judged, not let through for being short
+        assert junk_reason(junk_scores(text, text)) is None, (lang, dep, rep)
+
+    joined = "\n\n".join(PROSE.values())
+    assert letter_dependence(joined)[0] < 0.8
+
+
+def test_shuffled_prose_letters_are_random_letters():
+    """The null keeps the document's own letter frequencies: prose with its letters shuffled (same
+    words lengths, same letter counts) is junk, though its letters are as frequent as in language."""
+    rng = random.Random(3)
+    for lang, text in PROSE.items():
+        chars = [c for c in text if c.isalpha() or unicodedata.category(c).startswith("M")]
+        rng.shuffle(chars)
+        it = iter(chars)
+        shuffled = "".join(next(it) if (c.isalpha() or unicodedata.category(c).startswith("M")) else c for c in text)
+        assert junk_reason(junk_scores(shuffled, shuffled)) == "junk:random_letters", lang
+
+
+def test_short_random_letters_are_not_judged():
+    rng = random.Random(5)
+    text = random_letters(rng, ALPHABETS["latin"][0], True, 60)
+    scores = junk_scores(text, text)
+    assert scores["letter_pairs"] < MIN_LETTER_PAIRS and junk_reason(scores) is None
+    assert letter_dependence("") == (1.0, 1.0, 0) and letter_dependence("a b c") == (1.0, 1.0, 0)

@@ -197,11 +197,11 @@ def test_plan_median_default_for_unlisted_numeric_fields():
     assert apply_plan({}, plan) == ({"n": 2.0}, ["n"])
 
 
-def _grouped(values_by_group: dict[str, list[float]], **opts):
+def _grouped(values_by_group: dict[str, list[float]], scope: str = "group", **opts):
     """grouped_thresholds over one linear feature "f", each value also counted in "*"."""
     from llmdata.outliers import GLOBAL, grouped_thresholds
 
-    options = OutlierOptions(features={"f": FeatureRule(method="iqr", log=False)}, **opts)
+    options = OutlierOptions(features={"f": FeatureRule(method="iqr", log=False, scope=scope)}, **opts)
     moments, quants = {}, {}
     for group, values in list(values_by_group.items()) + [(GLOBAL, [v for vs in values_by_group.values() for v in vs])]:
         m = Moments()
@@ -236,6 +236,32 @@ def test_thresholds_per_group_with_small_groups_not_judged_by_another_scale():
     # group_by none: one set for everything
     tn = _grouped({"latin": latin, "han": han}, group_by="none")
     assert check_grouped({"f": 1.05}, "han", tn) == ("outlier:f:low", "*")
+
+
+def test_a_global_scope_feature_is_judged_among_all_documents_in_every_group():
+    """Length depends on a document's source, not its script: a group of short catalog entries
+    (here "han", 40 values near 400) must not reject a full manual page (8,000) that is ordinary
+    among all documents, while a 100x dump is still rejected; groups too small stay unjudged."""
+    from llmdata.outliers import check_grouped
+
+    rng = random.Random(1)
+    latin = [rng.gauss(3000, 800) for _ in range(200)] + [8000.0] * 20
+    han = [rng.gauss(400, 40) for _ in range(40)]
+    own = _grouped({"latin": latin, "han": han, "thai": [500.0] * 5}, min_group_docs=30)
+    wide = _grouped({"latin": latin, "han": han, "thai": [500.0] * 5}, scope="global", min_group_docs=30)
+    assert check_grouped({"f": 8000.0}, "han", own) == ("outlier:f:high", "han")
+    assert check_grouped({"f": 8000.0}, "han", wide) == (None, "han")
+    assert check_grouped({"f": 300000.0}, "han", wide) == ("outlier:f:high", "han")
+    assert check_grouped({"f": 300000.0}, "thai", wide) == (None, None)
+    assert wide["groups"]["han"]["f"]["scope"] == "global"
+    back = from_json(json.loads(json.dumps(to_json_safe(wide))))  # a saved file applies the same way
+    assert check_grouped({"f": 8000.0}, "han", back) == (None, "han")
+
+
+def test_default_rules_judge_length_globally_and_leave_char_entropy_to_the_junk_rule():
+    rules = OutlierOptions().features
+    assert rules["n_chars"].scope == rules["mean_line_len"].scope == "global" and rules["mean_word_len"].scope == "group"
+    assert "char_entropy" not in rules
 
 
 def test_grouped_thresholds_json_round_trip_and_bad_files():

@@ -1,0 +1,102 @@
+"""Calibrate and check `junk:random_letters` (llmdata.junk.letter_dependence) on this machine.
+
+    python bench/junk_random_letters.py            # real documents per script + generated junk
+
+Real text: every document the multilingual corpus readers find (vim tutors, man pages, systemd
+catalogs, GnuPG help, gettext catalogs in 10-message documents, CPython functions and classes),
+for en zh ja ko th ar he hi ru and code. The rule's false positives are the real documents it
+rejects. Junk: random letters of each script (uniform over its letters, as words of 2-9 letters for
+scripts that use spaces and as spaceless lines for Han, kana and Thai), 200 documents per script,
+of 120-1,500 letters; recall is the share rejected.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import multilingual_corpus as mc  # noqa: E402
+from llmdata.junk import (MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_LETTER_PAIRS, common_cjk,  # noqa: E402
+                          junk_reason, junk_scores, letter_dependence)
+from llmdata.scripts import dominant_script  # noqa: E402
+
+RANGES = {
+    "latin": ("abcdefghijklmnopqrstuvwxyz", True),
+    "cyrillic": ("абвгдеёжзийклмнопрстуфхцчшщъыьэюя", True),
+    "thai": ("".join(chr(c) for c in range(0x0E01, 0x0E3B)) + "".join(chr(c) for c in range(0x0E40, 0x0E4E)), False),
+    "arabic": ("".join(chr(c) for c in range(0x0621, 0x064B)), True),
+    "hebrew": ("".join(chr(c) for c in range(0x05D0, 0x05EB)), True),
+    "devanagari": ("".join(chr(c) for c in range(0x0905, 0x0939)) + "\u093e\u093f\u0940\u0941\u0942\u0947\u0948\u094b\u094c\u0902\u094d", True),
+    "han (all)": ("".join(chr(c) for c in range(0x4E00, 0x9FA6)), False),
+    "han (GB2312 L1)": (None, False),
+    "hangul": ("".join(chr(c) for c in range(0xAC00, 0xD7A4)), True),
+    "kana": ("".join(chr(c) for c in range(0x3041, 0x3097)) + "".join(chr(c) for c in range(0x30A1, 0x30FB)), False),
+}
+
+
+def real_docs() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for o, t in mc.code_docs():
+        out["code"].append(t)
+    for lang in mc.LANGS:
+        for reader in (mc.tutor_docs, mc.man_docs, mc.catalog_docs, mc.gnupg_docs):
+            out[lang] += [t for _, t in reader(lang)]
+        out[lang] += [t for _, t in mc.mo_docs(lang, per_doc=10)]
+    return out
+
+
+def junk_doc(rng: random.Random, kind: str) -> str:
+    letters, spaced = RANGES[kind]
+    if letters is None:
+        letters = "".join(sorted(c for c in common_cjk() if "\u4e00" <= c <= "\u9fff"))
+    total = rng.randint(120, 1500)
+    lines, n = [], 0
+    while n < total:
+        if spaced:
+            words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(rng.randint(4, 12))]
+            line = " ".join(words)
+        else:
+            line = "".join(rng.choice(letters) for _ in range(rng.randint(12, 60)))
+        n += sum(c.isalpha() for c in line)
+        lines.append(line + ".")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--junk", type=int, default=200, help="generated documents per script")
+    args = ap.parse_args(argv)
+    print(f"rule: letter_dependence >= {MAX_LETTER_DEPENDENCE} and letter_repeat_ratio <= {MAX_LETTER_REPEAT_RATIO} with >= {MIN_LETTER_PAIRS} letter pairs\n")
+    print("| real text | documents | judged (>= pairs) | rejected | max letter_dependence | 99th pct | median |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for lang, docs in real_docs().items():
+        docs = list(dict.fromkeys(docs))
+        scored = [letter_dependence(t) for t in docs]
+        judged = sorted(s for s, _, n in scored if n >= MIN_LETTER_PAIRS)
+        rej = [t for t in docs if junk_reason(junk_scores(t, t)) == "junk:random_letters"]
+        if judged:
+            print(f"| {lang} | {len(docs)} | {len(judged)} | {len(rej)} | {judged[-1]:.3f} | {judged[int(0.99 * (len(judged) - 1))]:.3f} | {judged[len(judged) // 2]:.3f} |")
+        for t in rej[:3]:
+            print("   FP:", repr(t[:200]))
+    rng = random.Random(0)
+    print("\n| generated junk | documents | judged (>= pairs) | junk:random_letters | of judged | any junk rule | min letter_dependence | max letter_repeat_ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in RANGES:
+        docs = [junk_doc(rng, kind) for _ in range(args.junk)]
+        scores = [junk_scores(t, t) for t in docs]
+        rl = sum(junk_reason({**s, "cjk_letters": 0.0}) == "junk:random_letters" for s in scores)  # this rule alone
+        anyr = sum(junk_reason(s) is not None for s in scores)
+        judged = sum(s["letter_pairs"] >= MIN_LETTER_PAIRS for s in scores)
+        dep = min(s["letter_dependence"] for s in scores)
+        rep = max(s["letter_repeat_ratio"] for s in scores)
+        print(f"| {kind} ({dominant_script(docs[0])}) | {len(docs)} | {judged} | {rl} ({100 * rl / len(docs):.1f}%) | {100 * rl / max(judged, 1):.1f}% | {anyr} ({100 * anyr / len(docs):.1f}%) | {dep:.3f} | {rep:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
