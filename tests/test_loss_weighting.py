@@ -139,3 +139,65 @@ def test_a_loss_that_counts_otherwise_than_count_fn_is_refused(tmp_path):
                       log=lambda _m: None, count_fn=pair_count)
     with pytest.raises(RuntimeError, match="mis-weighted"):
         trainer._train_step()
+
+
+def test_metrics_log_the_learning_rate_each_step_used(tmp_path):
+    """Step s trains with lr x lr_factor(s - 1) (the scheduler moves on inside engine.step()):
+    metrics.jsonl says that rate, not the next step's."""
+    from training.engine import lr_factor
+    from training.metrics import read_metrics
+
+    section = TrainSection(micro_batch=2, zero_stage=0, lr=1e-3, min_lr=1e-4, warmup_steps=3, max_steps=5, tensorboard=False,
+                           precision="fp32", peak_tflops=1.0, eval_every=100, save_every=100)
+    trainer = Trainer(tiny_model(), section, str(tmp_path), samples(), None, tokens_per_sample=SEQ, flops_per_token=1.0,
+                      log=lambda _m: None)
+    trainer.fit(progress=False)
+    logged = {r["step"]: r["lr"] for r in read_metrics(str(tmp_path / "metrics.jsonl")) if r["event"] == "train"}
+    assert logged == pytest.approx({s: 1e-3 * lr_factor(s - 1, section) for s in range(1, 6)}, rel=1e-9)
+
+
+def _with_positions(items: list[dict]) -> list[dict]:
+    """The pipeline passes position and document ids between stages: one document a sample."""
+    return [{**s, "position_ids": torch.arange(SEQ), "doc_ids": torch.zeros(SEQ, dtype=torch.long)} for s in items]
+
+
+def _pipe_rank_main(rank: int, world: int, port: int, folder: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), DS_ACCELERATOR="cpu")
+    torch.set_num_threads(1)
+    from training.engine import setup_distributed
+    from training.options import PretrainSection
+    from training.pipe import build_pipeline, load_transformer_state
+
+    setup_distributed()  # the PipelineModule places its layers by rank
+    reference = tiny_model()
+    pipe = build_pipeline(reference.cfg, num_stages=2)
+    load_transformer_state(pipe, reference.state_dict(), reference.cfg)
+    section = PretrainSection(micro_batch=1, grad_accum=2, pipeline_stages=2, zero_stage=0, warmup_steps=0, max_steps=3,
+                              eval_batches=2, tensorboard=False, precision="fp32")
+    data = _with_positions(samples())
+    trainer = Trainer(pipe, section, folder, data, data, tokens_per_sample=SEQ, flops_per_token=1.0, log=lambda _m: None)
+    assert trainer.dp_world == 2
+    val = trainer.evaluate()["val_loss"]
+    losses = [trainer._train_step() for _ in range(3)]
+    torch.save({"val": val, "losses": losses}, os.path.join(folder, f"rank{rank}.pt"))
+
+
+def test_pipeline_with_two_replicas_weights_every_target(tmp_path):
+    """Two pipeline stages x two data-parallel replicas (four gloo ranks): the validation loss is
+    the token mean over both replicas' batches (rank 1's replica holds the 1- and 2-target
+    sequences, rank 0's the 15 and 8), and the training losses are the token-weighted ones of one
+    rank holding the whole batch."""
+    mp.spawn(_pipe_rank_main, args=(4, _free_port(), str(tmp_path)), nprocs=4, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(4)]
+    model = tiny_model()
+    with torch.no_grad():
+        batch = {k: torch.stack([s[k] for s in samples()]) for k in ("input_ids", "labels")}
+        total, count = token_loss(model(batch["input_ids"])["logits"], batch["labels"])
+    section = TrainSection(micro_batch=4, zero_stage=0, warmup_steps=0, max_steps=3, tensorboard=False, precision="fp32")
+    one_rank = Trainer(tiny_model(), section, str(tmp_path / "one"), samples(), None, tokens_per_sample=SEQ,
+                       flops_per_token=1.0, log=lambda _m: None)
+    want = [one_rank._train_step() for _ in range(3)]
+    for r in results:
+        assert r["val"] == pytest.approx(float(total / count), rel=1e-5)
+        assert r["losses"] == pytest.approx(want, rel=1e-4)
