@@ -201,3 +201,40 @@ def test_pipeline_with_two_replicas_weights_every_target(tmp_path):
     for r in results:
         assert r["val"] == pytest.approx(float(total / count), rel=1e-5)
         assert r["losses"] == pytest.approx(want, rel=1e-4)
+
+
+def _two_terms(model, batch):
+    """A loss of two units, as the reward model's (pairs and language-model tokens): a per-sequence
+    term (the squared mean logit at the first position) and the next-token loss."""
+    logits = model(batch["input_ids"])["logits"]
+    per_sequence = logits[:, 0].float().mean(-1) ** 2
+    tokens, count = token_loss(logits, batch["labels"])
+    return (torch.stack([per_sequence.sum(), 0.5 * tokens]),
+            torch.stack([torch.tensor(per_sequence.numel()), count]))
+
+
+def _two_term_count(batch):
+    return torch.stack([torch.tensor(batch["input_ids"].size(0)), (batch["labels"] != -100).sum()])
+
+
+def test_a_loss_of_two_units_averages_each_over_the_whole_step(tmp_path):
+    """Each term is the mean over its own unit across the step's micro batches, as the reward
+    model's pairwise and language-model terms are."""
+    model = tiny_model()
+    batch = {k: torch.stack([s[k] for s in samples()]) for k in ("input_ids", "labels")}
+    sums, counts = _two_terms(model, batch)
+    want_loss = (sums / counts).sum()
+    want_loss.backward()
+    want = torch.cat([p.grad.reshape(-1) for g in param_groups(model, 0.1) for p in g["params"]])
+    section = TrainSection(micro_batch=1, grad_accum=4, zero_stage=0, grad_clip=0.0, warmup_steps=0, max_steps=1,
+                           tensorboard=False, precision="fp32")
+    trainer = Trainer(tiny_model(), section, str(tmp_path), samples(), None, tokens_per_sample=SEQ, flops_per_token=1.0,
+                      log=lambda _m: None, loss_fn=_two_terms, count_fn=_two_term_count)
+    seen = []
+    original = trainer.engine.basic_optimizer.step
+    trainer.engine.basic_optimizer.step = lambda *a, **k: seen.append(
+        torch.cat([p.grad.reshape(-1).clone() for g in trainer.engine.basic_optimizer.param_groups for p in g["params"]])
+    ) or original(*a, **k)
+    loss = trainer._train_step()
+    assert loss == pytest.approx(float(want_loss), rel=1e-5)
+    assert torch.allclose(seen[0], want, rtol=1e-4, atol=1e-7)

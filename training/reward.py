@@ -234,7 +234,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         rewards, lm_sum, lm_count = engine(batch["input_ids"], batch["lengths"], batch["labels"])
         losses = pair_loss(rewards, section.margin, section.center_coef)
         # two terms, each averaged over its own unit across the step: pairs, and target tokens
-        return (torch.stack([losses.sum(), section.lm_coef * lm_sum.to(losses.dtype)]),
+        return (torch.stack([losses.sum().float(), section.lm_coef * lm_sum.float()]),
                 torch.stack([torch.tensor(losses.numel(), device=losses.device), lm_count]))
 
     def count_fn(batch):  # what loss_fn counts, read before the forward passes
