@@ -224,8 +224,11 @@ def best_fit_plan(lengths: list[int], seq_len: int) -> PackPlan:
 
 
 def sample_arrays(data: IndexedDataset, plan: PackPlan, i: int, pad_id: int) -> dict[str, np.ndarray]:
-    """One training sample: inputs, labels (-100 on padding), positions restarting at each
-    document piece, and the piece number of each position (for a block-diagonal mask)."""
+    """One training sample: inputs, labels, positions restarting at each document piece, and the
+    piece number of each position (for a block-diagonal mask). Labels are -100 on padding and on
+    the last position of each piece followed by another: under the document mask it cannot see
+    the next piece, so its first token would be an impossible target (as HF's
+    DataCollatorWithFlattening and torchtitan mask it)."""
     tokens = np.full(plan.window, pad_id, dtype=np.int64)
     positions = np.zeros(plan.window, dtype=np.int64)
     doc_ids = np.full(plan.window, -1, dtype=np.int64)
@@ -236,5 +239,5 @@ def sample_arrays(data: IndexedDataset, plan: PackPlan, i: int, pad_id: int) -> 
         doc_ids[at : at + length] = k
         at += length
     labels = tokens[1:].copy()
-    labels[doc_ids[1:] < 0] = -100
+    labels[(doc_ids[1:] < 0) | (doc_ids[1:] != doc_ids[:-1])] = -100
     return {"input_ids": tokens[:-1], "labels": labels, "position_ids": positions[:-1], "doc_ids": doc_ids[:-1]}

@@ -100,7 +100,7 @@ def test_sample_arrays_positions_labels_and_documents(tmp_path):
     plan = best_fit_plan([3, 2], seq_len=7)  # one window of 8: 3 + 2 + 3 padding
     s = sample_arrays(IndexedDataset.open(prefix), plan, 0, pad_id=0)
     assert s["input_ids"].tolist() == [1, 2, 3, 4, 5, 0, 0]
-    assert s["labels"].tolist() == [2, 3, 4, 5, -100, -100, -100]
+    assert s["labels"].tolist() == [2, 3, -100, 5, -100, -100, -100]  # 3 cannot see the document that 4 starts
     assert s["position_ids"].tolist() == [0, 1, 2, 0, 1, 0, 0]
     assert s["doc_ids"].tolist() == [0, 0, 0, 1, 1, -1, -1]
 

@@ -133,7 +133,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     from training.export import load_model, save_model
     from training.finetune import _em_rows, _pct, exact_match, load_conversations
     from training.hf_export import export_stage_model
-    from training.loop import Trainer, seed_everything
+    from training.loop import Trainer, pair_count, seed_everything
     from training.report import write_training_report
     from training.reward import read_pairs
 
@@ -182,7 +182,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     trainer = Trainer(model, section, out, train_set, held_set,
                       tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len),
                       loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say,
-                      perplexity=False)
+                      perplexity=False, count_fn=pair_count)
     # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
     # bf16), computed before a resume loads trained weights: at step 0, policy == reference exactly,
     # not up to the rounding between an fp32 module and its bf16 copy. Its log-probs never change.

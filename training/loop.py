@@ -9,6 +9,14 @@ step draws micro_batch x data-parallel ranks indices and rank r takes the r-th s
 optimizer step sees the same global batch whatever the split between ranks and accumulation
 (2 ranks x 1 accumulation step == 1 rank x 2 accumulation steps, sample for sample).
 
+Loss averaging: every loss is a mean over the targets (tokens, or pairs) of the whole optimizer
+step, however the step is split into micro batches and data-parallel ranks. The step's micro batches
+are drawn first, their targets counted (`count_fn`) and all-reduced, and each micro batch then
+backpropagates its loss *sum* divided by that global count; DeepSpeed's own division by
+gradient_accumulation_steps is switched off and its mean over data-parallel ranks multiplied back.
+This is the fix of the gradient-accumulation bug of HF transformers (`num_items_in_batch`, 2024) and
+torchtitan (`global_valid_tokens`); docs/training.md shows the numbers.
+
 Checkpoints go through the engine (`save_checkpoint`: weights, optimizer, LR schedule) with the
 client state beside them: step, consumed samples, tokens, the sampler's position and the RNG
 states, so a resumed run continues with exactly the batches and losses of a run that never stopped.
@@ -41,8 +49,12 @@ from training.options import TrainSection
 from training.stage import StageInterrupted, TrainingInputError
 
 Batch = dict[str, torch.Tensor]
-#: (model, batch) -> (sum of per-token losses, number of tokens counted); the mean is sum / count.
+#: (model, batch) -> (sum of the per-target losses, number of targets); the mean is sum / count.
+#: A loss of several terms with their own units (the reward model's pairs and language-model tokens)
+#: returns 1-D tensors of sums and counts, one entry per term; its value is sum_k sum[k] / count[k].
 LossFn = Callable[[Callable, Batch], tuple[torch.Tensor, torch.Tensor]]
+#: batch -> the count its LossFn will return, read from the batch alone (before any forward pass)
+CountFn = Callable[[Batch], torch.Tensor]
 #: beside the checkpoints: how many ranks wrote them (a resume needs the same)
 LAYOUT_FILE = "layout.json"
 
@@ -51,6 +63,16 @@ def causal_lm_loss(model: Callable, batch: Batch) -> tuple[torch.Tensor, torch.T
     """Next-token cross-entropy summed over labels != -100, with its token count."""
     logits = model(batch["input_ids"], position_ids=batch.get("position_ids"), doc_ids=batch.get("doc_ids"))["logits"]
     return token_loss(logits, batch["labels"])
+
+
+def target_count(batch: Batch) -> torch.Tensor:
+    """Next-token targets of a batch: its labels != -100 (what `token_loss` counts)."""
+    return (batch["labels"] != -100).sum()
+
+
+def pair_count(batch: Batch) -> torch.Tensor:
+    """Preference pairs of a [chosen..., rejected...] batch."""
+    return torch.tensor(batch["input_ids"].size(0) // 2)
 
 
 def stack(samples: list[Batch]) -> Batch:
@@ -122,15 +144,17 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, section: TrainSection, out: str, train_set: Dataset,
                  val_set: Optional[Dataset], tokens_per_sample: float, flops_per_token: float,
                  loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
-                 fingerprint: str = "", log: Callable[[str], None] = print, perplexity: bool = True):
+                 fingerprint: str = "", log: Callable[[str], None] = print, perplexity: bool = True,
+                 count_fn: CountFn = target_count):
         """`perplexity`: the loss is a next-token cross-entropy, so exp(loss) means something (not
-        for the reward model's or DPO's pairwise losses)."""
+        for the reward model's or DPO's pairwise losses). `count_fn` gives, from a batch alone, the
+        count `loss_fn` will return for it: the step's losses are averaged over that unit."""
         import torch.distributed as dist
 
         self.section = section
         self.out = out
         self.train_set, self.val_set = train_set, val_set
-        self.loss_fn, self.collate = loss_fn, collate
+        self.loss_fn, self.collate, self.count_fn = loss_fn, collate, count_fn
         self.perplexity = perplexity
         self.fingerprint = fingerprint
         self.engine, self.ds_config = build_engine(model, section)
@@ -164,58 +188,88 @@ class Trainer:
         return (batch["input_ids"], batch["position_ids"], batch["doc_ids"]), batch["labels"]
 
     # ---- steps ---------------------------------------------------------------------------------
+    def _count(self, batches: list[Batch]) -> torch.Tensor:
+        """`count_fn` summed over this rank's batches (float64, exact below 2^53)."""
+        return torch.stack([torch.as_tensor(self.count_fn(b), dtype=torch.float64, device=self.engine.device)
+                            for b in batches]).sum(0)
+
+    def _all_ranks(self, local: torch.Tensor) -> torch.Tensor:
+        """A per-rank count summed over the data-parallel replicas. Pipeline stages of one replica
+        hold the same batches, so the sum over all ranks is divided by their number."""
+        local = local.clone()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(local)
+            local /= self.world // self.dp_world
+        return local
+
     def _train_step(self) -> float:
+        """One optimizer step; returns its loss, the mean over the step's targets on all ranks."""
         engine = self.engine
+        batches = [self._next_micro_batch() for _ in range(self.section.grad_accum)]
+        expected = self._count(batches)
+        total = self._all_ranks(expected).clamp(min=1)
         if self.pipeline:  # every rank draws the batches, so the sampler state is the same everywhere
-            batches = [self._pipe_item(self._next_micro_batch()) for _ in range(self.section.grad_accum)]
-            return float(engine.train_batch(data_iter=iter(batches)))
-        losses = []
-        for _ in range(self.section.grad_accum):
-            total, count = self.loss_fn(engine, self._next_micro_batch())
-            loss = total / count.clamp(min=1)
-            engine.backward(loss)
+            # DeepSpeed divides each micro batch's loss by grad_accum and averages over replicas:
+            # loss_fn's sum times this factor gives sum / total after both
+            engine.module.loss_fn.scale = float(self.section.grad_accum * self.dp_world / total)
+            return float(engine.train_batch(data_iter=iter([self._pipe_item(b) for b in batches])))
+        step_loss = torch.zeros((), dtype=torch.float64, device=engine.device)
+        counted = []
+        for batch in batches:
+            sums, count = self.loss_fn(engine, batch)
+            loss = (sums / total.to(sums.dtype)).sum()
+            # DeepSpeed averages gradients over data-parallel ranks: multiplied back, the step's
+            # gradient is that of sum / total; scale_wrt_gas=False: no division by grad_accum
+            engine.backward(loss * self.dp_world, scale_wrt_gas=False)
             engine.step()
-            losses.append(loss.detach().float())
-        mean = torch.stack(losses).mean()
+            step_loss += loss.detach().to(torch.float64)
+            counted.append(count.detach().to(torch.float64))
+        local = torch.stack(counted).sum(0)
+        if not torch.equal(local, expected):
+            raise RuntimeError(f"the loss counted {local.tolist()} targets where count_fn said {expected.tolist()}: "
+                               "the step's losses would be mis-weighted")
         if self.dp_world > 1:
             import torch.distributed as dist
 
-            dist.all_reduce(mean)
-            mean /= self.dp_world
-        return float(mean)
+            dist.all_reduce(step_loss)
+        return float(step_loss)
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Mean validation loss (token-weighted) and perplexity over the first eval_batches global
-        batches of the validation split, in file order; the last batch wraps round a small split."""
+        """Mean validation loss (over all targets of all ranks, like the training loss) and
+        perplexity over the first eval_batches global batches of the validation split, in file
+        order; the last batch wraps round a small split."""
         if self.val_set is None or len(self.val_set) == 0:
             return {}
         mb = self.section.micro_batch
         per_global = mb * self.dp_world
         batches = min(self.section.eval_batches, math.ceil(len(self.val_set) / per_global))
         engine = self.engine
-        total = torch.zeros(2, dtype=torch.float64)
+        sums = counts = None
         for b in range(batches):
             start = b * per_global + self.dp_rank * mb
             batch = self._to_device(self.collate([self.val_set[(start + i) % len(self.val_set)] for i in range(mb)]))
             if self.pipeline:
-                loss = engine.eval_batch(iter([self._pipe_item(batch)]), num_micro_batches=1)
-                # eval_batch gives this batch's mean loss (with data-parallel pipeline ranks, DeepSpeed's mean
-                # of their means); weighted by its tokens, a single pipeline matches the plain model exactly
-                count = float((batch["labels"] != -100).sum())
-                total += torch.tensor([float(loss) * count, count], dtype=torch.float64)
+                # with scale 1 the loss function gives the batch's loss sum; eval_batch averages it
+                # over the data-parallel replicas, so times their number it is the sum over all
+                engine.module.loss_fn.scale = 1.0
+                s = engine.eval_batch(iter([self._pipe_item(batch)]), num_micro_batches=1).double() * self.dp_world
+                c = self._all_ranks(self._count([batch]))
             else:
                 engine.eval()
                 s, c = self.loss_fn(engine, batch)
-                total += torch.tensor([float(s), float(c)], dtype=torch.float64)
+            s, c = s.detach().double().cpu(), c.detach().double().cpu()
+            sums, counts = (s, c) if sums is None else (sums + s, counts + c)
         engine.train()
-        if self.dp_world > 1 and not self.pipeline:  # eval_batch already averages over data-parallel ranks
+        if self.dp_world > 1 and not self.pipeline:  # the pipeline's sums and counts are already global
             import torch.distributed as dist
 
-            total = total.to(engine.device)  # NCCL reduces device tensors only
-            dist.all_reduce(total)
-            total = total.cpu()
-        val_loss = float(total[0] / max(total[1], 1.0))
+            both = torch.cat([sums.reshape(-1), counts.reshape(-1)]).to(engine.device)  # NCCL reduces device tensors only
+            dist.all_reduce(both)
+            sums, counts = both.cpu().split(sums.numel())
+        val_loss = float((sums / counts.clamp(min=1)).sum())
         return {"val_loss": val_loss, **({"val_ppl": math.exp(min(val_loss, 50.0))} if self.perplexity else {})}
 
     # ---- checkpoints ---------------------------------------------------------------------------
@@ -332,6 +386,7 @@ class Trainer:
         stopped_by = 0
         with StopRequest() as stop_request:  # SIGTERM / SIGUSR1: checkpoint after this step and stop
             while self.step < s.max_steps:
+                lr = self.engine.get_lr()[0]  # the rate this step uses (the scheduler moves on in step())
                 t0 = time.perf_counter()
                 loss = self._train_step()
                 dt = time.perf_counter() - t0
@@ -342,7 +397,6 @@ class Trainer:
                 losses.append(loss)
                 tok_s = self.tokens_per_step / dt
                 mfu = tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None
-                lr = self.engine.get_lr()[0]
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
                 if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):

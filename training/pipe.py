@@ -76,10 +76,20 @@ class HeadPipe(nn.Module):
         return self.head(x)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss over labels != -100 (0 for a micro batch with none)."""
-    total, count = token_loss(logits, labels)
-    return total / count.clamp(min=1)
+class ScaledTokenLoss:
+    """The pipeline's loss function: a micro batch's summed next-token loss times `scale`.
+
+    The trainer sets `scale` before each step to grad_accum x data-parallel replicas / the step's
+    targets on all replicas, so that after DeepSpeed's division by grad_accum and its mean over
+    replicas the gradient is that of the mean over every target of the step (training.loop), and
+    to 1 for validation, where it wants the sums."""
+
+    def __init__(self):
+        self.scale = 1.0
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        total, _ = token_loss(logits, labels)
+        return total * self.scale
 
 
 def build_pipeline(cfg: ModelConfig, num_stages: int, activation_checkpointing: bool = False):
@@ -98,7 +108,7 @@ def build_pipeline(cfg: ModelConfig, num_stages: int, activation_checkpointing: 
     else:
         first, last = LayerSpec(EmbedPipe, cfg), LayerSpec(HeadPipe, cfg)
     layers = [first, *(LayerSpec(BlockPipe, cfg, i) for i in range(cfg.n_layers)), LayerSpec(NormPipe, cfg), last]
-    return PipelineModule(layers=layers, num_stages=num_stages, loss_fn=causal_lm_loss, partition_method="parameters",
+    return PipelineModule(layers=layers, num_stages=num_stages, loss_fn=ScaledTokenLoss(), partition_method="parameters",
                           activation_checkpoint_interval=1 if activation_checkpointing else 0)
 
 

@@ -251,8 +251,13 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
             return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
         rewards, lm_sum, lm_count = engine(batch["input_ids"], batch["lengths"], batch["labels"])
         losses = pair_loss(rewards, section.margin, section.center_coef)
-        lm_mean = lm_sum / lm_count.clamp(min=1)  # per target token, weighed like one pair's loss
-        return losses.sum() + section.lm_coef * lm_mean * losses.numel(), torch.tensor(losses.numel(), device=losses.device)
+        # two terms, each averaged over its own unit across the step: pairs, and target tokens
+        return (torch.stack([losses.sum().float(), section.lm_coef * lm_sum.float()]),
+                torch.stack([torch.tensor(losses.numel(), device=losses.device), lm_count]))
+
+    def count_fn(batch):  # what loss_fn counts, read before the forward passes
+        pairs = torch.tensor(batch["input_ids"].size(0) // 2)
+        return pairs if "labels" not in batch else torch.stack([pairs, (batch["labels"] != -100).sum().cpu()])
 
     ids_only = lambda side: side if isinstance(side[0], int) else side[0]  # noqa: E731
     # real tokens (not padding) per pair, on average
@@ -264,7 +269,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
                       tokens_per_sample=pair_tokens, flops_per_token=flops,
                       loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say,
-                      perplexity=False)
+                      perplexity=False, count_fn=count_fn)
     summary, state = trainer.run("reward", cfg, until_step, progress)
     if not summary["finished"]:
         return summary
