@@ -155,3 +155,31 @@ def test_a_mix_without_pretraining_text_is_one_line(pretrained, tasks, tmp_path,
                  "--set", f"sft.heldout_file={tasks / 'sft' / 'heldout.jsonl'}", "--set", "sft.pretrain_mix=0.25"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "sft.pretrain_mix needs a pack stage folder" in err and "\n" not in err
+
+
+def test_run_report_puts_lora_beside_sft_and_lists_forgetting(tmp_path):
+    """The run report reads the stages' manifests: one exact-match table with the base model, SFT
+    and LoRA columns, and one forgetting row per alignment stage."""
+    def em(value, by_task):
+        return {"exact_match": value, "n": 4, "by_task": by_task, "examples": []}
+
+    base = em(0.0, {"add": 0.0, "sort": 0.0})
+    stages = {"06-sft": (em(0.75, {"add": 1.0, "sort": 0.5}), {"before": 5.0, "after": 5.25}),
+              "07-lora": (em(0.5, {"add": 0.5, "sort": 0.5}), {"before": 5.0, "after": 5.1})}
+    for folder, (after, forgetting) in stages.items():
+        (tmp_path / folder).mkdir()
+        manifest = {"stage": folder[3:], "status": "complete", "summary": {"steps": 2}, "trainable_parameters": 10,
+                    "exact_match": {"before": base, "after": after},
+                    "forgetting": {**forgetting, "ratio": forgetting["after"] / forgetting["before"], "tokens": 100}}
+        (tmp_path / folder / "manifest.json").write_text(json.dumps(manifest))
+    from pipelines.run_report import build
+
+    _, sections = build(str(tmp_path))
+    (em_sec,) = [s for s in sections if "exact match" in s.title]
+    table = [b for b in em_sec.blocks if b[0] == "table"][0]
+    assert table[1] == ["task", "base model", "SFT", "LORA"]
+    assert table[2][0] == ["all", "0.0%", "75.0%", "50.0%"] and table[2][2] == ["sort", "0.0%", "50.0%", "50.0%"]
+    assert ("p", "LoRA reaches 0.67x SFT's exact match.") in em_sec.blocks
+    (forget,) = [s for s in sections if s.title.startswith("Forgetting")]
+    rows = [b for b in forget.blocks if b[0] == "table"][0][2]
+    assert rows == [["sft", "5", "5.25", "1.05", "100"], ["lora", "5", "5.1", "1.02", "100"]]
