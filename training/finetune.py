@@ -163,7 +163,8 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     say(f"{stage}: {len(examples)} conversations ({len(bad)} bad rows, {truncated} truncated) packed into "
         f"{len(conversations)} windows of {section.seq_len}"
         + (f", {section.pretrain_mix:.0%} of the windows drawn from pretraining text" if section.pretrain_mix else "")
-        + f"; training {trainable:,} of {total:,} parameters ({len(token_ids)} token rows) -> {out}")
+        + f"; training {trainable:,} of {total:,} parameters" + (f" ({len(token_ids)} token rows)" if lora else "")
+        + f" -> {out}")
     trainer = Trainer(model, section, out, train_set, val_set, tokens_per_sample=section.seq_len,
                       flops_per_token=cfg.flops_per_token(section.seq_len), fingerprint=fingerprint, log=say)
     summary, state = trainer.run(stage, cfg, until_step, progress)
