@@ -288,9 +288,10 @@ def _exact_match(manifests: dict, sections: list[Section]) -> None:
     rows += [[t, pct(before.get("by_task", {}).get(t)), *(pct(em["after"]["by_task"].get(t)) for em in tuned.values())]
              for t in tasks]
     n = sorted({em["after"]["n"] for em in tuned.values()})
-    sec = Section(f"{' and '.join(s.upper() for s in tuned)}: exact match on {'/'.join(map(str, n))} held-out prompts (greedy)")
-    sec.table(["task", "base model", *(s.upper() for s in tuned)], rows)
-    counts = [f"{s.upper()} {manifests[s]['trainable_parameters']:,}" for s in tuned if manifests[s].get("trainable_parameters")]
+    label = {"sft": "SFT", "lora": "LoRA"}
+    sec = Section(f"{' and '.join(label[s] for s in tuned)}: exact match on {'/'.join(map(str, n))} held-out prompts (greedy)")
+    sec.table(["task", "base model", *(label[s] for s in tuned)], rows)
+    counts = [f"{label[s]} {manifests[s]['trainable_parameters']:,}" for s in tuned if manifests[s].get("trainable_parameters")]
     if counts:
         sec.p("Trainable parameters: " + ", ".join(counts) + ".")
     if "sft" in tuned and "lora" in tuned and tuned["sft"]["after"]["exact_match"]:

@@ -177,7 +177,7 @@ def test_run_report_puts_lora_beside_sft_and_lists_forgetting(tmp_path):
     _, sections = build(str(tmp_path))
     (em_sec,) = [s for s in sections if "exact match" in s.title]
     table = [b for b in em_sec.blocks if b[0] == "table"][0]
-    assert table[1] == ["task", "base model", "SFT", "LORA"]
+    assert table[1] == ["task", "base model", "SFT", "LoRA"]
     assert table[2][0] == ["all", "0.0%", "75.0%", "50.0%"] and table[2][2] == ["sort", "0.0%", "50.0%", "50.0%"]
     assert ("p", "LoRA reaches 0.67x SFT's exact match.") in em_sec.blocks
     (forget,) = [s for s in sections if s.title.startswith("Forgetting")]
