@@ -249,20 +249,7 @@ def _training(root: str, manifests: dict, sections: list[Section]) -> None:
 
 
 def _alignment(manifests: dict, sections: list[Section]) -> None:
-    for stage in ("sft", "lora"):
-        m = manifests.get(stage)
-        em = (m or {}).get("exact_match") or {}
-        before, after = em.get("before"), em.get("after")
-        if not after:
-            continue
-        tasks = sorted(set(after["by_task"]) | set((before or {}).get("by_task", {})))
-        rows = [["all", pct((before or {}).get("exact_match")), pct(after["exact_match"])]]
-        rows += [[t, pct((before or {}).get("by_task", {}).get(t)), pct(after["by_task"].get(t))] for t in tasks]
-        sec = Section(f"{stage.upper()}: exact match on {after['n']} held-out prompts (greedy)")
-        sec.table(["task", "base model", stage], rows)
-        if m.get("trainable_parameters"):
-            sec.p(f"Trainable parameters: {m['trainable_parameters']:,}.")
-        sections.append(sec)
+    _exact_match(manifests, sections)
     reward = manifests.get("reward")
     held = (reward or {}).get("heldout") or {}
     if held.get("after"):
@@ -286,6 +273,45 @@ def _alignment(manifests: dict, sections: list[Section]) -> None:
                 ["exact match on held-out prompts", pct(em_before.get("exact_match")), pct(em_after.get("exact_match"))]]
         rows += [[f"implicit reward accuracy: {t}", "", pct(v)] for t, v in after["by_task"].items()]
         sections.append(Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows))
+    _forgetting(manifests, sections)
+
+
+def _exact_match(manifests: dict, sections: list[Section]) -> None:
+    """SFT and LoRA side by side on the held-out prompts, with the base model they both start from."""
+    tuned = {stage: (manifests.get(stage) or {}).get("exact_match") or {} for stage in ("sft", "lora")}
+    tuned = {stage: em for stage, em in tuned.items() if em.get("after")}
+    if not tuned:
+        return
+    before = next((em["before"] for em in tuned.values() if em.get("before")), None) or {}
+    tasks = sorted(set(before.get("by_task", {})).union(*(em["after"]["by_task"] for em in tuned.values())))
+    rows = [["all", pct(before.get("exact_match")), *(pct(em["after"]["exact_match"]) for em in tuned.values())]]
+    rows += [[t, pct(before.get("by_task", {}).get(t)), *(pct(em["after"]["by_task"].get(t)) for em in tuned.values())]
+             for t in tasks]
+    n = sorted({em["after"]["n"] for em in tuned.values()})
+    label = {"sft": "SFT", "lora": "LoRA"}
+    sec = Section(f"{' and '.join(label[s] for s in tuned)}: exact match on {'/'.join(map(str, n))} held-out prompts (greedy)")
+    sec.table(["task", "base model", *(label[s] for s in tuned)], rows)
+    counts = [f"{label[s]} {manifests[s]['trainable_parameters']:,}" for s in tuned if manifests[s].get("trainable_parameters")]
+    if counts:
+        sec.p("Trainable parameters: " + ", ".join(counts) + ".")
+    if "sft" in tuned and "lora" in tuned and tuned["sft"]["after"]["exact_match"]:
+        sec.p(f"LoRA reaches {tuned['lora']['after']['exact_match'] / tuned['sft']['after']['exact_match']:.2f}x "
+              "SFT's exact match.")
+    sections.append(sec)
+
+
+def _forgetting(manifests: dict, sections: list[Section]) -> None:
+    """Each alignment stage's next-token loss on the pretraining validation text, before and after."""
+    rows = []
+    for stage in ("sft", "lora", "reward", "dpo"):
+        f = (manifests.get(stage) or {}).get("forgetting")
+        if f:
+            rows.append([stage, fmt(f["before"]), fmt(f["after"]), fmt(f.get("ratio")), fmt(f.get("tokens"))])
+    if rows:
+        sections.append(Section("Forgetting: next-token loss on the pretraining validation text").p(
+            "The pack stage's validation split scored by the model a stage starts from (before) and by the model it "
+            "ends with (after), in nats per token; a uniform guess over the vocabulary scores ln(vocabulary).").table(
+            ["stage", "before", "after", "after / before", "tokens"], rows))
 
 
 def _samples(manifests: dict, sections: list[Section]) -> None:

@@ -187,14 +187,15 @@ def tasks(tmp_path_factory):
     return folder
 
 
-def test_sft_and_lora_stages_train_export_and_report(pretrained, tasks, tmp_path):
+def test_sft_and_lora_stages_train_export_and_report(pretrained, packed, tasks, tmp_path):
     common = ["--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--no-progress"]
     for stage in ("sft", "lora"):
         out = tmp_path / stage
         args = [stage, *common, "--output", str(out), "--set", f"{stage}.train_file={tasks / 'sft' / 'train.jsonl'}",
                 "--set", f"{stage}.heldout_file={tasks / 'sft' / 'heldout.jsonl'}", "--set", f"{stage}.seq_len=128",
                 "--set", f"{stage}.max_steps=12", "--set", f"{stage}.eval_every=6", "--set", f"{stage}.save_every=12",
-                "--set", f"{stage}.eval_generate=10", "--set", f"{stage}.max_new_tokens=6", "--set", f"{stage}.tensorboard=false"]
+                "--set", f"{stage}.eval_generate=10", "--set", f"{stage}.max_new_tokens=6", "--set", f"{stage}.tensorboard=false",
+                "--set", f"{stage}.pretrain_data={packed[0]}"]  # the demo config mixes pretraining text in
         assert main(args) == 0
         manifest = json.loads((out / "manifest.json").read_text())
         c = manifest["counts"]

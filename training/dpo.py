@@ -131,7 +131,8 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
 
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model, save_model
-    from training.finetune import _em_rows, _pct, exact_match, load_conversations
+    from training.finetune import _em_rows, _pct, exact_match, load_conversations, pretrain_data
+    from training.forgetting import forgetting_rows, forgetting_summary, pretrain_val_loss
     from training.hf_export import export_stage_model
     from training.loop import Trainer, pair_count, seed_everything
     from training.report import write_training_report
@@ -162,6 +163,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
     cfg = model.cfg
     if section.max_len > cfg.max_seq_len:
         raise TrainingInputError(f"dpo: max_len {section.max_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
+    pack_dir, pretrain_val, _ = pretrain_data("dpo", section, out, tokenizer, None)
     rank, say = start_stage("dpo", out, fingerprint, force, log)
     say(f"dpo: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len); reference log-probabilities "
         f"from {base_dir} -> {out}")
@@ -169,6 +171,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
                  if rank == 0 and eval_rows else None)
     # the fp32 reference on held-out pairs, for the fp32 final weights' metrics after training
     ref_held_fp32 = pair_logps(model, held, pad) if rank == 0 and held else []
+    forget_before = pretrain_val_loss(model, pretrain_val, section.forgetting_samples) if rank == 0 and pretrain_val else None
     model.train()
     model.checkpoint_activations = section.activation_checkpointing
 
@@ -210,10 +213,13 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
                        loglik_accuracy_after=after["loglik_accuracy"] if after else None,
                        exact_match_before=em_before["exact_match"] if em_before else None,
                        exact_match_after=em_after["exact_match"] if em_after else None)
+        forgetting = forgetting_summary(
+            forget_before, pretrain_val_loss(tuned, pretrain_val, section.forgetting_samples) if forget_before else None, pack_dir)
         bad_counts = write_bad_rows(out, section.train_file, bad)
         extra: dict = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
                                         **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
-                                        "cut to max_len": cut, "held-out bad rows": len(held_bad)}}
+                                        "cut to max_len": cut, "held-out bad rows": len(held_bad)},
+                       "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting, "reference", "dpo")}
         if after:
             extra["Held-out pairs"] = {
                 "implicit reward accuracy (β·log π/π_ref, chosen > rejected)": after["reward_accuracy"],
@@ -235,7 +241,7 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
                                    "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
                                   {"wall_s": summary["wall_s"]}, outputs,
                                   {"summary": summary, "heldout": {"before": before, "after": after},
-                                   "exact_match": {"before": em_before, "after": em_after}})
+                                   "exact_match": {"before": em_before, "after": em_after}, "forgetting": forgetting})
         say(f"dpo: {summary['steps']} steps, held-out implicit reward accuracy {_pct(summary['reward_accuracy_after'])} "
             f"(log-likelihood ranking {_pct(summary['loglik_accuracy_before'])} -> {_pct(summary['loglik_accuracy_after'])}), "
             f"exact match {_pct(summary['exact_match_before'])} -> {_pct(summary['exact_match_after'])}; see {out}/report.md")

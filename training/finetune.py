@@ -22,8 +22,9 @@ from torch.utils.data import Dataset
 from llmdata.chat import BadRow, ChatTemplate, Message, inputs_and_labels, prompt_and_reference, read_rows
 from llmdata.packing import best_fit_plan
 from pipelines.manifest import stage_fingerprint, write_manifest
-from training.options import LoraSection, SFTSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, require, start_stage
+from training.forgetting import PretrainMix, forgetting_rows, forgetting_summary, pretrain_data_dir, pretrain_val_loss
+from training.options import AlignSection, LoraSection, SFTSection
+from training.stage import folder_fingerprint, model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, require, start_stage
 
 
 class ConversationPack(Dataset):
@@ -123,6 +124,9 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     lora = isinstance(section, LoraSection)
     inputs = model_stage_inputs(stage, base_dir, {"train": section.train_file, "heldout": section.heldout_file})
     require(os.path.join(base_dir, "llmpipe_tokenizer.json"), "tokenizer beside the base model")
+    mixed_from = pretrain_data_dir(section.pretrain_data, out) if section.pretrain_mix else None
+    if mixed_from and os.path.isdir(mixed_from):  # replayed pretraining text is training data too
+        inputs["pretrain_data"] = folder_fingerprint(mixed_from)
     config = section.model_dump(mode="json")
     fingerprint = stage_fingerprint(stage, config, inputs)
     done = finished(stage, out, fingerprint, force, log)
@@ -138,7 +142,7 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         raise TrainingInputError(f"{stage}: no usable conversation in {section.train_file} ({len(bad)} bad rows)")
     held_examples, held_rows, held_bad, _ = (load_conversations(section.heldout_file, template, section.seq_len)
                                              if section.heldout_file else ([], [], [], 0))
-    train_set = ConversationPack(examples, section.seq_len, pad)
+    train_set = conversations = ConversationPack(examples, section.seq_len, pad)
     val_set = ConversationPack(held_examples, section.seq_len, pad) if held_examples else None
 
     seed_everything(section.seed)
@@ -146,22 +150,22 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
     cfg = model.cfg
     if section.seq_len > cfg.max_seq_len:
         raise TrainingInputError(f"{stage}: seq_len {section.seq_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
-    unknown = [t for t in section.train_tokens if t not in tokenizer.special_ids] if lora else []
-    if unknown:
-        raise TrainingInputError(f"lora.train_tokens: {unknown} are not special tokens of the tokenizer "
-                                 f"({', '.join(tokenizer.special_ids)})")
+    token_ids = lora_token_ids(section, tokenizer, examples) if lora else ()
+    pack_dir, pretrain_val, train_set = pretrain_data(stage, section, out, tokenizer, train_set)
     rank, say = start_stage(stage, out, fingerprint, force, log)
     before = exact_match(model, template, held_rows, section.eval_generate, section.max_new_tokens) if rank == 0 and held_rows else None
+    forget_before = pretrain_val_loss(model, pretrain_val, section.forgetting_samples) if rank == 0 and pretrain_val else None
     model.train()
-    token_ids: tuple[int, ...] = ()
     if lora:
-        token_ids = tuple(tokenizer.special_ids[t] for t in section.train_tokens)
         apply_lora(model, list(section.targets), section.rank, section.alpha, section.dropout)
         train_token_rows(model, list(token_ids))
     trainable, total = trainable_parameters(model)
     model.checkpoint_activations = section.activation_checkpointing
     say(f"{stage}: {len(examples)} conversations ({len(bad)} bad rows, {truncated} truncated) packed into "
-        f"{len(train_set)} windows of {section.seq_len}; training {trainable:,} of {total:,} parameters -> {out}")
+        f"{len(conversations)} windows of {section.seq_len}"
+        + (f", {section.pretrain_mix:.0%} of the windows drawn from pretraining text" if section.pretrain_mix else "")
+        + f"; training {trainable:,} of {total:,} parameters" + (f" ({len(token_ids)} token rows)" if lora else "")
+        + f" -> {out}")
     flops = lora_flops_per_token(model, section.seq_len) if lora else cfg.flops_per_token(section.seq_len)
     trainer = Trainer(model, section, out, train_set, val_set, tokens_per_sample=section.seq_len,
                       flops_per_token=flops, fingerprint=fingerprint, log=say)
@@ -193,11 +197,20 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
         after = exact_match(tuned, template, held_rows, section.eval_generate, section.max_new_tokens) if held_rows else None
         summary["exact_match_before"] = before["exact_match"] if before else None
         summary["exact_match_after"] = after["exact_match"] if after else None
+        forgetting = forgetting_summary(
+            forget_before, pretrain_val_loss(tuned, pretrain_val, section.forgetting_samples) if forget_before else None, pack_dir)
+        summary["pretrain_val_loss_before"] = forgetting["before"] if forgetting else None
+        summary["pretrain_val_loss_after"] = forgetting["after"] if forgetting else None
         bad_counts = write_bad_rows(out, section.train_file, bad)
         extra = {"Data quality": {"rows read": len(examples) + len(bad), "conversations used": len(examples),
                                   **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
                                   "truncated to seq_len": truncated, "held-out bad rows": len(held_bad)},
-                 "Trainable parameters": {"trainable": trainable, "total": total, "share": f"{100 * trainable / total:.2f}%"}}
+                 "Trainable parameters": {"trainable": trainable, "total": total, "share": f"{100 * trainable / total:.2f}%",
+                                          **({"embedding/output rows trained": len(token_ids)} if lora else {})},
+                 "Forgetting: next-token loss on the pretraining validation text":
+                     forgetting_rows(forgetting, "base model", stage)}
+        if section.pretrain_mix:
+            extra["Data quality"]["pretraining mix (share of windows)"] = section.pretrain_mix
         if before and after:
             extra["Exact match on held-out prompts (greedy)"] = {**_em_rows(before, "base model"), **_em_rows(after, stage)}
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
@@ -213,11 +226,67 @@ def run_finetune(stage: str, section: Union[SFTSection, LoraSection], base_dir: 
                                   {k: v for k, v in counts.items() if k not in ("steps", "trainable_parameters")},
                                   {"wall_s": summary["wall_s"]}, outputs,
                                   {"summary": summary, "steps": summary["steps"], "trainable_parameters": trainable,
-                                   "exact_match": {"before": before, "after": after}})
+                                   "exact_match": {"before": before, "after": after}, "forgetting": forgetting,
+                                   **({"train_token_ids": list(token_ids)} if lora else {})})
         say(f"{stage}: {summary['steps']} steps, val loss {summary.get('val_loss', float('nan')):.4f}, exact match "
-            f"{_pct(summary['exact_match_before'])} -> {_pct(summary['exact_match_after'])}; see {out}/report.md")
+            f"{_pct(summary['exact_match_before'])} -> {_pct(summary['exact_match_after'])}"
+            + (f", pretraining val loss {forgetting['before']:.3f} -> {forgetting['after']:.3f}" if forgetting else "")
+            + f"; see {out}/report.md")
     dist.barrier()
     return manifest
+
+
+def lora_token_ids(section: LoraSection, tokenizer, examples: list[tuple[list[int], list[int]]]) -> tuple[int, ...]:
+    """The token ids whose embedding/output rows LoRA trains (PEFT's trainable_token_indices),
+    sorted: `train_tokens` (special token names, ids, or text whose tokens count) and, with
+    `train_answer_tokens`, every target token of the training conversations. A name shaped like a
+    special token that the tokenizer lacks, or an id outside the vocabulary, is a one-line error."""
+    ids: set[int] = set()
+    unknown, outside = [], []
+    for item in section.train_tokens:
+        if isinstance(item, int):
+            (ids.add(item) if 0 <= item < tokenizer.vocab_size else outside.append(item))
+        elif item in tokenizer.special_ids:
+            ids.add(tokenizer.special_ids[item])
+        elif item.startswith("<|") and item.endswith("|>"):
+            unknown.append(item)
+        elif item:
+            ids.update(tokenizer.encode(item))
+    if unknown:
+        raise TrainingInputError(f"lora.train_tokens: {unknown} are not special tokens of the tokenizer "
+                                 f"({', '.join(tokenizer.special_ids)})")
+    if outside:
+        raise TrainingInputError(f"lora.train_tokens: ids {outside} are outside the vocabulary (0..{tokenizer.vocab_size - 1})")
+    if section.train_answer_tokens:
+        ids.update(t for _, labels in examples for t in labels if t != -100)
+    return tuple(sorted(ids))
+
+
+def pretrain_data(stage: str, section: AlignSection, out: str, tokenizer, train_set):
+    """(pack folder, its val split, the training set) for forgetting and replay: the val split is
+    None when no pack folder is known (forgetting not measured); with `pretrain_mix` the training
+    set becomes a PretrainMix over the pack's train split. A pack written with another tokenizer,
+    or a mix without a pack folder, is a one-line error."""
+    from training.data import PackedDataset, read_pack_info
+
+    pack_dir = pretrain_data_dir(section.pretrain_data, out)
+    mix = getattr(section, "pretrain_mix", 0.0)
+    if pack_dir is None or not (section.forgetting_samples or mix):
+        if mix:
+            raise TrainingInputError(f"{stage}.pretrain_mix needs a pack stage folder: set {stage}.pretrain_data "
+                                     f"(no 04-pack beside {out})")
+        return None, None, train_set
+    info = read_pack_info(pack_dir)
+    if info["eot_id"] != tokenizer.eot_id or not 0 <= info["pad_id"] < tokenizer.vocab_size:
+        raise TrainingInputError(f"{stage}: {pack_dir} was packed with another tokenizer than the base model's "
+                                 f"(end-of-text id {info['eot_id']}, not {tokenizer.eot_id})")
+    try:
+        val = PackedDataset(pack_dir, "val") if section.forgetting_samples else None
+        if mix:
+            train_set = PretrainMix(train_set, PackedDataset(pack_dir, "train"), mix, train_set.seq_len)
+    except FileNotFoundError as err:
+        raise TrainingInputError(f"{stage}: {err}") from None
+    return pack_dir, val, train_set
 
 
 def _pct(x: Optional[float]) -> str:

@@ -5,7 +5,7 @@ schedule, parallelism, logging and checkpoint intervals); each stage adds its ow
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -88,7 +88,17 @@ class PretrainSection(TrainSection):
         return self
 
 
-class SFTSection(TrainSection):
+class AlignSection(TrainSection):
+    """What every alignment stage (SFT, LoRA, reward, DPO) shares: the pretraining text on which
+    forgetting is measured, before and after (training/forgetting.py)."""
+
+    # pack stage folder whose val split is scored before and after training (and whose train split
+    # pretrain_mix draws from); default: the run's 04-pack beside the stage folder, when there is one
+    pretrain_data: Optional[str] = None
+    forgetting_samples: int = Field(64, ge=0)  # pack val windows scored before and after; 0: not measured
+
+
+class SFTSection(AlignSection):
     """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
 
     base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
@@ -99,6 +109,9 @@ class SFTSection(TrainSection):
     train_on_prompt: bool = False  # loss on every token instead of the assistant turns only
     eval_generate: int = Field(100, ge=0)  # held-out examples answered by greedy generation for exact match
     max_new_tokens: int = Field(32, ge=1)
+    # share of the training windows that are pretraining text (pack train split, next-token loss on
+    # every token): replay against forgetting, InstructGPT's pretraining mix; 0: conversations only
+    pretrain_mix: float = Field(0.0, ge=0, lt=1)
 
 
 class LoraSection(SFTSection):
@@ -109,11 +122,17 @@ class LoraSection(SFTSection):
     dropout: float = Field(0.0, ge=0, lt=1)
     targets: list[Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]] = Field(
         default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"])
-    # Special tokens whose embedding rows train too: the chat template's, which pretraining never saw.
-    train_tokens: list[str] = Field(default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
+    # Tokens whose embedding (and tied output) rows train too, as PEFT's trainable_token_indices: a
+    # special token by name (the chat template's, which pretraining never saw), a token id, or any
+    # other text, whose tokens' rows then train.
+    train_tokens: list[Union[int, str]] = Field(
+        default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
+    # + the rows of every token the training answers contain (their targets): what a base model
+    # whose output rows for those tokens are poor needs in order to say the answers at all
+    train_answer_tokens: bool = False
 
 
-class RewardSection(TrainSection):
+class RewardSection(AlignSection):
     """A scalar reward head on a trained model, trained on preference pairs (Bradley-Terry)."""
 
     base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
@@ -126,7 +145,7 @@ class RewardSection(TrainSection):
     lm_coef: float = Field(0.0, ge=0)  # + coef * next-token loss on the chosen responses (GRM's regularizer)
 
 
-class DPOSection(TrainSection):
+class DPOSection(AlignSection):
     """Direct preference optimization (Rafailov et al. 2023) of a trained model on preference
     pairs, against a frozen copy of itself as the reference."""
 

@@ -220,6 +220,8 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     from training.export import load_model
     from training.hf_export import export_stage_model
     from training.loop import Trainer, seed_everything
+    from training.finetune import pretrain_data
+    from training.forgetting import forgetting_rows, forgetting_summary, pretrain_val_loss
     from training.report import write_training_report
 
     inputs = model_stage_inputs("reward", base_dir, {"train": section.train_file, "heldout": section.heldout_file})
@@ -240,8 +242,10 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
     seed_everything(section.seed)
     model = RewardModel(load_model(base_dir), lm_head=section.lm_coef > 0)
     cfg = model.cfg
+    pack_dir, pretrain_val, _ = pretrain_data("reward", section, out, tokenizer, None)
     rank, say = start_stage("reward", out, fingerprint, force, log)
     before = pair_metrics(model, held, held_tasks, pad) if rank == 0 and held else None
+    forget_before = pretrain_val_loss(model.backbone, pretrain_val, section.forgetting_samples) if rank == 0 and pretrain_val else None
     model.train()
     model.backbone.checkpoint_activations = section.activation_checkpointing
 
@@ -284,10 +288,14 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         after = pair_metrics(load_reward_model(final), held, held_tasks, pad, decode=tokenizer.decode) if held else None
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
+        forgetting = forgetting_summary(forget_before, pretrain_val_loss(load_reward_model(final).backbone, pretrain_val,
+                                                                         section.forgetting_samples) if forget_before else None, pack_dir)
         bad_counts = write_bad_rows(out, section.train_file, bad)
         extra = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
                                   **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
-                                  "cut to max_len": cut, "held-out bad rows": len(held_bad)}}
+                                  "cut to max_len": cut, "held-out bad rows": len(held_bad)},
+                 "Forgetting: next-token loss on the pretraining validation text (the backbone's LM head)":
+                     forgetting_rows(forgetting, "base model", "reward model")}
         for label, m in (("base model + untrained head", before), ("reward model", after)):
             if m:
                 extra[f"Held-out pairs: {label}"] = {
@@ -301,7 +309,7 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
                                   {"input": len(pairs) + len(bad), "used": len(pairs),
                                    "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
                                   {"wall_s": summary["wall_s"]}, outputs,
-                                  {"summary": summary, "heldout": {"before": before, "after": after}})
+                                  {"summary": summary, "heldout": {"before": before, "after": after}, "forgetting": forgetting})
         acc = lambda m: "n/a" if not m else f"{100 * m['accuracy']:.1f}%"  # noqa: E731
         say(f"reward: {summary['steps']} steps, held-out pairwise accuracy {acc(before)} -> {acc(after)}; see {out}/report.md")
     dist.barrier()
