@@ -42,3 +42,15 @@ def test_a_stage_logged_to_a_file_shows_its_progress(small_corpus, tmp_path, mon
     assert lines, err
     total = sum(p.stat().st_size for p in folder.glob("shard-*.jsonl.gz"))
     assert re.match(rf"dedup: {total / 1e6:.1f}/{total / 1e6:.1f} MB \(100%\), 2/2 files, ", lines[-1])
+
+
+def test_training_log_lines_carry_elapsed_time_and_eta(packed, tmp_path, capsys):
+    from tests.conftest import pretrain_args
+    from training.loop import elapsed_eta
+
+    assert elapsed_eta(65, 10, 30) == "1m05s elapsed, ETA 3m15s" and elapsed_eta(0, 0, 5) == "0s elapsed, ETA ?"
+    args = [a for a in pretrain_args(packed, tmp_path / "out", "--set", "pretrain.max_steps=2",
+                                     "--set", "pretrain.micro_batch=2", "--set", "pretrain.eval_every=2") if a != "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"step 2/2: loss [\d.]+, lr \S+, [\d,]+ tokens/s, \d+s elapsed, ETA 0s", out), out

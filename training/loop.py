@@ -75,6 +75,18 @@ def pair_count(batch: Batch) -> torch.Tensor:
     return torch.tensor(batch["input_ids"].size(0) // 2)
 
 
+def elapsed_eta(elapsed_s: float, steps_done: int, steps_left: int) -> str:
+    """ "1m05s elapsed, ETA 3m20s" at the run's mean step time so far (evaluation and checkpoints
+    included); "ETA ?" before the first step."""
+    def clock(seconds: float) -> str:
+        m, s = divmod(int(round(seconds)), 60)
+        h, m = divmod(m, 60)
+        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+    eta = clock(elapsed_s / steps_done * steps_left) if steps_done else "?"
+    return f"{clock(elapsed_s)} elapsed, ETA {eta}"
+
+
 def stack(samples: list[Batch]) -> Batch:
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
@@ -383,6 +395,7 @@ class Trainer:
         last_eval: dict = {}
         losses: list[float] = []
         started = time.perf_counter()
+        first_step = self.step  # a resumed run's rate counts only its own steps
         stopped_by = 0
         with StopRequest() as stop_request:  # SIGTERM / SIGUSR1: checkpoint after this step and stop
             while self.step < s.max_steps:
@@ -400,7 +413,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
                 if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):
-                    self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s")
+                    self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s, "
+                             + elapsed_eta(time.perf_counter() - started, self.step - first_step, s.max_steps - self.step))
                 if metrics and (self.step % s.log_every == 0 or self.step == s.max_steps):
                     norm = self.engine.get_global_grad_norm() if not self.pipeline else None
                     metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
