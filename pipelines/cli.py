@@ -46,14 +46,17 @@ def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+def _workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="local runner worker processes (multi_processing); ignored with another --runner")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="pipeline YAML (default: built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set clean.outliers.iqr_k=2.5 (repeatable)")
     parser.add_argument("--run-name", default=None, help="run folder name under run.root (default: run.name)")
     parser.add_argument("--force", action="store_true", help="rerun even when the stage's manifest is up to date")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="DirectRunner worker processes (multi_processing); ignored with another --runner")
 
 
 def _load(args: argparse.Namespace) -> PipelineConfig:
@@ -103,6 +106,8 @@ def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
     stage = spec(args.command)
     if stage.name == "reward" and args.action == "score":
         return _reward_score(args)
+    if stage.kind == "train" and beam_args:
+        raise ConfigError(f"{stage.name} is a training stage: it takes no Beam options (got {' '.join(beam_args)})")
     if stage.kind == "train" and _launcher_needed(args):
         return _relaunch(args.nproc, sys.argv[1:])
     cfg = _load(args)
@@ -380,6 +385,7 @@ def _stage_parsers(sub) -> None:
         _common(p)
         if stage.kind == "data":
             p.add_argument("--input", default=None, help=f"input glob (any Beam filesystem); default: {stage.default_input}")
+            _workers(p)
         p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/{stage.folder}")
         for arg in stage.arguments:
             p.add_argument(*arg.flags, **arg.kwargs)
@@ -448,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every stage in order from one YAML; a stage whose manifest matches its "
                        "config and inputs is skipped, so a killed run resumes at the first unfinished stage.")
     _common(p)
+    _workers(p)
     p.add_argument("--from", dest="from_stage", choices=stage_names(), default=stage_names()[0], help="first stage to run")
     p.add_argument("--to", dest="to_stage", choices=stage_names(), default=stage_names()[-1], help="last stage to run")
     p.set_defaults(func=cmd_run)

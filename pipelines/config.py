@@ -190,6 +190,8 @@ def with_train_defaults(data: dict) -> dict:
             if mine:
                 raise ConfigError(f"config error: train.{key}: {mine[0]['msg']} (got {value!r})") from None
     out = dict(data)
+    if "train" in out:
+        out["train"] = train  # `train:` with its keys commented out is YAML null: no defaults
     for stage in STAGES:
         if stage.kind == "train" and train:
             section = out.get(stage.name) or {}

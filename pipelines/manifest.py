@@ -17,6 +17,8 @@ from llmdata.errors import LlmpipeError
 from pipelines import fs
 
 MANIFEST = "manifest.json"
+#: beside a training stage's folder: its last finished run, while a new run has not finished
+PREVIOUS = ".previous"
 _PACKAGES = ("llmpipe", "apache-beam", "pandas", "scipy", "numpy", "nltk", "datasketch", "pyarrow", "torch")
 
 
@@ -125,4 +127,5 @@ def write_manifest(
         **(extra or {}),
     }
     fs.write_json(fs.join(folder, MANIFEST), manifest)
+    fs.remove_tree(folder.rstrip("/") + PREVIOUS)  # the finished run this one replaces
     return manifest

@@ -113,6 +113,16 @@ def summary_line(name: str, done: dict, total_bytes: int, total_files: int, elap
             f"{_duration(elapsed)} elapsed, ETA {_duration(eta) if eta is not None else '?'}")
 
 
+def every_seconds() -> float:
+    """`LLMPIPE_PROGRESS_EVERY` in seconds (default 30). A value under 0.1 s would flood the log and
+    one that is not a number means nothing: both fall back to the default."""
+    try:
+        value = float(os.environ.get(EVERY_ENV, "30"))
+    except ValueError:
+        return 30.0
+    return value if value >= 0.1 else 30.0
+
+
 class Reporter:
     """Sums the workers' tallies while a pipeline runs and shows them (see the module docstring)."""
 
@@ -120,7 +130,7 @@ class Reporter:
                  every: Optional[float] = None) -> None:
         self.name, self.total_bytes, self.total_files = name, total_bytes, total_files
         self.stream = stream or sys.stderr
-        self.every = every if every is not None else float(os.environ.get(EVERY_ENV, "30"))
+        self.every = every if every is not None else every_seconds()
         self.folder = tempfile.mkdtemp(prefix="llmpipe-progress-")
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)

@@ -50,9 +50,15 @@ def check_options(beam_args: list[str]) -> None:
     if name not in LOCAL_RUNNER_NAMES:
         try:
             create_runner(name)  # imports the runner's module and, with it, its options classes
-        except (ValueError, ImportError) as err:
-            raise BeamOptionsError(f"Beam runner {name!r} is not available: {str(err).splitlines()[0]}") from None
-    parser = _BeamArgumentParser(allow_abbrev=False)
+        except Exception as err:  # an unknown name, a dotted path to nothing, a missing extra
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise BeamOptionsError(f"Beam runner {name!r} is not available: {first}") from None
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message: str):  # argparse would print Beam's whole usage and exit
+            raise BeamOptionsError(f"Beam pipeline options: {message}; nothing was run")
+
+    parser = Parser(allow_abbrev=False)
     seen: dict[str, type] = {}
     todo = list(PipelineOptions.__subclasses__())
     while todo:  # every options class, as PipelineOptions.get_all_options collects them
@@ -110,8 +116,22 @@ def beam_pipeline(beam_args: list[str]):
 
     args = beam_args or ["--runner=DirectRunner"]
     options = PipelineOptions(args)
-    if runner_name(args) not in LOCAL_RUNNER_NAMES:
-        return beam.Pipeline(options=options)
+    name = runner_name(args)
+    if name not in LOCAL_RUNNER_NAMES:
+
+        class SubmittingPipeline(beam.Pipeline):
+            """A job the runner cannot start (options it validates, a missing extra, a job server it
+            cannot reach) is one line; what happens once the job runs is the runner's to report."""
+
+            def run(self, test_runner_api="AUTO"):
+                try:
+                    return super().run(test_runner_api)
+                except Exception as err:  # noqa: BLE001 - turned into one line that names the runner
+                    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+                    raise BeamOptionsError(f"Beam runner {name!r} could not start the job: {lines[0]}"
+                                           + (f" ({lines[1]})" if len(lines) > 1 else "")) from err
+
+        return SubmittingPipeline(options=options)
 
     class ReportingPipeline(beam.Pipeline):
         """Shows the workers' progress (pipelines/progress.py) while the local runner runs it."""

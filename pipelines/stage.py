@@ -53,8 +53,27 @@ def plan_stage(
     fingerprint = stage_fingerprint(stage, config, inputs)
     done = read_manifest(out) if not force and is_complete(out, fingerprint) else None
     if done:
+        fs.remove_tree(out.rstrip("/") + PARTIAL)  # what a killed rerun left beside it
         log(f"{stage}: up to date in {out} (use --force to rerun)")
     return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
+
+
+def check_output_folder(out: str, inputs: list[str]) -> None:
+    """Refuse an output that a stage would destroy by replacing it: a file, a folder holding
+    anything but an earlier stage output (it has a manifest.json), or the folder of an input."""
+    if not fs.is_local(out):
+        return
+    import os
+
+    real = os.path.realpath(out)
+    if os.path.isfile(out):
+        raise StageInputError(f"output {out} is a file; a stage writes a folder")
+    inside = [f for f in inputs if fs.is_local(f) and os.path.realpath(f).startswith(real + os.sep)]
+    if inside:
+        raise StageInputError(f"output {out} holds the stage's own input ({inside[0]}); choose another --output")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
+        raise StageInputError(f"output {out} holds files that are not a stage's output (no {MANIFEST}); "
+                              "a stage replaces its whole folder: choose another --output or empty it")
 
 
 #: suffix of the fresh sibling folder a data stage writes into before it replaces its folder
@@ -65,9 +84,13 @@ def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> s
     """Say what is about to run and return the folder to write into: a fresh sibling of `out`
     (`<out>.partial`), so the stage's previous output stays whole until `publish` replaces it.
     A `.partial` folder left by a failed run is cleared first."""
+    check_output_folder(out, plan.files)
     work = out.rstrip("/") + PARTIAL
-    fs.remove_tree(work)
-    fs.makedirs(work)
+    try:
+        fs.remove_tree(work)
+        fs.makedirs(work)
+    except OSError as err:
+        raise StageInputError(f"cannot write the output {out}: {err.strerror or err} ({work})") from None
     size = sum(s for _, s, _ in fs.match_many(plan.files))
     progress.expect(name, size, len(plan.files))
     log(f"{name}: {len(plan.files)} file(s), {size / 1e6:.1f} MB -> {out}")

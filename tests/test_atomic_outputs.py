@@ -53,3 +53,52 @@ def test_publish_refuses_a_folder_without_a_complete_manifest(tmp_path):
     with pytest.raises(AccountingError, match="no complete manifest"):
         publish(str(tmp_path / "out.partial"))
     assert (tmp_path / "out" / "kept.txt").read_text() == "previous"
+
+
+def test_an_output_a_stage_would_destroy_is_refused_in_one_line(small_corpus, tmp_path, capsys):
+    folder, _ = small_corpus
+    shards = str(folder / "shard-*.jsonl.gz")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("precious")
+    (tmp_path / "a_file").write_text("x")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for shard in folder.glob("shard-*.jsonl.gz"):
+        (copy / shard.name).write_bytes(shard.read_bytes())
+    cases = [
+        (["--input", shards, "--output", str(mine)], "holds files that are not a stage's output"),
+        (["--input", str(copy / "shard-*.jsonl.gz"), "--output", str(copy)], "holds the stage's own input"),
+        (["--input", shards, "--output", str(tmp_path / "a_file")], "is a file"),
+        (["--input", shards, "--output", str(tmp_path / "a_file" / "below")], "cannot write the output"),
+    ]
+    for args, says in cases:
+        capsys.readouterr()
+        assert main(["clean", *args, "--set", "clean.eval_labels=null"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("llmpipe: error: ") and says in err and err.count("\n") == 1, err
+    assert (mine / "important.txt").read_text() == "precious"
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in folder.glob("shard-*.jsonl.gz"))
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_a_training_rerun_keeps_the_finished_run_until_it_finishes(packed, tmp_path, capsys):
+    from tests.conftest import pretrain_args
+
+    out = tmp_path / "pt"
+    short = ["--set", "pretrain.max_steps=2", "--set", "pretrain.micro_batch=2", "--set", "pretrain.eval_every=2",
+             "--set", "pretrain.save_every=1", "--set", "pretrain.export_hf=false"]
+    assert main(pretrain_args(packed, out, *short)) == 0
+    finished = (out / "final" / "model.safetensors").read_bytes()
+    assert main(pretrain_args(packed, out, *short, "--set", "pretrain.lr=1e-3", "--until-step", "1")) == 0
+    previous = tmp_path / "pt.previous"
+    assert (previous / "final" / "model.safetensors").read_bytes() == finished  # the unfinished rerun kept it
+    assert not (out / "manifest.json").exists()
+    assert main(pretrain_args(packed, out, *short, "--set", "pretrain.lr=1e-3")) == 0  # resumes and finishes
+    assert (out / "manifest.json").exists() and not previous.exists()
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(pretrain_args(packed, tmp_path / "foreign", *short)) == 2
+    assert "holds files that are not a pretrain stage's output" in capsys.readouterr().err
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"

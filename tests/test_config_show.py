@@ -35,3 +35,9 @@ def test_show_prints_every_key_with_its_meaning_and_loads_back(capsys):
     assert shown == load_config("configs/pipeline.yaml", ["train.seed=3"])
     assert "  name: demo  # run folder name under root" in text
     assert "  num_shards: 4  # output shards, fixed so reruns are identical" in text
+
+
+def test_an_empty_train_block_means_no_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  # lr: 0.01\n")
+    assert load_config(str(path)).train == {}

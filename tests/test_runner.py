@@ -60,3 +60,15 @@ def test_cluster_options_pass_untouched_and_workers_only_for_the_local_runner():
     assert resolve_beam_args(["--direct_num_workers=8"], workers=2).count("--direct_num_workers=2") == 1
     with pytest.raises(BeamOptionsError):
         resolve_beam_args(["--num_workerz=3"], workers=None)
+
+
+def test_option_values_workers_and_training_stages_are_checked_in_one_line(capsys):
+    for argv, says in [(["clean", "--input", "x", "--", "--num_workers"], "argument --num_workers: expected one argument"),
+                       (["clean", "--input", "x", "--", "--runner=apache_beam.runners.NoSuch"], "is not available"),
+                       (["pretrain", "--", "--runner=DataflowRunner"], "pretrain is a training stage: it takes no Beam options")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("llmpipe: error: ") and says in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(["clean", "--input", "x", "--workers", "0"])
+    assert "a whole number of at least 1" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Callable, Optional
 
 from llmdata.errors import LlmpipeError
-from pipelines.manifest import input_fingerprint, is_complete, read_manifest
+from pipelines.manifest import MANIFEST, PREVIOUS, input_fingerprint, is_complete, read_manifest
 
 FINGERPRINT_FILE = "fingerprint"
 
@@ -73,6 +73,10 @@ def prepare_output(stage: str, out: str, fingerprint: str, force: bool, rank: in
     input; otherwise start clean. Every rank waits for rank 0 to decide."""
     import torch.distributed as dist
 
+    if os.path.isfile(out) or (os.path.isdir(out) and os.listdir(out) and not any(
+            os.path.exists(os.path.join(out, name)) for name in (MANIFEST, "checkpoints"))):
+        raise TrainingInputError(f"output {out} holds files that are not a {stage} stage's output; choose another "
+                                 "--output or empty it")
     if rank == 0:
         marker = os.path.join(out, "checkpoints", FINGERPRINT_FILE)
         previous = open(marker, encoding="utf-8").read().strip() if os.path.exists(marker) else None
@@ -80,6 +84,13 @@ def prepare_output(stage: str, out: str, fingerprint: str, force: bool, rank: in
             if previous is not None:
                 log(f"{stage}: config or input changed since the checkpoints were written; starting over"
                     if not force else f"{stage}: --force: starting over")
+            finished_before = read_manifest(out)
+            if finished_before and finished_before.get("status") == "complete":
+                # a finished run is not destroyed by one that may not finish: it waits beside the
+                # stage folder until this run writes its manifest (manifest.write_manifest)
+                shutil.rmtree(out + PREVIOUS, ignore_errors=True)
+                os.replace(out, out + PREVIOUS)
+                log(f"{stage}: the finished run in {out} is kept in {out + PREVIOUS} until this one finishes")
             shutil.rmtree(out, ignore_errors=True)
         os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
         with open(marker, "w", encoding="utf-8") as f:
