@@ -46,7 +46,7 @@ _GROUP_NAMES = list(SCRIPT_GROUPS)
 # belong to the script but are not letters, as the docstring of script_counts says.
 _RUNS = regex.compile("|".join(
     "([[" + "".join(fr"\p{{Script={s}}}" for s in scripts) + r"]&&\p{L}]+)" for scripts in SCRIPT_GROUPS.values()
-) + r"|((?:(?![\p{Script=Common}\p{Script=Inherited}])\p{L})+)", regex.V1)  # letters of any other script
+) + r"|((?![\p{Script=Common}\p{Script=Inherited}])\p{L})", regex.V1)  # one letter of any other script
 _ASCII_LETTER_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 

@@ -180,10 +180,17 @@ def test_run_uses_the_run_directory_and_resumes(small_corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", *common]) == 0
     assert "up to date" in capsys.readouterr().out
-    # A run killed before its manifest was written has no manifest: the next run redoes the stage.
-    (stage / "manifest.json").unlink()
+    # A rerun killed half-way leaves <folder>.partial beside the finished folder, which stays whole
+    # and up to date; the next run clears what was left.
+    partial = stage.parent / "01-clean.partial"
+    partial.mkdir()
+    (partial / "half.jsonl").write_text("x")
     assert main(["run", *common]) == 0
-    assert "up to date" not in capsys.readouterr().out and (stage / "manifest.json").exists()
+    assert "up to date" in capsys.readouterr().out and not partial.exists()
+    # A folder without a manifest is not a finished stage, and not the stage's to delete: one line.
+    (stage / "manifest.json").unlink()
+    assert main(["run", *common]) == 2
+    assert "holds files that are not a stage's output" in capsys.readouterr().err
 
 
 def test_hostile_json_lines_are_quarantined_not_fatal(tmp_path):

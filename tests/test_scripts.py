@@ -31,6 +31,10 @@ def test_kanji_heavy_japanese_is_not_chinese():
     assert dominant_script("东京都涩谷区天气预报") == "han"
 
 
+def test_a_letter_of_an_unlisted_script_does_not_swallow_the_letters_after_it():
+    assert script_counts("ཀ中文éб") == Counter({"other": 1, "han": 2, "latin": 1, "cyrillic": 1})
+
+
 def test_counts_only_letters():
     assert script_counts("a1 b2, 中。") == Counter({"latin": 2, "han": 1})
     assert spaceless_share(script_counts("ab中文")) == 0.5
