@@ -6,7 +6,9 @@
 The corpus: technical documents of ~10 KB (stdlib docstring sections grouped), with planted
 exact copies (re-cased and re-spaced: equal under the dedup key) and near copies at edit rates
 from 0.5% to 6% of words, so their true Jaccard similarity falls on both sides of 0.8. Each
-planted pair's true Jaccard is computed with llmpipe's key and 5-word shingles. Both tools are
+planted pair's true Jaccard is computed with llmpipe's key and its shingles
+(`pipelines.dedup.shingle_hashes`: chosen per script, 5-word shingles on this English corpus,
+as datatrove's default MinHash config uses). Both tools are
 scored the same way: a planted pair is caught when at least one of its two documents is removed;
 a removed document outside the planted groups is wrongly removed unless some document of the
 corpus reaches the threshold with it.
