@@ -40,7 +40,8 @@ from pipelines.config import CleanSection  # noqa: E402
 
 
 def load_texts(corpus: Path, limit: int) -> list[str]:
-    """The `text` of the first `limit` lines that are JSON objects with a string text."""
+    """The `text` of the first `limit` lines that are JSON objects with a string text that
+    encodes to UTF-8 (the others are quarantined before the steps timed here)."""
     texts: list[str] = []
     for path in sorted(corpus.glob("*.jsonl.gz")):
         with gzip.open(path, "rb") as f:
@@ -50,6 +51,10 @@ def load_texts(corpus: Path, limit: int) -> list[str]:
                 except ValueError:
                     continue
                 if isinstance(rec, dict) and isinstance(rec.get("text"), str):
+                    try:
+                        rec["text"].encode("utf-8")
+                    except UnicodeEncodeError:  # a lone surrogate: the stage quarantines it
+                        continue
                     texts.append(rec["text"])
                     if len(texts) >= limit:
                         return texts
@@ -90,6 +95,8 @@ def main() -> None:
     steps.append(("normalize (Normalizer)", t, texts))
     t, out = timed(has_visible, texts, args.repeat)
     steps.append(("has_visible", t, out))
+    raw = [r for r, visible in zip(raw, out) if visible]  # the others are quarantined here
+    texts = [x for x, visible in zip(texts, out) if visible]
     t, out = timed(lambda i: junk_scores(raw[i], texts[i]), range(len(raw)), args.repeat)
     steps.append(("junk_scores (ftfy badness, rare CJK, char entropy)", t, out))
     t, langs = timed(identify, texts, args.repeat)
@@ -99,7 +106,7 @@ def main() -> None:
 
     def script_step(i: int):
         counts = script_counts(texts[i])
-        return dominant_script(texts[i], counts), group_name(counts, langs[i][0])
+        return list(counts.items()), dominant_script(texts[i], counts), group_name(counts, langs[i][0])
 
     t, out = timed(script_step, range(len(raw)), args.repeat)
     steps.append(("script_counts + dominant_script + group_name", t, out))
