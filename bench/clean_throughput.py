@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmdata.sample_data import JUNK_MAKERS, bad_lines, good_documents  # noqa: E402
-from bench.common import append_results, machine_line  # noqa: E402
+from bench.common import append_results, machine_line, workers_flag  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
 
 DT_PYTHON = ROOT / "bench" / ".venv" / "bin" / "python"
@@ -127,7 +127,7 @@ def main() -> None:
         "",
         f"## Clean stage throughput ({time.strftime('%Y-%m-%d')})",
         "",
-        f"Command: `python bench/clean_throughput.py --mb {args.mb:g}`. Corpus: {docs} lines, {mb:.1f} MB of jsonl "
+        f"Command: `python bench/clean_throughput.py --mb {args.mb:g}{workers_flag(args.workers)}`. Corpus: {docs} lines, {mb:.1f} MB of jsonl "
         f"(~{info['bytes'] / docs / 1e3:.1f} KB per document) in {args.shards} gzip shards; 2% junk, 1% bad lines.",
         machine_line(),
         "",

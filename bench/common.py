@@ -25,3 +25,8 @@ def append_results(path: str, text: str) -> None:
     with results.open("a") as f:
         f.write(text)
     print(text)
+
+
+def workers_flag(workers: list[int]) -> str:
+    """The `--workers` option as the command line gave it, or "" for the default (1 and 2)."""
+    return "" if workers == [1, 2] else " --workers " + " ".join(map(str, workers))

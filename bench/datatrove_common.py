@@ -28,6 +28,7 @@ class SkippingJsonlReader(PipelineStep):
                         text = obj["text"]
                         if not isinstance(text, str) or not text.strip():
                             raise ValueError("no text")
+                        text.encode("utf-8")  # a lone surrogate (JSON "\ud83d") crashes spaCy; llmpipe quarantines it
                     except Exception:
                         self.stat_update("bad_line")
                         continue

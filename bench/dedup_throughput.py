@@ -6,7 +6,9 @@
 The corpus: technical documents of ~10 KB (stdlib docstring sections grouped), with planted
 exact copies (re-cased and re-spaced: equal under the dedup key) and near copies at edit rates
 from 0.5% to 6% of words, so their true Jaccard similarity falls on both sides of 0.8. Each
-planted pair's true Jaccard is computed with llmpipe's key and 5-word shingles. Both tools are
+planted pair's true Jaccard is computed with llmpipe's key and its shingles
+(`pipelines.dedup.shingle_hashes`: chosen per script, 5-word shingles on this English corpus,
+as datatrove's default MinHash config uses). Both tools are
 scored the same way: a planted pair is caught when at least one of its two documents is removed;
 a removed document outside the planted groups is wrongly removed unless some document of the
 corpus reaches the threshold with it.
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmdata.dedup import DedupOptions  # noqa: E402
 from llmdata.sample_data import good_documents, near_duplicate  # noqa: E402
-from bench.common import append_results, machine_line  # noqa: E402
+from bench.common import append_results, machine_line, workers_flag  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
 from pipelines.dedup import exact_jaccard, shingle_hashes  # noqa: E402
 
@@ -186,7 +188,7 @@ def main() -> None:
         "",
         f"## Dedup throughput and quality ({time.strftime('%Y-%m-%d')})",
         "",
-        f"Command: `python bench/dedup_throughput.py --mb {args.mb:g}`. Corpus: {docs} documents, {mb:.1f} MB "
+        f"Command: `python bench/dedup_throughput.py --mb {args.mb:g}{workers_flag(args.workers)}`. Corpus: {docs} documents, {mb:.1f} MB "
         f"(~{info['bytes'] / docs / 1e3:.1f} KB each) in {args.shards} gzip shards, with {n_exact} planted exact and "
         f"{n_near} near copies. Threshold {threshold}: a planted pair above it is caught when one of its two "
         "documents is removed. A removed document outside the planted groups is wrongly removed only if no "
