@@ -117,7 +117,7 @@ def main() -> None:
     total = sum(t for _, t, _ in steps)
     chars = sum(len(x) for x in raw)
     print(f"{n} documents, {chars / n:,.0f} characters each on average, best of {args.repeat} rounds (CPU time)")
-    print(f"| step | us per document | share |\n|---|---:|---:|")
+    print("| step | us per document | share |\n|---|---:|---:|")
     for name, t, _ in steps:
         print(f"| {name} | {t / n * 1e6:,.0f} | {t / total:.1%} |")
     print(f"| sum | {total / n * 1e6:,.0f} | 100% |  (= {n / total:,.0f} documents/s for these steps alone)")
