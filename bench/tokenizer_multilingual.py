@@ -28,7 +28,6 @@ import gettext
 import glob
 import gzip
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_results, machine_line  # noqa: E402
+from bench.tokenizer_throughput import hf_train  # noqa: E402
 from llmdata.bpe import CJK_PIECE, HAN, PATTERNS, PretokenCounter, learn_merges, multilingual_pattern  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
 from pipelines.cli import main as llmpipe  # noqa: E402
@@ -115,20 +115,6 @@ def build_corpus(folder: Path) -> list[dict]:
     return records
 
 
-def hf_train(texts: list[str], vocab: int, threads: int = 2):
-    os.environ["RAYON_NUM_THREADS"] = str(threads)
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, min_frequency=2, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>"], show_progress=False)
-    started = time.time()
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    return time.time() - started, tok
-
-
 def per_language(heldout: list[dict], encode) -> dict[str, float]:
     out = {}
     for lang in ("zh", "en"):
@@ -180,7 +166,7 @@ def main() -> None:
     records = build_corpus(corpus)
     train = [r for r in records if not is_heldout(r["id"], HELDOUT)]
     heldout = [r for r in records if is_heldout(r["id"], HELDOUT)]
-    hf_s, hf = hf_train([r["text"] for r in train], args.vocab)
+    hf_s, hf = hf_train([r["text"] for r in train], args.vocab, threads=2)
     hf_bpt = per_language(heldout, lambda t: hf.encode(t).ids)
     corpus_line = (f"Corpus: {'; '.join(f'{lang} {n} documents, {mb:.2f} MB' for lang, (n, mb) in ((l, sizes(records, l)) for l in ('zh', 'en')))}; "
                    f"held out (fraction {HELDOUT}, by id hash): "
