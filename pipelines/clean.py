@@ -27,7 +27,7 @@ from llmdata.quality import apply_rules
 from llmdata.records import FieldSpec
 from llmdata.scripts import dominant_script, script_counts
 from pipelines import fs
-from pipelines.stage import beam_pipeline
+from pipelines.runner import beam_pipeline
 from pipelines.beam_io import (
     BAD,
     UNITS,

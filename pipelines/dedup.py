@@ -36,7 +36,8 @@ from llmdata.dedup import (
 )
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
-from pipelines.stage import SideProducts, beam_pipeline
+from pipelines.runner import beam_pipeline
+from pipelines.stage import SideProducts
 from pipelines.beam_io import BAD, UNITS, DedupIds, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 
 WORK = "_work"

@@ -24,7 +24,8 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, count_outcomes, detect_format, glob_base, iter_units, police_bad_records, relative_source
 from pipelines.manifest import input_fingerprint, write_manifest
-from pipelines.stage import StageInputError, beam_pipeline, begin, outcome_counts, plan_stage, publish, read_products
+from pipelines.runner import beam_pipeline
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, publish, read_products
 from pipelines.tokenizer import is_heldout
 
 WORK = "_work"

@@ -10,7 +10,6 @@ from llmdata.errors import LlmpipeError
 from pipelines import fs, progress
 from pipelines.beam_io import KINDS, PRODUCTS
 from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
-from pipelines.runner import beam_pipeline  # noqa: F401 - the stages build their pipelines through here
 
 
 class StageInputError(LlmpipeError, ValueError):

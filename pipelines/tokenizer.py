@@ -24,7 +24,8 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
-from pipelines.stage import beam_pipeline, begin, outcome_counts, plan_stage, publish, read_products
+from pipelines.runner import beam_pipeline
+from pipelines.stage import begin, outcome_counts, plan_stage, publish, read_products
 
 WORK = "_work"
 

@@ -5,6 +5,19 @@ import json
 from llmdata.sample_data import build_corpus, near_duplicate, write_corpus
 
 
+def _records(lines: list) -> list[dict]:
+    """The corpus lines that are records with a string id and text (the planted bad lines left out)."""
+    out = []
+    for raw in lines:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str):
+            out.append(rec)
+    return out
+
+
 def test_same_seed_same_bytes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     write_corpus(str(a), seed=3, shards=2, max_docs=30)
@@ -26,14 +39,9 @@ def test_planted_noise_is_labelled():
     ids = [lab["id"] for lab in labels]
     assert len(ids) == len(set(ids))
     dup_of = {lab["id"]: lab["duplicate_of"] for lab in labels if "duplicate_of" in lab}
-    by_id = {}
-    for raw in lines:
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str):
-            by_id.setdefault(rec["id"], set()).add(rec["text"])
+    by_id: dict = {}
+    for rec in _records(lines):
+        by_id.setdefault(rec["id"], set()).add(rec["text"])
     exact = [lab["id"] for lab in labels if lab["label"] == "good:exact_dup"]
     assert exact and all(by_id[i] <= by_id[dup_of[i]] for i in exact)
 
@@ -52,14 +60,7 @@ def test_multilingual_slice_is_labelled_and_planted():
     from llmdata.scripts import dominant_script
 
     lines, labels, summary = build_corpus(0, 30)
-    by_id = {}
-    for raw in lines:
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str):
-            by_id[rec["id"]] = rec["text"]
+    by_id = {rec["id"]: rec["text"] for rec in _records(lines)}
     ml = [lab for lab in labels if "lang" in lab]
     assert {lab["lang"] for lab in ml} == {"zh", "ja", "ko", "th", "ru", "ar", "hi", "he"}
     assert all(lab["id"] in by_id for lab in ml)
