@@ -104,16 +104,19 @@ def cmd_stage(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.registry import StageCall, spec, stage_dir
 
     stage = spec(args.command)
-    if stage.name == "reward" and args.action == "score":
-        return _reward_score(args)
+    action = stage.actions.get(getattr(args, "action", None) or "")
     if stage.kind == "train" and beam_args:
         raise ConfigError(f"{stage.name} is a training stage: it takes no Beam options (got {' '.join(beam_args)})")
-    if stage.kind == "train" and _launcher_needed(args):
+    if stage.kind == "train" and not action and _launcher_needed(args):
         return _relaunch(args.nproc, sys.argv[1:])
     cfg = _load(args)
     beam = resolve_beam_args(beam_args, args.workers) if stage.kind == "data" else []
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "overrides", "force")}
-    stage.run(StageCall(cfg, args.output or stage_dir(cfg, stage.name), args.force, beam, given))
+    call = StageCall(cfg, args.output or stage_dir(cfg, stage.name), args.force, beam, given)
+    if action:  # another use of the stage's output (`llmpipe reward score`): the output is the action's
+        call.out = args.output
+        return action.run(call)
+    stage.run(call)
     return 0
 
 
@@ -180,48 +183,6 @@ def _group_alive(pgid: int) -> bool:
 def _launcher_needed(args: argparse.Namespace) -> bool:
     """Several ranks asked for, and not yet running under the deepspeed launcher."""
     return bool(args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ)
-
-
-def _reward_score(args: argparse.Namespace) -> int:
-    """JSONL in ({"prompt", "response"} or preference rows), one JSON line of scores out per row."""
-    import json
-
-    from llmdata.chat import BadRow, ChatTemplate, read_objects
-    from llmdata.tokenizer_io import BPETokenizer
-    from pipelines.registry import stage_dir
-    from training.reward import load_reward_model, score
-    from training.stage import TrainingInputError, require
-
-    cfg = _load(args)
-    model_dir = args.model or os.path.join(stage_dir(cfg, "reward"), "final")
-    require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
-    if not args.input:
-        raise TrainingInputError("reward score needs --input FILE.jsonl with prompt and response (or chosen/rejected)")
-    require(args.input, "input")
-    model = load_reward_model(model_dir)
-    template = ChatTemplate(BPETokenizer.load(model_dir))
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    bad = rows = 0
-    for item in read_objects(args.input):
-        rows += 1
-        n = item.line if isinstance(item, BadRow) else item[0]
-        try:
-            if isinstance(item, BadRow):
-                raise ValueError(item.reason)
-            row = item[1]
-            prompt = row.get("prompt")
-            keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
-            if not keys or not isinstance(prompt, (str, list)):
-                raise ValueError("needs a prompt and a string response, chosen or rejected")
-            result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
-        except (ValueError, KeyError, TypeError) as err:
-            bad += 1
-            result = {"line": n, "error": f"{type(err).__name__}: {err}"}
-        out.write(json.dumps(result) + "\n")
-    if args.output:
-        out.close()
-        print(f"reward score: {rows} rows scored ({bad} bad) -> {args.output}")
-    return 0
 
 
 def cmd_lora_merge(args: argparse.Namespace, _beam: list[str]) -> int:
@@ -387,6 +348,10 @@ def _stage_parsers(sub) -> None:
             p.add_argument("--input", default=None, help=f"input glob (any Beam filesystem); default: {stage.default_input}")
             _workers(p)
         p.add_argument("--output", default=None, help=f"output folder; default: runs/<name>/{stage.folder}")
+        if stage.actions:  # the stage itself is the default action
+            itself = "train" if stage.kind == "train" else "run"
+            p.add_argument("action", nargs="?", choices=[itself, *stage.actions], default=itself,
+                           help=f"{itself} (default): the stage; " + "; ".join(f"{name}: {a.help}" for name, a in stage.actions.items()))
         for arg in stage.arguments:
             p.add_argument(*arg.flags, **arg.kwargs)
         if stage.kind == "train":

@@ -44,6 +44,15 @@ class Argument:
 
 
 @dataclass(frozen=True)
+class StageAction:
+    """Another use of a stage's output, run as `llmpipe <stage> <action>` (e.g. `reward score`);
+    `run(call)` returns the exit code, and `call.out` is the action's --output (None: stdout)."""
+
+    help: str
+    run: Callable[[StageCall], int]
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str  # the subcommand and the config section
     folder: str  # the stage's folder in the run directory
@@ -53,6 +62,7 @@ class StageSpec:
     run: Callable[[StageCall], dict]
     default_input: str  # what the stage reads when no input is given (help text)
     arguments: tuple[Argument, ...] = ()
+    actions: dict[str, StageAction] = field(default_factory=dict)
 
 
 def stage_dir(cfg: "PipelineConfig", stage: str) -> str:
@@ -128,11 +138,12 @@ def _training(call: StageCall) -> dict:
 
 
 def _run_pretrain(call: StageCall) -> dict:
-    from training.pretrain import run_pretrain
+    from training.pretrain import PretrainRecipe
+    from training.recipe import run_recipe
 
     section = call.cfg.pretrain
     pack_dir = call.arg("input") or section.input or stage_dir(call.cfg, "pack")
-    return run_pretrain(section, pack_dir, _tokenizer_dir(call, section), call.out, **_training(call))
+    return run_recipe(PretrainRecipe(section, pack_dir, _tokenizer_dir(call, section), call.out), **_training(call))
 
 
 def base_dir(cfg: "PipelineConfig", stage: str, given: Optional[str] = None) -> str:
@@ -142,23 +153,31 @@ def base_dir(cfg: "PipelineConfig", stage: str, given: Optional[str] = None) -> 
     return given or section.base or os.path.join(stage_dir(cfg, section.start_from), "final")
 
 
-def _model_stage(stage: str) -> Callable[[StageCall], dict]:
-    """The run function of a stage that starts from a trained model (SFT, LoRA, reward, DPO)."""
+def _model_stage(stage: str, recipe: str) -> Callable[[StageCall], dict]:
+    """The run function of a stage that starts from a trained model (SFT, LoRA, reward, DPO):
+    `recipe` names its training.recipe.TunedRecipe class as "module:Class" (imported when run)."""
 
     def run(call: StageCall) -> dict:
-        if stage in ("sft", "lora"):
-            from training.finetune import run_finetune
+        from importlib import import_module
 
-            def fn(*a, **k):
-                return run_finetune(stage, *a, **k)
-        elif stage == "reward":
-            from training.reward import run_reward as fn
-        else:
-            from training.dpo import run_dpo as fn
+        from training.recipe import run_recipe
+
+        module, name = recipe.split(":")
+        cls = getattr(import_module(module), name)
         section = getattr(call.cfg, stage)
-        return fn(section, base_dir(call.cfg, stage, call.arg("base")), call.out, **_training(call))
+        return run_recipe(cls(section, base_dir(call.cfg, stage, call.arg("base")), call.out), **_training(call))
 
     return run
+
+
+def _reward_score(call: StageCall) -> int:
+    from training.reward import score_file
+
+    model_dir = call.arg("model") or os.path.join(stage_dir(call.cfg, "reward"), "final")
+    rows, bad = score_file(model_dir, call.arg("input"), call.out)
+    if call.out:
+        print(f"reward score: {rows} rows scored ({bad} bad) -> {call.out}")
+    return 0
 
 
 _TOKENIZER_ARG = Argument(("--tokenizer",), {"default": None, "help": "tokenizer folder; default: runs/<name>/03-tokenizer"})
@@ -208,24 +227,26 @@ STAGES: tuple[StageSpec, ...] = (
         name, folder, "train", f"stage {folder[1]}: {what} on conversations (DeepSpeed)",
         f"{what[0].upper() + what[1:]} of a trained model on chat, prompt/completion or Alpaca JSONL with the loss on "
         "assistant tokens, packed with document masks; reports held-out loss and exact match of greedy answers before "
-        "and after. Bad rows are counted with their line.", _model_stage(name), "runs/<name>/05-pretrain/final",
+        "and after. Bad rows are counted with their line.", _model_stage(name, recipe), "runs/<name>/05-pretrain/final",
         (_base_arg("runs/<name>/05-pretrain/final"),))
-      for name, folder, what in (("sft", "06-sft", "full supervised fine-tuning"),
-                                 ("lora", "07-lora", "LoRA fine-tuning (base frozen)"))),
+      for name, folder, what, recipe in (
+          ("sft", "06-sft", "full supervised fine-tuning", "training.finetune:SFTRecipe"),
+          ("lora", "07-lora", "LoRA fine-tuning (base frozen)", "training.finetune:LoraRecipe"))),
     StageSpec(
         "reward", "08-reward", "train", "stage 8: train a reward model on preference pairs, or score responses",
         "`llmpipe reward` trains a scalar head on a trained model with the Bradley-Terry loss on {prompt, chosen, "
         "rejected} JSONL and reports held-out pairwise accuracy; `llmpipe reward score --input rows.jsonl` scores "
-        "{prompt, response} (or chosen/rejected) rows with a trained one.", _model_stage("reward"),
+        "{prompt, response} (or chosen/rejected) rows with a trained one.", _model_stage("reward", "training.reward:RewardRecipe"),
         "the final model of reward.start_from",
-        (Argument(("action",), {"nargs": "?", "choices": ["train", "score"], "default": "train"}),
-         _base_arg("the final model of reward.start_from"),
+        (_base_arg("the final model of reward.start_from"),
          Argument(("--model",), {"default": None, "help": "score: reward model folder; default: runs/<name>/08-reward/final"}),
-         Argument(("--input",), {"default": None, "help": "score: JSONL rows to score"}))),
+         Argument(("--input",), {"default": None, "help": "score: JSONL rows to score"})),
+        {"score": StageAction("score {prompt, response} (or chosen/rejected) JSONL rows with a reward model, one JSON "
+                              "line per row to --output or stdout", _reward_score)}),
     StageSpec(
         "dpo", "09-dpo", "train", "stage 9: direct preference optimization of the SFT model on preference pairs",
         "`llmpipe dpo` trains a model on {prompt, chosen, rejected} JSONL with the DPO loss against a frozen copy of "
-        "itself, and reports held-out implicit-reward accuracy and exact match.", _model_stage("dpo"),
+        "itself, and reports held-out implicit-reward accuracy and exact match.", _model_stage("dpo", "training.dpo:DPORecipe"),
         "the final model of dpo.start_from", (_base_arg("the final model of dpo.start_from (also the reference)"),)),
 )
 

@@ -15,17 +15,19 @@ log-likelihood, and exact match on held-out instructions so a policy that forget
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from llmdata.chat import ChatTemplate, inputs_and_labels
-from pipelines.manifest import stage_fingerprint, write_manifest
+from llmdata.chat import inputs_and_labels
+from training.exact_match import exact_match, exact_match_rows
+from training.forgetting import forgetting_rows
 from training.options import DPOSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, start_stage, write_bad_rows
+from training.recipe import Outcome, TunedRecipe
+from training.report import percent
+from training.stage import TrainingInputError
 
 #: One side of a pair: (input ids, labels with -100 outside the response)
 Side = tuple[list[int], list[int]]
@@ -125,101 +127,101 @@ def preference_metrics(policy: list[tuple[float, float]], reference: list[tuple[
             "by_task": per_task(reward_right), "loglik_by_task": per_task(ranked_right)}
 
 
-def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, until_step: Optional[int] = None,
-            log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    import torch.distributed as dist
+class DPORecipe(TunedRecipe):
+    """Direct preference optimization of the base model against itself as the frozen reference;
+    held-out implicit-reward and log-likelihood ranking accuracy, exact match before and after."""
 
-    from llmdata.tokenizer_io import BPETokenizer
-    from training.export import load_model, save_model
-    from training.finetune import _em_rows, _pct, exact_match, load_conversations, pretrain_data
-    from training.forgetting import forgetting_rows, forgetting_summary, pretrain_val_loss
-    from training.hf_export import export_stage_model
-    from training.loop import Trainer, pair_count, seed_everything
-    from training.report import write_training_report
-    from training.reward import read_pairs
+    stage, title = "dpo", "Direct preference optimization"
+    section: DPOSection
 
-    inputs = model_stage_inputs("dpo", base_dir, {"train": section.train_file, "heldout": section.heldout_file,
-                                                  "eval": section.eval_file})
-    config = section.model_dump(mode="json")
-    fingerprint = stage_fingerprint("dpo", config, inputs)
-    done = finished("dpo", out, fingerprint, force, log)
-    if done:
-        return done
+    def data_files(self) -> dict:
+        return {**super().data_files(), "eval": self.section.eval_file}
 
-    # Inputs and settings are read and checked before start_stage touches the folder.
-    tokenizer = BPETokenizer.load(base_dir)
-    template = ChatTemplate(tokenizer)
-    pad = tokenizer.special_ids["<|pad|>"]
-    raw, _, bad, cut = read_pairs(section.train_file, template, section.max_len, masks=True)
-    if not raw:
-        raise TrainingInputError(f"dpo: no usable preference pair in {section.train_file} ({len(bad)} bad rows)")
-    held_raw, held_tasks, held_bad, _ = (read_pairs(section.heldout_file, template, section.max_len, masks=True)
-                                         if section.heldout_file else ([], [], [], 0))
-    pairs, held = sides(raw), sides(held_raw)
-    eval_rows = load_conversations(section.eval_file, template, section.max_len)[1] if section.eval_file else []
+    def prepare(self) -> None:
+        from training.finetune import load_conversations
+        from training.reward import read_pairs
 
-    seed_everything(section.seed)
-    model = load_model(base_dir)
-    cfg = model.cfg
-    if section.max_len > cfg.max_seq_len:
-        raise TrainingInputError(f"dpo: max_len {section.max_len} is beyond the model's max_seq_len {cfg.max_seq_len}")
-    pack_dir, pretrain_val, _ = pretrain_data("dpo", section, out, tokenizer, None)
-    rank, say = start_stage("dpo", out, fingerprint, force, log)
-    say(f"dpo: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len); reference log-probabilities "
-        f"from {base_dir} -> {out}")
-    em_before = (exact_match(model, template, eval_rows, section.eval_generate, section.max_new_tokens)
-                 if rank == 0 and eval_rows else None)
-    # the fp32 reference on held-out pairs, for the fp32 final weights' metrics after training
-    ref_held_fp32 = pair_logps(model, held, pad) if rank == 0 and held else []
-    forget_before = pretrain_val_loss(model, pretrain_val, section.forgetting_samples) if rank == 0 and pretrain_val else None
-    model.train()
-    model.checkpoint_activations = section.activation_checkpointing
+        section = self.section
+        self.load_tokenizer()
+        raw, _, self.bad, self.cut = read_pairs(section.train_file, self.template, section.max_len, masks=True)
+        if not raw:
+            raise TrainingInputError(f"dpo: no usable preference pair in {section.train_file} ({len(self.bad)} bad rows)")
+        held_raw, self.held_tasks, self.held_bad, _ = (read_pairs(section.heldout_file, self.template, section.max_len,
+                                                                  masks=True) if section.heldout_file else ([], [], [], 0))
+        self.pairs, self.held = sides(raw), sides(held_raw)
+        self.eval_rows = (load_conversations(section.eval_file, self.template, section.max_len)[1]
+                          if section.eval_file else [])
+        self.model = self.load_base("max_len")
+        self.cfg = self.model.cfg
+        self.pretrain_text(None)
+        self.train_set = PreferenceSet(self.pairs)
+        self.val_set = PreferenceSet(self.held) if self.held else None
 
-    def loss_fn(engine, batch):
-        losses = dpo_loss(sequence_logps(engine, batch["input_ids"], batch["labels"]), batch["ref"], section.beta,
-                          section.label_smoothing)
+    def model_to_train(self, rank: int) -> torch.nn.Module:
+        model, section = self.model, self.section
+        self.em_before = (exact_match(model, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens)
+                          if rank == 0 and self.eval_rows else None)
+        # the fp32 reference on held-out pairs, for the fp32 final weights' metrics after training
+        self.ref_held_fp32 = pair_logps(model, self.held, self.pad) if rank == 0 and self.held else []
+        self.measure_forgetting_before(model, rank)
+        model.train()
+        model.checkpoint_activations = section.activation_checkpointing
+        return model
+
+    def describe(self) -> str:
+        return (f"dpo: {len(self.pairs)} preference pairs ({len(self.bad)} bad rows, {self.cut} cut to max_len); "
+                f"reference log-probabilities from {self.base_dir} -> {self.out}")
+
+    def loss_fn(self, engine, batch):
+        losses = dpo_loss(sequence_logps(engine, batch["input_ids"], batch["labels"]), batch["ref"], self.section.beta,
+                          self.section.label_smoothing)
         return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
 
-    pair_tokens = sum(len(c[0]) + len(r[0]) for c, r in pairs) / len(pairs)
-    train_set, held_set = PreferenceSet(pairs), PreferenceSet(held) if held else None
-    trainer = Trainer(model, section, out, train_set, held_set,
-                      tokens_per_sample=pair_tokens, flops_per_token=cfg.flops_per_token(section.max_len),
-                      loss_fn=loss_fn, collate=lambda items: pad_sides(items, pad), fingerprint=fingerprint, log=say,
-                      perplexity=False, count_fn=pair_count)
-    # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
-    # bf16), computed before a resume loads trained weights: at step 0, policy == reference exactly,
-    # not up to the rounding between an fp32 module and its bf16 copy. Its log-probs never change.
-    train_set.ref = pair_logps(trainer.engine, pairs, pad, device=trainer.engine.device)
-    ref_held = pair_logps(trainer.engine, held, pad, device=trainer.engine.device) if held else []
-    if held_set is not None:
-        held_set.ref = ref_held
-    before = preference_metrics(ref_held, ref_held, held_tasks, section.beta) if held else None
-    summary, state = trainer.run("dpo", cfg, until_step, progress)
-    if not summary["finished"]:
-        return summary
-    manifest: dict = {}
-    if rank == 0:
-        final = os.path.join(out, "final")
-        save_model(final, state, cfg)
-        complete_model_dir(base_dir, final, template.to_json())
-        outputs = {"weights": "final/model.safetensors", "metrics": "metrics.jsonl", "report": "report.md"}
-        if section.export_hf and export_stage_model(final, os.path.join(out, "hf"), say):
-            outputs["hf"] = "hf/"
-        tuned = load_model(final)
-        after = preference_metrics(pair_logps(tuned, held, pad), ref_held_fp32, held_tasks, section.beta) if held else None
-        em_after = exact_match(tuned, template, eval_rows, section.eval_generate, section.max_new_tokens) if eval_rows else None
+    def trainer_kwargs(self) -> dict:
+        from training.loop import pair_count
+
+        pad = self.pad
+        pair_tokens = sum(len(c[0]) + len(r[0]) for c, r in self.pairs) / len(self.pairs)
+        return {"tokens_per_sample": pair_tokens, "flops_per_token": self.cfg.flops_per_token(self.section.max_len),
+                "loss_fn": self.loss_fn, "collate": lambda items: pad_sides(items, pad), "perplexity": False,
+                "count_fn": pair_count}
+
+    def attach(self, trainer) -> None:
+        # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
+        # bf16), computed before a resume loads trained weights: at step 0, policy == reference exactly,
+        # not up to the rounding between an fp32 module and its bf16 copy. Its log-probs never change.
+        engine = trainer.engine
+        self.train_set.ref = pair_logps(engine, self.pairs, self.pad, device=engine.device)
+        self.ref_held = pair_logps(engine, self.held, self.pad, device=engine.device) if self.held else []
+        if self.val_set is not None:
+            self.val_set.ref = self.ref_held
+        self.before = preference_metrics(self.ref_held, self.ref_held, self.held_tasks, self.section.beta) if self.held else None
+
+    def save(self, state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+        from training.export import save_model
+
+        save_model(self.final_dir(), state, self.cfg)
+        return self.final_dir(), {"weights": "final/model.safetensors"}
+
+    def evaluate(self, summary: dict, final_dir: str) -> Outcome:
+        from training.export import load_model
+
+        section, before, em_before = self.section, self.before, self.em_before
+        tuned = load_model(final_dir)
+        after = (preference_metrics(pair_logps(tuned, self.held, self.pad), self.ref_held_fp32, self.held_tasks,
+                                    section.beta) if self.held else None)
+        em_after = (exact_match(tuned, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens)
+                    if self.eval_rows else None)
         summary.update(reward_accuracy_after=after["reward_accuracy"] if after else None,
                        loglik_accuracy_before=before["loglik_accuracy"] if before else None,
                        loglik_accuracy_after=after["loglik_accuracy"] if after else None,
                        exact_match_before=em_before["exact_match"] if em_before else None,
                        exact_match_after=em_after["exact_match"] if em_after else None)
-        forgetting = forgetting_summary(
-            forget_before, pretrain_val_loss(tuned, pretrain_val, section.forgetting_samples) if forget_before else None, pack_dir)
-        bad_counts = write_bad_rows(out, section.train_file, bad)
-        extra: dict = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
-                                        **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
-                                        "cut to max_len": cut, "held-out bad rows": len(held_bad)},
-                       "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting, "reference", "dpo")}
+        forgetting = self.forgetting_after(tuned)
+        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, len(self.held_bad))
+        extra: dict = {"Data quality": quality,
+                       "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting,
+                                                                                                          "reference", "dpo")}
         if after:
             extra["Held-out pairs"] = {
                 "implicit reward accuracy (β·log π/π_ref, chosen > rejected)": after["reward_accuracy"],
@@ -229,21 +231,17 @@ def run_dpo(section: DPOSection, base_dir: str, out: str, force: bool = False, u
                 "mean margin": after["mean_margin"],
                 **{f"implicit reward accuracy: {t}": v for t, v in after["by_task"].items()}}
         if em_before and em_after:
-            extra["Exact match on held-out prompts (greedy)"] = {**_em_rows(em_before, "reference"), **_em_rows(em_after, "dpo")}
+            extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(em_before, "reference"),
+                                                                 **exact_match_rows(em_after, "dpo")}
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (em_after or {}).get("examples", [])]
-        write_training_report(out, "Direct preference optimization", section, cfg, summary, samples,
-                              {"pairs": len(pairs), "held-out pairs": len(held), "beta": section.beta,
-                               "label smoothing": section.label_smoothing, "max length": section.max_len,
-                               "base model (and reference)": base_dir, "training file": section.train_file}, extra)
-        manifest = write_manifest(out, "dpo", fingerprint, config, inputs,
-                                  {"input": len(pairs) + len(bad), "used": len(pairs),
-                                   "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
-                                  {"wall_s": summary["wall_s"]}, outputs,
-                                  {"summary": summary, "heldout": {"before": before, "after": after},
-                                   "exact_match": {"before": em_before, "after": em_after}, "forgetting": forgetting})
-        say(f"dpo: {summary['steps']} steps, held-out implicit reward accuracy {_pct(summary['reward_accuracy_after'])} "
-            f"(log-likelihood ranking {_pct(summary['loglik_accuracy_before'])} -> {_pct(summary['loglik_accuracy_after'])}), "
-            f"exact match {_pct(summary['exact_match_before'])} -> {_pct(summary['exact_match_after'])}; see {out}/report.md")
-    dist.barrier()
-    return manifest
+        data = {"pairs": len(self.pairs), "held-out pairs": len(self.held), "beta": section.beta,
+                "label smoothing": section.label_smoothing, "max length": section.max_len,
+                "base model (and reference)": self.base_dir, "training file": section.train_file}
+        line = (f"dpo: {summary['steps']} steps, held-out implicit reward accuracy {percent(summary['reward_accuracy_after'])} "
+                f"(log-likelihood ranking {percent(summary['loglik_accuracy_before'])} -> "
+                f"{percent(summary['loglik_accuracy_after'])}), exact match {percent(summary['exact_match_before'])} -> "
+                f"{percent(summary['exact_match_after'])}; see {self.out}/report.md")
+        return Outcome(data, counts, line, extra, samples,
+                       {"heldout": {"before": before, "after": after}, "exact_match": {"before": em_before, "after": em_after},
+                        "forgetting": forgetting})

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch.utils.data import Dataset
+
+from training.stage import TrainingInputError
+
+if TYPE_CHECKING:
+    from training.options import AlignSection
 
 #: pack stage folder name inside a run (pipelines/rundir.py STAGE_FOLDERS["pack"])
 PACK_FOLDER = "04-pack"
@@ -71,6 +76,33 @@ def forgetting_rows(summary: Optional[dict], before_label: str, after_label: str
         return {"measured": "no (no pack stage folder beside this stage; set pretrain_data)"}
     return {f"{before_label}: loss (nats)": summary["before"], f"{after_label}: loss (nats)": summary["after"],
             "after / before": summary["ratio"], "tokens scored": summary["tokens"], "pack folder": summary["pack"]}
+
+
+def pretrain_data(stage: str, section: AlignSection, out: str, tokenizer, train_set):
+    """(pack folder, its val split, the training set) for forgetting and replay: the val split is
+    None when no pack folder is known (forgetting not measured); with `pretrain_mix` the training
+    set becomes a PretrainMix over the pack's train split. A pack written with another tokenizer,
+    or a mix without a pack folder, is a one-line error."""
+    from training.data import PackedDataset, read_pack_info
+
+    pack_dir = pretrain_data_dir(section.pretrain_data, out)
+    mix = getattr(section, "pretrain_mix", 0.0)
+    if pack_dir is None or not (section.forgetting_samples or mix):
+        if mix:
+            raise TrainingInputError(f"{stage}.pretrain_mix needs a pack stage folder: set {stage}.pretrain_data "
+                                     f"(no 04-pack beside {out})")
+        return None, None, train_set
+    info = read_pack_info(pack_dir)
+    if info["eot_id"] != tokenizer.eot_id or not 0 <= info["pad_id"] < tokenizer.vocab_size:
+        raise TrainingInputError(f"{stage}: {pack_dir} was packed with another tokenizer than the base model's "
+                                 f"(end-of-text id {info['eot_id']}, not {tokenizer.eot_id})")
+    try:
+        val = PackedDataset(pack_dir, "val") if section.forgetting_samples else None
+        if mix:
+            train_set = PretrainMix(train_set, PackedDataset(pack_dir, "train"), mix, train_set.seq_len)
+    except FileNotFoundError as err:
+        raise TrainingInputError(f"{stage}: {err}") from None
+    return pack_dir, val, train_set
 
 
 class PretrainMix(Dataset):

@@ -17,11 +17,11 @@ from typing import Callable, Optional
 
 import torch
 
-from pipelines.manifest import stage_fingerprint, write_manifest
 from training.generate import Sampling
 from training.model import ModelConfig
 from training.options import PretrainSection
-from training.stage import TrainingInputError, complete_model_dir, finished, folder_fingerprint, require, start_stage
+from training.recipe import Outcome, Recipe
+from training.stage import TrainingInputError, folder_fingerprint, require
 
 def generate_samples(model_dir: str, tokenizer, prompts: list[str], sampling: Sampling, seed: int = 0) -> list[dict]:
     """Continuations of each prompt by the exported model (so the export itself is exercised)."""
@@ -56,90 +56,97 @@ def model_config(section: PretrainSection, vocab_size: int, seq_len: int) -> tup
     return cfg, None
 
 
-def run_pretrain(section: PretrainSection, pack_dir: str, tokenizer_dir: str, out: str, force: bool = False,
-                 until_step: Optional[int] = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    """Train (or resume) and, when max_steps is reached, export, report and write the manifest."""
-    import torch.distributed as dist
+class PretrainRecipe(Recipe):
+    """Next-token training of a new (or `init_from`) decoder on a pack stage's token files."""
 
-    from llmdata.tokenizer_io import BPETokenizer
-    from training.data import PackedDataset, read_pack_info
-    from training.export import save_model
-    from training.hf_export import export_stage_model
-    from training.loop import Trainer, seed_everything
-    from training.model import Transformer
+    stage, title = "pretrain", "Pretraining"
+    section: PretrainSection
 
-    require(os.path.join(pack_dir, "shards.json"), "packed data (shards.json of a pack stage)")
-    require(os.path.join(tokenizer_dir, "llmpipe_tokenizer.json"), "tokenizer (llmpipe_tokenizer.json of a tokenizer stage)")
-    config = section.model_dump(mode="json")
-    inputs = {"pack": folder_fingerprint(pack_dir), "tokenizer": folder_fingerprint(tokenizer_dir)}
-    if section.init_from:
-        require(os.path.join(section.init_from, "model.safetensors"), "pretrain.init_from model (model.safetensors)")
-        inputs["init_from"] = folder_fingerprint(section.init_from)
-    fingerprint = stage_fingerprint("pretrain", config, inputs)
-    done = finished("pretrain", out, fingerprint, force, log)
-    if done:
-        return done
+    def __init__(self, section: PretrainSection, pack_dir: str, tokenizer_dir: str, out: str,
+                 log: Callable[[str], None] = print):
+        super().__init__(section, out, log)
+        self.pack_dir, self._tokenizer_dir = pack_dir, tokenizer_dir
 
-    # The inputs are read and checked before the folder is touched: a wrong one clears no checkpoints.
-    tokenizer = BPETokenizer.load(tokenizer_dir)
-    packed = read_pack_info(pack_dir)
-    seq_len = packed["seq_len"]
-    if packed["eot_id"] != tokenizer.eot_id or not 0 <= packed["pad_id"] < tokenizer.vocab_size:
-        raise TrainingInputError(
-            f"{pack_dir} was packed with another tokenizer (end-of-text id {packed['eot_id']}, padding id "
-            f"{packed['pad_id']}) than {tokenizer_dir} (end-of-text id {tokenizer.eot_id}, vocabulary "
-            f"{tokenizer.vocab_size}); pass the tokenizer the pack stage used")
-    train = PackedDataset(pack_dir, "train")
-    try:
-        val = PackedDataset(pack_dir, "val")
-    except FileNotFoundError:
-        val = None
-    cfg, initial = model_config(section, tokenizer.vocab_size, seq_len)
-    rank, say = start_stage("pretrain", out, fingerprint, force, log)
-    seed_everything(section.seed)
-    if section.pipeline_stages > 1:
-        from training.pipe import build_pipeline, load_transformer_state
+    def inputs(self) -> dict:
+        section = self.section
+        require(os.path.join(self.pack_dir, "shards.json"), "packed data (shards.json of a pack stage)")
+        require(os.path.join(self._tokenizer_dir, "llmpipe_tokenizer.json"),
+                "tokenizer (llmpipe_tokenizer.json of a tokenizer stage)")
+        inputs = {"pack": folder_fingerprint(self.pack_dir), "tokenizer": folder_fingerprint(self._tokenizer_dir)}
+        if section.init_from:
+            require(os.path.join(section.init_from, "model.safetensors"), "pretrain.init_from model (model.safetensors)")
+            inputs["init_from"] = folder_fingerprint(section.init_from)
+        return inputs
 
-        model = build_pipeline(cfg, section.pipeline_stages, section.activation_checkpointing)
-        if initial is not None:
-            load_transformer_state(model, initial, cfg)
-    else:
+    def prepare(self) -> None:
+        from llmdata.tokenizer_io import BPETokenizer
+        from training.data import PackedDataset, read_pack_info
+
+        self.tokenizer = tokenizer = BPETokenizer.load(self._tokenizer_dir)
+        self.packed = packed = read_pack_info(self.pack_dir)
+        self.seq_len = packed["seq_len"]
+        if packed["eot_id"] != tokenizer.eot_id or not 0 <= packed["pad_id"] < tokenizer.vocab_size:
+            raise TrainingInputError(
+                f"{self.pack_dir} was packed with another tokenizer (end-of-text id {packed['eot_id']}, padding id "
+                f"{packed['pad_id']}) than {self._tokenizer_dir} (end-of-text id {tokenizer.eot_id}, vocabulary "
+                f"{tokenizer.vocab_size}); pass the tokenizer the pack stage used")
+        self.train_set = PackedDataset(self.pack_dir, "train")
+        try:
+            self.val_set = PackedDataset(self.pack_dir, "val")
+        except FileNotFoundError:
+            self.val_set = None
+        self.cfg, self.initial = model_config(self.section, tokenizer.vocab_size, self.seq_len)
+
+    def model_to_train(self, rank: int) -> torch.nn.Module:
+        from training.loop import seed_everything
+        from training.model import Transformer
+
+        section, cfg = self.section, self.cfg
+        seed_everything(section.seed)
+        if section.pipeline_stages > 1:
+            from training.pipe import build_pipeline, load_transformer_state
+
+            model = build_pipeline(cfg, section.pipeline_stages, section.activation_checkpointing)
+            if self.initial is not None:
+                load_transformer_state(model, self.initial, cfg)
+            return model
         model = Transformer(cfg)
-        if initial is not None:
-            model.load_state_dict(initial)
+        if self.initial is not None:
+            model.load_state_dict(self.initial)
         model.checkpoint_activations = section.activation_checkpointing
-    origin = f"from {section.init_from}" if initial is not None else section.model
-    say(f"pretrain: model {origin} ({cfg.n_params() / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, "
-        f"{cfg.n_layers} layers, d_model {cfg.d_model}), {len(train)} training sequences of {seq_len} tokens "
-        f"-> {out}")
-    trainer = Trainer(model, section, out, train, val, tokens_per_sample=seq_len,
-                      flops_per_token=cfg.flops_per_token(seq_len), fingerprint=fingerprint, log=say)
-    summary, state = trainer.run("pretrain", cfg, until_step, progress)
-    if not summary["finished"]:
-        return summary
+        return model
 
-    final = os.path.join(out, "final")
-    manifest: dict = {}
-    if rank == 0:
-        save_model(final, state, cfg)
-        complete_model_dir(tokenizer_dir, final)
-        hf_dir = export_stage_model(final, os.path.join(out, "hf"), say) if section.export_hf else None
-        g = section.generate
-        samples = generate_samples(final, tokenizer, g.prompts, Sampling(g.max_new_tokens, g.temperature, g.top_k, g.top_p),
-                                   section.seed)
-        from training.report import write_training_report
+    def describe(self) -> str:
+        cfg = self.cfg
+        origin = f"from {self.section.init_from}" if self.initial is not None else self.section.model
+        return (f"pretrain: model {origin} ({cfg.n_params() / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, "
+                f"{cfg.n_layers} layers, d_model {cfg.d_model}), {len(self.train_set)} training sequences of "
+                f"{self.seq_len} tokens -> {self.out}")
 
-        write_training_report(out, "Pretraining", section, cfg, summary, samples, {
-            "training sequences": len(train), "validation sequences": len(val) if val else 0, "sequence length": seq_len,
-            "packing": packed.get("strategy"), "packed from": pack_dir, "tokenizer": tokenizer_dir})
-        counts = {"steps": summary["steps"], "tokens": summary["tokens"], "train_sequences": len(train),
-                  "val_sequences": len(val) if val else 0, "parameters": cfg.n_params()}
-        manifest = write_manifest(out, "pretrain", fingerprint, config, inputs, counts, {"wall_s": summary["wall_s"]},
-                                  {"weights": "final/model.safetensors", "model_config": "final/model_config.json",
-                                   "checkpoints": "checkpoints/", "metrics": "metrics.jsonl", "report": "report.md",
-                                   **({"hf": "hf/"} if hf_dir else {})},
-                                  {"summary": summary, "samples": samples})
-        say(f"pretrain: {summary['steps']} steps, {summary['tokens']:,} tokens, val loss "
-            f"{summary.get('val_loss', float('nan')):.4f}, {summary['tokens_per_s']:,.0f} tokens/s; see {out}/report.md")
-    dist.barrier()
-    return manifest
+    def trainer_kwargs(self) -> dict:
+        return {"tokens_per_sample": self.seq_len, "flops_per_token": self.cfg.flops_per_token(self.seq_len)}
+
+    def save(self, state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+        from training.export import save_model
+
+        final = os.path.join(self.out, "final")
+        save_model(final, state, self.cfg)
+        return final, {"weights": "final/model.safetensors", "model_config": "final/model_config.json",
+                       "checkpoints": "checkpoints/"}
+
+    def tokenizer_dir(self) -> str:
+        return self._tokenizer_dir
+
+    def evaluate(self, summary: dict, final_dir: str) -> Outcome:
+        g, section = self.section.generate, self.section
+        samples = generate_samples(final_dir, self.tokenizer, g.prompts,
+                                   Sampling(g.max_new_tokens, g.temperature, g.top_k, g.top_p), section.seed)
+        n_val = len(self.val_set) if self.val_set else 0
+        data = {"training sequences": len(self.train_set), "validation sequences": n_val, "sequence length": self.seq_len,
+                "packing": self.packed.get("strategy"), "packed from": self.pack_dir, "tokenizer": self._tokenizer_dir}
+        counts = {"steps": summary["steps"], "tokens": summary["tokens"], "train_sequences": len(self.train_set),
+                  "val_sequences": n_val, "parameters": self.cfg.n_params()}
+        line = (f"pretrain: {summary['steps']} steps, {summary['tokens']:,} tokens, val loss "
+                f"{summary.get('val_loss', float('nan')):.4f}, {summary['tokens_per_s']:,.0f} tokens/s; "
+                f"see {self.out}/report.md")
+        return Outcome(data, counts, line, samples=samples, manifest={"samples": samples})

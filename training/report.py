@@ -68,3 +68,8 @@ def write_training_report(out: str, title: str, section: TrainSection, cfg: Mode
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path
+
+
+def percent(x: Optional[float]) -> str:
+    """A share as "42.5%" ("n/a" for None), as the stages' final lines say it."""
+    return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, Message, Preference, inputs_and_labels, read_rows
-from pipelines.manifest import stage_fingerprint, write_manifest
+from training.forgetting import forgetting_rows
 from training.model import Transformer, token_loss
 from training.options import RewardSection
-from training.stage import model_stage_inputs, TrainingInputError, complete_model_dir, finished, write_bad_rows, start_stage
+from training.recipe import Outcome, TunedRecipe
+from training.report import percent
+from training.stage import TrainingInputError
 
 
 class RewardModel(nn.Module):
@@ -212,44 +214,86 @@ def score(model: RewardModel, template: ChatTemplate, prompt: list[Message] | st
     return float(model(torch.tensor([ids]), torch.tensor([len(ids)]))[0])
 
 
-def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = False, until_step: Optional[int] = None,
-               log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    import torch.distributed as dist
+def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tuple[int, int]:
+    """Score each JSONL row of `path` ({"prompt", "response"}, or preference rows: every string
+    response, chosen or rejected gets a reward) with the reward model in `model_dir`, one JSON line
+    per row to `output` (None: stdout): {"line", "<key>_reward"...}, or {"line", "error"} for a row
+    that cannot be scored. Returns (rows, bad rows). A missing model or input is a
+    TrainingInputError."""
+    import json
+    import sys
 
+    from llmdata.chat import read_objects
     from llmdata.tokenizer_io import BPETokenizer
-    from training.export import load_model
-    from training.hf_export import export_stage_model
-    from training.loop import Trainer, seed_everything
-    from training.finetune import pretrain_data
-    from training.forgetting import forgetting_rows, forgetting_summary, pretrain_val_loss
-    from training.report import write_training_report
+    from training.stage import require
 
-    inputs = model_stage_inputs("reward", base_dir, {"train": section.train_file, "heldout": section.heldout_file})
-    config = section.model_dump(mode="json")
-    fingerprint = stage_fingerprint("reward", config, inputs)
-    done = finished("reward", out, fingerprint, force, log)
-    if done:
-        return done
+    require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
+    if not path:
+        raise TrainingInputError("reward score needs --input FILE.jsonl with prompt and response (or chosen/rejected)")
+    require(path, "input")
+    model = load_reward_model(model_dir)
+    template = ChatTemplate(BPETokenizer.load(model_dir))
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    bad = rows = 0
+    try:
+        for item in read_objects(path):
+            rows += 1
+            n = item.line if isinstance(item, BadRow) else item[0]
+            try:
+                if isinstance(item, BadRow):
+                    raise ValueError(item.reason)
+                row = item[1]
+                prompt = row.get("prompt")
+                keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
+                if not keys or not isinstance(prompt, (str, list)):
+                    raise ValueError("needs a prompt and a string response, chosen or rejected")
+                result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
+            except (ValueError, KeyError, TypeError) as err:
+                bad += 1
+                result = {"line": n, "error": f"{type(err).__name__}: {err}"}
+            out.write(json.dumps(result) + "\n")
+    finally:
+        if output:
+            out.close()
+    return rows, bad
 
-    # Inputs are read and checked before start_stage touches the folder.
-    tokenizer = BPETokenizer.load(base_dir)
-    template = ChatTemplate(tokenizer)
-    pad = tokenizer.special_ids["<|pad|>"]
-    pairs, _, bad, cut = read_pairs(section.train_file, template, section.max_len, masks=section.lm_coef > 0)
-    if not pairs:
-        raise TrainingInputError(f"reward: no usable preference pair in {section.train_file} ({len(bad)} bad rows)")
-    held, held_tasks, held_bad, _ = read_pairs(section.heldout_file, template, section.max_len) if section.heldout_file else ([], [], [], 0)
-    seed_everything(section.seed)
-    model = RewardModel(load_model(base_dir), lm_head=section.lm_coef > 0)
-    cfg = model.cfg
-    pack_dir, pretrain_val, _ = pretrain_data("reward", section, out, tokenizer, None)
-    rank, say = start_stage("reward", out, fingerprint, force, log)
-    before = pair_metrics(model, held, held_tasks, pad) if rank == 0 and held else None
-    forget_before = pretrain_val_loss(model.backbone, pretrain_val, section.forgetting_samples) if rank == 0 and pretrain_val else None
-    model.train()
-    model.backbone.checkpoint_activations = section.activation_checkpointing
 
-    def loss_fn(engine, batch):
+class RewardRecipe(TunedRecipe):
+    """A scalar head on the base model trained on preference pairs (Bradley-Terry, plus `lm_coef`
+    times the next-token loss of the chosen responses); held-out pairwise accuracy before and after."""
+
+    stage, title = "reward", "Reward model"
+    section: RewardSection
+
+    def prepare(self) -> None:
+        section = self.section
+        self.load_tokenizer()
+        self.pairs, _, self.bad, self.cut = read_pairs(section.train_file, self.template, section.max_len,
+                                                       masks=section.lm_coef > 0)
+        if not self.pairs:
+            raise TrainingInputError(f"reward: no usable preference pair in {section.train_file} ({len(self.bad)} bad rows)")
+        self.held, self.held_tasks, self.held_bad, _ = (read_pairs(section.heldout_file, self.template, section.max_len)
+                                                        if section.heldout_file else ([], [], [], 0))
+        self.model = RewardModel(self.load_base("max_len"), lm_head=section.lm_coef > 0)
+        self.cfg = self.model.cfg
+        self.pretrain_text(None)
+        self.train_set = PairSet(self.pairs)
+        self.val_set = PairSet(self.held) if self.held else None
+
+    def model_to_train(self, rank: int) -> torch.nn.Module:
+        model = self.model
+        self.before = pair_metrics(model, self.held, self.held_tasks, self.pad) if rank == 0 and self.held else None
+        self.measure_forgetting_before(model.backbone, rank)
+        model.train()
+        model.backbone.checkpoint_activations = self.section.activation_checkpointing
+        return model
+
+    def describe(self) -> str:
+        return (f"reward: {len(self.pairs)} preference pairs ({len(self.bad)} bad rows, {self.cut} cut to max_len) "
+                f"-> {self.out}")
+
+    def loss_fn(self, engine, batch):
+        section = self.section
         if "labels" not in batch:  # held-out batches, or lm_coef 0: the pairwise loss alone
             losses = pair_loss(engine(batch["input_ids"], batch["lengths"]), section.margin, section.center_coef)
             return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
@@ -259,41 +303,36 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
         return (torch.stack([losses.sum().float(), section.lm_coef * lm_sum.float()]),
                 torch.stack([torch.tensor(losses.numel(), device=losses.device), lm_count]))
 
-    def count_fn(batch):  # what loss_fn counts, read before the forward passes
+    @staticmethod
+    def count_fn(batch):
+        """What loss_fn counts, read before the forward passes: pairs (and chosen-side targets)."""
         pairs = torch.tensor(batch["input_ids"].size(0) // 2)
         return pairs if "labels" not in batch else torch.stack([pairs, (batch["labels"] != -100).sum().cpu()])
 
-    ids_only = lambda side: side if isinstance(side[0], int) else side[0]  # noqa: E731
-    # real tokens (not padding) per pair, on average
-    pair_tokens = sum(len(ids_only(c)) + len(ids_only(r)) for c, r in pairs) / len(pairs)
-    flops = cfg.flops_per_token(section.max_len, lm_head=False)
-    if section.lm_coef:  # the chosen half also goes through the vocabulary head
-        flops = (flops + cfg.flops_per_token(section.max_len, lm_head=True)) / 2
-    say(f"reward: {len(pairs)} preference pairs ({len(bad)} bad rows, {cut} cut to max_len) -> {out}")
-    trainer = Trainer(model, section, out, PairSet(pairs), PairSet(held) if held else None,
-                      tokens_per_sample=pair_tokens, flops_per_token=flops,
-                      loss_fn=loss_fn, collate=lambda items: pad_pairs(items, pad), fingerprint=fingerprint, log=say,
-                      perplexity=False, count_fn=count_fn)
-    summary, state = trainer.run("reward", cfg, until_step, progress)
-    if not summary["finished"]:
-        return summary
-    manifest: dict = {}
-    if rank == 0:
-        final = os.path.join(out, "final")
-        save_reward_model(final, state, cfg)
-        complete_model_dir(base_dir, final, template.to_json())
-        outputs = {"weights": "final/model.safetensors", "report": "report.md"}
-        if section.export_hf and export_stage_model(final, os.path.join(out, "hf"), say):
-            outputs["hf"] = "hf/"
-        after = pair_metrics(load_reward_model(final), held, held_tasks, pad, decode=tokenizer.decode) if held else None
+    def trainer_kwargs(self) -> dict:
+        section, cfg, pad = self.section, self.cfg, self.pad
+        ids_only = lambda side: side if isinstance(side[0], int) else side[0]  # noqa: E731
+        # real tokens (not padding) per pair, on average
+        pair_tokens = sum(len(ids_only(c)) + len(ids_only(r)) for c, r in self.pairs) / len(self.pairs)
+        flops = cfg.flops_per_token(section.max_len, lm_head=False)
+        if section.lm_coef:  # the chosen half also goes through the vocabulary head
+            flops = (flops + cfg.flops_per_token(section.max_len, lm_head=True)) / 2
+        return {"tokens_per_sample": pair_tokens, "flops_per_token": flops, "loss_fn": self.loss_fn,
+                "collate": lambda items: pad_pairs(items, pad), "perplexity": False, "count_fn": self.count_fn}
+
+    def save(self, state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+        save_reward_model(self.final_dir(), state, self.cfg)
+        return self.final_dir(), {"weights": "final/model.safetensors"}
+
+    def evaluate(self, summary: dict, final_dir: str) -> Outcome:
+        section, before = self.section, self.before
+        after = (pair_metrics(load_reward_model(final_dir), self.held, self.held_tasks, self.pad,
+                              decode=self.tokenizer.decode) if self.held else None)
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
-        forgetting = forgetting_summary(forget_before, pretrain_val_loss(load_reward_model(final).backbone, pretrain_val,
-                                                                         section.forgetting_samples) if forget_before else None, pack_dir)
-        bad_counts = write_bad_rows(out, section.train_file, bad)
-        extra = {"Data quality": {"rows read": len(pairs) + len(bad), "pairs used": len(pairs),
-                                  **{f"bad rows: {k}": v for k, v in sorted(bad_counts.items())},
-                                  "cut to max_len": cut, "held-out bad rows": len(held_bad)},
+        forgetting = self.forgetting_after(load_reward_model(final_dir).backbone)
+        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, len(self.held_bad))
+        extra = {"Data quality": quality,
                  "Forgetting: next-token loss on the pretraining validation text (the backbone's LM head)":
                      forgetting_rows(forgetting, "base model", "reward model")}
         for label, m in (("base model + untrained head", before), ("reward model", after)):
@@ -302,15 +341,9 @@ def run_reward(section: RewardSection, base_dir: str, out: str, force: bool = Fa
                     "pairwise accuracy": m["accuracy"], "mean chosen reward": m["mean_chosen"],
                     "mean rejected reward": m["mean_rejected"], "mean margin": m["mean_margin"],
                     **{f"accuracy: {t}": v for t, v in m["by_task"].items()}}
-        write_training_report(out, "Reward model", section, cfg, summary, [],
-                              {"pairs": len(pairs), "held-out pairs": len(held), "max length": section.max_len,
-                               "base model": base_dir, "training file": section.train_file}, extra)
-        manifest = write_manifest(out, "reward", fingerprint, config, inputs,
-                                  {"input": len(pairs) + len(bad), "used": len(pairs),
-                                   "bad": {"total": len(bad), "by_reason": dict(sorted(bad_counts.items()))}},
-                                  {"wall_s": summary["wall_s"]}, outputs,
-                                  {"summary": summary, "heldout": {"before": before, "after": after}, "forgetting": forgetting})
-        acc = lambda m: "n/a" if not m else f"{100 * m['accuracy']:.1f}%"  # noqa: E731
-        say(f"reward: {summary['steps']} steps, held-out pairwise accuracy {acc(before)} -> {acc(after)}; see {out}/report.md")
-    dist.barrier()
-    return manifest
+        data = {"pairs": len(self.pairs), "held-out pairs": len(self.held), "max length": section.max_len,
+                "base model": self.base_dir, "training file": section.train_file}
+        line = (f"reward: {summary['steps']} steps, held-out pairwise accuracy {percent(summary['accuracy_before'])} -> "
+                f"{percent(summary['accuracy_after'])}; see {self.out}/report.md")
+        return Outcome(data, counts, line, extra,
+                       manifest={"heldout": {"before": before, "after": after}, "forgetting": forgetting})
