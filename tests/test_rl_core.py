@@ -16,7 +16,7 @@ from training.dpo import sequence_logps
 from training.generate import Sampling, chat_reply
 from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, score
-from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match,
+from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
 from training.rl import Completion, group_advantages, grpo_loss, pad_completions, sample_groups, token_logps
 
@@ -199,7 +199,7 @@ def test_a_failing_reward_source_gives_an_error_row_and_leaves_the_sample_out():
         return out
 
     batch = items([" 7 ", "8", "boom", "7"]) + [RewardInput(PROMPTS[0], None, "7", [1], True)]
-    scores = score_completions(batch, [RewardSource("checker", exact_match, 1.0), RewardSource("fragile", fragile, 0.5),
+    scores = score_completions(batch, [RewardSource("checker", exact_match_reward, 1.0), RewardSource("fragile", fragile, 0.5),
                                        RewardSource("nan", lambda b: [math.nan if it.text == "8" else 0.0 for it in b], 1.0)])
     assert scores.errors == [(1, "nan", "non-finite reward nan"), (2, "fragile", "RuntimeError: the scorer broke"),
                              (4, "checker", "ValueError: the prompt has no reference answer to check against")]
@@ -213,6 +213,27 @@ def test_a_failing_reward_source_gives_an_error_row_and_leaves_the_sample_out():
     adv = group_advantages(total.view(1, 5), scale="none")
     assert adv.advantages.tolist()[0] == pytest.approx([0.5, 0.0, 0.0, -0.5, 0.0])  # 2.5 and 1.5 about 2.0
     assert adv.valid.tolist()[0] == [True, False, False, True, False]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=20), st.booleans(), st.one_of(st.none(), st.text(max_size=5))), min_size=1, max_size=8))
+def test_any_completions_and_failures_give_error_rows_exactly_where_a_source_fails(rows):
+    """Any Unicode text, any pattern of failures (raised, or no reference for the checker): never an
+    exception, an error row for each failing (completion, source) and NaN exactly there."""
+    def flaky(batch):
+        return [float(len(it.text)) if not it.completion_ids[0] else 1 / 0 for it in batch]
+
+    batch = [RewardInput(PROMPTS[0], ref, text, [int(fails)], True) for text, fails, ref in rows]
+    scores = score_completions(batch, [RewardSource("flaky", flaky), RewardSource("checker", exact_match_reward, 2.0)])
+    expected = sorted([(i, "flaky", "ZeroDivisionError: division by zero") for i, (_, fails, _) in enumerate(rows) if fails]
+                      + [(i, "checker", "ValueError: the prompt has no reference answer to check against")
+                         for i, (_, _, ref) in enumerate(rows) if ref is None])
+    assert scores.errors == expected
+    bad = {sample for sample, _, _ in expected}
+    assert [math.isnan(x) for x in scores.total.tolist()] == [i in bad for i in range(len(rows))]
+    for i, (text, fails, ref) in enumerate(rows):
+        if i not in bad:
+            assert scores.total[i] == pytest.approx(len(text) + 2.0 * (text.strip() == ref.strip()))
 
 
 def test_length_and_format_penalty():
@@ -314,7 +335,7 @@ def test_grpo_steps_with_the_checker_raise_the_reward(tok):
     for _ in range(20):
         comps = sample_groups(model, template, prompts, 8, sampling, gen)
         scored = score_completions([RewardInput(prompts[c.prompt], refs[c.prompt], c.text, c.completion_ids, c.finished)
-                                    for c in comps], [RewardSource("checker", exact_match)])
+                                    for c in comps], [RewardSource("checker", exact_match_reward)])
         means.append(scored.means()["checker"])
         adv = group_advantages(scored.total.view(2, 8))
         batch = pad_completions(comps, pad_id=0, keep=adv.valid.flatten().tolist())

@@ -123,7 +123,7 @@ def score_completions(items: list[RewardInput], sources: list[RewardSource]) -> 
     return scores
 
 
-def exact_match(items: list[RewardInput]) -> list[float]:
+def exact_match_reward(items: list[RewardInput]) -> list[float]:
     """The verifiable checker of the demo tasks: 1.0 when the completion, stripped, equals the
     reference answer, stripped (as training/finetune.py `exact_match` compares greedy answers),
     else 0.0. A completion cut at max_new_tokens is checked like any other (the format penalty is

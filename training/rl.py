@@ -45,15 +45,20 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
     `generate` has no left padding). Sampling is `sampling`'s temperature / top-k / top-p, up to
     `max_new_tokens`, stopping at the template's end-of-turn token <|end|>. As in
     training/generate.py, a prompt that leaves no room for max_new_tokens keeps its right end.
-    The same `generator` state gives the same completions. The model's train/eval mode is restored.
+    The same `generator` state gives the same completions; it must live on the model's device
+    (torch.multinomial draws there). The model's train/eval mode is restored. `model` is the
+    Transformer itself (a DeepSpeed engine's `.module`), which has `generate`.
 
-    Raises ValueError for group_size < 1.
+    Raises ValueError for group_size < 1 or a generator on another device than the model.
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1 (got {group_size})")
     stop = template.end_id
     room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
     device = next(model.parameters()).device
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the sampling generator is on {generator.device}, the model on {device}: create it with "
+                         f"torch.Generator(device={device.type!r})")
     was_training = model.training
     out: list[Completion] = []
     try:
