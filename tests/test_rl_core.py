@@ -18,7 +18,8 @@ from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, score
 from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
-from training.rl import Completion, group_advantages, grpo_loss, pad_completions, sample_groups, token_logps
+from training.rl import (Completion, completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs, sample_groups,
+                         token_logps)
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +286,12 @@ def test_sample_groups_gives_g_completions_per_prompt_deterministic_for_a_seed(t
     # too few new tokens: cut, not finished
     cut = sample_groups(taught, template, PROMPTS[1:], 2, Sampling(max_new_tokens=1))
     assert [(c.finished, len(c.completion_ids)) for c in cut] == [(False, 1)] * 2
+    answer_tokens = [len(tok.encode(a)) + 1 for a in ANSWERS]  # with the end-of-turn token
+    assert completion_stats(greedy + cut) == {"completion_tokens": pytest.approx((3 * sum(answer_tokens) + 2) / 8),
+                                              "truncated_fraction": 2 / 8}
+    inputs = reward_inputs(greedy, PROMPTS, ["7", None])
+    assert [(i.messages, i.reference, i.text, i.finished) for i in inputs] == [(PROMPTS[0], "7", "7", True)] * 3 + [
+        (PROMPTS[1], None, "type path", True)] * 3
     assert taught.training is False
     taught.train()
     sample_groups(taught, template, PROMPTS[:1], 2, Sampling(max_new_tokens=1))
@@ -334,8 +341,7 @@ def test_grpo_steps_with_the_checker_raise_the_reward(tok):
     means = []
     for _ in range(20):
         comps = sample_groups(model, template, prompts, 8, sampling, gen)
-        scored = score_completions([RewardInput(prompts[c.prompt], refs[c.prompt], c.text, c.completion_ids, c.finished)
-                                    for c in comps], [RewardSource("checker", exact_match_reward)])
+        scored = score_completions(reward_inputs(comps, prompts, refs), [RewardSource("checker", exact_match_reward)])
         means.append(scored.means()["checker"])
         adv = group_advantages(scored.total.view(2, 8))
         batch = pad_completions(comps, pad_id=0, keep=adv.valid.flatten().tolist())

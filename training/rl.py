@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from llmdata.chat import ChatTemplate, Message
 from training.generate import Sampling
+from training.rewards import RewardInput
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,26 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
     finally:
         model.train(was_training)
     return out
+
+
+def reward_inputs(completions: list[Completion], prompts: list[list[Message]],
+                  references: list[Optional[str]]) -> list[RewardInput]:
+    """What the reward sources (training/rewards.py `score_completions`) see of each completion:
+    its prompt's messages and reference answer (`prompts[c.prompt]`, `references[c.prompt]`), text,
+    ids and whether it finished. Raises ValueError when prompts and references differ in length."""
+    if len(prompts) != len(references):
+        raise ValueError(f"{len(prompts)} prompts but {len(references)} references")
+    return [RewardInput(prompts[c.prompt], references[c.prompt], c.text, c.completion_ids, c.finished) for c in completions]
+
+
+def completion_stats(completions: list[Completion]) -> dict[str, float]:
+    """Rollout metrics: mean completion length in tokens (the end-of-turn token included) and the
+    fraction cut before their end of turn (truncated); NaN for no completions."""
+    n = len(completions)
+    if not n:
+        return {"completion_tokens": math.nan, "truncated_fraction": math.nan}
+    return {"completion_tokens": sum(len(c.completion_ids) for c in completions) / n,
+            "truncated_fraction": sum(not c.finished for c in completions) / n}
 
 
 def pad_completions(completions: list[Completion], pad_id: int,
