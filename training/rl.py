@@ -1,0 +1,259 @@
+"""The core of online RL with group-relative policy optimization (GRPO), stage-independent.
+
+    prompts ─► sample_groups: G completions each (the model's KV-cache sampler) ─► rewards
+      (training/rewards.py) [B, G] ─► group_advantages ─► pad_completions + token_logps of the
+      policy, the old policy and the frozen reference ─► grpo_loss (sum, count) ─► the trainer
+
+GRPO (Shao et al. 2024, "DeepSeekMath", section 4.1) replaces PPO's value network with a group
+baseline: each prompt gets G sampled completions, and a completion's advantage is its reward
+minus the group's mean reward, divided by the group's standard deviation. RLOO (Ahmadian et al.
+2024, "Back to basics: revisiting REINFORCE-style optimization for learning from human feedback")
+uses the mean of the other G-1 rewards as the baseline instead. The loss is PPO's clipped
+surrogate per completion token with GRPO's KL penalty to the reference (k3 estimator), as TRL's
+GRPOTrainer computes it (trl/trainer/grpo_trainer.py, `_compute_loss`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+from llmdata.chat import ChatTemplate, Message
+from training.generate import Sampling
+from training.rewards import RewardInput
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion of a prompt."""
+    prompt: int  # index of its prompt in the batch of prompts
+    prompt_ids: list[int]  # the ids the model continued (the template's prompt, left end cut to fit)
+    completion_ids: list[int]  # sampled ids, ending with the end-of-turn id when `finished`
+    text: str  # the completion decoded, without the end-of-turn token
+    finished: bool  # ended with the end-of-turn token; False: cut at max_new_tokens or max_seq_len
+
+
+def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], group_size: int, sampling: Sampling,
+                  generator: Optional[torch.Generator] = None) -> list[Completion]:
+    """`group_size` completions of each prompt (chat messages, before the assistant's turn),
+    prompt-major: completion g of prompt b is at index b * group_size + g.
+
+    Each group is one batched call of the model's KV-cache `generate` (training/model.py) on the
+    prompt repeated `group_size` times (prompts of different lengths are not batched together:
+    `generate` has no left padding). Sampling is `sampling`'s temperature / top-k / top-p, up to
+    `max_new_tokens`, stopping at the template's end-of-turn token <|end|>. As in
+    training/generate.py, a prompt that leaves no room for max_new_tokens keeps its right end.
+    The same `generator` state gives the same completions; it must live on the model's device
+    (torch.multinomial draws there). The model's train/eval mode is restored. `model` is the
+    Transformer itself (a DeepSpeed engine's `.module`), which has `generate`.
+
+    Raises ValueError for group_size < 1 or a generator on another device than the model.
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1 (got {group_size})")
+    stop = template.end_id
+    room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
+    device = next(model.parameters()).device
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the sampling generator is on {generator.device}, the model on {device}: create it with "
+                         f"torch.Generator(device={device.type!r})")
+    was_training = model.training
+    out: list[Completion] = []
+    try:
+        for b, messages in enumerate(prompts):
+            ids = template.prompt(messages)[-room:]
+            batch = torch.tensor([ids] * group_size, device=device)
+            seq = model.generate(batch, sampling.max_new_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
+                                 top_p=sampling.top_p, eos_id=stop, generator=generator)
+            for row in seq[:, len(ids):].tolist():
+                finished = stop in row
+                new = row[: row.index(stop) + 1] if finished else row
+                text = template.tok.decode(new[:-1] if finished else new)
+                out.append(Completion(b, list(ids), new, text, finished))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def reward_inputs(completions: list[Completion], prompts: list[list[Message]],
+                  references: list[Optional[str]]) -> list[RewardInput]:
+    """What the reward sources (training/rewards.py `score_completions`) see of each completion:
+    its prompt's messages and reference answer (`prompts[c.prompt]`, `references[c.prompt]`), text,
+    ids and whether it finished. Raises ValueError when prompts and references differ in length."""
+    if len(prompts) != len(references):
+        raise ValueError(f"{len(prompts)} prompts but {len(references)} references")
+    return [RewardInput(prompts[c.prompt], references[c.prompt], c.text, c.completion_ids, c.finished) for c in completions]
+
+
+def completion_stats(completions: list[Completion]) -> dict[str, float]:
+    """Rollout metrics: mean completion length in tokens (the end-of-turn token included) and the
+    fraction cut before their end of turn (truncated); NaN for no completions."""
+    n = len(completions)
+    if not n:
+        return {"completion_tokens": math.nan, "truncated_fraction": math.nan}
+    return {"completion_tokens": sum(len(c.completion_ids) for c in completions) / n,
+            "truncated_fraction": sum(not c.finished for c in completions) / n}
+
+
+def pad_completions(completions: list[Completion], pad_id: int,
+                    keep: Optional[list[bool]] = None) -> dict[str, torch.Tensor]:
+    """Next-token inputs and labels of prompt + completion, right-padded to the longest:
+    input_ids [N, T] (long) = (prompt_ids + completion_ids)[:-1], labels [N, T] (long) = the
+    completion's ids at the positions that predict them, -100 elsewhere (prompt, padding). The
+    labels != -100 are the completion tokens the loss averages over, so the trainer's
+    `target_count` (training/loop.py) is this batch's CountFn. `keep[i]` False (a completion whose
+    reward failed) makes row i all -100: no loss, no count."""
+    seqs = [c.prompt_ids + c.completion_ids for c in completions]
+    width = max(len(s) for s in seqs) - 1
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (c, s) in enumerate(zip(completions, seqs)):
+        input_ids[i, : len(s) - 1] = torch.tensor(s[:-1])
+        if keep is None or keep[i]:
+            p = len(c.prompt_ids)
+            labels[i, p - 1 : len(s) - 1] = torch.tensor(c.completion_ids, dtype=torch.long)
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def token_logps(model: Callable, input_ids: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(label_t | ids_<=t) at every position, [N, T] float32, 0 where labels == -100.
+
+    `model` is a Transformer or a DeepSpeed engine around one (called as model(input_ids), full
+    causal attention over each right-padded row; the padding lies after every label, so it
+    changes nothing). The logits are divided by `temperature` first, as TRL's
+    `_get_per_token_logps` does, so the log-probs are those of the distribution the completions
+    were sampled from (top-k / top-p truncation aside). The per-token counterpart of
+    training/dpo.py `sequence_logps` (whose sum over a row this equals at temperature 1)."""
+    logits = model(input_ids)["logits"].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    return -nll.view(labels.shape)
+
+
+class GroupAdvantages(NamedTuple):
+    advantages: torch.Tensor  # [B, G] float32; 0 where not valid and in groups without signal
+    valid: torch.Tensor  # [B, G] bool: the reward is finite (a NaN reward is left out of its group)
+    zero_variance: torch.Tensor  # [B] bool: the group's valid rewards are all equal (or fewer than 2)
+
+    @property
+    def zero_variance_fraction(self) -> float:
+        """The fraction of groups that give no learning signal (all rewards equal)."""
+        return float(self.zero_variance.float().mean()) if self.zero_variance.numel() else math.nan
+
+
+def group_advantages(rewards: torch.Tensor, scale: Literal["std", "none"] = "std", eps: float = 1e-4,
+                     baseline: Literal["mean", "leave_one_out"] = "mean") -> GroupAdvantages:
+    """Group-relative advantages of rewards [B, G] (B prompts, G completions each).
+
+    baseline "mean" (GRPO, Shao et al. 2024, eq. in section 4.1.2; TRL grpo_trainer.py):
+    A_i = r_i - mean(r); "leave_one_out" (RLOO, Ahmadian et al. 2024; Kool et al. 2019):
+    A_i = r_i - mean_{j != i}(r_j) = n / (n - 1) · (r_i - mean(r)). With scale "std", A is then
+    divided by (std(r) + eps), std being the unbiased (n - 1) standard deviation of the group's
+    rewards, as TRL's `rewards.view(-1, G).std(dim=1)` with its default eps 1e-4; "none" keeps the
+    reward's units (Dr. GRPO, Liu et al. 2025, argue the std division biases towards groups whose
+    rewards barely differ).
+
+    NaN rewards (a failed reward source) are left out: mean, std and the leave-one-out baseline
+    are over the group's n finite rewards, and the NaN completion gets advantage 0 and valid
+    False (the caller drops it from the loss: `pad_completions(keep=valid)`). A group whose
+    finite rewards are all equal, or that has fewer than 2 of them, gives every completion
+    advantage 0 and is counted in `zero_variance`.
+
+    Raises ValueError for a rewards tensor that is not [B, G] with G >= 2, or an unknown option.
+    """
+    if rewards.dim() != 2 or rewards.size(1) < 2:
+        raise ValueError(f"rewards must be [prompts, group_size] with group_size >= 2 (got {tuple(rewards.shape)})")
+    if scale not in ("std", "none") or baseline not in ("mean", "leave_one_out"):
+        raise ValueError(f"unknown scale {scale!r} or baseline {baseline!r}")
+    r = rewards.double()
+    valid = ~r.isnan()
+    n = valid.sum(1, keepdim=True).double()
+    filled = r.masked_fill(~valid, 0.0)
+    mean = filled.sum(1, keepdim=True) / n.clamp(min=1)
+    centred = (filled - mean).masked_fill(~valid, 0.0)
+    var = (centred ** 2).sum(1, keepdim=True) / (n - 1).clamp(min=1)
+    no_signal = (n < 2) | (centred.abs().amax(1, keepdim=True) == 0)
+    adv = centred * n / (n - 1).clamp(min=1) if baseline == "leave_one_out" else centred
+    if scale == "std":
+        adv = adv / (var.sqrt() + eps)
+    adv = adv.masked_fill(~valid | no_signal, 0.0)
+    return GroupAdvantages(adv.float(), valid, no_signal.squeeze(1))
+
+
+class GRPOLoss(NamedTuple):
+    """loss_sum: Σ over masked tokens of the per-token loss (a scalar with gradient); count: the
+    masked tokens; kl_sum and clipped: Σ of the k3 KL and the number of clipped tokens over them
+    (detached), summed so that micro batches and ranks add up before dividing by the count."""
+    loss_sum: torch.Tensor
+    count: torch.Tensor
+    kl_sum: torch.Tensor
+    clipped: torch.Tensor
+
+    @property
+    def kl_mean(self) -> float:
+        return float(self.kl_sum / self.count) if int(self.count) else math.nan
+
+    @property
+    def clip_fraction(self) -> float:
+        return float(self.clipped / self.count) if int(self.count) else math.nan
+
+
+def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: Optional[torch.Tensor], advantages: torch.Tensor,
+              mask: torch.Tensor, clip_eps: float = 0.2, kl_coef: float = 0.0) -> GRPOLoss:
+    """GRPO's per-token loss, summed over the completion tokens, with their count.
+
+    Shapes: logps, old_logps, ref_logps, mask [N, T] (log-probs of each completion token under the
+    policy being trained, the policy that sampled it, the frozen reference; mask true/1 on the
+    completion tokens); advantages [N], one per completion. Per token (TRL grpo_trainer.py
+    `_compute_loss`; Shao et al. 2024, eq. 3):
+
+        ratio = exp(logp - old_logp)
+        loss  = -min(ratio · A, clip(ratio, 1 - clip_eps, 1 + clip_eps) · A) + kl_coef · KL
+        KL    = exp(ref_logp - logp) - (ref_logp - logp) - 1
+
+    KL is Schulman's k3 estimator of KL(π_θ || π_ref) ("Approximating KL divergence", 2020):
+    unbiased, always >= 0, on the sampled tokens. With one optimizer step per batch of samples,
+    old_logps is logps.detach(): the ratio is 1 and the gradient is the policy gradient
+    A · ∇log π; the clip acts from the second step on the same samples. A token counts as
+    clipped when the clipped term is the smaller one and its gradient is therefore zero
+    (ratio < 1 - eps with A < 0, or ratio > 1 + eps with A > 0), as TRL's clip ratio.
+
+    Normalization: token-level over the whole optimizer step, as TRL's loss_type "dapo" (DAPO,
+    Yu et al. 2025) — every completion token of the step weighs the same. This function returns
+    the (sum, count) of training/loop.py's LossFn contract, and the trainer divides the step's sum
+    by the step's count, all-reduced over micro batches and ranks; so the loss does not depend on
+    how the step is split (TRL's "bnpo" normalizes per micro batch instead, and "grpo" averages
+    each completion's tokens first, which gives a short completion's tokens more weight and is
+    the length bias Dr. GRPO and DAPO point out).
+
+    Raises ValueError for mismatched shapes, clip_eps outside (0, 1), kl_coef < 0, or kl_coef > 0
+    without ref_logps.
+    """
+    if logps.shape != old_logps.shape or logps.shape != mask.shape or logps.dim() != 2:
+        raise ValueError(f"logps, old_logps and mask must be one [N, T] shape (got {tuple(logps.shape)}, "
+                         f"{tuple(old_logps.shape)}, {tuple(mask.shape)})")
+    if advantages.shape != logps.shape[:1]:
+        raise ValueError(f"advantages must be [N] = [{logps.size(0)}] (got {tuple(advantages.shape)})")
+    if not 0 < clip_eps < 1 or kl_coef < 0:
+        raise ValueError(f"clip_eps must be in (0, 1) and kl_coef >= 0 (got {clip_eps}, {kl_coef})")
+    if kl_coef > 0 and (ref_logps is None or ref_logps.shape != logps.shape):
+        raise ValueError("kl_coef > 0 needs ref_logps of the logps' shape")
+    m = mask.to(logps.dtype)
+    a = advantages.to(logps.dtype).unsqueeze(1)
+    ratio = torch.exp(logps - old_logps.to(logps.dtype))
+    clipped_ratio = ratio.clamp(1 - clip_eps, 1 + clip_eps)
+    per_token = -torch.min(ratio * a, clipped_ratio * a)
+    if ref_logps is not None:
+        delta = ref_logps.to(logps.dtype) - logps
+        kl = torch.exp(delta) - delta - 1
+        if kl_coef:
+            per_token = per_token + kl_coef * kl
+        kl_sum = (kl.detach() * m).sum()
+    else:
+        kl_sum = torch.zeros((), dtype=logps.dtype, device=logps.device)
+    is_clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
+    return GRPOLoss((per_token * m).sum(), mask.bool().sum(), kl_sum, (is_clipped & mask.bool()).sum())
