@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
+from llmdata.reasons import BadRowKind, bad_row_reason
+
 ROLES = ("system", "user", "assistant")
 ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 END, EOT = "<|end|>", "<|endoftext|>"
@@ -31,6 +33,9 @@ Message = dict[str, str]
 
 @dataclass
 class BadRow:
+    """An unusable row: its line (from 1), why (`llmdata.reasons.bad_row_reason`, or the format
+    error's message) and the first 200 characters of the line."""
+
     line: int
     reason: str
     raw: str
@@ -106,15 +111,15 @@ def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield BadRow(n, f"invalid UTF-8 at byte {err.start}", raw[:200].decode("utf-8", "replace"))
+                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_UTF8, str(err.start)), raw[:200].decode("utf-8", "replace"))
                 continue
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as err:
-                yield BadRow(n, f"invalid JSON: {err.msg}", text[:200])
+                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_JSON, err.msg), text[:200])
                 continue
             if not isinstance(row, dict):
-                yield BadRow(n, f"a JSON {type(row).__name__}, not an object", text[:200])
+                yield BadRow(n, bad_row_reason(BadRowKind.NOT_AN_OBJECT, type(row).__name__), text[:200])
                 continue
             yield n, row, text
 

@@ -49,6 +49,8 @@ from functools import lru_cache
 
 import regex
 
+from llmdata.reasons import Junk
+
 #: characters (after folding non-letters to single spaces) that char_entropy reads
 ENTROPY_CHARS = 600
 #: characters of a text the scores read (start and middle, like llmdata.langid.sample)
@@ -197,10 +199,10 @@ def junk_reason(scores: dict[str, float]) -> str | None:
     """`junk:mojibake`, `junk:random_chars`, `junk:random_letters` or None, from `junk_scores`'
     values (a missing letter_dependence, e.g. in records scored before it existed, never rejects)."""
     if scores["mojibake_ratio"] >= MAX_MOJIBAKE_RATIO and scores["mojibake_badness"] >= MIN_BADNESS:
-        return "junk:mojibake"
+        return Junk.MOJIBAKE
     if scores["cjk_letters"] >= MIN_CJK_LETTERS and scores["rare_char_ratio"] > MAX_RARE_CHAR_RATIO:
-        return "junk:random_chars"
+        return Junk.RANDOM_CHARS
     if (scores.get("letter_pairs", 0.0) >= MIN_LETTER_PAIRS and scores.get("letter_dependence", 0.0) >= MAX_LETTER_DEPENDENCE
             and scores.get("letter_repeat_ratio", math.inf) <= MAX_LETTER_REPEAT_RATIO):
-        return "junk:random_letters"
+        return Junk.RANDOM_LETTERS
     return None

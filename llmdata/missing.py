@@ -13,6 +13,8 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmdata.reasons import ImputeAction
+
 Rule = Literal["mean", "median", "constant", "interpolate", "regression"]
 
 
@@ -182,17 +184,17 @@ def build_plan(
         share = missing / total if total else 0.0
         entry: dict[str, Any] = {"present": numbers, "missing": missing, "missing_share": share}
         if share > opts.max_missing_share:
-            entry["action"] = "drop"
+            entry["action"] = ImputeAction.DROP
             plan[name] = entry
             continue
         if missing == 0:
-            entry["action"] = "keep"
+            entry["action"] = ImputeAction.KEEP
             plan[name] = entry
             continue
         rule = opts.fields.get(name) or ImputeRule(rule=opts.default_rule)
         s, n = sums.get(name, (0.0, 0))
         fallback = medians.get(name, s / n if n else 0.0)
-        entry.update({"action": "impute", "rule": rule.rule, "fallback": fallback})
+        entry.update({"action": ImputeAction.IMPUTE, "rule": rule.rule, "fallback": fallback})
         if rule.rule == "mean":
             entry["value"] = s / n if n else 0.0
         elif rule.rule == "median":
@@ -213,16 +215,17 @@ def apply_plan(meta: dict, plan: dict[str, dict]) -> tuple[dict, list[str]]:
     """Fill or drop fields in one record's meta; returns the new meta and the fields imputed.
 
     Simple rules run first, so a regression can use predictors that were themselves imputed.
+    An entry whose action `llmdata.reasons.ImputeAction` does not name raises UnknownReasonError.
     """
     meta = dict(meta)
     imputed: list[str] = []
     ordered = sorted(plan.items(), key=lambda kv: kv[1].get("rule") == "regression")
     for name, entry in ordered:
-        action = entry.get("action")
-        if action == "drop":
+        action = ImputeAction.check(entry.get("action"))
+        if action == ImputeAction.DROP:
             meta.pop(name, None)
             continue
-        if action != "impute" or is_number(meta.get(name)):
+        if action != ImputeAction.IMPUTE or is_number(meta.get(name)):
             continue
         rule = entry["rule"]
         value: float = entry["fallback"]

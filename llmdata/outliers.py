@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from collections import Counter
 
 from llmdata.features import feature_scale
+from llmdata.reasons import OutlierSide, outlier_reason
 from llmdata.scripts import dominant_script
 #: the key of the thresholds computed from every document
 GLOBAL = "*"
@@ -241,9 +242,9 @@ def check(features: dict[str, float], thresholds: dict[str, dict]) -> Optional[s
             continue
         x = transform(name, features[name], t["log"])
         if x < t["low"]:
-            return f"outlier:{name}:low"
+            return outlier_reason(name, OutlierSide.LOW)
         if x > t["high"]:
-            return f"outlier:{name}:high"
+            return outlier_reason(name, OutlierSide.HIGH)
     return None
 
 

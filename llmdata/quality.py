@@ -24,6 +24,8 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llmdata.features import has_alpha
+from llmdata.reasons import C4Check, FineWebCheck as FW, GopherQualityCheck as GQ, GopherRepetitionCheck as GR
+from llmdata.reasons import NgramCheck, RuleSet, ngram_check, rule_reason
 from llmdata.scripts import words
 from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, resolve
 
@@ -107,7 +109,7 @@ class GopherQuality(_Rules):
     a list given here is used for every language (per language: `overrides.<lang>.stop_words`).
     """
 
-    RULE: ClassVar[str] = "gopher_quality"
+    RULE: ClassVar[str] = RuleSet.GOPHER_QUALITY
     min_words: int = Field(50, ge=0)
     max_words: int = Field(100_000, ge=1)
     min_mean_word_len: float = Field(3.0, ge=0)
@@ -136,7 +138,7 @@ class GopherQuality(_Rules):
 class GopherRepetition(_Rules):
     """Gopher repetition rules: duplicated lines and paragraphs, frequent and repeated n-grams."""
 
-    RULE: ClassVar[str] = "gopher_repetition"
+    RULE: ClassVar[str] = RuleSet.GOPHER_REPETITION
     max_dup_line_frac: float = Field(0.3, ge=0, le=1)
     max_dup_para_frac: float = Field(0.3, ge=0, le=1)
     max_dup_line_char_frac: float = Field(0.2, ge=0, le=1)
@@ -150,7 +152,7 @@ class GopherRepetition(_Rules):
 class C4Rules(_Rules):
     """C4 (Raffel et al. 2020) line filters; they rewrite the text, then judge what is left."""
 
-    RULE: ClassVar[str] = "c4"
+    RULE: ClassVar[str] = RuleSet.C4
     min_words_per_line: int = Field(3, ge=0)
     require_terminal_punct: bool = True
     drop_javascript_lines: bool = True
@@ -174,7 +176,7 @@ class FineWebRules(_Rules):
     made (FineWeb-2 sets its threshold to 0 for Thai); the other checks are.
     """
 
-    RULE: ClassVar[str] = "fineweb"
+    RULE: ClassVar[str] = RuleSet.FINEWEB
     min_line_punct_ratio: float = Field(0.12, ge=0, le=1)
     max_short_line_ratio: float = Field(0.67, ge=0, le=1)
     short_line_chars: int = Field(30, ge=1)
@@ -218,17 +220,17 @@ def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdi
         "gq_stop_words": float(sum(1 for w in toks if _bare(w) in stops)),
     }
     checks = [
-        ("min_words", scores["gq_words"] < opts.min_words),
-        ("max_words", scores["gq_words"] > opts.max_words),
-        ("min_mean_word_len", scores["gq_mean_word_len"] < opts.min_mean_word_len),
-        ("max_mean_word_len", scores["gq_mean_word_len"] > opts.max_mean_word_len),
-        ("max_symbol_word_ratio", scores["gq_symbol_word_ratio"] > opts.max_symbol_word_ratio),
-        ("max_bullet_lines_ratio", scores["gq_bullet_lines_ratio"] > opts.max_bullet_lines_ratio),
-        ("max_ellipsis_lines_ratio", scores["gq_ellipsis_lines_ratio"] > opts.max_ellipsis_lines_ratio),
-        ("min_alpha_words_ratio", scores["gq_alpha_words_ratio"] < opts.min_alpha_words_ratio),
-        ("min_stop_words", scores["gq_stop_words"] < opts.min_stop_words),
+        (GQ.MIN_WORDS, scores["gq_words"] < opts.min_words),
+        (GQ.MAX_WORDS, scores["gq_words"] > opts.max_words),
+        (GQ.MIN_MEAN_WORD_LEN, scores["gq_mean_word_len"] < opts.min_mean_word_len),
+        (GQ.MAX_MEAN_WORD_LEN, scores["gq_mean_word_len"] > opts.max_mean_word_len),
+        (GQ.MAX_SYMBOL_WORD_RATIO, scores["gq_symbol_word_ratio"] > opts.max_symbol_word_ratio),
+        (GQ.MAX_BULLET_LINES_RATIO, scores["gq_bullet_lines_ratio"] > opts.max_bullet_lines_ratio),
+        (GQ.MAX_ELLIPSIS_LINES_RATIO, scores["gq_ellipsis_lines_ratio"] > opts.max_ellipsis_lines_ratio),
+        (GQ.MIN_ALPHA_WORDS_RATIO, scores["gq_alpha_words_ratio"] < opts.min_alpha_words_ratio),
+        (GQ.MIN_STOP_WORDS, scores["gq_stop_words"] < opts.min_stop_words),
     ]
-    return _first_failure("gopher_quality", checks), scores
+    return _first_failure(RuleSet.GOPHER_QUALITY, checks), scores
 
 
 def _duplicate_stats(items: list[str]) -> tuple[int, int]:
@@ -300,20 +302,20 @@ def _gopher_repetition(text: str, opts: GopherRepetition, language: Language) ->
         "gr_dup_para_char_frac": dup_para_chars / n_chars,
     }
     checks = [
-        ("max_dup_para_frac", scores["gr_dup_para_frac"] > opts.max_dup_para_frac),
-        ("max_dup_para_char_frac", scores["gr_dup_para_char_frac"] > opts.max_dup_para_char_frac),
-        ("max_dup_line_frac", scores["gr_dup_line_frac"] > opts.max_dup_line_frac),
-        ("max_dup_line_char_frac", scores["gr_dup_line_char_frac"] > opts.max_dup_line_char_frac),
+        (GR.MAX_DUP_PARA_FRAC, scores["gr_dup_para_frac"] > opts.max_dup_para_frac),
+        (GR.MAX_DUP_PARA_CHAR_FRAC, scores["gr_dup_para_char_frac"] > opts.max_dup_para_char_frac),
+        (GR.MAX_DUP_LINE_FRAC, scores["gr_dup_line_frac"] > opts.max_dup_line_frac),
+        (GR.MAX_DUP_LINE_CHAR_FRAC, scores["gr_dup_line_char_frac"] > opts.max_dup_line_char_frac),
     ]
     for n, limit in sorted(opts.top_ngram_max_frac.items()):
         key = f"gr_top_{n}gram_frac"
         scores[key] = top_ngram_char_frac(toks, n, word_chars)
-        checks.append((f"top_{n}gram", scores[key] > limit))
+        checks.append((ngram_check(NgramCheck.TOP, n), scores[key] > limit))
     for n, limit in sorted(opts.dup_ngram_max_frac.items()):
         key = f"gr_dup_{n}gram_frac"
         scores[key] = dup_ngram_char_frac(toks, n, word_chars)
-        checks.append((f"dup_{n}gram", scores[key] > limit))
-    return _first_failure("gopher_repetition", checks), scores
+        checks.append((ngram_check(NgramCheck.DUP, n), scores[key] > limit))
+    return _first_failure(RuleSet.GOPHER_REPETITION, checks), scores
 
 
 def c4_filter(text: str, opts: C4Rules, *, lang: Optional[str] = None) -> tuple[Optional[str], Scores, str]:
@@ -332,9 +334,9 @@ def c4_filter(text: str, opts: C4Rules, *, lang: Optional[str] = None) -> tuple[
 def _c4_filter(text: str, opts: C4Rules, language: Language) -> tuple[Optional[str], Scores, str]:
     lower = text.lower()
     if opts.drop_lorem_ipsum and "lorem ipsum" in lower:
-        return "c4:lorem_ipsum", {"c4_lines_removed": 0.0}, text
+        return rule_reason(RuleSet.C4, C4Check.LOREM_IPSUM), {"c4_lines_removed": 0.0}, text
     if opts.drop_curly_bracket and "{" in text:
-        return "c4:curly_bracket", {"c4_lines_removed": 0.0}, text
+        return rule_reason(RuleSet.C4, C4Check.CURLY_BRACKET), {"c4_lines_removed": 0.0}, text
     kept: list[str] = []
     removed = 0
     for line in text.split("\n"):
@@ -359,9 +361,9 @@ def _c4_filter(text: str, opts: C4Rules, language: Language) -> tuple[Optional[s
     sentences = len(SENTENCE_END.findall(new_text))
     scores = {"c4_lines_removed": float(removed), "c4_sentences": float(sentences)}
     if not new_text.strip():
-        return "c4:no_lines_left", scores, new_text
+        return rule_reason(RuleSet.C4, C4Check.NO_LINES_LEFT), scores, new_text
     if sentences < opts.min_sentences:
-        return "c4:min_sentences", scores, new_text
+        return rule_reason(RuleSet.C4, C4Check.MIN_SENTENCES), scores, new_text
     return None, scores, new_text
 
 
@@ -385,18 +387,18 @@ def _fineweb(text: str, opts: FineWebRules, language: Language) -> Verdict:
         "fw_newline_word_ratio": text.count("\n") / max(n_words, 1),
     }
     checks = [
-        ("line_punct_ratio", bool(language.terminal) and scores["fw_line_punct_ratio"] < opts.min_line_punct_ratio),
-        ("short_line_ratio", scores["fw_short_line_ratio"] > opts.max_short_line_ratio),
-        ("dup_line_char_ratio", scores["fw_dup_line_char_ratio"] > opts.max_dup_line_char_ratio),
-        ("newline_word_ratio", scores["fw_newline_word_ratio"] > opts.max_newline_word_ratio),
+        (FW.LINE_PUNCT_RATIO, bool(language.terminal) and scores["fw_line_punct_ratio"] < opts.min_line_punct_ratio),
+        (FW.SHORT_LINE_RATIO, scores["fw_short_line_ratio"] > opts.max_short_line_ratio),
+        (FW.DUP_LINE_CHAR_RATIO, scores["fw_dup_line_char_ratio"] > opts.max_dup_line_char_ratio),
+        (FW.NEWLINE_WORD_RATIO, scores["fw_newline_word_ratio"] > opts.max_newline_word_ratio),
     ]
-    return _first_failure("fineweb", checks), scores
+    return _first_failure(RuleSet.FINEWEB, checks), scores
 
 
 def _first_failure(rule_set: str, checks: list[tuple[str, bool]]) -> Optional[str]:
     for name, failed in checks:
         if failed:
-            return f"{rule_set}:{name}"
+            return rule_reason(rule_set, name)
     return None
 
 
@@ -444,7 +446,7 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
              _verdict(_fineweb), source="Penedo et al. 2024 (FineWeb), datatrove FineWebQualityFilter"),
 )}
 #: C4 first: it removes lines, and the rules after it judge what is left.
-DEFAULT_ORDER = ("c4", "gopher_repetition", "gopher_quality", "fineweb")
+DEFAULT_ORDER = (RuleSet.C4, RuleSet.GOPHER_REPETITION, RuleSet.GOPHER_QUALITY, RuleSet.FINEWEB)
 
 
 class QualityOptions(BaseModel):

@@ -14,23 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+from llmdata.reasons import LANGUAGE_FIELDS, STAGE_FIELDS, BadRecord, QuarantineField, RecordField
+
 #: The kinds of bad input the reader recognises; each has a policy (quarantine, drop, fail).
-BAD_RECORD_KINDS = (
-    "blank_line",
-    "invalid_utf8",
-    "invalid_json",
-    "invalid_unicode",
-    "not_an_object",
-    "missing_text",
-    "null_text",
-    "non_string_text",
-    "empty_text",
-    "whitespace_text",
-    "invalid_id",
-    "duplicate_id",
-    "empty_after_normalization",
-    "unreadable_file",
-)
+BAD_RECORD_KINDS = BadRecord.values()
 
 
 @dataclass
@@ -45,18 +32,18 @@ class Quarantined:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "reason": self.reason,
-            "detail": self.detail,
-            "source": self.source,
-            "line": self.line,
+            QuarantineField.REASON: self.reason,
+            QuarantineField.DETAIL: self.detail,
+            QuarantineField.SOURCE: self.source,
+            QuarantineField.LINE: self.line,
         }
         if isinstance(self.raw, bytes):
             try:
-                out["raw"] = self.raw.decode("utf-8")
+                out[QuarantineField.RAW] = self.raw.decode("utf-8")
             except UnicodeDecodeError:
-                out["raw_b64"] = base64.b64encode(self.raw).decode("ascii")
+                out[QuarantineField.RAW_B64] = base64.b64encode(self.raw).decode("ascii")
         elif self.raw is not None:
-            out["raw"] = self.raw
+            out[QuarantineField.RAW] = self.raw
         return out
 
 
@@ -64,8 +51,8 @@ class Quarantined:
 class FieldSpec:
     """Which input fields hold the text and the id; everything else becomes `meta`."""
 
-    text_field: str = "text"
-    id_field: str = "id"
+    text_field: str = RecordField.TEXT
+    id_field: str = RecordField.ID
 
 
 Parsed = Union[dict, Quarantined]
@@ -73,13 +60,11 @@ Parsed = Union[dict, Quarantined]
 #: A JSON escape of a UTF-16 surrogate; only lines holding one need the full check below.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
-#: Fields a stage adds to a record; reading a stage's output back keeps them where they were
-#: instead of folding them into `meta` (and keeps the first stage's `origin`).
-STAGE_FIELDS = ("origin", "scores", "imputed", "reason", "cluster", "duplicate_of", "dup_kind", "lines_removed")
-#: Fields the clean stage adds (the identified language and script, the outlier group). Kept where
-#: they are only in a record read back from a stage's output (it carries `origin`): in raw input a
-#: field of the same name is the user's own and goes to `meta`, where no stage overwrites it.
-LANGUAGE_FIELDS = ("lang", "lang_score", "script", "group", "threshold_group")
+#: STAGE_FIELDS (fields a stage adds to a record) and LANGUAGE_FIELDS (the clean stage's language,
+#: script and outlier group) come from llmdata.reasons. Reading a stage's output back keeps them
+#: where they were instead of folding them into `meta` (and keeps the first stage's `origin`);
+#: LANGUAGE_FIELDS only in a record read back from a stage's output (it carries `origin`): in raw
+#: input a field of the same name is the user's own and goes to `meta`, where no stage overwrites it.
 
 
 def stable_id(source: str, position: int) -> str:
@@ -121,45 +106,45 @@ def _finite(value: Any) -> Any:
 def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: Any) -> Parsed:
     """Turn one decoded object (a JSON object or a parquet row) into a record or a quarantine entry."""
     if not isinstance(obj, dict):
-        return Quarantined("not_an_object", source, line, f"got {type(obj).__name__}", raw)
+        return Quarantined(BadRecord.NOT_AN_OBJECT, source, line, f"got {type(obj).__name__}", raw)
     found, text = _get_path(obj, spec.text_field)
     if not found:
-        return Quarantined("missing_text", source, line, f"no field {spec.text_field!r}", raw)
+        return Quarantined(BadRecord.MISSING_TEXT, source, line, f"no field {spec.text_field!r}", raw)
     if text is None:
-        return Quarantined("null_text", source, line, f"{spec.text_field!r} is null", raw)
+        return Quarantined(BadRecord.NULL_TEXT, source, line, f"{spec.text_field!r} is null", raw)
     if not isinstance(text, str):
-        return Quarantined("non_string_text", source, line, f"{spec.text_field!r} is {type(text).__name__}", raw)
+        return Quarantined(BadRecord.NON_STRING_TEXT, source, line, f"{spec.text_field!r} is {type(text).__name__}", raw)
     if text == "":
-        return Quarantined("empty_text", source, line, f"{spec.text_field!r} is empty", raw)
+        return Quarantined(BadRecord.EMPTY_TEXT, source, line, f"{spec.text_field!r} is empty", raw)
     if text.strip() == "":
-        return Quarantined("whitespace_text", source, line, f"{spec.text_field!r} is whitespace only", raw)
+        return Quarantined(BadRecord.WHITESPACE_TEXT, source, line, f"{spec.text_field!r} is whitespace only", raw)
     found_id, given_id = _get_path(obj, spec.id_field)
     if not found_id or given_id is None:
         doc_id = stable_id(source, line)
     elif isinstance(given_id, bool) or not isinstance(given_id, (str, int)):
-        return Quarantined("invalid_id", source, line, f"{spec.id_field!r} is {type(given_id).__name__}", raw)
+        return Quarantined(BadRecord.INVALID_ID, source, line, f"{spec.id_field!r} is {type(given_id).__name__}", raw)
     elif isinstance(given_id, str) and given_id.strip() == "":
-        return Quarantined("invalid_id", source, line, f"{spec.id_field!r} is empty", raw)
+        return Quarantined(BadRecord.INVALID_ID, source, line, f"{spec.id_field!r} is empty", raw)
     else:
         doc_id = str(given_id)
     meta = dict(obj)
     _drop_path(meta, spec.text_field)
     _drop_path(meta, spec.id_field)
-    from_stage = isinstance(meta.get("origin"), dict)
+    from_stage = isinstance(meta.get(RecordField.ORIGIN), dict)
     carried = {k: meta.pop(k) for k in STAGE_FIELDS + (LANGUAGE_FIELDS if from_stage else ()) if k in meta}
-    if not isinstance(carried.get("origin"), dict):
-        carried["origin"] = {"file": source, "line": line}
-    given_meta = meta.pop("meta", None)
-    given_source = meta.pop("source", None)
+    if not isinstance(carried.get(RecordField.ORIGIN), dict):
+        carried[RecordField.ORIGIN] = {"file": source, "line": line}
+    given_meta = meta.pop(RecordField.META, None)
+    given_source = meta.pop(RecordField.SOURCE, None)
     if isinstance(given_meta, dict):
         meta = {**given_meta, **meta}
     elif given_meta is not None:
-        meta["meta"] = given_meta
+        meta[RecordField.META] = given_meta
     return {
-        "id": doc_id,
-        "text": text,
-        "source": given_source if isinstance(given_source, str) and given_source else source,
-        "meta": _finite(meta),
+        RecordField.ID: doc_id,
+        RecordField.TEXT: text,
+        RecordField.SOURCE: given_source if isinstance(given_source, str) and given_source else source,
+        RecordField.META: _finite(meta),
         **_finite(carried),
     }
 
@@ -167,21 +152,21 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
 def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Parsed:
     """Parse one jsonl line (without its newline) into a record or a quarantine entry."""
     if raw.strip() == b"":
-        return Quarantined("blank_line", source, line, "empty line", raw)
+        return Quarantined(BadRecord.BLANK_LINE, source, line, "empty line", raw)
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        return Quarantined("invalid_utf8", source, line, f"byte {err.start}: {err.reason}", raw)
+        return Quarantined(BadRecord.INVALID_UTF8, source, line, f"byte {err.start}: {err.reason}", raw)
     try:
         obj = json.loads(decoded)
     except json.JSONDecodeError as err:
-        return Quarantined("invalid_json", source, line, f"{err.msg} at column {err.colno}", raw)
+        return Quarantined(BadRecord.INVALID_JSON, source, line, f"{err.msg} at column {err.colno}", raw)
     except RecursionError:
-        return Quarantined("invalid_json", source, line, "nested too deeply", raw)
+        return Quarantined(BadRecord.INVALID_JSON, source, line, "nested too deeply", raw)
     except ValueError as err:  # e.g. an integer longer than Python's 4300-digit conversion limit
-        return Quarantined("invalid_json", source, line, str(err).splitlines()[0][:200], raw)
+        return Quarantined(BadRecord.INVALID_JSON, source, line, str(err).splitlines()[0][:200], raw)
     if _SURROGATE_ESCAPE.search(raw) and not _encodable(obj):
-        return Quarantined("invalid_unicode", source, line, "unpaired surrogate escape (\\ud800-\\udfff)", raw)
+        return Quarantined(BadRecord.INVALID_UNICODE, source, line, "unpaired surrogate escape (\\ud800-\\udfff)", raw)
     return record_from_object(obj, spec, source, line, raw)
 
 
@@ -203,16 +188,16 @@ def parse_text_document(raw: bytes, source: str, unit: int) -> Parsed:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        return Quarantined("invalid_utf8", source, unit, f"byte {err.start}: {err.reason}", raw)
+        return Quarantined(BadRecord.INVALID_UTF8, source, unit, f"byte {err.start}: {err.reason}", raw)
     if text.strip() == "":
-        kind = "empty_text" if text == "" else "whitespace_text"
+        kind = BadRecord.EMPTY_TEXT if text == "" else BadRecord.WHITESPACE_TEXT
         return Quarantined(kind, source, unit, "no text", raw)
     return {
-        "id": stable_id(source, unit),
-        "text": text,
-        "source": source,
-        "meta": {},
-        "origin": {"file": source, "line": unit},
+        RecordField.ID: stable_id(source, unit),
+        RecordField.TEXT: text,
+        RecordField.SOURCE: source,
+        RecordField.META: {},
+        RecordField.ORIGIN: {"file": source, "line": unit},
     }
 
 

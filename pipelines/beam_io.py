@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import fs, progress
 
 from llmdata.errors import LlmpipeError
+from llmdata.reasons import BadRecord
 from llmdata.records import (
     FieldSpec,
     Quarantined,
@@ -102,7 +103,7 @@ def iter_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str
             yield item
     except Exception as err:  # a corrupt gzip stream, an unreadable parquet footer, ...
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-        yield Quarantined("unreadable_file", source, units + 1, f"after {units} units: {detail}")
+        yield Quarantined(BadRecord.UNREADABLE_FILE, source, units + 1, f"after {units} units: {detail}")
     progress.note(files=1)
 
 
@@ -139,7 +140,7 @@ def _raw_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str
             for start, chunk in documents:
                 yield parse_text_document(chunk, source, start)
             if not documents:
-                yield Quarantined("empty_text", source, 1, "file holds no document", data)
+                yield Quarantined(BadRecord.EMPTY_TEXT, source, 1, "file holds no document", data)
         else:
             yield parse_text_document(data, source, 1)
 
@@ -185,7 +186,7 @@ class SplitDuplicateIds(beam.DoFn):
         first = group[0]["origin"]
         for other in group[1:]:
             detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
-            yield beam.pvalue.TaggedOutput(BAD, quarantine_record(other, "duplicate_id", detail))
+            yield beam.pvalue.TaggedOutput(BAD, quarantine_record(other, BadRecord.DUPLICATE_ID, detail))
 
 
 class DedupIds(beam.PTransform):

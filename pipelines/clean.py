@@ -24,6 +24,7 @@ from llmdata.missing import apply_plan, build_plan, is_number, regression_target
 from llmdata.normalize import Normalizer, has_visible
 from llmdata.outliers import check_grouped, from_json, group_keys, group_name, grouped_thresholds, to_json_safe, transform
 from llmdata.quality import apply_rules
+from llmdata.reasons import BadRecord, EvalOutcome, Outcome, QuarantineField as Q, RecordField as F
 from llmdata.records import FieldSpec
 from llmdata.scripts import dominant_script, script_counts
 from pipelines import fs
@@ -55,7 +56,7 @@ class ScoreDocument(beam.DoFn):
     and outlier group (`group`); compute features and junk scores; run the junk rules, then the
     enabled fixed rules. Every scored record, kept or rejected, carries these four fields."""
 
-    REJECTED = "rejected"
+    REJECTED = Outcome.REJECTED
     NOTES = "rule_notes"  # one line per web rule that could not judge a document's language
 
     def __init__(self, cfg: dict):
@@ -68,13 +69,13 @@ class ScoreDocument(beam.DoFn):
         load_langid()
 
     def process(self, record: dict) -> Iterator:
-        text = self.normalizer(record["text"])
+        text = self.normalizer(record[F.TEXT])
         if not has_visible(text):
             yield beam.pvalue.TaggedOutput(
-                BAD, quarantine_record(record, "empty_after_normalization", "no visible text left")
+                BAD, quarantine_record(record, BadRecord.EMPTY_AFTER_NORMALIZATION, "no visible text left")
             )
             return
-        junk = junk_scores(record["text"], text)
+        junk = junk_scores(record[F.TEXT], text)
         reason = junk_reason(junk)
         lang, lang_score = identify(text)
         rule_scores: dict = {}
@@ -84,14 +85,14 @@ class ScoreDocument(beam.DoFn):
             for note in notes:
                 yield beam.pvalue.TaggedOutput(self.NOTES, note)
         out = dict(record)
-        out["text"] = text
-        out["lang"], out["lang_score"] = lang, lang_score
+        out[F.TEXT] = text
+        out[F.LANG], out[F.LANG_SCORE] = lang, lang_score
         counts = script_counts(text)
-        out["script"] = dominant_script(text, counts)
-        out["group"] = group_name(counts, out["lang"])  # the outlier filter's group (llmdata.outliers)
-        out["scores"] = {**feats.document_features(text), **junk, **rule_scores}
+        out[F.SCRIPT] = dominant_script(text, counts)
+        out[F.GROUP] = group_name(counts, out[F.LANG])  # the outlier filter's group (llmdata.outliers)
+        out[F.SCORES] = {**feats.document_features(text), **junk, **rule_scores}
         if reason:
-            out["reason"] = reason
+            out[F.REASON] = reason
             yield beam.pvalue.TaggedOutput(self.REJECTED, out)
         else:
             yield out
@@ -101,16 +102,16 @@ class ApplyThresholds(beam.DoFn):
     """Judge a record by its group's thresholds; `threshold_group` names the group whose thresholds
     judged it (null: a group too small to have its own, not judged by this filter)."""
 
-    REJECTED = "rejected"
+    REJECTED = Outcome.REJECTED
 
     def process(self, record: dict, thresholds: dict) -> Iterator:
         if not thresholds:
             yield record
             return
-        reason, used = check_grouped(record["scores"], record["group"], thresholds)
-        record = {**record, "threshold_group": used}
+        reason, used = check_grouped(record[F.SCORES], record[F.GROUP], thresholds)
+        record = {**record, F.THRESHOLD_GROUP: used}
         if reason:
-            yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, "reason": reason})
+            yield beam.pvalue.TaggedOutput(self.REJECTED, {**record, F.REASON: reason})
         else:
             yield record
 
@@ -121,7 +122,7 @@ class ApplyThresholds(beam.DoFn):
 def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PCollection:
     """The imputation plan as a one-element PCollection, from whole-dataset combiners."""
     opts = section.missing
-    metas = records | "Metas" >> beam.Map(lambda r: r["meta"])
+    metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
     presence = metas | "Presence" >> beam.CombineGlobally(PresenceFn())
     numbers = metas | "NumericValues" >> beam.FlatMap(lambda m: [(k, float(v)) for k, v in m.items() if is_number(v)])
     sums = numbers | "Sums" >> beam.CombinePerKey(lambda vs: _sum_count(vs))
@@ -191,10 +192,10 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
     rules = opts.features
 
     def values(record: dict) -> Iterator:
-        keys = group_keys(record["group"], opts.group_by)
+        keys = group_keys(record[F.GROUP], opts.group_by)
         for name, rule in rules.items():
-            if name in record["scores"]:
-                x = transform(name, record["scores"][name], rule.log)
+            if name in record[F.SCORES]:
+                x = transform(name, record[F.SCORES][name], rule.log)
                 for key in keys:
                     yield (key, name), x
 
@@ -215,7 +216,7 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
 def feature_summaries(docs: beam.PCollection, phase: str) -> dict:
     """Per-feature values, moments and quantiles of one population of documents."""
     vals = docs | f"{phase}Values" >> beam.FlatMap(
-        lambda r: [(k, r["scores"][k]) for k in feats.FEATURES if k in r["scores"]]
+        lambda r: [(k, r[F.SCORES][k]) for k in feats.FEATURES if k in r[F.SCORES]]
     )
     moments = vals | f"{phase}Moments" >> beam.CombinePerKey(MomentsFn())
     quants = vals | f"{phase}Quantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES)
@@ -278,14 +279,14 @@ def _write_parquet(pcoll: beam.PCollection, folder: str, num_shards: int) -> Non
 
     def row(r: dict) -> dict:
         return {
-            "id": r["id"],
-            "text": r["text"],
-            "source": r["source"],
-            "lang": r["lang"],
-            "lang_score": r["lang_score"],
-            "script": r["script"],
-            "meta_json": json.dumps(r["meta"], ensure_ascii=False),
-            "scores_json": json.dumps(r["scores"]),
+            "id": r[F.ID],
+            "text": r[F.TEXT],
+            "source": r[F.SOURCE],
+            "lang": r[F.LANG],
+            "lang_score": r[F.LANG_SCORE],
+            "script": r[F.SCRIPT],
+            "meta_json": json.dumps(r[F.META], ensure_ascii=False),
+            "scores_json": json.dumps(r[F.SCORES]),
         }
 
     _ = pcoll | "ParquetRows" >> beam.Map(row) | "ParquetWrite" >> beam.io.WriteToParquet(
@@ -322,10 +323,10 @@ def build_pipeline(
     plan = imputation_plan(records, section)
 
     def impute(record: dict, plan: dict) -> dict:
-        meta, imputed = apply_plan(record["meta"], plan)
-        out = {**record, "meta": meta}
+        meta, imputed = apply_plan(record[F.META], plan)
+        out = {**record, F.META: meta}
         if imputed:
-            out["imputed"] = imputed
+            out[F.IMPUTED] = imputed
         return out
 
     records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
@@ -361,18 +362,19 @@ def build_pipeline(
 
     # Accounting: units reported by each file, against every outcome.
     count_outcomes(products, read[UNITS], {
-        "kept": (kept, None), "rejected": (rejected, "reason"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+        Outcome.KEPT: (kept, None), Outcome.REJECTED: (rejected, F.REASON),
+        Outcome.QUARANTINED: (quarantined, Q.REASON), Outcome.DROPPED: (dropped, Q.REASON),
     })
 
     # The funnel per language: every scored record, kept or rejected, by (lang, outcome).
     by_lang = (
-        kept | "KeptLang" >> beam.Map(lambda r: (r["lang"], "kept")),
-        rejected | "RejLang" >> beam.Map(lambda r: (r.get("lang", "und"), r["reason"])),
+        kept | "KeptLang" >> beam.Map(lambda r: (r[F.LANG], Outcome.KEPT)),
+        rejected | "RejLang" >> beam.Map(lambda r: (r.get(F.LANG, "und"), r[F.REASON])),
     ) | "LangOutcomes" >> beam.Flatten() | "CountLang" >> beam.combiners.Count.PerElement()
     products.add(by_lang, "by_lang")
     by_script = (
         (kept, rejected) | "ScoredDocs" >> beam.Flatten()
-        | "ScriptOutcome" >> beam.Map(lambda r: ((r.get("script", "none"), "rejected" if "reason" in r else "kept"), 1))
+        | "ScriptOutcome" >> beam.Map(lambda r: ((r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1))
         | "CountScript" >> beam.CombinePerKey(sum)
     )
     products.add(by_script, "by_script")
@@ -395,8 +397,8 @@ def build_pipeline(
     n_examples = section.report.examples_per_reason
     if n_examples:
         examples = (
-            rejected | "RejEx" >> beam.Map(lambda r: (r["reason"], (r["id"], r["text"][:240], r["origin"]))),
-            quarantined | "QuarEx" >> beam.Map(lambda q: (q["reason"], (f"{q['source']}:{q['line']}", (q.get("raw") or q.get("raw_b64") or "")[:240], q["detail"]))),
+            rejected | "RejEx" >> beam.Map(lambda r: (r[F.REASON], (r[F.ID], r[F.TEXT][:240], r[F.ORIGIN]))),
+            quarantined | "QuarEx" >> beam.Map(lambda q: (q[Q.REASON], (f"{q[Q.SOURCE]}:{q[Q.LINE]}", (q.get(Q.RAW) or q.get(Q.RAW_B64) or "")[:240], q[Q.DETAIL]))),
         ) | "Examples" >> beam.Flatten()
         top = examples | "ExampleTop" >> beam.combiners.Top.PerKey(n_examples, key=lambda e: e[0], reverse=True)
         products.add(top, "examples")
@@ -411,14 +413,14 @@ def build_pipeline(
             | "LabelKV" >> beam.Map(lambda d: (d["id"], d["label"]))
         )
         outcome_by_id = (
-            kept | "KeptById" >> beam.Map(lambda r: (r["id"], "kept")),
-            rejected | "RejById" >> beam.Map(lambda r: (r["id"], "rejected")),
+            kept | "KeptById" >> beam.Map(lambda r: (r[F.ID], EvalOutcome.KEPT)),
+            rejected | "RejById" >> beam.Map(lambda r: (r[F.ID], EvalOutcome.REJECTED)),
         ) | "OutcomeById" >> beam.Flatten()
 
         def confusion(item: tuple[str, dict]) -> Iterator:
             _, grouped = item
             for label in grouped["label"]:
-                outcome = grouped["outcome"][0] if grouped["outcome"] else "quarantined_or_absent"
+                outcome = grouped["outcome"][0] if grouped["outcome"] else EvalOutcome.QUARANTINED_OR_ABSENT
                 yield (label, outcome)
 
         confusion_counts = (

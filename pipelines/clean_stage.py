@@ -6,6 +6,7 @@ import time
 from typing import Optional
 
 from llmdata.outliers import to_json_safe
+from llmdata.reasons import EvalOutcome, Outcome, UnknownReasonError, parse_reason
 from pipelines import fs
 from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
@@ -40,16 +41,16 @@ def _evaluation(products: SideProducts) -> Optional[dict]:
         return None
     table: dict = {}
     for (label, outcome), n in rows:
-        table.setdefault(label, {})[outcome] = n
-    outcomes = ("kept", "rejected", "quarantined_or_absent")
+        table.setdefault(label, {})[EvalOutcome.check(outcome)] = n
+    outcomes = EvalOutcome.values()
     good = {o: sum(t.get(o, 0) for lab, t in table.items() if lab.startswith("good")) for o in outcomes}
     junk = {o: sum(t.get(o, 0) for lab, t in table.items() if lab.startswith("junk")) for o in outcomes}
     good_total = sum(good.values())
     junk_total = sum(junk.values())
     return {
         "by_label": dict(sorted(table.items())),
-        "good_kept": good.get("kept", 0) / good_total if good_total else None,
-        "junk_removed": (junk_total - junk.get("kept", 0)) / junk_total if junk_total else None,
+        "good_kept": good[EvalOutcome.KEPT] / good_total if good_total else None,
+        "junk_removed": (junk_total - junk[EvalOutcome.KEPT]) / junk_total if junk_total else None,
         "good_total": good_total,
         "junk_total": junk_total,
     }
@@ -57,15 +58,17 @@ def _evaluation(products: SideProducts) -> Optional[dict]:
 
 def _by_language(products: SideProducts) -> dict:
     """{lang: {"input", "kept", "rejected", "by_reason": {reason: n}}} over every scored record
-    (quarantined and dropped records never reach the language identifier)."""
+    (quarantined and dropped records never reach the language identifier). An outcome that is
+    neither kept nor a reason `llmdata.reasons` names raises UnknownReasonError."""
     table: dict = {}
     for (lang, outcome), n in products.values("by_lang"):
-        row = table.setdefault(lang, {"input": 0, "kept": 0, "rejected": 0, "by_reason": {}})
+        row = table.setdefault(lang, {"input": 0, Outcome.KEPT: 0, Outcome.REJECTED: 0, "by_reason": {}})
         row["input"] += n
-        if outcome == "kept":
-            row["kept"] += n
+        if outcome == Outcome.KEPT:
+            row[Outcome.KEPT] += n
         else:
-            row["rejected"] += n
+            parse_reason(outcome)
+            row[Outcome.REJECTED] += n
             row["by_reason"][outcome] = row["by_reason"].get(outcome, 0) + n
     for row in table.values():
         row["by_reason"] = dict(sorted(row["by_reason"].items(), key=lambda kv: -kv[1]))
@@ -73,10 +76,14 @@ def _by_language(products: SideProducts) -> dict:
 
 
 def _by_script(products: SideProducts) -> dict:
+    """{script: {"input", "kept", "rejected"}} over every scored record; an outcome other than
+    kept or rejected raises UnknownReasonError."""
     table: dict = {}
     for (script, outcome), n in products.values("by_script"):
-        row = table.setdefault(script, {"input": 0, "kept": 0, "rejected": 0})
+        row = table.setdefault(script, {"input": 0, Outcome.KEPT: 0, Outcome.REJECTED: 0})
         row["input"] += n
+        if outcome not in (Outcome.KEPT, Outcome.REJECTED):
+            raise UnknownReasonError(f"by_script: unknown outcome {outcome!r}")
         row[outcome] += n
     return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
 
@@ -118,7 +125,7 @@ def run_clean(
 
     work = fs.join(out, WORK)
     products = read_products(work)
-    counts = outcome_counts(products, ("kept",), ("rejected", "quarantined", "dropped"))
+    counts = outcome_counts(products, (Outcome.KEPT,), (Outcome.REJECTED, Outcome.QUARANTINED, Outcome.DROPPED))
     thresholds = products.one("thresholds")
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
     imputation = products.one("plan")
@@ -150,9 +157,9 @@ def run_clean(
         outputs["kept_parquet"] = "kept_parquet/part-*.parquet"
     manifest = write_manifest(out, "clean", plan.fingerprint, config, plan.inputs, counts, timings, outputs)
     out = publish(out)
-    q = counts["quarantined"]["total"] + counts["dropped"]["total"]
+    q = counts[Outcome.QUARANTINED]["total"] + counts[Outcome.DROPPED]["total"]
     log(
-        f"clean: {counts['input']} in, {counts['kept']} kept, {counts['rejected']['total']} rejected, "
+        f"clean: {counts['input']} in, {counts[Outcome.KEPT]} kept, {counts[Outcome.REJECTED]['total']} rejected, "
         f"{q} quarantined/dropped in {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}"
     )
     return manifest

@@ -34,6 +34,7 @@ from llmdata.dedup import (
     small_star,
     split_exact,
 )
+from llmdata.reasons import DupKind, Outcome, QuarantineField as Q, RecordField as F, ShingleUnit
 from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
 from pipelines.runner import beam_pipeline
@@ -114,13 +115,13 @@ class Signatures(beam.DoFn):
     def process(self, batch: list[dict]) -> Iterator:
         o = self.o
         for rec in batch:
-            hashes, unit, n = document_shingles(rec["text"], o)
+            hashes, unit, n = document_shingles(rec[F.TEXT], o)
             if hashes.size < o.min_shingles_needed(n):
-                yield beam.pvalue.TaggedOutput(self.UNITS, "too_short")
+                yield beam.pvalue.TaggedOutput(self.UNITS, ShingleUnit.TOO_SHORT)
                 continue
             yield beam.pvalue.TaggedOutput(self.UNITS, f"{unit}{n}")
             pref = preference_key(rec, o.prefer, o.prefer_field)
-            yield rec["id"], {"sig": minhash_signature(hashes, o, self.template), "set": hashes, "pref": pref}
+            yield rec[F.ID], {"sig": minhash_signature(hashes, o, self.template), "set": hashes, "pref": pref}
 
 
 def minhash_template(opts: DedupOptions):
@@ -258,7 +259,7 @@ class NearKeepers(beam.DoFn):
 class Assign(beam.DoFn):
     """One exact group with its keeper's component: decide kept or removed for each record."""
 
-    REMOVED = "removed"
+    REMOVED = Outcome.REMOVED
 
     def process(self, item: tuple[str, dict]) -> Iterator:
         exact_keeper, grouped = item
@@ -268,12 +269,12 @@ class Assign(beam.DoFn):
         for rec in records:
             out = dict(rec)
             if cluster is not None:
-                out["cluster"] = cluster
-            if rec["id"] != exact_keeper:
-                out.update(duplicate_of=exact_keeper, dup_kind="exact")
+                out[F.CLUSTER] = cluster
+            if rec[F.ID] != exact_keeper:
+                out.update({F.DUPLICATE_OF: exact_keeper, F.DUP_KIND: DupKind.EXACT})
                 yield beam.pvalue.TaggedOutput(self.REMOVED, out)
-            elif near and near["keeper"] != rec["id"]:
-                out.update(duplicate_of=near["keeper"], dup_kind="near")
+            elif near and near["keeper"] != rec[F.ID]:
+                out.update({F.DUPLICATE_OF: near["keeper"], F.DUP_KIND: DupKind.NEAR})
                 yield beam.pvalue.TaggedOutput(self.REMOVED, out)
             else:
                 yield out
@@ -289,12 +290,12 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
 
     def lines_of(rec: dict) -> Iterator:
         seen = set()
-        for line in rec["text"].split("\n"):
+        for line in rec[F.TEXT].split("\n"):
             if len(line.strip()) >= min_chars:
                 h = line_hash(line)
                 if h not in seen:
                     seen.add(h)
-                    yield h, rec["id"]
+                    yield h, rec[F.ID]
 
     def losers(item: tuple[str, list[str]]) -> Iterator:
         h, ids = item
@@ -311,17 +312,17 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
                 yield rec
                 continue
             kept_lines, removed = [], 0
-            for line in rec["text"].split("\n"):
+            for line in rec[F.TEXT].split("\n"):
                 if len(line.strip()) >= min_chars and line_hash(line) in drop:
                     removed += 1
                 else:
                     kept_lines.append(line)
             text = "\n".join(kept_lines).strip("\n")
-            out = {**rec, "text": text, "lines_removed": removed}
+            out = {**rec, F.TEXT: text, F.LINES_REMOVED: removed}
             if text.strip():
                 yield out
             else:
-                yield beam.pvalue.TaggedOutput(EMPTIED, {**out, "dup_kind": "lines"})
+                yield beam.pvalue.TaggedOutput(EMPTIED, {**out, F.DUP_KIND: DupKind.LINES})
 
     drops = (
         kept
@@ -330,7 +331,7 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
         | "LineLosers" >> beam.FlatMap(losers)
     )
     rewritten = (
-        {"doc": kept | "DocById" >> beam.Map(lambda r: (r["id"], r)), "drop": drops}
+        {"doc": kept | "DocById" >> beam.Map(lambda r: (r[F.ID], r)), "drop": drops}
         | "JoinLineDrops" >> beam.CoGroupByKey()
         | "RewriteLines" >> beam.FlatMap(rewrite).with_outputs(EMPTIED, main="kept")
     )
@@ -344,14 +345,14 @@ def write_sorted_shards(pcoll: beam.PCollection, folder: str, label: str, num_sh
     """
 
     def shard_of(rec: dict) -> tuple[int, dict]:
-        h = int(hashlib.blake2b(rec["id"].encode(), digest_size=4).hexdigest(), 16)
+        h = int(hashlib.blake2b(rec[F.ID].encode(), digest_size=4).hexdigest(), 16)
         return h % num_shards, rec
 
     def write(item: tuple[int, list[dict]]) -> Iterator:
         shard, records = item
         buf = io.BytesIO()
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            for rec in sorted(records, key=lambda r: r["id"]):
+            for rec in sorted(records, key=lambda r: r[F.ID]):
                 gz.write(to_json_line(rec).encode("utf-8") + b"\n")
         path = fs.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.jsonl.gz")
         fs.write_bytes_atomic(path, buf.getvalue())
@@ -384,9 +385,9 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
 
     key_opts = opts.key
     if opts.exact:
-        keyed = records | "CandidateKey" >> beam.Map(lambda r: (key_hash(dedup_key(r["text"], key_opts)), r))
+        keyed = records | "CandidateKey" >> beam.Map(lambda r: (key_hash(dedup_key(r[F.TEXT], key_opts)), r))
     else:
-        keyed = records | "OwnKey" >> beam.Map(lambda r: (r["id"], r))
+        keyed = records | "OwnKey" >> beam.Map(lambda r: (r[F.ID], r))
     groups = (
         keyed
         | "GroupExact" >> beam.GroupByKey()
@@ -451,15 +452,16 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     cluster_sizes = (
         (kept, removed)
         | "Clustered" >> beam.Flatten()
-        | "ClusterIds" >> beam.FlatMap(lambda r: [r["cluster"]] if "cluster" in r else [])
+        | "ClusterIds" >> beam.FlatMap(lambda r: [r[F.CLUSTER]] if F.CLUSTER in r else [])
         | "ClusterSize" >> beam.combiners.Count.PerElement()
     )
     products.tally(cluster_sizes, "cluster_size_hist", key=lambda kv: kv[1])
     count_outcomes(products, read[UNITS], {
-        "kept": (kept, None), "removed": (removed, "dup_kind"), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+        Outcome.KEPT: (kept, None), Outcome.REMOVED: (removed, F.DUP_KIND),
+        Outcome.QUARANTINED: (quarantined, Q.REASON), Outcome.DROPPED: (dropped, Q.REASON),
     })
     products.add(
-        removed | "RemovedEx" >> beam.Map(lambda r: (r["dup_kind"], (r["id"], r.get("duplicate_of") or "-", r["text"][:160])))
+        removed | "RemovedEx" >> beam.Map(lambda r: (r[F.DUP_KIND], (r[F.ID], r.get(F.DUPLICATE_OF) or "-", r[F.TEXT][:160])))
         | "RemovedTop" >> beam.combiners.Top.PerKey(3, key=lambda e: e[0], reverse=True),
         "examples",
     )

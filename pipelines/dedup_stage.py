@@ -6,6 +6,7 @@ import time
 from typing import Callable, Optional
 
 from llmdata.dedup import candidate_probability
+from llmdata.reasons import DupKind, Outcome, RecordField as F, ShingleUnit
 from pipelines import fs
 from pipelines.config import DedupSection
 from pipelines.dedup import WORK, run_pipeline, summary_products
@@ -30,8 +31,8 @@ def planted_recall(out: str, labels_path: str, section: DedupSection) -> dict:
     for folder in ("kept", "removed"):
         for path, _, _ in fs.match(fs.join(out, folder, "part-*.jsonl.gz")):
             for rec in fs.iter_json_lines(path):
-                if rec["id"] in wanted:
-                    seen[rec["id"]] = (rec.get("cluster"), rec["text"])
+                if rec[F.ID] in wanted:
+                    seen[rec[F.ID]] = (rec.get(F.CLUSTER), rec[F.TEXT])
     result = {}
     for doc, (original, label) in sorted(planted.items()):
         if doc not in seen or original not in seen:
@@ -85,20 +86,29 @@ def _plots(out: str, bands: int, rows: int, threshold: float, summary: dict) -> 
     return written
 
 
+def removed_by_kind(counts: dict) -> dict[str, int]:
+    """{dup kind: records removed} for every `DupKind` (0 where none was), from the manifest's
+    counts; a kind `llmdata.reasons.DupKind` does not name raises UnknownReasonError."""
+    removed = counts[Outcome.REMOVED]["by_reason"]
+    for kind in removed:
+        DupKind.check(kind)
+    return {kind: removed.get(kind, 0) for kind in DupKind.values()}
+
+
 def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, section: DedupSection,
                  evaluation: Optional[dict], examples: dict) -> None:
-    removed = counts["removed"]["by_reason"]
+    removed = removed_by_kind(counts)
     lines = [
         "# Dedup stage report",
         "",
         "| records | count |",
         "|---|---:|",
         f"| input | {counts['input']} |",
-        f"| kept | {counts['kept']} |",
-        f"| removed as exact duplicates | {removed.get('exact', 0)} |",
-        f"| removed as near duplicates | {removed.get('near', 0)} |",
-        *([f"| removed by line dedup (no text left) | {removed['lines']} |"] if removed.get("lines") else []),
-        f"| quarantined / dropped | {counts['quarantined']['total']} / {counts['dropped']['total']} |",
+        f"| kept | {counts[Outcome.KEPT]} |",
+        f"| removed as exact duplicates | {removed[DupKind.EXACT]} |",
+        f"| removed as near duplicates | {removed[DupKind.NEAR]} |",
+        *([f"| removed by line dedup (no text left) | {removed[DupKind.LINES]} |"] if removed[DupKind.LINES] else []),
+        f"| quarantined / dropped | {counts[Outcome.QUARANTINED]['total']} / {counts[Outcome.DROPPED]['total']} |",
         "",
         f"Exact duplicates: equal text after {_exact_level(section)}; "
         f"{summary['exact_candidates_rejected']} documents shared a candidate key with a different text and were kept.",
@@ -111,7 +121,7 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
     ]
     if summary["shingle_units"]:
         lines += ["| shingles | documents |", "|---|---:|"]
-        lines += [f"| {u.replace('too_short', 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
+        lines += [f"| {u.replace(ShingleUnit.TOO_SHORT, 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
         lines.append("")
     if section.line_dedup:
         lines += [f"Line-level dedup removed {summary['lines_removed']} repeated lines from {summary['docs_with_lines_removed']} documents.", ""]
@@ -188,7 +198,7 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
             f"dedup: connected components did not converge in {section.max_rounds} rounds "
             f"({summary['unconverged_edges']} edges left); raise dedup.max_rounds"
         )
-    counts = outcome_counts(products, ("kept",), ("removed", "quarantined", "dropped"))
+    counts = outcome_counts(products, (Outcome.KEPT,), (Outcome.REMOVED, Outcome.QUARANTINED, Outcome.DROPPED))
     evaluation = planted_recall(out, labels, section) if labels else None
     summary.update({"bands": bands, "rows": rows, "threshold": section.threshold, "num_perm": section.num_perm,
                     "s_curve": {f"{j / 20:.2f}": round(candidate_probability(j / 20, bands, rows), 4) for j in range(21)}})
@@ -202,12 +212,13 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     manifest = write_manifest(out, "dedup", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
                               {"evaluation": evaluation} if evaluation else None)
     out = publish(out)
-    log(f"dedup: {counts['input']} in, {counts['kept']} kept, {removed_line(counts)} in {timings['total_s']:.1f}s; "
+    log(f"dedup: {counts['input']} in, {counts[Outcome.KEPT]} kept, {removed_line(counts)} in {timings['total_s']:.1f}s; "
         f"report: {fs.join(out, 'report.md')}")
     return manifest
 
 
 def removed_line(counts: dict) -> str:
-    r = counts["removed"]["by_reason"]
-    lines = f", {r['lines']} emptied by line dedup" if r.get("lines") else ""
-    return f"{r.get('exact', 0)} exact and {r.get('near', 0)} near duplicates removed{lines}"
+    """One line of the duplicates removed by kind, from the manifest's counts."""
+    r = removed_by_kind(counts)
+    lines = f", {r[DupKind.LINES]} emptied by line dedup" if r[DupKind.LINES] else ""
+    return f"{r[DupKind.EXACT]} exact and {r[DupKind.NEAR]} near duplicates removed{lines}"

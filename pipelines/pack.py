@@ -19,6 +19,7 @@ import apache_beam as beam
 import numpy as np
 
 from llmdata.packing import PackOptions, best_fit_plan, concat_plan, token_dtype, write_indexed
+from llmdata.reasons import Outcome, QuarantineField as Q, RecordField as F
 from llmdata.records import FieldSpec, Quarantined
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines import fs
@@ -49,14 +50,14 @@ class PackFile(beam.DoFn):
     def process(self, item: tuple[int, str]) -> Iterator:
         index, path = item
         source = relative_source(path, self.base)
-        splits: dict[str, list[dict]] = {"train": [], "val": []}
+        splits: dict[str, list[dict]] = {Outcome.TRAIN: [], Outcome.VAL: []}
         units = 0
         for unit in iter_units(path, detect_format(path, "auto"), "file", FieldSpec(), source):
             units += 1
             if isinstance(unit, Quarantined):
                 yield beam.pvalue.TaggedOutput(BAD, unit.to_json())
             else:
-                splits["val" if is_heldout(unit["id"], self.opts.val_fraction) else "train"].append(unit)
+                splits[Outcome.VAL if is_heldout(unit[F.ID], self.opts.val_fraction) else Outcome.TRAIN].append(unit)
         yield beam.pvalue.TaggedOutput(UNITS, (source, units))
         for split, records in splits.items():
             if records:
@@ -64,7 +65,7 @@ class PackFile(beam.DoFn):
 
     def _write(self, split: str, shard: int, records: list[dict]) -> dict:
         started = time.time()
-        encoded = self.tok.encode_arrays([r["text"] for r in records], threads=self.opts.encode_threads)
+        encoded = self.tok.encode_arrays([r[F.TEXT] for r in records], threads=self.opts.encode_threads)
         eot = np.array([self.tok.eot_id], dtype=np.uint32)
         docs = [np.concatenate((ids, eot)) for ids in encoded]
         encode_s = time.time() - started
@@ -86,7 +87,7 @@ class PackFile(beam.DoFn):
         return {
             "split": split, "shard": name, "docs": len(docs), "tokens": tokens, "samples": plan.samples,
             "window": plan.window, "padding": plan.padding, "dropped": plan.dropped, "split_docs": plan.split_docs,
-            "text_bytes": sum(len(r["text"].encode("utf-8")) for r in records), "encode_s": encode_s,
+            "text_bytes": sum(len(r[F.TEXT].encode("utf-8")) for r in records), "encode_s": encode_s,
         }
 
 
@@ -100,13 +101,13 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, toke
     quarantined, dropped = police_bad_records(packed[BAD], out, policies, default_policy)
     products = Products()
     products.add(packed.figures, "shard")
-    count_outcomes(products, packed[UNITS], {"quarantined": (quarantined, "reason"), "dropped": (dropped, "reason")})
+    count_outcomes(products, packed[UNITS], {Outcome.QUARANTINED: (quarantined, Q.REASON), Outcome.DROPPED: (dropped, Q.REASON)})
     products.write(fs.join(out, WORK))
 
 
 def summarize(shards: list[dict]) -> dict:
     out = {}
-    for split in ("train", "val"):
+    for split in (Outcome.TRAIN, Outcome.VAL):
         rows = [s for s in shards if s["split"] == split]
         slots = sum(s["samples"] * s["window"] for s in rows)
         docs = sum(s["docs"] for s in rows)
@@ -159,13 +160,13 @@ def run_pack(opts: PackOptions, pattern: str, tokenizer_dir: str, out: str, beam
     fs.write_json(fs.join(out, "shards.json"), {"shards": shards, "summary": summary, "seq_len": opts.seq_len,
                                                   "strategy": opts.strategy, "eot_id": tok.eot_id, "pad_id": tok.special_ids["<|pad|>"]})
     fs.remove_tree(fs.join(out, WORK))
-    counts = {**outcome_counts(products, (), ("quarantined", "dropped")),
-              "train": summary["train"]["docs"], "val": summary["val"]["docs"]}
+    counts = {**outcome_counts(products, (), (Outcome.QUARANTINED, Outcome.DROPPED)),
+              Outcome.TRAIN: summary[Outcome.TRAIN]["docs"], Outcome.VAL: summary[Outcome.VAL]["docs"]}
     timings = {"total_s": round(time.time() - started, 2), "encode_s": round(sum(s["encode_s"] for s in shards), 2)}
     outputs = {"train": "train-*.bin/.idx/.plan.npz", "val": "val-*.bin/.idx/.plan.npz", "shards": "shards.json", "report": "report.md"}
     manifest = write_manifest(out, "pack", plan.fingerprint, config, plan.inputs, counts, timings, outputs, {"summary": summary})
     out = publish(out)
-    t = summary["train"]
+    t = summary[Outcome.TRAIN]
     log(f"pack: {t['docs']} train / {summary['val']['docs']} val documents, {t['tokens']} train tokens in {t['samples']} samples "
         f"(padding {t['padding_fraction']:.2%}); {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}")
     return manifest

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from llmdata.features import feature_scale
+from llmdata.reasons import EvalOutcome, ImputeAction, Outcome
 from pipelines import fs
 from pipelines.config import CleanSection
 
@@ -69,10 +70,10 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
     total = max(c["input"], 1)
     for label, n in (
         ("input", c["input"]),
-        ("kept", c["kept"]),
-        ("rejected (filters)", c["rejected"]["total"]),
-        ("quarantined (bad records, written)", c["quarantined"]["total"]),
-        ("dropped (bad records, counted only)", c["dropped"]["total"]),
+        ("kept", c[Outcome.KEPT]),
+        ("rejected (filters)", c[Outcome.REJECTED]["total"]),
+        ("quarantined (bad records, written)", c[Outcome.QUARANTINED]["total"]),
+        ("dropped (bad records, counted only)", c[Outcome.DROPPED]["total"]),
     ):
         lines.append(f"| {label} | {n} | {n / total:.1%} |")
     lines.append("")
@@ -88,7 +89,8 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         lines.append(f"- **Good kept**: {_fmt(ev['good_kept'] and ev['good_kept'] * 100)}% of {ev['good_total']} good documents")
         lines += ["", "| label | kept | rejected | quarantined |", "|---|---:|---:|---:|"]
         for label, row in ev["by_label"].items():
-            lines.append(f"| {label} | {row.get('kept', 0)} | {row.get('rejected', 0)} | {row.get('quarantined_or_absent', 0)} |")
+            lines.append(f"| {label} | {row.get(EvalOutcome.KEPT, 0)} | {row.get(EvalOutcome.REJECTED, 0)} | "
+                         f"{row.get(EvalOutcome.QUARANTINED_OR_ABSENT, 0)} |")
         lines.append("")
 
     if stats.get("rules_skipped"):
@@ -98,7 +100,8 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         lines += [f"- {line}" for line in skip_summary(stats["rules_skipped"])]
         lines.append("")
 
-    for title, key in (("Rejected by reason", "rejected"), ("Quarantined by reason", "quarantined"), ("Dropped by reason", "dropped")):
+    for title, key in (("Rejected by reason", Outcome.REJECTED), ("Quarantined by reason", Outcome.QUARANTINED),
+                       ("Dropped by reason", Outcome.DROPPED)):
         by_reason = c[key]["by_reason"]
         if not by_reason:
             continue
@@ -119,8 +122,8 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         ]
         for lang, row in by_lang.items():
             reasons = ", ".join(f"`{r}` {n}" for r, n in list(row["by_reason"].items())[:3])
-            share = row["kept"] / row["input"] if row["input"] else 0.0
-            lines.append(f"| {lang} | {row['input']} | {row['kept']} | {share:.1%} | {row['rejected']} | {reasons or '-'} |")
+            share = row[Outcome.KEPT] / row["input"] if row["input"] else 0.0
+            lines.append(f"| {lang} | {row['input']} | {row[Outcome.KEPT]} | {share:.1%} | {row[Outcome.REJECTED]} | {reasons or '-'} |")
         lines.append("")
 
     groups = thresholds.get("groups") if thresholds else None
@@ -167,7 +170,7 @@ def write_clean_report(out: str, stats: dict, thresholds: dict, examples: dict, 
         lines += ["## Numeric metadata", "", "| field | missing share | action | rule |", "|---|---:|---|---|"]
         for name, e in imp.items():
             lines.append(f"| {name} | {e['missing_share']:.1%} | {e['action']} | {e.get('rule', '-')} |")
-        dropped = [n for n, e in imp.items() if e["action"] == "drop"]
+        dropped = [n for n, e in imp.items() if e["action"] == ImputeAction.DROP]
         if dropped:
             lines.append("")
             lines.append(

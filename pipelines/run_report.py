@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from llmdata.reasons import Outcome
 from pipelines import fs
 from pipelines.manifest import read_manifest
 from pipelines.rundir import STAGE_FOLDERS
@@ -91,8 +92,8 @@ def funnel(manifests: dict[str, dict]) -> list[tuple[str, int, str]]:
         c = clean["counts"]
         left = c["input"]
         steps.append(("records read", left, ""))
-        for key, label in (("dropped", "blank lines skipped"), ("quarantined", "malformed quarantined"),
-                           ("rejected", "outliers / rules filtered")):
+        for key, label in ((Outcome.DROPPED, "blank lines skipped"), (Outcome.QUARANTINED, "malformed quarantined"),
+                           (Outcome.REJECTED, "outliers / rules filtered")):
             part = c.get(key) or {}
             if part.get("total"):
                 left -= part["total"]
@@ -101,14 +102,14 @@ def funnel(manifests: dict[str, dict]) -> list[tuple[str, int, str]]:
     dedup = manifests.get("dedup")
     if dedup:
         c = dedup["counts"]
-        removed = c.get("removed", {})
+        removed = c.get(Outcome.REMOVED, {})
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(removed.get("by_reason", {}).items()))
-        steps.append(("duplicates removed", c["kept"], f"-{removed.get('total', 0)}: {reasons}" if removed.get("total") else ""))
+        steps.append(("duplicates removed", c[Outcome.KEPT], f"-{removed.get('total', 0)}: {reasons}" if removed.get("total") else ""))
     pack = manifests.get("pack")
     if pack:
         s = pack.get("summary", {})
-        docs = sum(s.get(k, {}).get("docs", 0) for k in ("train", "val"))
-        tokens = sum(s.get(k, {}).get("tokens", 0) for k in ("train", "val"))
+        docs = sum(s.get(k, {}).get("docs", 0) for k in (Outcome.TRAIN, Outcome.VAL))
+        tokens = sum(s.get(k, {}).get("tokens", 0) for k in (Outcome.TRAIN, Outcome.VAL))
         steps.append(("documents packed", docs, f"train {s.get('train', {}).get('docs', 0):,}, val {s.get('val', {}).get('docs', 0):,}"))
         steps.append(("tokens packed", tokens, f"train {s.get('train', {}).get('tokens', 0):,}, val {s.get('val', {}).get('tokens', 0):,}"))
     return steps

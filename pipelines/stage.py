@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from llmdata.errors import LlmpipeError
+from llmdata.reasons import Outcome, UnknownReasonError, parse_reason
 from pipelines import fs, progress
 from pipelines.beam_io import KINDS, PRODUCTS
 from pipelines.manifest import MANIFEST, input_fingerprint, is_complete, read_manifest, stage_fingerprint
@@ -179,8 +180,22 @@ def by_reason(pairs: list, kind: str) -> dict:
 
 def outcome_counts(products: SideProducts, totals: tuple[str, ...], with_reasons: tuple[str, ...]) -> dict:
     """The manifest's counts from `count_outcomes` products: `input`, plain totals for outcomes
-    whose reason is themselves (kept, train...), per-reason breakdowns for the others."""
+    whose reason is themselves (kept, train...), per-reason breakdowns for the others.
+
+    Raises UnknownReasonError for an outcome the pipeline counted that the caller does not read
+    (it would vanish from the accounting) or a reason `llmdata.reasons.parse_reason` does not know.
+    """
     pairs = products.pairs("counts")
+    read = set(totals) | set(with_reasons)
+    for name in read:
+        Outcome.check(name)
+    unread = sorted({k for (k, _), _ in pairs} - read)
+    if unread:
+        raise UnknownReasonError(f"outcome {unread[0]!r} was counted by the pipeline but is not read "
+                                 f"(read: {', '.join(sorted(read))})")
+    for (k, reason), _ in pairs:
+        if k in with_reasons:
+            parse_reason(reason)
     counts: dict = {"input": int(products.total("input"))}
     for name in totals:
         counts[name] = sum(n for (k, _), n in pairs if k == name)

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 import apache_beam as beam
 
 from llmdata.bpe import PATTERNS, PretokenCounter, TokenizerOptions, learn_merges
+from llmdata.reasons import Outcome, QuarantineField as Q, RecordField as F
 from llmdata.records import FieldSpec, to_json_line
 from llmdata.scripts import dominant_script
 from llmdata.tokenizer_io import BPETokenizer
@@ -74,7 +75,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     records = read.records
     quarantined, dropped = police_bad_records(read[BAD], out, policies, default_policy)
     fraction = opts.heldout_fraction
-    train, heldout = records | "Split" >> beam.Partition(lambda r, _: int(is_heldout(r["id"], fraction)), 2)
+    train, heldout = records | "Split" >> beam.Partition(lambda r, _: int(is_heldout(r[F.ID], fraction)), 2)
     products = Products()
 
     counted = (
@@ -86,13 +87,14 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     products.tally(counted, "pretoken_occurrences", value=lambda kv: kv[1])
     # One more than the cap: if it fills, the driver knows the cap was exceeded and at what count.
     products.add(counted | "Table" >> beam.combiners.Top.Of(opts.max_pretokens + 1, key=lambda kv: kv[1]), "table")
-    products.tally(train, "train_bytes", value=lambda r: len(r["text"].encode("utf-8")))
+    products.tally(train, "train_bytes", value=lambda r: len(r[F.TEXT].encode("utf-8")))
 
     _ = heldout | "HeldoutLines" >> beam.Map(to_json_line) | "HeldoutWrite" >> beam.io.WriteToText(
         fs.join(out, "heldout", "part"), file_name_suffix=".jsonl.gz"
     )
     count_outcomes(products, read[UNITS], {
-        "train": (train, None), "heldout": (heldout, None), "quarantined": (quarantined, "reason"), "dropped": (dropped, "reason"),
+        Outcome.TRAIN: (train, None), Outcome.HELDOUT: (heldout, None),
+        Outcome.QUARANTINED: (quarantined, Q.REASON), Outcome.DROPPED: (dropped, Q.REASON),
     })
     products.write(fs.join(out, WORK))
 
@@ -245,7 +247,7 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
     }
     write_report(out, tok, figures)
     fs.remove_tree(fs.join(out, WORK))
-    counts = outcome_counts(products, ("train", "heldout"), ("quarantined", "dropped"))
+    counts = outcome_counts(products, (Outcome.TRAIN, Outcome.HELDOUT), (Outcome.QUARANTINED, Outcome.DROPPED))
     timings = {"count_s": round(count_s, 2), "merge_s": round(merge_s, 2), "total_s": round(time.time() - started, 2)}
     outputs = {"tokenizer": "tokenizer.json", "vocab": "vocab.json", "merges": "merges.txt", "llmpipe": "llmpipe_tokenizer.json",
                "heldout": "heldout/part-*.jsonl.gz", "report": "report.md"}
