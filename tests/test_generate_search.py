@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmdata.bpe import PATTERNS, learn_merges
 from llmdata.chat import ChatTemplate, inputs_and_labels
@@ -23,6 +25,8 @@ transformers = pytest.importorskip("transformers")
 QA = [("What is 3 + 4?", "7"), ("Repeat: file list", "file list"), ("Reverse the words: path type data", "data type path"),
       ("Sort: c b a", "a b c")]
 PROMPTS = ["What is 3 + 4?", "Repeat: path type", "Reverse the words: file list data", "Sort: b a"]
+# prompts where the random model's answer depends on early_stopping (True, or "never" vs False)
+STOPPING_PROMPTS = ["3 3 4? 4?", "words: is is", "data 3 + data"]
 MAX_NEW = 10
 
 
@@ -108,32 +112,68 @@ def stops(name: str, model: Transformer, tok: BPETokenizer) -> list[int]:
 @pytest.mark.parametrize("name", ["chat", "random"])
 def test_beam_search_equals_transformers_token_for_token(models, name):
     folder, model = models[name]
-    hf = transformers.AutoModelForCausalLM.from_pretrained(folder.parent / f"{name}-hf", dtype=torch.float32).eval()
+    hf = hf_model(folder)
     tok = BPETokenizer.load(str(folder))
     eos = stops(name, model, tok)
-    ended, differs, runs = Counter(), 0, 0
-    for prompt in PROMPTS:
+    ended, differs, by_stopping = Counter(), 0, Counter()
+    for prompt in PROMPTS + (STOPPING_PROMPTS if name == "random" else []):
         ids = prompt_ids(name, tok, prompt)
         greedy = model.generate(torch.tensor([ids]), MAX_NEW, eos_id=eos[0])[0, len(ids):].tolist()
         for k in (2, 4):
             for lp in (1.0, 2.0, -0.5):
+                answers = {}
                 for es in (False, True, "never"):
                     ours, our_score = beam_search(model, ids, k, MAX_NEW, eos, lp, es)
-                    with torch.no_grad():
-                        out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                          num_beams=k, length_penalty=lp, early_stopping=es, do_sample=False,
-                                          max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=tok.special_ids["<|pad|>"],
-                                          return_dict_in_generate=True, output_scores=True)
-                    theirs = out.sequences[0, len(ids):].tolist()
+                    theirs, their_score = hf_beam_search(hf, ids, k, lp, es, eos, tok.special_ids["<|pad|>"])
                     assert ours == theirs, (prompt, k, lp, es)
-                    assert our_score == pytest.approx(float(out.sequences_scores[0]), abs=1e-4)
+                    assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
                     ended[ours[-1] in eos and len(ours) < MAX_NEW] += 1
                     differs += ours[: len(greedy)] != greedy[: len(ours)]
-                    runs += 1
+                    answers[es] = ours
+                by_stopping["True"] += answers[True] != answers[False]
+                by_stopping["never"] += answers["never"] != answers[False]
     # the comparison covers hypotheses that stop at eos early and ones that run to max_new_tokens,
-    # and beams that find something greedy decoding does not
+    # beams that find something greedy decoding does not, and (random model) answers that each
+    # early_stopping setting changes
     assert ended[True] and ended[False], ended
     assert differs, "every beam result was the greedy one: the test would not see a broken beam search"
+    if name == "random":
+        assert by_stopping["True"] and by_stopping["never"], by_stopping
+
+
+def hf_beam_search(hf, ids: list[int], k: int, lp: float, es, eos: list[int], pad: int) -> tuple[list[int], float]:
+    """transformers' beam search: the best hypothesis's new ids and its length-normalized score."""
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                          num_beams=k, length_penalty=lp, early_stopping=es, do_sample=False, max_new_tokens=MAX_NEW,
+                          eos_token_id=eos, pad_token_id=pad, return_dict_in_generate=True, output_scores=True)
+    return out.sequences[0, len(ids):].tolist(), float(out.sequences_scores[0])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=40), k=st.integers(2, 5), lp=st.floats(-2.0, 3.0),
+       es=st.sampled_from([False, True, "never"]))
+def test_beam_search_equals_transformers_on_any_text(models, text, k, lp, es):
+    """Any Unicode prompt (a byte-level BPE encodes it all), any beam count and length penalty."""
+    folder, model = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    ids = tok.encode(text)[-40:]
+    eos = stops("random", model, tok)
+    ours, our_score = beam_search(model, ids, k, MAX_NEW, eos, lp, es)
+    theirs, their_score = hf_beam_search(hf_model(folder), ids, k, lp, es, eos, tok.special_ids["<|pad|>"])
+    assert ours == theirs
+    assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
+
+
+_HF: dict = {}
+
+
+def hf_model(folder: Path):
+    """The exported model, loaded once per folder."""
+    if folder not in _HF:
+        _HF[folder] = transformers.AutoModelForCausalLM.from_pretrained(folder.parent / f"{folder.name}-hf",
+                                                                        dtype=torch.float32).eval()
+    return _HF[folder]
 
 
 def test_length_penalty_and_early_stopping_change_the_answer(models):
