@@ -150,6 +150,21 @@ def hf_beam_search(hf, ids: list[int], k: int, lp: float, es, eos: list[int], pa
     return out.sequences[0, len(ids):].tolist(), float(out.sequences_scores[0])
 
 
+def test_beam_search_with_more_eos_ids_than_beams(models):
+    """Three eos ids, the model's 2nd to 4th likeliest first tokens, and two beams: more candidates end
+    at once than there are beams, and only by keeping (1 + 3) x 2 candidates per step (not 2 x 2)
+    do two beams keep running. On this prompt the answer depends on it (found by search)."""
+    folder, model = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    ids = tok.encode("Sort: Reverse type + words: What")
+    eos = model(torch.tensor([ids]))["logits"][0, -1].topk(4).indices[1:].tolist()
+    for lp in (1.0, 2.0):
+        ours, our_score = beam_search(model, ids, 2, MAX_NEW, eos, lp)
+        theirs, their_score = hf_beam_search(hf_model(folder), ids, 2, lp, False, eos, tok.special_ids["<|pad|>"])
+        assert ours == theirs and len(ours) == MAX_NEW
+        assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(min_size=1, max_size=40), k=st.integers(2, 5), lp=st.floats(-2.0, 3.0),
        es=st.sampled_from([False, True, "never"]))
