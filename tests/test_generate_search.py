@@ -223,6 +223,9 @@ def test_cli_beam_errors_are_one_line(models, capsys):
     assert main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "2", "--temperature", "0.7"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "beam" in err
+    assert main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "2", "--length-penalty", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "length_penalty" in err
     with pytest.raises(SystemExit):  # argparse: one usage line and one error line
         main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "0"])
 

@@ -53,6 +53,8 @@ def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
     head, or another tokenizer."""
     from llmdata.tokenizer_io import BPETokenizer
 
+    if not os.path.isdir(folder):
+        raise TrainingInputError(f"reward model not found: {folder} is not a folder (give a reward stage's final/)")
     for name, what in (("model.safetensors", "weights"), ("model_config.json", "config"), ("llmpipe_tokenizer.json", "tokenizer")):
         if not os.path.exists(os.path.join(folder, name)):
             raise TrainingInputError(f"reward model not found: {folder} has no {name} ({what}); "

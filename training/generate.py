@@ -8,6 +8,7 @@ hypotheses transformers' beam search finds on the exported model (tested token f
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
@@ -33,6 +34,8 @@ class Sampling:
             raise ValueError(f"num_beams must be at least 1 (got {self.num_beams})")
         if self.num_beams > 1 and self.temperature > 0:
             raise ValueError("beam search is deterministic: use temperature 0 with num_beams > 1 (beam sampling is not implemented)")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number (got {self.length_penalty})")
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be true, false or never (got {self.early_stopping!r})")
 
