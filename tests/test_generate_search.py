@@ -212,7 +212,7 @@ def test_cli_num_beams_is_beam_search(models, capsys):
     assert main(args + [f"--prompt={p}" for p in PROMPTS]) == 0
     got = [json.loads(line)["completion"] for line in capsys.readouterr().out.splitlines()]
     eos = stops("chat", model, tok)
-    for prompt, answer in zip(PROMPTS, got):
+    for prompt, answer in zip(PROMPTS, got, strict=True):
         best, _ = beam_search(model, prompt_ids("chat", tok, prompt), 4, MAX_NEW, eos, 2.0, "never")
         assert answer == tok.decode([t for t in best if t not in eos]).strip()
 

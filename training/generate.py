@@ -68,7 +68,7 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
       when length_penalty > 0 (the canonical beam search with length_penalty 0).
 
     Raises ValueError when num_beams < 1, max_new_tokens < 1, or the prompt leaves no room in
-    `model.cfg.max_seq_len` for a new token. The prompt is not cut here (see `_decode_after`).
+    `model.cfg.max_seq_len` for a new token. The prompt is not cut here (see `_answers_after`).
     """
     if num_beams < 1 or max_new_tokens < 1:
         raise ValueError(f"beam search needs num_beams >= 1 and max_new_tokens >= 1 (got {num_beams}, {max_new_tokens})")
@@ -90,7 +90,6 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
     finished_len = torch.zeros(k, dtype=torch.long, device=device)  # tokens each finished slot holds
     finished_scores = torch.full((k,), _RULED_OUT, device=device)
     finished_real = torch.zeros(k, dtype=torch.bool, device=device)  # a slot holds a finished hypothesis
-    improvable = True  # transformers' is_early_stop_heuristic_unsatisfied (sticky once False)
     for step in range(max_new_tokens):
         if step:
             logits = model(running[:, -1:], cache=cache, start=len(prompt) + step - 1)["logits"][:, -1]
@@ -107,9 +106,9 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
         reorder_cache(cache, source[nxt])
         # the first K candidates that end compete for the finished slots
         just_finished = ends & (torch.arange(keep, device=device) < k)
+        # (transformers also rules out every candidate of a prompt whose search is over, by
+        # early_stopping=True or its heuristic; with one prompt this loop has stopped by then)
         scores = top_scores / ((step + 1) ** length_penalty)
-        scores += float(bool(finished_real.all()) and early_stopping is True) * _RULED_OUT
-        scores += float(not improvable) * _RULED_OUT
         scores += (~just_finished).float() * _RULED_OUT
         merged_scores = torch.cat([finished_scores, scores])
         pick = torch.topk(merged_scores, k).indices
@@ -122,7 +121,7 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
         hypothetical = max_new_tokens if early_stopping == "never" and length_penalty > 0.0 else step + 1
         best_running = running_scores[0] / (hypothetical ** length_penalty)
         worst_finished = torch.where(finished_real, finished_scores.min(), torch.tensor(_RULED_OUT, device=device))
-        improvable = improvable and bool((best_running > worst_finished).any())
+        improvable = bool((best_running > worst_finished).any())
         if not improvable or (bool(finished_real.all()) and early_stopping is True) or bool(ends.all()):
             break
     return [int(t) for t in finished[0, : int(finished_len[0])]], float(finished_scores[0])
