@@ -278,6 +278,16 @@ def test_best_of_n_picks_the_highest_reward_and_is_deterministic(models, rewards
     assert [a for a, _ in other[1]] != answers  # another seed, other samples
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=30), n=st.integers(1, 4), seed=st.integers(0, 2**31))
+def test_best_of_n_on_any_prompt_returns_a_top_scored_candidate(models, rewards, text, n, seed):
+    _, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
+    sampling = Sampling(max_new_tokens=4, temperature=1.0, top_k=20)
+    best, scored = best_of_n(policy, rewards[1.0][1], template, text, n, sampling, torch.Generator().manual_seed(seed))
+    assert len(scored) == n and best == next(a for a, r in scored if r == max(r for _, r in scored))
+
+
 def test_best_of_n_rejects_what_cannot_work(models, rewards):
     _, policy = models["chat"]
     template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
