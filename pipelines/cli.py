@@ -245,6 +245,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from llmdata.chat import BadRow, ChatTemplate, read_objects
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model
+    from training.best_of_n import best_of_n, load_matching_reward_model
     from training.generate import Sampling, chat_reply, continuation
     from training.stage import TrainingInputError, require
 
@@ -253,18 +254,35 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     require(os.path.join(args.model, "llmpipe_tokenizer.json"), "tokenizer beside the model (llmpipe_tokenizer.json)")
     if args.input:
         require(args.input, "input")
+    if args.best_of is not None and (args.reward_model is None or not args.chat):
+        raise TrainingInputError("--best-of N scores chat answers: it needs --chat and --reward-model DIR")
+    if args.reward_model is not None and args.best_of is None:
+        raise TrainingInputError("--reward-model is used by --best-of N; give both")
+    if args.best_of is not None and args.num_beams > 1:
+        raise TrainingInputError("--best-of samples its answers; it does not combine with --num-beams")
+    try:
+        sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.num_beams,
+                            args.length_penalty, {"true": True, "false": False}.get(args.early_stopping, args.early_stopping))
+    except ValueError as err:
+        raise TrainingInputError(f"generate: {err}") from None
+    if args.best_of is not None and args.best_of > 1 and args.temperature <= 0:
+        raise TrainingInputError("--best-of N samples: give --temperature > 0 (greedy decoding gives N identical answers)")
     model = load_model(args.model)
     tokenizer = BPETokenizer.load(args.model)
+    reward_model = load_matching_reward_model(args.reward_model, tokenizer) if args.best_of is not None else None
     template = ChatTemplate(tokenizer) if args.chat else None
-    sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     generator = torch.Generator().manual_seed(args.seed)
 
-    def answer(prompt) -> str:
+    def answer(prompt) -> dict:
+        if reward_model is not None:
+            best, scored = best_of_n(model, reward_model, template, prompt, args.best_of, sampling, generator)
+            return {"completion": best, "reward": max(r for _, r in scored),
+                    "candidates": [{"completion": a, "reward": r} for a, r in scored]}
         if template is not None:
-            return chat_reply(model, template, prompt, sampling, generator)
+            return {"completion": chat_reply(model, template, prompt, sampling, generator)}
         if not isinstance(prompt, str):
             raise ValueError("a list of messages needs --chat")
-        return continuation(model, tokenizer, prompt, sampling, generator)
+        return {"completion": continuation(model, tokenizer, prompt, sampling, generator)}
 
     rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:
@@ -285,7 +303,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
                 json.dumps(prompt, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
-            result.update(prompt=prompt, completion=answer(prompt))
+            result.update(prompt=prompt, **answer(prompt))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             bad += 1
             result["error"] = f"{type(err).__name__}: {err}"
@@ -402,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="continue prompts, or answer them (--chat), with a trained model",
                        description="Prompts from --prompt (repeatable) or --input JSONL rows with a \"prompt\" (a string, or "
                        "with --chat a list of {role, content} messages); one JSON line out per prompt, with the "
-                       "completion, or an error for a row that cannot be used. Greedy at temperature 0 (the default).")
+                       "completion, or an error for a row that cannot be used. Greedy at temperature 0 (the default); beam "
+                       "search with --num-beams; best-of-N with a reward model with --best-of.")
     p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
     p.add_argument("--prompt", action="append", help="a prompt (repeatable); --prompt=-x for one that starts with '-'")
     p.add_argument("--input", default=None, help="JSONL rows with a prompt")
@@ -413,6 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=None)
     p.add_argument("--top-p", type=_probability, default=None)
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--num-beams", type=_positive_int, default=1,
+                   help="beam search with this many beams (at temperature 0); the same answer as transformers' "
+                   "generate(num_beams=...) on the exported model")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search: a finished hypothesis scores its summed log-probability / length ** this "
+                   "(> 0 favours longer answers, < 0 shorter)")
+    p.add_argument("--early-stopping", choices=["false", "true", "never"], default="false",
+                   help="beam search: true stops once num_beams hypotheses are finished; false (transformers' default) "
+                   "when no running beam can beat them at the current length; never also looks at the longest length")
+    p.add_argument("--best-of", type=_positive_int, default=None, metavar="N",
+                   help="with --chat and --reward-model: sample N answers (--temperature, --top-k, --top-p, --seed) and "
+                   "return the one the reward model scores highest, with every candidate and its reward")
+    p.add_argument("--reward-model", default=None, metavar="DIR",
+                   help="a reward stage's final/ folder, trained with the policy's tokenizer (for --best-of)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",

@@ -382,6 +382,16 @@ class Transformer(nn.Module):
         return seq
 
 
+def reorder_cache(cache: list[dict], rows: torch.Tensor) -> None:
+    """Make row i of every layer's KV cache a copy of row `rows[i]`, in place (`rows`: 1-D long
+    indices, repeats allowed, any length): beam search hands each surviving beam the cache of the
+    beam it extends (transformers' `Cache.reorder_cache`)."""
+    for layer in cache:
+        for key, value in layer.items():
+            if value is not None:
+                layer[key] = value.index_select(0, rows)
+
+
 def _cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels, ignore_index=-100, reduction="sum")
 

@@ -1,0 +1,347 @@
+"""Search at generation time: beam search equal to transformers' on the exported model, token for
+token, and best-of-N with a reward model (`llmpipe generate --num-beams / --best-of`)."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmdata.bpe import PATTERNS, learn_merges
+from llmdata.chat import ChatTemplate, inputs_and_labels
+from llmdata.tokenizer_io import BPETokenizer
+from pipelines.cli import main
+from training.best_of_n import best_of_n
+from training.export import save_model
+from training.generate import Sampling, beam_search, chat_replies
+from training.model import ModelConfig, Transformer
+from training.reward import RewardModel, save_reward_model, score
+from training.stage import complete_model_dir
+
+transformers = pytest.importorskip("transformers")
+
+QA = [("What is 3 + 4?", "7"), ("Repeat: file list", "file list"), ("Reverse the words: path type data", "data type path"),
+      ("Sort: c b a", "a b c")]
+PROMPTS = ["What is 3 + 4?", "Repeat: path type", "Reverse the words: file list data", "Sort: b a"]
+# prompts where the random model's answer depends on early_stopping (True, or "never" vs False)
+STOPPING_PROMPTS = ["3 3 4? 4?", "words: is is", "data 3 + data"]
+MAX_NEW = 10
+
+
+def make_tokenizer(folder: Path, merges: int) -> Path:
+    text = " ".join(q + " " + a for q, a in QA) * 20
+    counts = {(" " + w).encode(): 5 for w in text.split()}
+    BPETokenizer(learn_merges(counts, merges).merges, PATTERNS["gpt4"]).save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models this small run several times faster on one thread of a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory) -> Path:
+    return make_tokenizer(tmp_path_factory.mktemp("tok"), 300)
+
+
+def tiny(vocab: int, seed: int = 0, init_std: float = 0.02) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(ModelConfig(vocab_size=vocab, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64,
+                                   ffn_multiple_of=16, init_std=init_std)).eval()
+
+
+def fit(model: Transformer, template: ChatTemplate, steps: int) -> Transformer:
+    """A few full-batch steps on QA: a model that answers some prompts and closes its turn with
+    <|end|>, and is unsure elsewhere (where beams disagree with greedy)."""
+    rows = [inputs_and_labels(*template.encode([{"role": "user", "content": q}, {"role": "assistant", "content": a}]))
+            for q, a in QA]
+    width = max(len(i) for i, _ in rows)
+    ids = torch.tensor([i + [0] * (width - len(i)) for i, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(ids, labels=labels)["loss"].backward()
+        opt.step()
+    return model.eval()
+
+
+def save(model: Transformer, tok_dir: Path, folder: Path, chat: bool) -> Path:
+    save_model(str(folder), model.state_dict(), model.cfg)
+    template = ChatTemplate(BPETokenizer.load(str(tok_dir)))
+    complete_model_dir(str(tok_dir), str(folder), template.to_json() if chat else None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tok_dir, tmp_path_factory) -> dict[str, tuple[Path, Transformer]]:
+    """A chat model trained a little ("chat", stops at <|end|> or <|endoftext|>) and a random one
+    with larger weights ("random": peaked, arbitrary distributions), each saved and exported."""
+    tok = BPETokenizer.load(str(tok_dir))
+    root = tmp_path_factory.mktemp("models")
+    built = {"chat": (fit(tiny(tok.vocab_size), ChatTemplate(tok), steps=25), True),
+             "random": (tiny(tok.vocab_size, seed=1, init_std=0.3), False)}
+    out = {}
+    for name, (model, chat) in built.items():
+        folder = save(model, tok_dir, root / name, chat)
+        assert main(["export", "--model", str(folder), "--output", str(root / f"{name}-hf")]) == 0
+        out[name] = (folder, model)
+    return out
+
+
+def prompt_ids(name: str, tok: BPETokenizer, prompt: str) -> list[int]:
+    return ChatTemplate(tok).prompt([{"role": "user", "content": prompt}]) if name == "chat" else tok.encode(prompt)
+
+
+def stops(name: str, model: Transformer, tok: BPETokenizer) -> list[int]:
+    """The chat model's export eos ids; for the random model, two tokens its beams write third
+    after the first two prompts, so that beams reach an eos at various lengths."""
+    if name == "chat":
+        return [tok.special_ids["<|end|>"], tok.eot_id]
+    return sorted({beam_search(model, tok.encode(p), 2, MAX_NEW, [])[0][2] for p in PROMPTS[:2]})
+
+
+@pytest.mark.parametrize("name", ["chat", "random"])
+def test_beam_search_equals_transformers_token_for_token(models, name):
+    folder, model = models[name]
+    hf = hf_model(folder)
+    tok = BPETokenizer.load(str(folder))
+    eos = stops(name, model, tok)
+    ended, differs, by_stopping = Counter(), 0, Counter()
+    for prompt in PROMPTS + (STOPPING_PROMPTS if name == "random" else []):
+        ids = prompt_ids(name, tok, prompt)
+        greedy = model.generate(torch.tensor([ids]), MAX_NEW, eos_id=eos[0])[0, len(ids):].tolist()
+        for k in (2, 4):
+            for lp in (1.0, 2.0, -0.5):
+                answers = {}
+                for es in (False, True, "never"):
+                    ours, our_score = beam_search(model, ids, k, MAX_NEW, eos, lp, es)
+                    theirs, their_score = hf_beam_search(hf, ids, k, lp, es, eos, tok.special_ids["<|pad|>"])
+                    assert ours == theirs, (prompt, k, lp, es)
+                    assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
+                    ended[ours[-1] in eos and len(ours) < MAX_NEW] += 1
+                    differs += ours[: len(greedy)] != greedy[: len(ours)]
+                    answers[es] = ours
+                by_stopping["True"] += answers[True] != answers[False]
+                by_stopping["never"] += answers["never"] != answers[False]
+    # the comparison covers hypotheses that stop at eos early and ones that run to max_new_tokens,
+    # beams that find something greedy decoding does not, and (random model) answers that each
+    # early_stopping setting changes
+    assert ended[True] and ended[False], ended
+    assert differs, "every beam result was the greedy one: the test would not see a broken beam search"
+    if name == "random":
+        assert by_stopping["True"] and by_stopping["never"], by_stopping
+
+
+def hf_beam_search(hf, ids: list[int], k: int, lp: float, es, eos: list[int], pad: int) -> tuple[list[int], float]:
+    """transformers' beam search: the best hypothesis's new ids and its length-normalized score."""
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                          num_beams=k, length_penalty=lp, early_stopping=es, do_sample=False, max_new_tokens=MAX_NEW,
+                          eos_token_id=eos, pad_token_id=pad, return_dict_in_generate=True, output_scores=True)
+    return out.sequences[0, len(ids):].tolist(), float(out.sequences_scores[0])
+
+
+def test_beam_search_with_more_eos_ids_than_beams(models):
+    """Three eos ids, the model's 2nd to 4th likeliest first tokens, and two beams: more candidates end
+    at once than there are beams, and only by keeping (1 + 3) x 2 candidates per step (not 2 x 2)
+    do two beams keep running. On this prompt the answer depends on it (found by search)."""
+    folder, model = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    ids = tok.encode("Sort: Reverse type + words: What")
+    eos = model(torch.tensor([ids]))["logits"][0, -1].topk(4).indices[1:].tolist()
+    for lp in (1.0, 2.0):
+        ours, our_score = beam_search(model, ids, 2, MAX_NEW, eos, lp)
+        theirs, their_score = hf_beam_search(hf_model(folder), ids, 2, lp, False, eos, tok.special_ids["<|pad|>"])
+        assert ours == theirs and len(ours) == MAX_NEW
+        assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=40), k=st.integers(2, 5), lp=st.floats(-2.0, 3.0),
+       es=st.sampled_from([False, True, "never"]))
+def test_beam_search_equals_transformers_on_any_text(models, text, k, lp, es):
+    """Any Unicode prompt (a byte-level BPE encodes it all), any beam count and length penalty."""
+    folder, model = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    ids = tok.encode(text)[-40:]
+    eos = stops("random", model, tok)
+    ours, our_score = beam_search(model, ids, k, MAX_NEW, eos, lp, es)
+    theirs, their_score = hf_beam_search(hf_model(folder), ids, k, lp, es, eos, tok.special_ids["<|pad|>"])
+    assert ours == theirs
+    assert our_score == pytest.approx(their_score, rel=1e-5, abs=1e-4)
+
+
+_HF: dict = {}
+
+
+def hf_model(folder: Path):
+    """The exported model, loaded once per folder."""
+    if folder not in _HF:
+        _HF[folder] = transformers.AutoModelForCausalLM.from_pretrained(folder.parent / f"{folder.name}-hf",
+                                                                        dtype=torch.float32).eval()
+    return _HF[folder]
+
+
+def test_length_penalty_and_early_stopping_change_the_answer(models):
+    """Not a no-op: over the prompts, the knobs pick other hypotheses (transformers agrees above)."""
+    folder, model = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    eos = stops("random", model, tok)
+    results = {(lp, es): [beam_search(model, tok.encode(p), 4, MAX_NEW, eos, lp, es)[0] for p in PROMPTS]
+               for lp in (2.0, -0.5) for es in (False, True)}
+    assert results[(2.0, False)] != results[(-0.5, False)]
+    longer = sum(len(a) for a in results[(2.0, False)]) >= sum(len(a) for a in results[(-0.5, False)])
+    assert longer  # a positive penalty favours longer hypotheses
+
+
+def test_cli_num_beams_is_beam_search(models, capsys):
+    folder, model = models["chat"]
+    tok = BPETokenizer.load(str(folder))
+    capsys.readouterr()
+    args = ["generate", "--model", str(folder), "--chat", "--max-new-tokens", str(MAX_NEW), "--num-beams", "4",
+            "--length-penalty", "2.0", "--early-stopping", "never"]
+    assert main(args + [f"--prompt={p}" for p in PROMPTS]) == 0
+    got = [json.loads(line)["completion"] for line in capsys.readouterr().out.splitlines()]
+    eos = stops("chat", model, tok)
+    for prompt, answer in zip(PROMPTS, got, strict=True):
+        best, _ = beam_search(model, prompt_ids("chat", tok, prompt), 4, MAX_NEW, eos, 2.0, "never")
+        assert answer == tok.decode([t for t in best if t not in eos]).strip()
+
+
+def test_cli_beam_errors_are_one_line(models, capsys):
+    folder, _ = models["chat"]
+    capsys.readouterr()
+    assert main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "2", "--temperature", "0.7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "beam" in err
+    assert main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "2", "--length-penalty", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "length_penalty" in err
+    with pytest.raises(SystemExit):  # argparse: one usage line and one error line
+        main(["generate", "--model", str(folder), "--prompt", "hi", "--num-beams", "0"])
+
+
+# Best-of-N
+
+
+def reward_folder(tok_dir: Path, root: Path, sign: float) -> tuple[Path, RewardModel]:
+    """A reward model on a random backbone whose value head is `sign` x a fixed vector: sign -1
+    ranks every set of answers in the reverse order of sign +1, sign 0 scores all answers 0."""
+    reward = RewardModel(tiny(BPETokenizer.load(str(tok_dir)).vocab_size, seed=5)).eval()
+    with torch.no_grad():
+        reward.value.weight.copy_(sign * torch.linspace(-1, 1, reward.cfg.d_model)[None])
+    folder = root / f"reward{sign:+.0f}"
+    save_reward_model(str(folder), reward.state_dict(), reward.cfg)
+    complete_model_dir(str(tok_dir), str(folder))
+    return folder, reward
+
+
+@pytest.fixture(scope="module")
+def rewards(tok_dir, tmp_path_factory) -> dict[float, tuple[Path, RewardModel]]:
+    root = tmp_path_factory.mktemp("rewards")
+    return {s: reward_folder(tok_dir, root, s) for s in (1.0, -1.0, 0.0)}
+
+
+SAMPLE = Sampling(max_new_tokens=MAX_NEW, temperature=1.0)
+
+
+def test_best_of_n_picks_the_highest_reward_and_is_deterministic(models, rewards):
+    _, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
+    prompt = "Sort: b a"
+    best, scored = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    answers = [a for a, _ in scored]
+    assert len(set(answers)) > 2  # sampled, not one answer six times
+    assert answers == chat_replies(policy, template, prompt, SAMPLE, 6, torch.Generator().manual_seed(3))
+    assert [r for _, r in scored] == [score(rewards[1.0][1], template, prompt, a) for a in answers]
+    assert best == max(scored, key=lambda x: x[1])[0] and best != min(scored, key=lambda x: x[1])[0]
+    # the same seed: the same answers and pick; the negated head picks the lowest of the same answers
+    again = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    assert again == (best, scored)
+    flipped, flipped_scored = best_of_n(policy, rewards[-1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    assert [a for a, _ in flipped_scored] == answers
+    assert [r for _, r in flipped_scored] == pytest.approx([-r for _, r in scored])
+    assert flipped == min(scored, key=lambda x: x[1])[0]
+    # all rewards equal (a zero head): the first sample wins
+    first, zero = best_of_n(policy, rewards[0.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    assert {r for _, r in zero} == {0.0} and first == answers[0]
+    other = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(4))
+    assert [a for a, _ in other[1]] != answers  # another seed, other samples
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=30), n=st.integers(1, 4), seed=st.integers(0, 2**31))
+def test_best_of_n_on_any_prompt_returns_a_top_scored_candidate(models, rewards, text, n, seed):
+    _, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
+    sampling = Sampling(max_new_tokens=4, temperature=1.0, top_k=20)
+    best, scored = best_of_n(policy, rewards[1.0][1], template, text, n, sampling, torch.Generator().manual_seed(seed))
+    assert len(scored) == n and best == next(a for a, r in scored if r == max(r for _, r in scored))
+
+
+def test_best_of_n_rejects_what_cannot_work(models, rewards):
+    _, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
+    reward = rewards[1.0][1]
+    with pytest.raises(ValueError, match="N >= 1"):
+        best_of_n(policy, reward, template, "hi", 0, SAMPLE)
+    with pytest.raises(ValueError, match="temperature"):
+        best_of_n(policy, reward, template, "hi", 4, Sampling(max_new_tokens=4))
+    other = RewardModel(tiny(policy.cfg.vocab_size + 1))
+    with pytest.raises(ValueError, match="vocabulary"):
+        best_of_n(policy, other, template, "hi", 2, SAMPLE)
+
+
+def test_cli_best_of_n_returns_the_best_with_every_candidate(models, rewards, capsys):
+    folder, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(folder)))
+    capsys.readouterr()
+    assert main(["generate", "--model", str(folder), "--chat", "--max-new-tokens", str(MAX_NEW), "--temperature", "1.0",
+                 "--best-of", "5", "--reward-model", str(rewards[1.0][0]), "--seed", "7",
+                 "--prompt", "Sort: b a", "--prompt", "What is 3 + 4?"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    generator = torch.Generator().manual_seed(7)
+    for row in rows:  # the prompts share one generator, in order, as the CLI's
+        best, scored = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 5, SAMPLE, generator)
+        assert row["completion"] == best and len(row["candidates"]) == 5
+        assert [(c["completion"], c["reward"]) for c in row["candidates"]] == scored
+        assert row["reward"] == max(r for _, r in scored)
+
+
+@pytest.mark.parametrize("case", ["missing", "language-model", "other-tokenizer", "zero", "greedy", "no-chat", "no-n"])
+def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, capsys, case):
+    folder, _ = models["chat"]
+    reward_dir = rewards[1.0][0]
+    base = ["generate", "--model", str(folder), "--prompt", "hi", "--chat", "--temperature", "1.0"]
+    extra = {"missing": ["--best-of", "3", "--reward-model", str(tmp_path / "nowhere")],
+             "language-model": ["--best-of", "3", "--reward-model", str(folder)],
+             "greedy": ["--best-of", "3", "--reward-model", str(reward_dir), "--temperature", "0"],
+             "no-n": ["--reward-model", str(reward_dir)]}
+    if case == "other-tokenizer":  # a reward model trained with another vocabulary
+        other_tok = make_tokenizer(tmp_path / "tok2", 200)
+        other_dir, _ = reward_folder(other_tok, tmp_path, 1.0)
+        extra[case] = ["--best-of", "3", "--reward-model", str(other_dir)]
+    if case == "zero":
+        with pytest.raises(SystemExit):  # argparse: a usage line and one error line
+            main(base + ["--best-of", "0", "--reward-model", str(reward_dir)])
+        assert "--best-of" in capsys.readouterr().err
+        return
+    args = base + extra.get(case, [])
+    if case == "no-chat":
+        args = [a for a in base if a != "--chat"] + ["--best-of", "3", "--reward-model", str(reward_dir)]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmpipe: error: ") and err.count("\n") == 1, err
+    expect = {"missing": "not found", "language-model": "not a reward model", "other-tokenizer": "another tokenizer",
+              "greedy": "temperature", "no-chat": "--chat", "no-n": "--best-of"}[case]
+    assert expect in err, err

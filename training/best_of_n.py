@@ -1,0 +1,74 @@
+"""Best-of-N: sample N answers to a prompt, keep the one the reward model scores highest.
+
+The cheapest use of a trained reward model (rejection sampling at inference time, as in
+Nakano et al. 2021, "WebGPT", and Stiennon et al. 2020): no policy update, N times the sampling
+cost. `llmpipe generate --best-of N --reward-model DIR` and the stage reports go through
+`best_of_n`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Union
+
+import torch
+
+from llmdata.chat import ChatTemplate, Message
+from training.generate import Sampling, chat_replies
+from training.model import Transformer
+from training.reward import RewardModel, load_reward_model, score
+from training.stage import TrainingInputError
+
+
+def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTemplate, prompt: Union[str, list[Message]],
+              n: int, sampling: Sampling, generator: Optional[torch.Generator] = None) -> tuple[str, list[tuple[str, float]]]:
+    """(the highest-scored answer, [(answer, reward)] for all `n` samples in the order drawn).
+
+    The `n` answers are sampled in one batch with `sampling` (`chat_replies`) and each scored by
+    `reward.score` on the conversation prompt + answer, through `template` (the policy's and the
+    reward model's chat template: they must share a tokenizer). Ties go to the earliest sample.
+    Deterministic for a seeded `generator`. Raises ValueError when n < 1, when n > 1 at
+    temperature 0 (greedy decoding gives n identical answers), with beam search, or when the
+    two models' vocabularies differ in size.
+    """
+    if n < 1:
+        raise ValueError(f"best-of-N needs N >= 1 (got {n})")
+    if n > 1 and sampling.temperature <= 0:
+        raise ValueError("best-of-N samples: give a temperature > 0 (greedy decoding gives N identical answers)")
+    if sampling.num_beams > 1:
+        raise ValueError("best-of-N samples its answers; it does not combine with beam search")
+    if reward_model.cfg.vocab_size != model.cfg.vocab_size:
+        raise ValueError(f"the reward model's vocabulary ({reward_model.cfg.vocab_size} tokens) is not the policy's "
+                         f"({model.cfg.vocab_size}): it scores another tokenizer's ids")
+    answers = chat_replies(model, template, prompt, sampling, n, generator)
+    scored = [(a, score(reward_model, template, prompt, a)) for a in answers]
+    best = max(range(n), key=lambda i: scored[i][1])  # the first of equal maxima
+    return scored[best][0], scored
+
+
+def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
+    """The reward model in `folder` (a reward stage's final/), checked to share `tokenizer` (the
+    policy's: the same merges, pre-tokenizer pattern and reserved tokens). Raises
+    TrainingInputError (one line) for a missing folder or file, a folder that holds no reward
+    head, or another tokenizer."""
+    from llmdata.tokenizer_io import BPETokenizer
+
+    if not os.path.isdir(folder):
+        raise TrainingInputError(f"reward model not found: {folder} is not a folder (give a reward stage's final/)")
+    for name, what in (("model.safetensors", "weights"), ("model_config.json", "config"), ("llmpipe_tokenizer.json", "tokenizer")):
+        if not os.path.exists(os.path.join(folder, name)):
+            raise TrainingInputError(f"reward model not found: {folder} has no {name} ({what}); "
+                                     "give a reward stage's final/ folder")
+    try:
+        with open(os.path.join(folder, "model_config.json"), encoding="utf-8") as f:
+            is_reward = bool(json.load(f).get("reward_head"))
+    except (OSError, ValueError, AttributeError) as err:
+        raise TrainingInputError(f"{folder}/model_config.json is not readable ({type(err).__name__}: {err})") from None
+    if not is_reward:
+        raise TrainingInputError(f"{folder} is a language model, not a reward model (no reward head)")
+    theirs = BPETokenizer.load(folder)
+    if (theirs.merges, theirs.pattern, theirs.specials) != (tokenizer.merges, tokenizer.pattern, tokenizer.specials):
+        raise TrainingInputError(f"the reward model in {folder} has another tokenizer than the policy "
+                                 f"({theirs.vocab_size} vs {tokenizer.vocab_size} tokens, or other merges): "
+                                 "train it from the policy's base model")
+    return load_reward_model(folder)
