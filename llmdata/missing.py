@@ -18,7 +18,8 @@ Rule = Literal["mean", "median", "constant", "interpolate", "regression"]
 
 class ImputeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rule: Rule = "median"
+    rule: Rule = Field(
+        "median", description="how a missing value is filled: mean | median | constant | interpolate | regression")
     value: Optional[float] = Field(None, description="for rule: constant")
     order: Optional[str] = Field(None, description="for rule: interpolate, the field to interpolate along")
     predictors: Optional[list[str]] = Field(None, description="for rule: regression; default: other listed fields")
@@ -34,11 +35,16 @@ class ImputeRule(BaseModel):
 
 class MissingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fields: dict[str, ImputeRule] = Field(default_factory=dict)
+    fields: dict[str, ImputeRule] = Field(
+        default_factory=dict, description="an imputation rule per numeric meta field, by field name")
     impute_other_numeric: bool = Field(True, description="numeric meta fields not listed get `default_rule`")
-    default_rule: Literal["mean", "median"] = "median"
-    max_missing_share: float = Field(0.5, ge=0, le=1)
-    interpolation_knots: int = Field(2048, ge=16)
+    default_rule: Literal["mean", "median"] = Field(
+        "median", description="the rule (mean | median) for numeric meta fields not listed in `fields`")
+    max_missing_share: float = Field(
+        0.5, ge=0, le=1, description="a field missing (null) in more than this share of records (0-1) is dropped, "
+        "not imputed")
+    interpolation_knots: int = Field(
+        2048, ge=16, description="(order, value) points kept per field for interpolation; more are merged pairwise")
 
 
 def is_number(value: Any) -> bool:

@@ -61,8 +61,8 @@ class OutputSection(_Section):
 
 class ReportSection(_Section):
     histograms: list[str] = Field(
-        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"]
-    )
+        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"],
+        description="document features (llmdata/features.py) drawn as histograms in the stage report")
     bins: int = Field(40, ge=5, le=500, description="bins of each histogram")
     examples_per_reason: int = Field(3, ge=0, le=50, description="documents shown in the report for each reason")
 
@@ -73,14 +73,24 @@ class CleanSection(_Section):
                                                      "documents separated by blank lines")
     text_field: str = Field("text", description="the record field that holds the text")
     id_field: str = Field("id", description="the record field that holds the id (else a hash of source and position)")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of a record that cannot be used (unreadable, no "
+        "text...), per kind")
     check_duplicate_ids: bool = Field(True, description="quarantine the second record with an id already seen")
-    missing: MissingOptions = Field(default_factory=MissingOptions)
-    normalize: NormalizeOptions = Field(default_factory=NormalizeOptions)
-    quality: QualityOptions = Field(default_factory=QualityOptions)
-    outliers: OutlierOptions = Field(default_factory=OutlierOptions)
-    output: OutputSection = Field(default_factory=OutputSection)
-    report: ReportSection = Field(default_factory=ReportSection)
+    missing: MissingOptions = Field(
+        default_factory=MissingOptions, description="imputation of missing numeric meta fields from whole-dataset "
+        "statistics")
+    normalize: NormalizeOptions = Field(
+        default_factory=NormalizeOptions, description="text normalization steps, in a fixed order (Unicode form, "
+        "invisible characters, spacing...)")
+    quality: QualityOptions = Field(
+        default_factory=QualityOptions, description="fixed heuristic rule sets (Gopher, C4, FineWeb), each off by "
+        "default")
+    outliers: OutlierOptions = Field(
+        default_factory=OutlierOptions, description="per-feature outlier filters whose thresholds (IQR or z-score) "
+        "are computed from the data")
+    output: OutputSection = Field(default_factory=OutputSection, description="how the kept documents are written")
+    report: ReportSection = Field(default_factory=ReportSection, description="what the stage report shows")
     eval_labels: Optional[str] = Field(None, description="jsonl of {\"id\", \"label\"} planted by the demo generator")
 
 
@@ -89,7 +99,8 @@ class DedupSection(DedupOptions):
 
     input: Optional[str] = Field(None, description="default: the clean stage's kept documents in the run dir")
     num_shards: int = Field(4, ge=1, le=100_000, description="output shards, fixed so reruns are identical")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
     eval_labels: Optional[str] = Field(None, description="the demo generator's labels: recall of planted duplicates")
 
 
@@ -97,7 +108,8 @@ class TokenizerSection(TokenizerOptions):
     """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
 
     input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
 
 class PackSection(PackOptions):
@@ -105,7 +117,8 @@ class PackSection(PackOptions):
 
     input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
     tokenizer: Optional[str] = Field(None, description="default: the run's 03-tokenizer folder")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
 
 class SampleDataSection(_Section):
@@ -116,19 +129,36 @@ class SampleDataSection(_Section):
 
 
 class PipelineConfig(_Section):
-    run: RunSection = Field(default_factory=RunSection)
+    run: RunSection = Field(default_factory=RunSection, description="the run's name and where its folder lives")
     train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section "
                                   "(any key of the shared training options); a stage's own key wins")
-    sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
-    clean: CleanSection = Field(default_factory=CleanSection)
-    dedup: DedupSection = Field(default_factory=DedupSection)
-    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
-    pack: PackSection = Field(default_factory=PackSection)
-    pretrain: PretrainSection = Field(default_factory=PretrainSection)
-    sft: SFTSection = Field(default_factory=SFTSection)
-    lora: LoraSection = Field(default_factory=LoraSection)
-    reward: RewardSection = Field(default_factory=RewardSection)
-    dpo: DPOSection = Field(default_factory=DPOSection)
+    sample_data: SampleDataSection = Field(
+        default_factory=SampleDataSection, description="the demo corpus generator (llmpipe sample-data)")
+    clean: CleanSection = Field(
+        default_factory=CleanSection, description="data stage 01-clean: reading, bad records, missing values, "
+        "normalization, quality and outlier filters")
+    dedup: DedupSection = Field(
+        default_factory=DedupSection, description="data stage 02-dedup: exact and MinHash-LSH near-duplicate removal")
+    tokenizer: TokenizerSection = Field(
+        default_factory=TokenizerSection, description="stage 03-tokenizer: byte-level BPE training")
+    pack: PackSection = Field(
+        default_factory=PackSection, description="stage 04-pack: encoding documents and packing them into "
+        "fixed-length training sequences")
+    pretrain: PretrainSection = Field(
+        default_factory=PretrainSection, description="training stage 05-pretrain: next-token pretraining from a "
+        "model preset (DeepSpeed)")
+    sft: SFTSection = Field(
+        default_factory=SFTSection, description="training stage: supervised fine-tuning (SFT) of every weight on "
+        "conversations")
+    lora: LoraSection = Field(
+        default_factory=LoraSection, description="training stage: SFT through low-rank adapters (LoRA), base weights "
+        "frozen")
+    reward: RewardSection = Field(
+        default_factory=RewardSection, description="training stage: a reward model (scalar head) trained on "
+        "preference pairs (Bradley-Terry)")
+    dpo: DPOSection = Field(
+        default_factory=DPOSection, description="training stage: direct preference optimization (DPO) against a "
+        "frozen reference model")
 
 
 def _parse_value(text: str) -> Any:
