@@ -20,9 +20,13 @@ class ImputeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rule: Rule = Field(
         "median", description="how a missing value is filled: mean | median | constant | interpolate | regression")
-    value: Optional[float] = Field(None, description="for rule: constant")
-    order: Optional[str] = Field(None, description="for rule: interpolate, the field to interpolate along")
-    predictors: Optional[list[str]] = Field(None, description="for rule: regression; default: other listed fields")
+    value: Optional[float] = Field(None, description="the value filled in, for rule constant")
+    order: Optional[str] = Field(
+        None, description="for rule interpolate: the numeric field the records are ordered by (values are "
+        "interpolated along it)")
+    predictors: Optional[list[str]] = Field(
+        None, description="for rule regression: the fields of the linear (least-squares) regression; default: the "
+        "other listed fields")
 
     @model_validator(mode="after")
     def _needs(self) -> ImputeRule:
@@ -37,7 +41,8 @@ class MissingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fields: dict[str, ImputeRule] = Field(
         default_factory=dict, description="an imputation rule per numeric meta field, by field name")
-    impute_other_numeric: bool = Field(True, description="numeric meta fields not listed get `default_rule`")
+    impute_other_numeric: bool = Field(
+        True, description="also impute numeric meta fields not listed in `fields`, with `default_rule`")
     default_rule: Literal["mean", "median"] = Field(
         "median", description="the rule (mean | median) for numeric meta fields not listed in `fields`")
     max_missing_share: float = Field(

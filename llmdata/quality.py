@@ -472,7 +472,8 @@ class QualityOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER),
-                             description="the rule sets in the order they run (the enabled ones); names from RULES")
+                             description="the order the enabled rule sets run in (c4, gopher_repetition, "
+                                         "gopher_quality, fineweb)")
     gopher_quality: GopherQuality = Field(
         default_factory=GopherQuality, description="Gopher quality rules (Rae et al. 2021): word counts and lengths, "
         "symbols, bullets, stop words")

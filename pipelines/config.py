@@ -41,7 +41,9 @@ class RunSection(_Section):
 
 
 class BadRecordPolicy(_Section):
-    default: Policy = Field("quarantine", description="quarantine (write with its reason) | drop (count only) | fail")
+    default: Policy = Field(
+        "quarantine", description="policy for a bad record: quarantine (written with its reason) | drop (counted "
+        "only) | fail (stop the stage)")
     per_kind: dict[str, Policy] = Field(default_factory=lambda: {"blank_line": "drop"},
                                         description="a policy per kind of bad record (see docs/formats.md)")
 
@@ -55,7 +57,7 @@ class BadRecordPolicy(_Section):
 
 
 class OutputSection(_Section):
-    num_shards: int = Field(0, ge=0, description="0: the runner decides")
+    num_shards: int = Field(0, ge=0, description="output shards of the kept documents; 0: the runner decides")
     parquet: bool = Field(False, description="also write kept documents as parquet")
 
 
@@ -63,12 +65,13 @@ class ReportSection(_Section):
     histograms: list[str] = Field(
         default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"],
         description="document features (llmdata/features.py) drawn as histograms in the stage report")
-    bins: int = Field(40, ge=5, le=500, description="bins of each histogram")
+    bins: int = Field(40, ge=5, le=500, description="bins per histogram")
     examples_per_reason: int = Field(3, ge=0, le=50, description="documents shown in the report for each reason")
 
 
 class CleanSection(_Section):
-    input_format: Literal["auto", "jsonl", "parquet", "text"] = Field("auto", description="auto: by extension")
+    input_format: Literal["auto", "jsonl", "parquet", "text"] = Field(
+        "auto", description="input file format: auto (by extension) | jsonl | parquet | text")
     text_mode: Literal["file", "blank_line"] = Field("file", description="text files: one document per file, or "
                                                      "documents separated by blank lines")
     text_field: str = Field("text", description="the record field that holds the text")
@@ -91,23 +94,28 @@ class CleanSection(_Section):
         "are computed from the data")
     output: OutputSection = Field(default_factory=OutputSection, description="how the kept documents are written")
     report: ReportSection = Field(default_factory=ReportSection, description="what the stage report shows")
-    eval_labels: Optional[str] = Field(None, description="jsonl of {\"id\", \"label\"} planted by the demo generator")
+    eval_labels: Optional[str] = Field(
+        None, description="JSONL of {\"id\", \"label\"} (the demo generator's), to report junk removed and good "
+        "documents kept; null: none")
 
 
 class DedupSection(DedupOptions):
     """Exact and near-duplicate removal; see llmdata/dedup.py for the options' meaning."""
 
-    input: Optional[str] = Field(None, description="default: the clean stage's kept documents in the run dir")
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the clean stage's kept documents in the run dir")
     num_shards: int = Field(4, ge=1, le=100_000, description="output shards, fixed so reruns are identical")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
-    eval_labels: Optional[str] = Field(None, description="the demo generator's labels: recall of planted duplicates")
+    eval_labels: Optional[str] = Field(
+        None, description="the demo generator's labels.jsonl, to report the recall of planted duplicates; null: none")
 
 
 class TokenizerSection(TokenizerOptions):
     """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
 
-    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
@@ -115,8 +123,9 @@ class TokenizerSection(TokenizerOptions):
 class PackSection(PackOptions):
     """Encoding and packing into Megatron token files; see pipelines/pack.py."""
 
-    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
-    tokenizer: Optional[str] = Field(None, description="default: the run's 03-tokenizer folder")
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
+    tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
