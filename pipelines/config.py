@@ -6,6 +6,7 @@ becomes one `ConfigError` line naming the key.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -240,8 +241,9 @@ def with_train_defaults(data: dict) -> dict:
     return out
 
 
-def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
-    """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
+def read_config(path: Optional[str], overrides: list[str] | None = None) -> dict:
+    """The YAML (safe_load) with the overrides applied, before the `train:` defaults and before
+    validation; any problem reading it is one ConfigError line."""
     data: dict = {}
     if path:
         p = Path(path)
@@ -262,7 +264,12 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
         data = loaded
     for assignment in overrides or []:
         apply_override(data, assignment)
-    data = with_train_defaults(data)
+    return data
+
+
+def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
+    """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
+    data = with_train_defaults(read_config(path, overrides))
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
@@ -271,24 +278,95 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
         raise ConfigError(f"config error: {err}") from None
 
 
+def keys_from_train(data: dict) -> dict[str, set[str]]:
+    """Per training stage, the keys its section takes from the `train:` block of `data` (a config
+    as `read_config` returns it): those the block sets and the section itself does not."""
+    from pipelines.registry import STAGES
+
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return {}
+    out = {}
+    for stage in STAGES:
+        section = data.get(stage.name)
+        own = set(section) if isinstance(section, dict) else set()
+        if stage.kind == "train":
+            out[stage.name] = set(train) - own
+    return out
+
+
+#: `config --show` keeps a line within this many characters where it can: a longer description
+#: continues on comment lines below, aligned with its `#`.
+SHOW_WIDTH = 120
+FROM_TRAIN = "(from train:)"
+
+
 def _scalar(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000, sort_keys=False).strip()
     return text[:-4].rstrip() if text.endswith("\n...") or text.endswith(" ...") else text
 
 
-def describe_config(cfg: BaseModel, indent: int = 0) -> list[str]:
+def _noted(line: str, note: Optional[str], pad: str) -> list[str]:
+    """`line` with `note` as a YAML comment: beside it, continued on aligned comment lines when
+    long, or above it when the line leaves too little room."""
+    if not note:
+        return [line]
+    if len(line) + 4 + len(note) <= SHOW_WIDTH:
+        return [f"{line}  # {note}"]
+    col = len(line) + 2
+    if SHOW_WIDTH - col - 2 >= 36:
+        chunks = textwrap.wrap(note, SHOW_WIDTH - col - 2, break_on_hyphens=False)
+        return [f"{line}  # {chunks[0]}"] + [f"{' ' * col}# {c}" for c in chunks[1:]]
+    chunks = textwrap.wrap(note, max(SHOW_WIDTH - len(pad) - 2, 40), break_on_hyphens=False)
+    return [f"{pad}# {c}" for c in chunks] + [line]
+
+
+def _describe_map(value: dict, plain: dict, indent: int, keys: Optional[type[BaseModel]] = None) -> list[str]:
+    """A mapping's entries as YAML block lines: a model entry with its fields described, a nested
+    mapping as a block, anything else in flow style. `keys`: a model whose fields describe the
+    entries (the `train:` block's keys are the shared training options)."""
+    lines: list[str] = []
+    pad = "  " * indent
+    for (key, item), shown in zip(value.items(), plain.values()):
+        name = _scalar(key)
+        field = keys.model_fields.get(key) if keys is not None and isinstance(key, str) else None
+        note = field.description if field is not None else None
+        if isinstance(item, BaseModel):
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            lines.extend(describe_config(item, indent + 1))
+        elif isinstance(item, dict) and item:
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            lines.extend(_describe_map(item, shown, indent + 1))
+        else:
+            lines.extend(_noted(f"{pad}{name}: {_scalar(shown)}", note, pad))
+    return lines
+
+
+def describe_config(cfg: BaseModel, indent: int = 0, from_train: Optional[dict[str, set[str]]] = None,
+                    _marked: frozenset[str] = frozenset()) -> list[str]:
     """The resolved config as YAML lines, each key followed by its meaning as a comment (the
-    field's description in the schema). `llmpipe config --show` prints it; it loads back as the
-    same config."""
+    field's description in the schema); non-empty mappings as blocks, one entry a line.
+    `from_train` (per training stage, the keys it took from the `train:` block, see
+    `keys_from_train`) marks those values "(from train:)". `llmpipe config --show` prints it; it
+    loads back as the same config."""
+    from training.options import TrainSection
+
     lines: list[str] = []
     pad = "  " * indent
     plain = cfg.model_dump(mode="json")
     for name, field in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        note = f"  # {field.description}" if field.description else ""
+        note = f"{FROM_TRAIN} {field.description}" if name in _marked else field.description
+        if indent == 0 and lines:
+            lines.append("")
         if isinstance(value, BaseModel):
-            lines.append(f"{pad}{name}:{note}")
-            lines.extend(describe_config(value, indent + 1))
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            marked = frozenset((from_train or {}).get(name, ())) if indent == 0 else frozenset()
+            lines.extend(describe_config(value, indent + 1, _marked=marked))
+        elif isinstance(value, dict) and value:
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            keys = TrainSection if isinstance(cfg, PipelineConfig) and name == "train" else None
+            lines.extend(_describe_map(value, plain[name], indent + 1, keys))
         else:
-            lines.append(f"{pad}{name}: {_scalar(plain[name])}{note}")
+            lines.extend(_noted(f"{pad}{name}: {_scalar(plain[name])}", note, pad))
     return lines
