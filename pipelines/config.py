@@ -301,9 +301,19 @@ SHOW_WIDTH = 120
 FROM_TRAIN = "(from train:)"
 
 
+_LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+
+
 def _scalar(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000, sort_keys=False).strip()
-    return text[:-4].rstrip() if text.endswith("\n...") or text.endswith(" ...") else text
+    """`value` as YAML on one line (flow style); a text with a line break in it double-quoted with
+    escapes, since a plain or single-quoted one would continue on lines of its own."""
+    def dump(**style: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1_000_000, sort_keys=False,
+                              **style).rstrip("\n")  # not str.strip: U+00A0 or U+3000 can end the value
+        return text[:-4].rstrip("\n ") if text.endswith("\n...") or text.endswith(" ...") else text
+
+    text = dump()
+    return dump(default_style='"') if any(c in text for c in _LINE_BREAKS) else text
 
 
 def _noted(line: str, note: Optional[str], pad: str) -> list[str]:

@@ -3,10 +3,12 @@ config with each key's meaning, which loads back as the same config."""
 import typing
 
 import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from pipelines.cli import main
-from pipelines.config import SHOW_WIDTH, PipelineConfig, load_config
+from pipelines.config import SHOW_WIDTH, PipelineConfig, describe_config, load_config
 from pipelines.registry import STAGES
 from training.options import TrainSection
 
@@ -133,3 +135,21 @@ def test_every_key_of_the_schema_says_what_it_means():
     assert {"train.seed", "clean.outliers.features.*.side", "clean.missing.fields.*.rule", "dpo.beta"} <= set(keys)
     missing = [key for key, description in keys.items() if not description]
     assert not missing, f"{len(missing)} of {len(keys)} keys without a description: {', '.join(missing)}"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(word_map=st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=4),
+       prompts=st.lists(st.text(max_size=200), max_size=3),
+       text=st.text(max_size=300))
+@example(word_map={}, prompts=[], text="\xa0")  # str.strip() would take it away
+@example(word_map={"k\n#": "v  # x"}, prompts=["line one\nline two"], text="a\u2028b\x85")  # YAML line breaks
+def test_show_loads_back_whatever_text_the_values_hold(word_map, prompts, text):
+    """Any Unicode in a key or value (line breaks, '#', quotes, NEL, U+2028, a 300-character
+    path) stays one line of valid YAML beside its comment, and the output loads back as the same
+    config."""
+    cfg = PipelineConfig.model_validate({
+        "run": {"input": text}, "clean": {"normalize": {"word_map": word_map}, "eval_labels": text},
+        "pretrain": {"generate": {"prompts": prompts}}, "train": {"seed": 5},
+    })
+    shown = "\n".join(describe_config(cfg))
+    assert PipelineConfig.model_validate(yaml.safe_load(shown)) == cfg
