@@ -22,7 +22,7 @@ from llmdata.outliers import OutlierOptions
 from llmdata.packing import PackOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
-from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection
+from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection, TrainSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -140,8 +140,8 @@ class SampleDataSection(_Section):
 
 class PipelineConfig(_Section):
     run: RunSection = Field(default_factory=RunSection, description="the run's name and where its folder lives")
-    train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section "
-                                  "(any key of the shared training options); a stage's own key wins")
+    train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section: "
+                                  "any key they share (micro_batch to export_hf, first in each); a stage's own key wins")
     sample_data: SampleDataSection = Field(
         default_factory=SampleDataSection, description="the demo corpus generator (llmpipe sample-data)")
     clean: CleanSection = Field(
@@ -213,7 +213,6 @@ def with_train_defaults(data: dict) -> dict:
     """The config with the `train:` block's keys copied into every training stage's section
     that does not set them itself. A key that no training stage has is a ConfigError."""
     from pipelines.registry import STAGES
-    from training.options import TrainSection
 
     train = data.get("train") or {}
     if not isinstance(train, dict):
@@ -286,13 +285,8 @@ def keys_from_train(data: dict) -> dict[str, set[str]]:
     train = data.get("train")
     if not isinstance(train, dict):
         return {}
-    out = {}
-    for stage in STAGES:
-        section = data.get(stage.name)
-        own = set(section) if isinstance(section, dict) else set()
-        if stage.kind == "train":
-            out[stage.name] = set(train) - own
-    return out
+    own = {name: set(section) if isinstance(section, dict) else set() for name, section in data.items()}
+    return {stage.name: set(train) - own.get(stage.name, set()) for stage in STAGES if stage.kind == "train"}
 
 
 #: `config --show` keeps a line within this many characters where it can: a longer description
@@ -352,27 +346,25 @@ def _describe_map(value: dict, plain: dict, indent: int, keys: Optional[type[Bas
     return lines
 
 
-def describe_config(cfg: BaseModel, indent: int = 0, from_train: Optional[dict[str, set[str]]] = None,
-                    _marked: frozenset[str] = frozenset()) -> list[str]:
+def describe_config(cfg: BaseModel, indent: int = 0, *, from_train: Optional[dict[str, set[str]]] = None,
+                    marked: frozenset[str] = frozenset()) -> list[str]:
     """The resolved config as YAML lines, each key followed by its meaning as a comment (the
     field's description in the schema); non-empty mappings as blocks, one entry a line.
     `from_train` (per training stage, the keys it took from the `train:` block, see
-    `keys_from_train`) marks those values "(from train:)". `llmpipe config --show` prints it; it
-    loads back as the same config."""
-    from training.options import TrainSection
-
+    `keys_from_train`) marks those values "(from train:)", as `marked` does for keys of `cfg`
+    itself. `llmpipe config --show` prints it; it loads back as the same config."""
     lines: list[str] = []
     pad = "  " * indent
     plain = cfg.model_dump(mode="json")
     for name, field in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        note = f"{FROM_TRAIN} {field.description}" if name in _marked else field.description
+        note = f"{FROM_TRAIN} {field.description}" if name in marked else field.description
         if indent == 0 and lines:
             lines.append("")
         if isinstance(value, BaseModel):
             lines.extend(_noted(f"{pad}{name}:", note, pad))
-            marked = frozenset((from_train or {}).get(name, ())) if indent == 0 else frozenset()
-            lines.extend(describe_config(value, indent + 1, _marked=marked))
+            inherited = frozenset((from_train or {}).get(name, ())) if indent == 0 else frozenset()
+            lines.extend(describe_config(value, indent + 1, marked=inherited))
         elif isinstance(value, dict) and value:
             lines.extend(_noted(f"{pad}{name}:", note, pad))
             keys = TrainSection if isinstance(cfg, PipelineConfig) and name == "train" else None

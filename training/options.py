@@ -74,8 +74,8 @@ class GenerateSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     prompts: list[str] = Field(
-        default_factory=lambda: ["def ", "Return the", "The following"], description="prompts continued in the stage "
-        "report")
+        default_factory=lambda: ["def ", "Return the", "The following"],
+        description="prompts whose continuations the stage report shows")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="tokens generated per prompt, at most")
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0: greedy")
     top_k: Optional[int] = Field(None, ge=1, description="sample among the k most likely tokens; null: all")
@@ -92,7 +92,7 @@ class PretrainSection(TrainSection):
     input: Optional[str] = Field(
         None, description="pack stage folder with the token files; default: the run's 04-pack folder")
     tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
-    model: str = Field("tiny", description="model preset name, from `presets`")
+    model: str = Field("tiny", description="model preset name in `presets` (packaged: tiny, 125m, 350m, 1b)")
     presets: Optional[str] = Field(
         None, description="a YAML of your own model presets; default: the packaged training/models.yaml")
     model_overrides: dict[str, Any] = Field(
@@ -180,7 +180,7 @@ class RewardSection(AlignSection):
     margin: float = Field(
         0.0, ge=0, description="margin m of the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - m)")
     center_coef: float = Field(
-        0.0, ge=0, description="weight of coef * (r_chosen + r_rejected)^2, which keeps rewards near 0")
+        0.0, ge=0, description="weight of the centering term (r_chosen + r_rejected)^2, which keeps rewards near 0")
     lm_coef: float = Field(
         0.0, ge=0, description="weight of the next-token loss on the chosen responses (GRM's regularizer)")
 
