@@ -45,6 +45,8 @@ class FeatureRule(BaseModel):
         "section's")
     log: Optional[bool] = Field(
         None, description="judge on a log scale; null: the feature's own scale (llmdata/features.py FEATURES)")
+    # global for features that do not depend on the script: a document's length depends on its source, and a
+    # group made of short catalog entries would reject every full manual page.
     scope: Literal["group", "global"] = Field(
         "group", description="group: judged among the document's script group; global: among all documents (\"*\"), "
         "for script-independent features such as length")
@@ -95,6 +97,8 @@ class OutlierOptions(BaseModel):
         "the IQR")
     group_by: Literal["script", "none"] = Field(
         "script", description="script: thresholds per script group (code its own); none: one set for every document")
+    # A group whose values nearly all coincide (Japanese mean_word_len is 1.0 to 1.03 when every kana is a
+    # word) would otherwise reject ordinary variation.
     min_spread: float = Field(
         0.05, ge=0, description="the smallest IQR (or 1.349 std) on the judging scale, so near-constant groups are "
         "not over-filtered; 0.05 on a log scale is about 5%")

@@ -141,7 +141,8 @@ class SampleDataSection(_Section):
 class PipelineConfig(_Section):
     run: RunSection = Field(default_factory=RunSection, description="the run's name and where its folder lives")
     train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section: "
-                                  "any key they share (micro_batch to export_hf, first in each); a stage's own key wins")
+                                  "any key they share (micro_batch to export_hf, first in each); a stage's own key "
+                                  "wins")
     sample_data: SampleDataSection = Field(
         default_factory=SampleDataSection, description="the demo corpus generator (llmpipe sample-data)")
     clean: CleanSection = Field(

@@ -72,7 +72,8 @@ def _comments(text: str) -> str:
 
 def test_show_prints_each_keys_description_in_order_within_the_width(capsys):
     overrides = ["train.seed=3", "train.warmup_steps=5", "clean.normalize.word_map={btw: by the way}"]
-    assert main(["config", "--show", "--config", "configs/pipeline.yaml", *[a for o in overrides for a in ("--set", o)]]) == 0
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    assert main(["config", "--show", "--config", "configs/pipeline.yaml", *sets]) == 0
     text = capsys.readouterr().out
     cfg = load_config("configs/pipeline.yaml", overrides)
     comments, at = _comments(text), 0

@@ -139,6 +139,7 @@ class SFTSection(AlignSection):
     eval_generate: int = Field(
         100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer, at most")
+    # pretraining windows come from the pack train split, with the next-token loss on every token
     pretrain_mix: float = Field(
         0.0, ge=0, lt=1, description="share of training windows that are pretraining text (replay against "
         "forgetting, InstructGPT's pretraining mix); 0: conversations only")
@@ -153,11 +154,16 @@ class LoraSection(SFTSection):
     targets: list[Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]] = Field(
         default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], description="linear layers that get "
         "adapters: attention wq wk wv wo, MLP w1 w2 w3")
+    # the chat template's special tokens by default: pretraining never saw them; any other text trains the rows
+    # of its tokens
     train_tokens: list[Union[int, str]] = Field(
         default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
         description="tokens whose embedding (and tied output) rows train too, like PEFT's trainable_token_indices: a "
         "special token, a token id, or text")
-    train_answer_tokens: bool = Field(False, description="also train the rows of every token in the training answers")
+    # what a base model whose output rows for those tokens are poor needs in order to say the answers at all
+    train_answer_tokens: bool = Field(
+        False, description="also train the embedding (and tied output) rows of every token the training answers "
+        "contain")
 
 
 class RewardSection(AlignSection):
