@@ -472,8 +472,7 @@ class QualityOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER),
-                             description="the order the enabled rule sets run in (c4, gopher_repetition, "
-                                         "gopher_quality, fineweb)")
+                             description="the order in which the enabled rule sets (the keys below) run")
     gopher_quality: GopherQuality = Field(
         default_factory=GopherQuality, description="Gopher quality rules (Rae et al. 2021): word counts and lengths, "
         "symbols, bullets, stop words")
