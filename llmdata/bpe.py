@@ -311,14 +311,23 @@ class TokenizerOptions(BaseModel):
     """How the tokenizer stage trains (the `tokenizer:` config section)."""
 
     model_config = ConfigDict(extra="forbid")
-    vocab_size: int = Field(8192, ge=300, le=1_000_000)  # bytes + merges + special tokens
-    pattern: str = DEFAULT_PATTERN  # multilingual | gpt4 | gpt2 | a regex of your own
-    min_frequency: int = Field(2, ge=1)  # a pair seen fewer times is never merged (HF BpeTrainer's meaning)
-    max_pretokens: int = Field(2_000_000, ge=100)  # distinct pre-tokens the merge step may hold; past it the rarest are pruned
-    heldout_fraction: float = Field(0.02, ge=0, lt=0.5)
-    heldout_bytes: int = Field(20_000_000, ge=1000)  # held-out text measured for bytes/token
-    specials: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIALS))
-    flush_every: int = Field(200_000, ge=1000)  # distinct pieces (words, mostly) held per bundle before a flush
+    vocab_size: int = Field(
+        8192, ge=300, le=1_000_000, description="tokens in the vocabulary: 256 bytes + merges + special tokens")
+    pattern: str = Field(
+        DEFAULT_PATTERN, description="pre-tokenization regex: multilingual | gpt4 | gpt2 | a regex of your own")
+    min_frequency: int = Field(2, ge=1, description="a pair seen fewer times is never merged (HF BpeTrainer's meaning)")
+    max_pretokens: int = Field(
+        2_000_000, ge=100, description="distinct pre-tokens the merge step may hold; past it the rarest are pruned")
+    heldout_fraction: float = Field(
+        0.02, ge=0, lt=0.5, description="share of documents (0-0.5, by a hash of the id) held out of training to "
+        "measure compression")
+    heldout_bytes: int = Field(20_000_000, ge=1000, description="held-out text measured for bytes per token, in bytes")
+    specials: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SPECIALS), description="special tokens added to the vocabulary (end of "
+        "text, padding, the chat template's)")
+    flush_every: int = Field(
+        200_000, ge=1000, description="distinct pre-tokens (words, mostly) counted per bundle before a flush (memory "
+        "bound)")
 
     def regex_pattern(self) -> str:
         return PATTERNS.get(self.pattern, self.pattern)

@@ -276,29 +276,58 @@ def line_hash(line: str) -> str:
 
 class DedupOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: KeyOptions = Field(default_factory=KeyOptions)
-    exact: bool = True
-    near: bool = True
-    threshold: float = Field(0.8, gt=0, lt=1, description="target Jaccard similarity")
-    num_perm: int = Field(128, ge=16, le=1024)
-    bands: Optional[int] = Field(None, ge=1, description="None: derived from threshold and num_perm")
-    rows: Optional[int] = Field(None, ge=1)
-    min_recall: float = Field(0.97, gt=0, lt=1, description="P(candidate) for a pair right at the threshold")
-    # auto: character n-grams for documents mostly in scripts without spaces, word n-grams elsewhere
-    shingle_unit: Literal["auto", "word", "char"] = "auto"
-    shingle_size: int = Field(5, ge=1, le=50, description="words per shingle")
-    char_shingle_size: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CHAR_SIZES), description="per script group")
-    default_char_shingle_size: int = Field(5, ge=1, le=50, description="char unit for a script not listed above")
-    spaceless_min_share: float = Field(0.5, ge=0, le=1, description="auto: char n-grams from this share of letters")
-    min_shingles: Optional[int] = Field(None, ge=1, description="near-dup eligibility; None: min_shingles_for(n, threshold)")
-    seed: int = 1
-    verify: Literal["none", "signature", "exact"] = "exact"
-    all_pairs_up_to: int = Field(32, ge=2, description="bucket size above which candidates form a star")
-    max_rounds: int = Field(16, ge=1, description="large+small star rounds, unrolled; unconverged is an error")
-    prefer: Literal["longest", "first"] = "longest"
-    prefer_field: Optional[str] = Field(None, description="numeric meta/scores field, higher kept first")
-    line_dedup: bool = False
-    line_min_chars: int = Field(40, ge=1, description="shorter lines (headings, \"Returns:\") are never removed")
+    key: KeyOptions = Field(
+        default_factory=KeyOptions, description="how a document is reduced to its exact and candidate keys (case, "
+        "spacing, NFKC, punctuation...)")
+    exact: bool = Field(True, description="remove exact duplicates (equal keys after lowercase / collapse_whitespace)")
+    near: bool = Field(True, description="remove near duplicates: MinHash signatures, LSH banding, then verification")
+    threshold: float = Field(
+        0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets from which two documents are near "
+        "duplicates")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations per signature (signature length)")
+    bands: Optional[int] = Field(
+        None, ge=1, description="LSH bands the MinHash signature is cut into; null: derived from threshold, num_perm "
+        "and min_recall")
+    rows: Optional[int] = Field(None, ge=1, description="MinHash values per LSH band; used only when bands is set too")
+    min_recall: float = Field(
+        0.97, gt=0, lt=1, description="probability that a pair right at the threshold becomes an LSH candidate; sets "
+        "bands and rows")
+    shingle_unit: Literal["auto", "word", "char"] = Field(
+        "auto", description="auto: character n-grams for documents mostly in scripts without spaces (Han, kana, "
+        "Thai, Lao, Khmer, Myanmar), word n-grams elsewhere | word | char")
+    shingle_size: int = Field(5, ge=1, le=50, description="words per shingle (word n-grams)")
+    char_shingle_size: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_CHAR_SIZES), description="characters per shingle (char n-grams), per "
+        "script group")
+    default_char_shingle_size: int = Field(
+        5, ge=1, le=50, description="characters per shingle for a script group not in char_shingle_size")
+    spaceless_min_share: float = Field(
+        0.5, ge=0, le=1, description="shingle_unit auto: char n-grams when at least this share of letters are in "
+        "scripts without spaces")
+    min_shingles: Optional[int] = Field(
+        None, ge=1, description="a document with fewer distinct shingles is left to exact dedup; null: n(1+t)/(1-t) "
+        "(45 for 5-grams at 0.8)")
+    seed: int = Field(1, description="seed of the MinHash permutations (same seed, same signatures)")
+    verify: Literal["none", "signature", "exact"] = Field(
+        "exact", description="check a candidate pair by exact Jaccard of shingle sets, by signature estimate, or not "
+        "at all (none)")
+    all_pairs_up_to: int = Field(
+        32, ge=2, description="an LSH bucket of up to this many documents gives every pair; a larger one a star "
+        "around its smallest id")
+    max_rounds: int = Field(
+        16, ge=1, description="rounds of large-star/small-star connected components (unrolled); not converging in "
+        "them is an error")
+    prefer: Literal["longest", "first"] = Field(
+        "longest", description="which document of a duplicate group is kept: longest text, or first (smallest id)")
+    prefer_field: Optional[str] = Field(
+        None, description="a numeric meta or scores field: the duplicate with the highest value is kept, before "
+        "`prefer`")
+    line_dedup: bool = Field(
+        False, description="C4-style line dedup: a line of at least line_min_chars seen in several documents stays "
+        "only in the one with the smallest id")
+    line_min_chars: int = Field(
+        40, ge=1, description="line dedup: lines shorter than this, in characters (headings, \"Returns:\"), are "
+        "never removed")
 
     @field_validator("char_shingle_size")
     @classmethod

@@ -20,10 +20,15 @@ Rule = Literal["mean", "median", "constant", "interpolate", "regression"]
 
 class ImputeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rule: Rule = "median"
-    value: Optional[float] = Field(None, description="for rule: constant")
-    order: Optional[str] = Field(None, description="for rule: interpolate, the field to interpolate along")
-    predictors: Optional[list[str]] = Field(None, description="for rule: regression; default: other listed fields")
+    rule: Rule = Field(
+        "median", description="how a missing value is filled: mean | median | constant | interpolate | regression")
+    value: Optional[float] = Field(None, description="the value filled in, for rule constant")
+    order: Optional[str] = Field(
+        None, description="for rule interpolate: the numeric field the records are ordered by (values are "
+        "interpolated along it)")
+    predictors: Optional[list[str]] = Field(
+        None, description="for rule regression: the fields of the linear (least-squares) regression; default: the "
+        "other listed fields")
 
     @model_validator(mode="after")
     def _needs(self) -> ImputeRule:
@@ -36,11 +41,17 @@ class ImputeRule(BaseModel):
 
 class MissingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fields: dict[str, ImputeRule] = Field(default_factory=dict)
-    impute_other_numeric: bool = Field(True, description="numeric meta fields not listed get `default_rule`")
-    default_rule: Literal["mean", "median"] = "median"
-    max_missing_share: float = Field(0.5, ge=0, le=1)
-    interpolation_knots: int = Field(2048, ge=16)
+    fields: dict[str, ImputeRule] = Field(
+        default_factory=dict, description="an imputation rule per numeric meta field, by field name")
+    impute_other_numeric: bool = Field(
+        True, description="also impute numeric meta fields not listed in `fields`, with `default_rule`")
+    default_rule: Literal["mean", "median"] = Field(
+        "median", description="the rule (mean | median) for numeric meta fields not listed in `fields`")
+    max_missing_share: float = Field(
+        0.5, ge=0, le=1, description="a field missing (null) in more than this share of records (0-1) is dropped, "
+        "not imputed")
+    interpolation_knots: int = Field(
+        2048, ge=16, description="(order, value) points kept per field for interpolation; more are merged pairwise")
 
 
 def is_number(value: Any) -> bool:

@@ -215,18 +215,30 @@ class NormalizeOptions(BaseModel):
 
     nfc: bool = Field(True, description="canonical composition: same text, one spelling")
     nfkc: bool = Field(False, description="compatibility folding (x² -> x2, full-width -> ASCII); replaces NFC when on")
-    remove_invisible: bool = True
-    collapse_spaces: bool = True
-    max_blank_lines: Optional[int] = Field(1, ge=0)
-    strip_trailing: bool = True
-    lowercase: bool = False
-    remove_punctuation: bool = False
-    replace_special: bool = False
-    special_map: dict[str, str] = Field(default_factory=dict)
-    word_map: dict[str, str] = Field(default_factory=dict)
-    word_map_case_sensitive: bool = False
-    stem: Optional[Literal["porter", "snowball", "wordnet"]] = None
-    stem_language: str = "english"
+    remove_invisible: bool = Field(
+        True, description="remove control and invisible characters (ZWSP, BOM, soft hyphen, bidi controls; never "
+        "ZWJ/ZWNJ)")
+    collapse_spaces: bool = Field(
+        True, description="runs of spaces inside a line become one space; indentation is kept")
+    max_blank_lines: Optional[int] = Field(
+        1, ge=0, description="at most this many consecutive blank lines; null: unlimited")
+    strip_trailing: bool = Field(True, description="remove spaces at the end of each line")
+    lowercase: bool = Field(
+        False, description="lowercase the whole text (changes what the model learns; off for training text)")
+    remove_punctuation: bool = Field(
+        False, description="remove punctuation and symbols (for derived keys, not training text)")
+    replace_special: bool = Field(
+        False, description="replace typographic characters (curly quotes, dashes...) by plain ASCII ones")
+    special_map: dict[str, str] = Field(
+        default_factory=dict, description="character replacements {from: to}, applied even with replace_special off; "
+        "with it on, they win over the built-in ones")
+    word_map: dict[str, str] = Field(
+        default_factory=dict, description="whole-word replacements, {word: replacement} (abbreviations, spellings)")
+    word_map_case_sensitive: bool = Field(
+        False, description="match `word_map` words with their case; off: case-insensitive")
+    stem: Optional[Literal["porter", "snowball", "wordnet"]] = Field(
+        None, description="reduce words to their stem (porter | snowball) or lemma (wordnet); null: off")
+    stem_language: str = Field("english", description="language of the snowball stemmer, e.g. english, german")
 
 
 class Normalizer:

@@ -38,14 +38,19 @@ Side = Literal["both", "low", "high"]
 
 class FeatureRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: Optional[Method] = None  # None: the section's default method
-    side: Side = "both"
-    k: Optional[float] = Field(None, gt=0)  # IQR multiplier or z limit; None: the section's
-    log: Optional[bool] = None  # None: the feature's own scale (features.FEATURES)
-    # "global": judged by the interval of all documents ("*") even where the document's group has
-    # its own, for features that do not depend on the script (a document's length depends on its
-    # source: a group made of short catalog entries would reject every full manual page).
-    scope: Literal["group", "global"] = "group"
+    method: Optional[Method] = Field(
+        None, description="iqr | zscore | none for this feature; null: the section's `method`")
+    side: Side = Field("both", description="which tail is rejected: both, low (too small) or high (too large)")
+    k: Optional[float] = Field(
+        None, gt=0, description="the IQR multiplier (iqr) or the z limit in standard deviations (zscore); null: the "
+        "section's")
+    log: Optional[bool] = Field(
+        None, description="judge on a log scale; null: the feature's own scale (llmdata/features.py FEATURES)")
+    # global for features that do not depend on the script: a document's length depends on its source, and a
+    # group made of short catalog entries would reject every full manual page.
+    scope: Literal["group", "global"] = Field(
+        "group", description="group: judged among the document's script group; global: among all documents (\"*\"), "
+        "for script-independent features such as length")
 
 
 def _default_rules() -> dict[str, FeatureRule]:
@@ -77,20 +82,32 @@ HIGH_SIDE_ONLY: frozenset[tuple[str, str]] = frozenset({("han", "mean_word_len")
 
 class OutlierOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-    method: Method = "iqr"
-    iqr_k: float = Field(3.0, gt=0)
-    z: float = Field(4.0, gt=0)
-    features: dict[str, FeatureRule] = Field(default_factory=_default_rules)
-    thresholds_file: Optional[str] = None  # apply a saved thresholds.json instead of computing
-    num_quantiles: int = Field(101, ge=5, le=10001)
-    group_by: Literal["script", "none"] = "script"  # none: one set of thresholds for everything
-    # The smallest spread (IQR, or 1.349 std for zscore) on the judging scale: a group whose values
-    # nearly all coincide (Japanese mean_word_len is 1.0 to 1.03 when every kana is a word) would
-    # otherwise reject ordinary variation. On a log scale 0.05 is about 5%.
-    min_spread: float = Field(0.05, ge=0)
-    min_group_docs: int = Field(30, ge=5)  # fewer documents: the group has no thresholds of its own
-    small_groups: Literal["skip", "global"] = "skip"  # a small group: not judged, or judged by "*"
+    enabled: bool = Field(True, description="run the outlier filters")
+    method: Method = Field(
+        "iqr", description="default rule: iqr (Tukey fences, Q1 - k*IQR .. Q3 + k*IQR) | zscore (mean +- z std) | "
+        "none")
+    iqr_k: float = Field(3.0, gt=0, description="default IQR multiplier k of the Tukey fences")
+    z: float = Field(4.0, gt=0, description="default z-score limit, in standard deviations from the mean")
+    features: dict[str, FeatureRule] = Field(
+        default_factory=_default_rules, description="the judged features and each one's rule, by feature name "
+        "(llmdata/features.py)")
+    thresholds_file: Optional[str] = Field(
+        None, description="apply a saved thresholds.json instead of computing thresholds from this data")
+    num_quantiles: int = Field(
+        101, ge=5, le=10001, description="quantiles computed per feature and group (Beam ApproximateQuantiles) for "
+        "the IQR")
+    group_by: Literal["script", "none"] = Field(
+        "script", description="script: thresholds per script group (code its own); none: one set for every document")
+    # A group whose values nearly all coincide (Japanese mean_word_len is 1.0 to 1.03 when every kana is a
+    # word) would otherwise reject ordinary variation.
+    min_spread: float = Field(
+        0.05, ge=0, description="the smallest IQR (or 1.349 std) on the judging scale, so near-constant groups are "
+        "not over-filtered; 0.05 on a log scale is about 5%")
+    min_group_docs: int = Field(
+        30, ge=5, description="a script group with fewer documents has no thresholds of its own")
+    small_groups: Literal["skip", "global"] = Field(
+        "skip", description="a group below min_group_docs: skip (not judged) or global (judged by all documents' "
+        "thresholds)")
 
 
 #: Letters of a script that count as this many Latin letters when choosing a document's threshold

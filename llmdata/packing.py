@@ -30,10 +30,17 @@ class PackOptions(BaseModel):
     """How the pack stage turns documents into training sequences (the `pack:` config section)."""
 
     model_config = ConfigDict(extra="forbid")
-    seq_len: int = Field(2048, ge=8, le=1_048_576, description="tokens per training sequence")
-    strategy: Literal["concat", "best_fit"] = "best_fit"
-    val_fraction: float = Field(0.02, ge=0, lt=0.5, description="documents for validation, by a hash of the id")
-    encode_threads: int = Field(1, ge=1, le=64)
+    seq_len: int = Field(
+        2048, ge=8, le=1_048_576, description="tokens per training sequence (a window holds seq_len + 1: inputs and "
+        "shifted targets)")
+    strategy: Literal["concat", "best_fit"] = Field(
+        "best_fit", description="best_fit: whole documents packed best-fit decreasing, cut only when too long | "
+        "concat: one token stream cut every seq_len")
+    val_fraction: float = Field(
+        0.02, ge=0, lt=0.5, description="share of documents (0-0.5) in the validation split, chosen by a hash of the "
+        "id")
+    encode_threads: int = Field(
+        1, ge=1, le=64, description="tokenizer threads per worker when encoding a batch of documents")
 
 
 _HEADER = b"MMIDIDX\x00\x00"

@@ -61,9 +61,12 @@ class _Rules(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    languages: Optional[list[str]] = None
-    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    enabled: bool = Field(False, description="run this rule set")
+    languages: Optional[list[str]] = Field(
+        None, description="ISO 639-1 codes this rule set judges; null: every language it supports")
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-language field values, e.g. {zh: {min_words: 100}}; these win over "
+        "FineWeb-2's built-in values")
     _cache: dict = PrivateAttr(default_factory=dict)
 
     #: the rule set's name in reasons and notes; FineWeb-2's defaults are looked up under it
@@ -110,16 +113,22 @@ class GopherQuality(_Rules):
     """
 
     RULE: ClassVar[str] = RuleSet.GOPHER_QUALITY
-    min_words: int = Field(50, ge=0)
-    max_words: int = Field(100_000, ge=1)
-    min_mean_word_len: float = Field(3.0, ge=0)
-    max_mean_word_len: float = Field(10.0, gt=0)
-    max_symbol_word_ratio: float = Field(0.1, ge=0)
-    max_bullet_lines_ratio: float = Field(0.9, ge=0, le=1)
-    max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1)
-    min_alpha_words_ratio: float = Field(0.8, ge=0, le=1)
-    min_stop_words: int = Field(2, ge=0)
-    stop_words: Optional[list[str]] = None
+    min_words: int = Field(
+        50, ge=0, description="fewer words fails (words: whitespace-separated, or llmdata.scripts.words in languages "
+        "written without spaces)")
+    max_words: int = Field(100_000, ge=1, description="more words fails")
+    min_mean_word_len: float = Field(3.0, ge=0, description="a shorter mean word length, in characters, fails")
+    max_mean_word_len: float = Field(10.0, gt=0, description="a longer mean word length, in characters, fails")
+    max_symbol_word_ratio: float = Field(0.1, ge=0, description="more '#' and ellipses per word fails")
+    max_bullet_lines_ratio: float = Field(
+        0.9, ge=0, le=1, description="a larger share of lines starting with a bullet fails")
+    max_ellipsis_lines_ratio: float = Field(
+        0.3, ge=0, le=1, description="a larger share of lines ending with an ellipsis fails")
+    min_alpha_words_ratio: float = Field(0.8, ge=0, le=1, description="a smaller share of words with a letter fails")
+    min_stop_words: int = Field(
+        2, ge=0, description="fewer stop words (the, and, of... in the document's language) fails")
+    stop_words: Optional[list[str]] = Field(
+        None, description="stop words for every language; null: the built-in list of the document's language")
 
     def unsupported(self, language: Language) -> Optional[str]:
         why = super().unsupported(language)
@@ -139,28 +148,36 @@ class GopherRepetition(_Rules):
     """Gopher repetition rules: duplicated lines and paragraphs, frequent and repeated n-grams."""
 
     RULE: ClassVar[str] = RuleSet.GOPHER_REPETITION
-    max_dup_line_frac: float = Field(0.3, ge=0, le=1)
-    max_dup_para_frac: float = Field(0.3, ge=0, le=1)
-    max_dup_line_char_frac: float = Field(0.2, ge=0, le=1)
-    max_dup_para_char_frac: float = Field(0.2, ge=0, le=1)
-    top_ngram_max_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    max_dup_line_frac: float = Field(
+        0.3, ge=0, le=1, description="a larger share of lines that repeat an earlier line fails")
+    max_dup_para_frac: float = Field(
+        0.3, ge=0, le=1, description="a larger share of paragraphs that repeat an earlier paragraph fails")
+    max_dup_line_char_frac: float = Field(
+        0.2, ge=0, le=1, description="a larger share of characters in repeated lines fails")
+    max_dup_para_char_frac: float = Field(
+        0.2, ge=0, le=1, description="a larger share of characters in repeated paragraphs fails")
+    top_ngram_max_frac: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16}, description="per n (words): the most frequent n-gram "
+        "covering a larger share of word characters fails")
     dup_ngram_max_frac: dict[int, float] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-    )
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="per n (words): a larger share of word characters inside repeated n-grams fails")
 
 
 class C4Rules(_Rules):
     """C4 (Raffel et al. 2020) line filters; they rewrite the text, then judge what is left."""
 
     RULE: ClassVar[str] = RuleSet.C4
-    min_words_per_line: int = Field(3, ge=0)
-    require_terminal_punct: bool = True
-    drop_javascript_lines: bool = True
-    drop_policy_lines: bool = True
-    max_word_len: int = Field(1000, ge=1)
-    drop_lorem_ipsum: bool = True
-    drop_curly_bracket: bool = True
-    min_sentences: int = Field(5, ge=0)
+    min_words_per_line: int = Field(3, ge=0, description="a line with fewer words is removed")
+    require_terminal_punct: bool = Field(
+        True, description="a line not ending in its script's terminal punctuation (. ! ? 。) is removed")
+    drop_javascript_lines: bool = Field(True, description="a line mentioning javascript is removed")
+    drop_policy_lines: bool = Field(True, description="a line about cookies, terms of use or privacy policy is removed")
+    max_word_len: int = Field(1000, ge=1, description="a line with a longer word, in characters, is removed")
+    drop_lorem_ipsum: bool = Field(True, description="a document containing 'lorem ipsum' fails")
+    drop_curly_bracket: bool = Field(
+        True, description="a document containing '{' fails (C4's code filter; rejects code)")
+    min_sentences: int = Field(5, ge=0, description="fewer sentences left after line removal fails")
 
     def unsupported(self, language: Language) -> Optional[str]:
         why = super().unsupported(language)
@@ -177,11 +194,14 @@ class FineWebRules(_Rules):
     """
 
     RULE: ClassVar[str] = RuleSet.FINEWEB
-    min_line_punct_ratio: float = Field(0.12, ge=0, le=1)
-    max_short_line_ratio: float = Field(0.67, ge=0, le=1)
-    short_line_chars: int = Field(30, ge=1)
-    max_dup_line_char_ratio: float = Field(0.01, ge=0, le=1)
-    max_newline_word_ratio: float = Field(0.3, ge=0)
+    min_line_punct_ratio: float = Field(
+        0.12, ge=0, le=1, description="a smaller share of lines ending in terminal punctuation fails")
+    max_short_line_ratio: float = Field(
+        0.67, ge=0, le=1, description="a larger share of short lines (up to short_line_chars) fails")
+    short_line_chars: int = Field(30, ge=1, description="a line of at most this many characters is short")
+    max_dup_line_char_ratio: float = Field(
+        0.01, ge=0, le=1, description="a larger share of characters in repeated lines fails")
+    max_newline_word_ratio: float = Field(0.3, ge=0, description="more newlines per word fails")
 
 
 def _tokens(text: str, language: Language) -> list[str]:
@@ -454,11 +474,19 @@ class QualityOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER),
-                             description="the rule sets in the order they run (the enabled ones); names from RULES")
-    gopher_quality: GopherQuality = Field(default_factory=GopherQuality)
-    gopher_repetition: GopherRepetition = Field(default_factory=GopherRepetition)
-    c4: C4Rules = Field(default_factory=C4Rules)
-    fineweb: FineWebRules = Field(default_factory=FineWebRules)
+                             description="the order in which the enabled rule sets (the keys below) run")
+    gopher_quality: GopherQuality = Field(
+        default_factory=GopherQuality, description="Gopher quality rules (Rae et al. 2021): word counts and lengths, "
+        "symbols, bullets, stop words")
+    gopher_repetition: GopherRepetition = Field(
+        default_factory=GopherRepetition, description="Gopher repetition rules: repeated lines, paragraphs and "
+        "n-grams")
+    c4: C4Rules = Field(
+        default_factory=C4Rules, description="C4 rules (Raffel et al. 2020): removes bad lines, then judges what is "
+        "left")
+    fineweb: FineWebRules = Field(
+        default_factory=FineWebRules, description="FineWeb rules (Penedo et al. 2024): line punctuation, short "
+        "lines, duplicate lines, newlines")
 
     @model_validator(mode="after")
     def _known_order(self) -> "QualityOptions":

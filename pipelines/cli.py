@@ -335,9 +335,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def cmd_config(args: argparse.Namespace, _beam: list[str]) -> int:
     """Print the resolved config (file, then --set overrides, then the train: defaults) with the
     meaning of each key."""
-    from pipelines.config import describe_config
+    from pipelines.config import describe_config, keys_from_train, read_config
 
-    print("\n".join(describe_config(_load(args))))
+    cfg = _load(args)
+    print("\n".join(describe_config(cfg, from_train=keys_from_train(read_config(args.config, args.overrides)))))
     return 0
 
 

@@ -6,6 +6,7 @@ becomes one `ConfigError` line naming the key.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -21,7 +22,7 @@ from llmdata.outliers import OutlierOptions
 from llmdata.packing import PackOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
-from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection
+from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection, TrainSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -41,7 +42,9 @@ class RunSection(_Section):
 
 
 class BadRecordPolicy(_Section):
-    default: Policy = Field("quarantine", description="quarantine (write with its reason) | drop (count only) | fail")
+    default: Policy = Field(
+        "quarantine", description="policy for a bad record: quarantine (written with its reason) | drop (counted "
+        "only) | fail (stop the stage)")
     per_kind: dict[str, Policy] = Field(default_factory=lambda: {"blank_line": "drop"},
                                         description="a policy per kind of bad record (see docs/formats.md)")
 
@@ -55,57 +58,77 @@ class BadRecordPolicy(_Section):
 
 
 class OutputSection(_Section):
-    num_shards: int = Field(0, ge=0, description="0: the runner decides")
+    num_shards: int = Field(0, ge=0, description="output shards of the kept documents; 0: the runner decides")
     parquet: bool = Field(False, description="also write kept documents as parquet")
 
 
 class ReportSection(_Section):
     histograms: list[str] = Field(
-        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"]
-    )
-    bins: int = Field(40, ge=5, le=500, description="bins of each histogram")
+        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "unique_word_ratio", "compression_ratio"],
+        description="document features (llmdata/features.py) drawn as histograms in the stage report")
+    bins: int = Field(40, ge=5, le=500, description="bins per histogram")
     examples_per_reason: int = Field(3, ge=0, le=50, description="documents shown in the report for each reason")
 
 
 class CleanSection(_Section):
-    input_format: Literal["auto", "jsonl", "parquet", "text"] = Field("auto", description="auto: by extension")
+    input_format: Literal["auto", "jsonl", "parquet", "text"] = Field(
+        "auto", description="input file format: auto (by extension) | jsonl | parquet | text")
     text_mode: Literal["file", "blank_line"] = Field("file", description="text files: one document per file, or "
                                                      "documents separated by blank lines")
     text_field: str = Field("text", description="the record field that holds the text")
     id_field: str = Field("id", description="the record field that holds the id (else a hash of source and position)")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of a record that cannot be used (unreadable, no "
+        "text...), per kind")
     check_duplicate_ids: bool = Field(True, description="quarantine the second record with an id already seen")
-    missing: MissingOptions = Field(default_factory=MissingOptions)
-    normalize: NormalizeOptions = Field(default_factory=NormalizeOptions)
-    quality: QualityOptions = Field(default_factory=QualityOptions)
-    outliers: OutlierOptions = Field(default_factory=OutlierOptions)
-    output: OutputSection = Field(default_factory=OutputSection)
-    report: ReportSection = Field(default_factory=ReportSection)
-    eval_labels: Optional[str] = Field(None, description="jsonl of {\"id\", \"label\"} planted by the demo generator")
+    missing: MissingOptions = Field(
+        default_factory=MissingOptions, description="imputation of missing numeric meta fields from whole-dataset "
+        "statistics")
+    normalize: NormalizeOptions = Field(
+        default_factory=NormalizeOptions, description="text normalization steps, in a fixed order (Unicode form, "
+        "invisible characters, spacing...)")
+    quality: QualityOptions = Field(
+        default_factory=QualityOptions, description="fixed heuristic rule sets (Gopher, C4, FineWeb), each off by "
+        "default")
+    outliers: OutlierOptions = Field(
+        default_factory=OutlierOptions, description="per-feature outlier filters whose thresholds (IQR or z-score) "
+        "are computed from the data")
+    output: OutputSection = Field(default_factory=OutputSection, description="how the kept documents are written")
+    report: ReportSection = Field(default_factory=ReportSection, description="what the stage report shows")
+    eval_labels: Optional[str] = Field(
+        None, description="JSONL of {\"id\", \"label\"} (the demo generator's), to report junk removed and good "
+        "documents kept; null: none")
 
 
 class DedupSection(DedupOptions):
     """Exact and near-duplicate removal; see llmdata/dedup.py for the options' meaning."""
 
-    input: Optional[str] = Field(None, description="default: the clean stage's kept documents in the run dir")
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the clean stage's kept documents in the run dir")
     num_shards: int = Field(4, ge=1, le=100_000, description="output shards, fixed so reruns are identical")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
-    eval_labels: Optional[str] = Field(None, description="the demo generator's labels: recall of planted duplicates")
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
+    eval_labels: Optional[str] = Field(
+        None, description="the demo generator's labels.jsonl, to report the recall of planted duplicates; null: none")
 
 
 class TokenizerSection(TokenizerOptions):
     """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
 
-    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
 
 class PackSection(PackOptions):
     """Encoding and packing into Megatron token files; see pipelines/pack.py."""
 
-    input: Optional[str] = Field(None, description="default: the dedup stage's kept documents in the run dir")
-    tokenizer: Optional[str] = Field(None, description="default: the run's 03-tokenizer folder")
-    bad_records: BadRecordPolicy = Field(default_factory=BadRecordPolicy)
+    input: Optional[str] = Field(
+        None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
+    tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
+    bad_records: BadRecordPolicy = Field(
+        default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
 
 class SampleDataSection(_Section):
@@ -116,19 +139,37 @@ class SampleDataSection(_Section):
 
 
 class PipelineConfig(_Section):
-    run: RunSection = Field(default_factory=RunSection)
-    train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section "
-                                  "(any key of the shared training options); a stage's own key wins")
-    sample_data: SampleDataSection = Field(default_factory=SampleDataSection)
-    clean: CleanSection = Field(default_factory=CleanSection)
-    dedup: DedupSection = Field(default_factory=DedupSection)
-    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
-    pack: PackSection = Field(default_factory=PackSection)
-    pretrain: PretrainSection = Field(default_factory=PretrainSection)
-    sft: SFTSection = Field(default_factory=SFTSection)
-    lora: LoraSection = Field(default_factory=LoraSection)
-    reward: RewardSection = Field(default_factory=RewardSection)
-    dpo: DPOSection = Field(default_factory=DPOSection)
+    run: RunSection = Field(default_factory=RunSection, description="the run's name and where its folder lives")
+    train: dict[str, Any] = Field(default_factory=dict, description="defaults for every training stage's section: "
+                                  "any key they share (micro_batch to export_hf, first in each); a stage's own key "
+                                  "wins")
+    sample_data: SampleDataSection = Field(
+        default_factory=SampleDataSection, description="the demo corpus generator (llmpipe sample-data)")
+    clean: CleanSection = Field(
+        default_factory=CleanSection, description="data stage 01-clean: reading, bad records, missing values, "
+        "normalization, quality and outlier filters")
+    dedup: DedupSection = Field(
+        default_factory=DedupSection, description="data stage 02-dedup: exact and MinHash-LSH near-duplicate removal")
+    tokenizer: TokenizerSection = Field(
+        default_factory=TokenizerSection, description="stage 03-tokenizer: byte-level BPE training")
+    pack: PackSection = Field(
+        default_factory=PackSection, description="stage 04-pack: encoding documents and packing them into "
+        "fixed-length training sequences")
+    pretrain: PretrainSection = Field(
+        default_factory=PretrainSection, description="training stage 05-pretrain: next-token pretraining from a "
+        "model preset (DeepSpeed)")
+    sft: SFTSection = Field(
+        default_factory=SFTSection, description="training stage: supervised fine-tuning (SFT) of every weight on "
+        "conversations")
+    lora: LoraSection = Field(
+        default_factory=LoraSection, description="training stage: SFT through low-rank adapters (LoRA), base weights "
+        "frozen")
+    reward: RewardSection = Field(
+        default_factory=RewardSection, description="training stage: a reward model (scalar head) trained on "
+        "preference pairs (Bradley-Terry)")
+    dpo: DPOSection = Field(
+        default_factory=DPOSection, description="training stage: direct preference optimization (DPO) against a "
+        "frozen reference model")
 
 
 def _parse_value(text: str) -> Any:
@@ -173,7 +214,6 @@ def with_train_defaults(data: dict) -> dict:
     """The config with the `train:` block's keys copied into every training stage's section
     that does not set them itself. A key that no training stage has is a ConfigError."""
     from pipelines.registry import STAGES
-    from training.options import TrainSection
 
     train = data.get("train") or {}
     if not isinstance(train, dict):
@@ -201,8 +241,9 @@ def with_train_defaults(data: dict) -> dict:
     return out
 
 
-def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
-    """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
+def read_config(path: Optional[str], overrides: list[str] | None = None) -> dict:
+    """The YAML (safe_load) with the overrides applied, before the `train:` defaults and before
+    validation; any problem reading it is one ConfigError line."""
     data: dict = {}
     if path:
         p = Path(path)
@@ -223,7 +264,12 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
         data = loaded
     for assignment in overrides or []:
         apply_override(data, assignment)
-    data = with_train_defaults(data)
+    return data
+
+
+def load_config(path: Optional[str], overrides: list[str] | None = None) -> PipelineConfig:
+    """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
+    data = with_train_defaults(read_config(path, overrides))
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
@@ -232,24 +278,98 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
         raise ConfigError(f"config error: {err}") from None
 
 
+def keys_from_train(data: dict) -> dict[str, set[str]]:
+    """Per training stage, the keys its section takes from the `train:` block of `data` (a config
+    as `read_config` returns it): those the block sets and the section itself does not."""
+    from pipelines.registry import STAGES
+
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return {}
+    own = {name: set(section) if isinstance(section, dict) else set() for name, section in data.items()}
+    return {stage.name: set(train) - own.get(stage.name, set()) for stage in STAGES if stage.kind == "train"}
+
+
+#: `config --show` keeps a line within this many characters where it can: a longer description
+#: continues on comment lines below, aligned with its `#`.
+SHOW_WIDTH = 120
+FROM_TRAIN = "(from train:)"
+
+
+_LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+
+
 def _scalar(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
-    return text[:-4].rstrip() if text.endswith("\n...") or text.endswith(" ...") else text
+    """`value` as YAML on one line (flow style); a text with a line break in it double-quoted with
+    escapes, since a plain or single-quoted one would continue on lines of its own."""
+    def dump(**style: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1_000_000, sort_keys=False,
+                              **style).rstrip("\n")  # not str.strip: U+00A0 or U+3000 can end the value
+        return text[:-4].rstrip("\n ") if text.endswith("\n...") or text.endswith(" ...") else text
+
+    text = dump()
+    return dump(default_style='"') if any(c in text for c in _LINE_BREAKS) else text
 
 
-def describe_config(cfg: BaseModel, indent: int = 0) -> list[str]:
+def _noted(line: str, note: Optional[str], pad: str) -> list[str]:
+    """`line` with `note` as a YAML comment: beside it, continued on aligned comment lines when
+    long, or above it when the line leaves too little room."""
+    if not note:
+        return [line]
+    if len(line) + 4 + len(note) <= SHOW_WIDTH:
+        return [f"{line}  # {note}"]
+    col = len(line) + 2
+    if SHOW_WIDTH - col - 2 >= 36:
+        chunks = textwrap.wrap(note, SHOW_WIDTH - col - 2, break_on_hyphens=False)
+        return [f"{line}  # {chunks[0]}"] + [f"{' ' * col}# {c}" for c in chunks[1:]]
+    chunks = textwrap.wrap(note, max(SHOW_WIDTH - len(pad) - 2, 40), break_on_hyphens=False)
+    return [f"{pad}# {c}" for c in chunks] + [line]
+
+
+def _describe_map(value: dict, plain: dict, indent: int, keys: Optional[type[BaseModel]] = None) -> list[str]:
+    """A mapping's entries as YAML block lines: a model entry with its fields described, a nested
+    mapping as a block, anything else in flow style. `keys`: a model whose fields describe the
+    entries (the `train:` block's keys are the shared training options)."""
+    lines: list[str] = []
+    pad = "  " * indent
+    for (key, item), shown in zip(value.items(), plain.values()):
+        name = _scalar(key)
+        field = keys.model_fields.get(key) if keys is not None and isinstance(key, str) else None
+        note = field.description if field is not None else None
+        if isinstance(item, BaseModel):
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            lines.extend(describe_config(item, indent + 1))
+        elif isinstance(item, dict) and item:
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            lines.extend(_describe_map(item, shown, indent + 1))
+        else:
+            lines.extend(_noted(f"{pad}{name}: {_scalar(shown)}", note, pad))
+    return lines
+
+
+def describe_config(cfg: BaseModel, indent: int = 0, *, from_train: Optional[dict[str, set[str]]] = None,
+                    marked: frozenset[str] = frozenset()) -> list[str]:
     """The resolved config as YAML lines, each key followed by its meaning as a comment (the
-    field's description in the schema). `llmpipe config --show` prints it; it loads back as the
-    same config."""
+    field's description in the schema); non-empty mappings as blocks, one entry a line.
+    `from_train` (per training stage, the keys it took from the `train:` block, see
+    `keys_from_train`) marks those values "(from train:)", as `marked` does for keys of `cfg`
+    itself. `llmpipe config --show` prints it; it loads back as the same config."""
     lines: list[str] = []
     pad = "  " * indent
     plain = cfg.model_dump(mode="json")
     for name, field in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        note = f"  # {field.description}" if field.description else ""
+        note = f"{FROM_TRAIN} {field.description}" if name in marked else field.description
+        if indent == 0 and lines:
+            lines.append("")
         if isinstance(value, BaseModel):
-            lines.append(f"{pad}{name}:{note}")
-            lines.extend(describe_config(value, indent + 1))
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            inherited = frozenset((from_train or {}).get(name, ())) if indent == 0 else frozenset()
+            lines.extend(describe_config(value, indent + 1, marked=inherited))
+        elif isinstance(value, dict) and value:
+            lines.extend(_noted(f"{pad}{name}:", note, pad))
+            keys = TrainSection if isinstance(cfg, PipelineConfig) and name == "train" else None
+            lines.extend(_describe_map(value, plain[name], indent + 1, keys))
         else:
-            lines.append(f"{pad}{name}: {_scalar(plain[name])}{note}")
+            lines.extend(_noted(f"{pad}{name}: {_scalar(plain[name])}", note, pad))
     return lines

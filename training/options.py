@@ -13,30 +13,44 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrainSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pipeline_parallel: ClassVar[bool] = False  # whether the stage can build its model as a PipelineModule
-    micro_batch: int = Field(8, ge=1)  # sequences per rank per forward pass
-    grad_accum: int = Field(1, ge=1)  # micro batches per optimizer step
-    zero_stage: int = Field(1, ge=0, le=3)
-    offload_optimizer: bool = False  # ZeRO-Offload of optimizer state to CPU memory (stage >= 1)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator supports it
-    grad_clip: float = Field(1.0, ge=0)
-    lr: float = Field(3e-4, gt=0)
-    min_lr: float = Field(3e-5, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = Field(100, ge=0)
-    max_steps: int = Field(1000, ge=1)  # optimizer steps
-    pipeline_stages: int = Field(1, ge=1)  # > 1: deepspeed.pipe.PipelineModule
-    activation_checkpointing: bool = False
-    compile: bool = False  # torch.compile each transformer block (worth it on GPUs; minutes of compiling on a CPU)
-    seed: int = 0
-    eval_every: int = Field(50, ge=1)  # optimizer steps between validation passes (and one at the end)
-    eval_batches: int = Field(8, ge=1)  # micro batches per rank in one validation pass
-    save_every: int = Field(100, ge=1)  # optimizer steps between checkpoints (and one at the end)
-    keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(1, ge=1)
-    tensorboard: bool = True
-    peak_tflops: Optional[float] = Field(None, gt=0)  # per device, for MFU; default: known GPU, or measured on CPU
-    export_hf: bool = True  # also write hf/: the final model in Hugging Face's layout (transformers, PEFT)
+    micro_batch: int = Field(8, ge=1, description="sequences per rank per forward pass (micro batch size)")
+    grad_accum: int = Field(
+        1, ge=1, description="micro batches per optimizer step (gradient accumulation); global batch = micro_batch x "
+        "grad_accum x data-parallel ranks")
+    zero_stage: int = Field(
+        1, ge=0, le=3, description="DeepSpeed ZeRO stage: 0 off, 1 optimizer state, 2 + gradients, 3 + parameters "
+        "partitioned across ranks")
+    offload_optimizer: bool = Field(
+        False, description="ZeRO-Offload of the optimizer state to CPU memory (needs zero_stage >= 1)")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the accelerator supports it, else fp32 | bf16 | fp32")
+    grad_clip: float = Field(1.0, ge=0, description="gradient clipping: the largest global gradient L2 norm; 0: off")
+    lr: float = Field(3e-4, gt=0, description="peak learning rate of AdamW, reached after warmup")
+    min_lr: float = Field(3e-5, ge=0, description="learning rate at the end of the cosine decay (at max_steps)")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay, on matrices only (not norms, biases)")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW beta1, beta2 (moment decay rates)")
+    warmup_steps: int = Field(100, ge=0, description="optimizer steps of linear learning-rate warmup from 0")
+    max_steps: int = Field(1000, ge=1, description="optimizer steps of the whole training")
+    pipeline_stages: int = Field(
+        1, ge=1, description="pipeline-parallel stages; > 1: a deepspeed.pipe.PipelineModule (pretraining only, "
+        "zero_stage 0 or 1)")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each transformer block's activations in the backward pass: less activation "
+        "memory, more compute")
+    compile: bool = Field(
+        False, description="torch.compile each transformer block (worth it on GPUs; minutes of compiling on a CPU)")
+    seed: int = Field(0, description="seed of the weights' initialization, data order and dropout")
+    eval_every: int = Field(50, ge=1, description="optimizer steps between validation passes (and one at the end)")
+    eval_batches: int = Field(8, ge=1, description="micro batches per rank in one validation pass")
+    save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints (and one at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept; older ones are deleted")
+    log_every: int = Field(1, ge=1, description="optimizer steps between metrics lines (metrics.jsonl, TensorBoard)")
+    tensorboard: bool = Field(True, description="also write the metrics as TensorBoard events (tensorboard/)")
+    peak_tflops: Optional[float] = Field(
+        None, gt=0, description="peak TFLOP/s per device for MFU; null: a known GPU's dense bf16 peak, or measured "
+        "on a CPU")
+    export_hf: bool = Field(
+        True, description="also write hf/: the final model in Hugging Face's layout (transformers, PEFT)")
 
     @model_validator(mode="after")
     def _compatible(self) -> "TrainSection":
@@ -59,11 +73,15 @@ class GenerateSection(BaseModel):
     """A few continuations written to the stage's report, so a person can see what was learned."""
 
     model_config = ConfigDict(extra="forbid")
-    prompts: list[str] = Field(default_factory=lambda: ["def ", "Return the", "The following"])
-    max_new_tokens: int = Field(48, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0)
-    top_k: Optional[int] = Field(None, ge=1)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
+    prompts: list[str] = Field(
+        default_factory=lambda: ["def ", "Return the", "The following"],
+        description="prompts whose continuations the stage report shows")
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="tokens generated per prompt, at most")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0: greedy")
+    top_k: Optional[int] = Field(None, ge=1, description="sample among the k most likely tokens; null: all")
+    top_p: Optional[float] = Field(
+        None, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this total probability; "
+        "null: all")
 
 
 class PretrainSection(TrainSection):
@@ -71,15 +89,19 @@ class PretrainSection(TrainSection):
 
     pipeline_parallel: ClassVar[bool] = True
 
-    input: Optional[str] = None  # default: the run's 04-pack folder
-    tokenizer: Optional[str] = None  # default: the run's 03-tokenizer folder
-    model: str = "tiny"  # a preset name in `presets`
-    presets: Optional[str] = None  # a YAML of your own presets; default: the packaged training/models.yaml
-    model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {position: alibi, n_layers: 2}
-    # a model folder (another run's final/) to continue pretraining from, instead of random weights;
-    # the architecture is then the folder's, so model_overrides must stay empty
-    init_from: Optional[str] = None
-    generate: GenerateSection = Field(default_factory=GenerateSection)
+    input: Optional[str] = Field(
+        None, description="pack stage folder with the token files; default: the run's 04-pack folder")
+    tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
+    model: str = Field("tiny", description="model preset name in `presets` (packaged: tiny, 125m, 350m, 1b)")
+    presets: Optional[str] = Field(
+        None, description="a YAML of your own model presets; default: the packaged training/models.yaml")
+    model_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="changes to the preset, e.g. {position: alibi, n_layers: 2}")
+    init_from: Optional[str] = Field(
+        None, description="a model folder (another run's final/) to continue pretraining from instead of random "
+        "weights; its architecture is kept, so model_overrides must stay empty")
+    generate: GenerateSection = Field(
+        default_factory=GenerateSection, description="sample continuations written to the stage report")
 
     @model_validator(mode="after")
     def _one_architecture(self) -> "PretrainSection":
@@ -92,70 +114,107 @@ class AlignSection(TrainSection):
     """What every alignment stage (SFT, LoRA, reward, DPO) shares: the pretraining text on which
     forgetting is measured, before and after (training/forgetting.py)."""
 
-    # pack stage folder whose val split is scored before and after training (and whose train split
-    # pretrain_mix draws from); default: the run's 04-pack beside the stage folder, when there is one
-    pretrain_data: Optional[str] = None
-    forgetting_samples: int = Field(64, ge=0)  # pack val windows scored before and after; 0: not measured
+    pretrain_data: Optional[str] = Field(
+        None, description="pack stage folder whose val split measures forgetting (and whose train split pretrain_mix "
+        "draws from); default: the run's 04-pack, when there is one")
+    forgetting_samples: int = Field(
+        64, ge=0, description="pack val windows scored (pretraining loss) before and after training; 0: not measured")
 
 
 class SFTSection(AlignSection):
     """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
 
-    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
-    start_from: Literal["pretrain", "sft"] = "pretrain"
-    train_file: str = "data/demo/sft/train.jsonl"
-    heldout_file: Optional[str] = "data/demo/sft/heldout.jsonl"
-    seq_len: int = Field(256, ge=16)  # conversations are packed (with document masks) into windows this long
-    train_on_prompt: bool = False  # loss on every token instead of the assistant turns only
-    eval_generate: int = Field(100, ge=0)  # held-out examples answered by greedy generation for exact match
-    max_new_tokens: int = Field(32, ge=1)
-    # share of the training windows that are pretraining text (pack train split, next-token loss on
-    # every token): replay against forgetting, InstructGPT's pretraining mix; 0: conversations only
-    pretrain_mix: float = Field(0.0, ge=0, lt=1)
+    base: Optional[str] = Field(
+        None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
+    start_from: Literal["pretrain", "sft"] = Field(
+        "pretrain", description="the run's stage whose final model is the base when `base` is not set")
+    train_file: str = Field("data/demo/sft/train.jsonl", description="training conversations, JSONL (llmdata/chat.py)")
+    heldout_file: Optional[str] = Field(
+        "data/demo/sft/heldout.jsonl", description="held-out conversations for validation loss and exact match; "
+        "null: none")
+    seq_len: int = Field(
+        256, ge=16, description="tokens per training window; conversations are packed into windows this long (with "
+        "document masks)")
+    train_on_prompt: bool = Field(False, description="loss on every token instead of the assistant turns only")
+    eval_generate: int = Field(
+        100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer, at most")
+    # pretraining windows come from the pack train split, with the next-token loss on every token
+    pretrain_mix: float = Field(
+        0.0, ge=0, lt=1, description="share of training windows that are pretraining text (replay against "
+        "forgetting, InstructGPT's pretraining mix); 0: conversations only")
 
 
 class LoraSection(SFTSection):
     """SFT through low-rank adapters; the base weights stay frozen."""
 
-    rank: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    rank: int = Field(8, ge=1, description="LoRA rank r of the adapter matrices")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha: the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability on the adapter's input (B(A(dropout(x))))")
     targets: list[Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]] = Field(
-        default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"])
-    # Tokens whose embedding (and tied output) rows train too, as PEFT's trainable_token_indices: a
-    # special token by name (the chat template's, which pretraining never saw), a token id, or any
-    # other text, whose tokens' rows then train.
+        default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], description="linear layers that get "
+        "adapters: attention wq wk wv wo, MLP w1 w2 w3")
+    # the chat template's special tokens by default: pretraining never saw them; any other text trains the rows
+    # of its tokens
     train_tokens: list[Union[int, str]] = Field(
-        default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
-    # + the rows of every token the training answers contain (their targets): what a base model
-    # whose output rows for those tokens are poor needs in order to say the answers at all
-    train_answer_tokens: bool = False
+        default_factory=lambda: ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        description="tokens whose embedding (and tied output) rows train too, like PEFT's trainable_token_indices: a "
+        "special token, a token id, or text")
+    # what a base model whose output rows for those tokens are poor needs in order to say the answers at all
+    train_answer_tokens: bool = Field(
+        False, description="also train the embedding (and tied output) rows of every token the training answers "
+        "contain")
 
 
 class RewardSection(AlignSection):
     """A scalar reward head on a trained model, trained on preference pairs (Bradley-Terry)."""
 
-    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
-    start_from: Literal["pretrain", "sft"] = "pretrain"  # InstructGPT starts its reward model from the SFT model
-    train_file: str = "data/demo/preferences/train.jsonl"
-    heldout_file: Optional[str] = "data/demo/preferences/heldout.jsonl"
-    max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
-    margin: float = Field(0.0, ge=0)  # -log sigmoid(r_chosen - r_rejected - margin)
-    center_coef: float = Field(0.0, ge=0)  # + coef * (r_chosen + r_rejected)^2 keeps rewards near 0
-    lm_coef: float = Field(0.0, ge=0)  # + coef * next-token loss on the chosen responses (GRM's regularizer)
+    base: Optional[str] = Field(
+        None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
+    start_from: Literal["pretrain", "sft"] = Field(
+        "pretrain", description="the run's stage whose final model is the base (InstructGPT starts from the SFT "
+        "model)")
+    train_file: str = Field(
+        "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
+        "rejected}")
+    heldout_file: Optional[str] = Field(
+        "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for pairwise accuracy, mean "
+        "rewards and margin; null: none")
+    max_len: int = Field(
+        256, ge=8, description="tokens per prompt + response, at most; longer pairs are cut from the left of the "
+        "prompt")
+    margin: float = Field(
+        0.0, ge=0, description="margin m of the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - m)")
+    center_coef: float = Field(
+        0.0, ge=0, description="weight of the centering term (r_chosen + r_rejected)^2, which keeps rewards near 0")
+    lm_coef: float = Field(
+        0.0, ge=0, description="weight of the next-token loss on the chosen responses (GRM's regularizer)")
 
 
 class DPOSection(AlignSection):
     """Direct preference optimization (Rafailov et al. 2023) of a trained model on preference
     pairs, against a frozen copy of itself as the reference."""
 
-    base: Optional[str] = None  # model folder; default: the `final` model of the run's `start_from` stage
-    start_from: Literal["pretrain", "sft"] = "sft"
-    train_file: str = "data/demo/preferences/train.jsonl"
-    heldout_file: Optional[str] = "data/demo/preferences/heldout.jsonl"
-    max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
-    beta: float = Field(0.1, gt=0)  # strength of the pull towards the reference (the KL penalty's weight)
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # conservative DPO: the share of pairs assumed mislabelled
-    eval_file: Optional[str] = "data/demo/sft/heldout.jsonl"  # conversations answered greedily for exact match
-    eval_generate: int = Field(100, ge=0)
-    max_new_tokens: int = Field(32, ge=1)
+    base: Optional[str] = Field(
+        None, description="model folder to start from (also the frozen reference); default: the `final` model of the "
+        "run's `start_from` stage")
+    start_from: Literal["pretrain", "sft"] = Field(
+        "sft", description="the run's stage whose final model is the base when `base` is not set")
+    train_file: str = Field(
+        "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
+        "rejected}")
+    heldout_file: Optional[str] = Field(
+        "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for implicit-reward accuracy, "
+        "rewards and margin; null: none")
+    max_len: int = Field(
+        256, ge=8, description="tokens per prompt + response, at most; longer pairs are cut from the left of the "
+        "prompt")
+    beta: float = Field(
+        0.1, gt=0, description="DPO beta: strength of the pull towards the reference model (the KL penalty's weight)")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="conservative DPO: the share of pairs assumed mislabelled")
+    eval_file: Optional[str] = Field(
+        "data/demo/sft/heldout.jsonl", description="conversations answered greedily for exact match; null: none")
+    eval_generate: int = Field(
+        100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer, at most")
