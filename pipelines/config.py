@@ -22,7 +22,7 @@ from llmdata.outliers import OutlierOptions
 from llmdata.packing import PackOptions
 from llmdata.quality import QualityOptions
 from llmdata.records import BAD_RECORD_KINDS
-from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, SFTSection, TrainSection
+from training.options import DPOSection, LoraSection, PretrainSection, RewardSection, RLSection, SFTSection, TrainSection
 
 Policy = Literal["quarantine", "drop", "fail"]
 
@@ -170,6 +170,9 @@ class PipelineConfig(_Section):
     dpo: DPOSection = Field(
         default_factory=DPOSection, description="training stage: direct preference optimization (DPO) against a "
         "frozen reference model")
+    rl: RLSection = Field(
+        default_factory=RLSection, description="training stage: online RL (GRPO) of the SFT model with the reward "
+        "model and verifiable checkers")
 
 
 def _parse_value(text: str) -> Any:

@@ -248,6 +248,13 @@ STAGES: tuple[StageSpec, ...] = (
         "`llmpipe dpo` trains a model on {prompt, chosen, rejected} JSONL with the DPO loss against a frozen copy of "
         "itself, and reports held-out implicit-reward accuracy and exact match.", _model_stage("dpo", "training.dpo:DPORecipe"),
         "the final model of dpo.start_from", (_base_arg("the final model of dpo.start_from (also the reference)"),)),
+    StageSpec(
+        "rl", "10-rl", "train", "stage 10: online RL (GRPO) of the SFT model guided by the reward model and checkers",
+        "`llmpipe rl` samples a group of completions per prompt from the policy, scores them with the configured reward "
+        "sources (the checker of reference answers, the 08-reward model, a length/format penalty), and optimizes GRPO's "
+        "clipped objective with a KL penalty to a frozen copy of the starting model; reports rewards, KL, reward "
+        "hacking and held-out exact match before and after.", _model_stage("rl", "training.rl_stage:RLRecipe"),
+        "the final model of rl.start_from", (_base_arg("the final model of rl.start_from (also the KL reference)"),)),
 )
 
 class UnknownStageError(LlmpipeError, KeyError):

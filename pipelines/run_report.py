@@ -22,7 +22,7 @@ from pipelines import fs
 from pipelines.manifest import read_manifest
 from pipelines.rundir import STAGE_FOLDERS
 
-TRAINING = ("pretrain", "sft", "lora", "reward", "dpo")
+TRAINING = ("pretrain", "sft", "lora", "reward", "dpo", "rl")
 
 
 @dataclass
@@ -274,7 +274,25 @@ def _alignment(manifests: dict, sections: list[Section]) -> None:
                 ["exact match on held-out prompts", pct(em_before.get("exact_match")), pct(em_after.get("exact_match"))]]
         rows += [[f"implicit reward accuracy: {t}", "", pct(v)] for t, v in after["by_task"].items()]
         sections.append(Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows))
+    _rl(manifests, sections)
     _forgetting(manifests, sections)
+
+
+def _rl(manifests: dict, sections: list[Section]) -> None:
+    """RL's held-out exact match before and after, its rewards, KL and reward-hacking rate."""
+    rl = manifests.get("rl") or {}
+    em = rl.get("exact_match") or {}
+    if not em.get("after"):
+        return
+    before, after = em.get("before") or {}, em["after"]
+    rows = [["all", pct(before.get("exact_match")), pct(after["exact_match"])]]
+    rows += [[t, pct(before.get("by_task", {}).get(t)), pct(v)] for t, v in after["by_task"].items()]
+    sec = Section(f"RL (GRPO): exact match on {after['n']} held-out prompts (greedy)").table(
+        ["task", "start (SFT)", "RL policy"], rows)
+    sources = (rl.get("rewards") or {}).get("sources") or {}
+    sec.p("Reward: " + ", ".join(f"{name} x{w:g}" for name, w in sources.items()) + ".")
+    sec.table(["rollouts", ""], [[k, v if isinstance(v, str) else fmt(v)] for k, v in (rl.get("metrics_last_10_steps") or {}).items()])
+    sections.append(sec)
 
 
 def _exact_match(manifests: dict, sections: list[Section]) -> None:
@@ -304,7 +322,7 @@ def _exact_match(manifests: dict, sections: list[Section]) -> None:
 def _forgetting(manifests: dict, sections: list[Section]) -> None:
     """Each alignment stage's next-token loss on the pretraining validation text, before and after."""
     rows = []
-    for stage in ("sft", "lora", "reward", "dpo"):
+    for stage in ("sft", "lora", "reward", "dpo", "rl"):
         f = (manifests.get(stage) or {}).get("forgetting")
         if f:
             rows.append([stage, fmt(f["before"]), fmt(f["after"]), fmt(f.get("ratio")), fmt(f.get("tokens"))])

@@ -157,16 +157,19 @@ class Trainer:
                  val_set: Optional[Dataset], tokens_per_sample: float, flops_per_token: float,
                  loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
                  fingerprint: str = "", log: Callable[[str], None] = print, perplexity: bool = True,
-                 count_fn: CountFn = target_count):
+                 count_fn: CountFn = target_count, step_metrics: Optional[Callable[[], dict]] = None):
         """`perplexity`: the loss is a next-token cross-entropy, so exp(loss) means something (not
         for the reward model's or DPO's pairwise losses). `count_fn` gives, from a batch alone, the
-        count `loss_fn` will return for it: the step's losses are averaged over that unit."""
+        count `loss_fn` will return for it: the step's losses are averaged over that unit.
+        `step_metrics`, called on every rank after each optimizer step, returns more values for
+        that step's metrics record (RL's rewards and KL), already reduced over the ranks."""
         import torch.distributed as dist
 
         self.section = section
         self.out = out
         self.train_set, self.val_set = train_set, val_set
         self.loss_fn, self.collate, self.count_fn = loss_fn, collate, count_fn
+        self.step_metrics = step_metrics
         self.perplexity = perplexity
         self.fingerprint = fingerprint
         self.engine, self.ds_config = build_engine(model, section)
@@ -403,6 +406,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss = self._train_step()
                 dt = time.perf_counter() - t0
+                extra = self.step_metrics() if self.step_metrics else {}
                 self.step += 1
                 self.consumed += self.global_batch
                 self.tokens += self.tokens_per_step
@@ -419,7 +423,7 @@ class Trainer:
                     norm = self.engine.get_global_grad_norm() if not self.pipeline else None
                     metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
                                    "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,
-                                   "grad_norm": float(norm) if norm is not None else None})
+                                   "grad_norm": float(norm) if norm is not None else None, **extra})
                 if self.step % s.eval_every == 0 or self.step == s.max_steps:
                     last_eval = self.evaluate()
                     if metrics and last_eval:

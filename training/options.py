@@ -218,3 +218,71 @@ class DPOSection(AlignSection):
     eval_generate: int = Field(
         100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer, at most")
+
+
+class RLRewards(BaseModel):
+    """The reward of a sampled completion: a weighted sum of sources (training/rewards.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    checker: float = Field(
+        1.0, ge=0, description="weight of the verifiable checker: 1 when the answer equals the prompt's reference "
+        "answer, else 0; 0: the checker only monitors (reward hacking)")
+    reward_model: float = Field(
+        0.0, ge=0, description="weight of the trained reward model's score (08-reward); 0: not used")
+    reward_model_dir: Optional[str] = Field(
+        None, description="reward model folder; default: the run's 08-reward/final")
+    truncated: float = Field(
+        0.0, ge=0, description="penalty subtracted from a completion cut at max_new_tokens (a format penalty)")
+    per_token: float = Field(
+        0.0, ge=0, description="penalty subtracted per completion token (a length penalty)")
+
+    @model_validator(mode="after")
+    def _some_reward(self) -> "RLRewards":
+        if not (self.checker or self.reward_model):
+            raise ValueError("rl.rewards: give the checker or the reward model a weight > 0 (no reward to learn from)")
+        return self
+
+
+class RLSection(AlignSection):
+    """Online RL of a trained model with group-relative policy optimization (GRPO, Shao et al.
+    2024) or RLOO, against a frozen copy of itself as the KL reference (training/rl_stage.py)."""
+
+    base: Optional[str] = Field(
+        None, description="policy to start from (also the frozen KL reference); default: the `final` model of the "
+        "run's `start_from` stage")
+    start_from: Literal["pretrain", "sft"] = Field(
+        "sft", description="the run's stage whose final model is the base when `base` is not set")
+    train_file: str = Field(
+        "data/demo/sft/train.jsonl", description="prompts: conversations whose last assistant turn, when present, is "
+        "the reference answer the checker compares with")
+    heldout_file: Optional[str] = Field(
+        "data/demo/sft/heldout.jsonl", description="held-out conversations answered greedily for exact match before "
+        "and after; null: none")
+    group_size: int = Field(8, ge=2, description="completions G sampled per prompt (the group of GRPO's baseline)")
+    advantage: Literal["grpo", "rloo"] = Field(
+        "grpo", description="baseline: grpo = the group's mean reward; rloo = the mean of the other G-1 rewards")
+    scale_rewards: Literal["std", "none"] = Field(
+        "std", description="divide advantages by the group's reward standard deviation (std) or not (none, Dr. GRPO)")
+    clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO clip range epsilon of the probability ratio")
+    kl_coef: float = Field(
+        0.04, ge=0, description="weight beta of the KL penalty to the reference (k3 estimator, per token)")
+    kl_target: Optional[float] = Field(
+        None, gt=0, description="the KL (nats per completion token) the run should stay under; the report says "
+        "whether it did; null: no target")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
+    top_k: Optional[int] = Field(None, ge=1, description="sample from the k most likely tokens; null: all")
+    top_p: Optional[float] = Field(None, gt=0, le=1, description="nucleus sampling mass; null: no truncation")
+    max_new_tokens: int = Field(32, ge=1, description="tokens sampled per completion (and per held-out answer), "
+                                "at most")
+    rewards: RLRewards = Field(default_factory=RLRewards, description="the reward sources and their weights")
+    eval_generate: int = Field(
+        100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
+    micro_batch: int = Field(4, ge=1, description="prompts per rank per forward pass (each with group_size "
+                             "completions)")
+
+    @model_validator(mode="after")
+    def _gathered_weights(self) -> "RLSection":
+        if self.zero_stage > 2:
+            raise ValueError("rl samples its completions from the policy's whole weights on every rank: zero_stage "
+                             f"0, 1 or 2 (got {self.zero_stage})")
+        return self

@@ -1,0 +1,136 @@
+"""The RL stage (training/rl_stage.py): GRPO under the DeepSpeed engine with rollouts made in the
+trainer's data path, per-step reward/KL metrics, exact resume, and one-line errors."""
+import json
+
+import pytest
+import torch
+
+from llmdata.sample_tasks import write_tasks
+from pipelines.cli import main
+from training.metrics import read_metrics
+from training.rl_stage import sample_seed
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rl_tasks")
+    write_tasks(str(folder), seed=0, train=40, heldout=10)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reward_model(pretrained, tmp_path_factory):
+    """A reward model folder (an untrained head on the pretrained model: any scores will do)."""
+    from training.export import load_model
+    from training.reward import RewardModel, save_reward_model
+    from training.stage import complete_model_dir
+
+    out = tmp_path_factory.mktemp("rm") / "final"
+    torch.manual_seed(1)
+    model = RewardModel(load_model(str(pretrained / "final")))
+    save_reward_model(str(out), model.state_dict(), model.cfg)
+    complete_model_dir(str(pretrained / "final"), str(out))
+    return out
+
+
+def rl_args(pretrained, prompts, out, *extra):
+    return ["rl", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
+            "--no-progress", "--set", f"rl.train_file={prompts / 'sft' / 'train.jsonl'}",
+            "--set", f"rl.heldout_file={prompts / 'sft' / 'heldout.jsonl'}", "--set", "rl.group_size=4",
+            "--set", "rl.max_new_tokens=6", "--set", "rl.eval_generate=4", "--set", "rl.tensorboard=false",
+            "--set", "rl.export_hf=false", "--set", "rl.lr=1e-3", "--set", "rl.warmup_steps=0", *extra]
+
+
+def train_rows(out) -> list[dict]:
+    return [r for r in read_metrics(str(out / "metrics.jsonl")) if r["event"] == "train"]
+
+
+def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pretrained, prompts, reward_model, tmp_path):
+    out = tmp_path / "run" / "10-rl"
+    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=3", "--set", "rl.micro_batch=2",
+                        "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
+                        "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.rewards.truncated=0.5")) == 0
+    rows = train_rows(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:  # every step says what the rollouts got
+        assert {"mean_reward_reward_model", "mean_reward_length_format", "mean_reward_total", "mean_reward_checker",
+                "kl", "clip_fraction", "completion_tokens", "truncated_fraction", "zero_variance_groups",
+                "reward_errors"} <= set(r)
+        assert 1 <= r["completion_tokens"] <= 6 and r["reward_errors"] == 0
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert rows[-1]["kl"] > 0  # and moves away from it
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rewards"] == {"sources": {"reward_model": 1.0, "length_format": 1.0}, "monitors": ["checker"]}
+    assert manifest["exact_match"]["after"]["n"] == 4 and manifest["inputs"]["reward_model"]
+    assert manifest["counts"] == {"input": 45, "used": 40, "bad": manifest["counts"]["bad"]}
+    report = (out / "report.md").read_text()
+    assert "Rollouts and rewards" in report and "reward hacking" in report and "mean reward reward model" in report
+    from pipelines.run_report import build
+
+    _, sections = build(str(tmp_path / "run"))  # the run report shows the stage
+    (rl,) = [s for s in sections if s.title.startswith("RL (GRPO)")]
+    assert rl.blocks[0][2][0][2] == f"{100 * manifest['exact_match']['after']['exact_match']:.1f}%"
+
+
+def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path):
+    """Completions are drawn per (seed, step, prompt): a run stopped at step 2 and resumed, and a
+    run with the same global batch in two micro batches, reward and lose exactly as one run."""
+    common = ["--set", "rl.max_steps=4", "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
+              "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.save_every=2"]
+    whole, resumed, split = tmp_path / "whole", tmp_path / "resumed", tmp_path / "split"
+    assert main(rl_args(pretrained, prompts, whole, *common, "--set", "rl.micro_batch=2")) == 0
+    assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2", "--until-step", "2")) == 0
+    assert not (resumed / "manifest.json").exists()
+    assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2")) == 0
+    assert main(rl_args(pretrained, prompts, split, *common, "--set", "rl.micro_batch=1", "--set", "rl.grad_accum=2")) == 0
+    keys = ("loss", "mean_reward_total", "mean_reward_checker", "kl", "completion_tokens")
+    expected = [[r[k] for k in keys] for r in train_rows(whole)]
+    assert len(expected) == 4 and len({e[1] for e in expected}) > 1  # the rewards change: a real comparison
+    assert [[r[k] for k in keys] for r in train_rows(resumed) if r["step"] > 2] == expected[2:]
+    for got, want in zip(([r[k] for k in keys] for r in train_rows(split)), expected):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("rl.group_size=1", "rl.group_size"),
+    ("rl.kl_coef=-0.1", "rl.kl_coef"),
+    ("rl.zero_stage=3", "zero_stage 0, 1 or 2"),
+    ("rl.rewards.checker=0", "give the checker or the reward model a weight"),
+    ("rl.rewards.reward_model=1", "rl.rewards reward model (model.safetensors) not found"),
+])
+def test_bad_rl_settings_are_one_line(pretrained, prompts, tmp_path, capsys, setting, says):
+    code = main(rl_args(pretrained, prompts, tmp_path / "rl", "--set", setting,
+                        "--set", f"rl.rewards.reward_model_dir={tmp_path / 'nowhere'}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and says in err and "\n" not in err
+    assert not (tmp_path / "rl").exists()
+
+
+def test_a_prompt_file_with_no_usable_row_is_one_line(pretrained, tmp_path, capsys):
+    rows = tmp_path / "p.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "a question and no answer"}]}\nnot json\n')
+    code = main(["rl", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output",
+                 str(tmp_path / "rl"), "--set", f"rl.train_file={rows}", "--set", "rl.heldout_file=null"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"llmpipe: error: rl: no usable prompt in {rows} (2 bad rows)"
+
+
+def test_sample_seeds_differ_by_step_and_prompt_and_not_by_anything_else():
+    seeds = {sample_seed(0, step, prompt) for step in range(20) for prompt in range(50)}
+    assert len(seeds) == 1000 and all(0 <= s < 2 ** 63 for s in seeds)
+    assert sample_seed(3, 1, 2) == sample_seed(3, 1, 2) != sample_seed(4, 1, 2)
+
+
+def test_two_ranks_agree_with_one_at_the_same_global_batch(pretrained, prompts, reward_model, tmp_path):
+    """Two CPU ranks under the deepspeed launcher, one prompt each per step, sample, reward and
+    lose as one rank with both prompts: a completion's randomness belongs to its prompt and step."""
+    from tests.test_pretrain import _launch
+
+    common = ["--set", "rl.max_steps=2", "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
+              "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.eval_generate=0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(rl_args(pretrained, prompts, one, *common, "--set", "rl.micro_batch=2")) == 0
+    _launch(rl_args(pretrained, prompts, two, *common, "--set", "rl.micro_batch=1"))
+    keys = ("loss", "mean_reward_total", "kl", "completion_tokens", "zero_variance_groups")
+    for got, want in zip(train_rows(two), train_rows(one), strict=True):
+        assert [got[k] for k in keys] == pytest.approx([want[k] for k in keys], rel=1e-4, abs=1e-6)

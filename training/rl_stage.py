@@ -1,0 +1,354 @@
+"""The RL stage: online reinforcement learning of the SFT model with GRPO (or RLOO), guided by the
+reward model and verifiable checkers.
+
+    SFT model (policy, trained) + a frozen copy (KL reference) + prompts with reference answers
+      ─► each step: G completions per prompt sampled from the current policy (KV cache)
+      ─► rewards: Σ weight · source (checker, reward model, length/format penalty)
+      ─► group-relative advantages ─► clipped policy-gradient loss + β·KL(π‖π_ref) ─► 10-rl/final/
+
+Rollouts are made inside the trainer's data path: the training set is the prompts, and each
+micro batch's collate samples, scores and pads its completions with the policy's current
+weights, so checkpoints, resume, signal stop, several ranks and the step's token-weighted loss
+average (training/loop.py) work as for every other stage. Each prompt's completions are drawn
+from a generator seeded by (seed, step, prompt index): a resumed run, or one split over other
+ranks, samples exactly the completions of an uninterrupted single-rank run.
+
+The loss is training/rl.py's `grpo_loss` (one optimizer step per rollout, so the old policy is
+the policy itself, detached: TRL's GRPOTrainer with num_iterations=1). The reference's per-token
+log-probabilities are computed in the collate (no gradient). Per step the metrics log holds the
+mean reward of each source, the mean KL to the reference, the clip fraction, the mean completion
+length, the truncated fraction, the share of groups with zero reward variance, reward errors and,
+when both the reward model and the checker score the samples, the reward-hacking rate (how often
+the reward model prefers an answer the checker marks wrong).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from typing import Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from llmdata.chat import BadRow, Message, prompt_and_reference, read_rows
+from training.exact_match import exact_match, exact_match_rows
+from training.forgetting import forgetting_rows
+from training.generate import Sampling
+from training.options import RLSection
+from training.recipe import Outcome, TunedRecipe
+from training.report import percent
+from training.rewards import (LengthFormatPenalty, RewardModelScorer, RewardSource, exact_match_reward,
+                              reward_hacking_rate, score_completions)
+from training.rl import completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs, sample_groups, token_logps
+from training.stage import TrainingInputError, folder_fingerprint, require
+
+#: the per-step sums the stage keeps (all-reduced over ranks before they are logged)
+_SUMS = ("completions", "completion_tokens", "truncated", "groups", "zero_variance_groups", "reward_errors",
+         "kl_sum", "clipped", "tokens", "hacked", "hacking_pairs")
+
+
+class PromptSet(Dataset):
+    """Prompt indices: the trainer's sampler draws them, the rollout collate reads the prompts."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        return {"prompt": i}
+
+
+def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], list[str], list[BadRow]]:
+    """(prompts, reference answers, tasks, bad rows, prompts cut) of a conversation file: each
+    conversation up to its last assistant turn is a prompt, that turn its reference (None when it
+    has none)."""
+    prompts, references, tasks, bad = [], [], [], []
+    for item in read_rows(path, "sft"):
+        if isinstance(item, BadRow):
+            bad.append(item)
+            continue
+        row, messages = item
+        context, reference = prompt_and_reference(messages)
+        if not context:
+            bad.append(BadRow(0, "no prompt before the assistant's answer", ""))
+            continue
+        prompts.append(context)
+        references.append(reference)
+        tasks.append(row.get("task", "all"))
+    return prompts, references, tasks, bad
+
+
+def sample_seed(seed: int, step: int, prompt: int) -> int:
+    """The seed of one prompt's completions at one optimizer step (independent of ranks and resume)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{prompt}".encode()).digest()[:8], "little") >> 1
+
+
+class RLRecipe(TunedRecipe):
+    """GRPO / RLOO of the base model with the configured reward sources (module docstring)."""
+
+    stage, title = "rl", "Reinforcement learning (GRPO)"
+    section: RLSection
+
+    def reward_model_dir(self) -> Optional[str]:
+        """The reward model folder when a source uses it (weight > 0), else None."""
+        r = self.section.rewards
+        if not r.reward_model:
+            return None
+        return r.reward_model_dir or os.path.join(os.path.dirname(os.path.abspath(self.out)), "08-reward", "final")
+
+    def inputs(self) -> dict:
+        inputs = super().inputs()
+        rm = self.reward_model_dir()
+        if rm:
+            require(os.path.join(rm, "model.safetensors"), "rl.rewards reward model (model.safetensors)")
+            inputs["reward_model"] = folder_fingerprint(rm)
+        return inputs
+
+    def prepare(self) -> None:
+        from training.export import load_model
+        from training.reward import load_reward_model
+
+        section = self.section
+        self.load_tokenizer()
+        self.prompts, self.references, self.tasks, self.bad = read_prompts(section.train_file)
+        if not self.prompts:
+            raise TrainingInputError(f"rl: no usable prompt in {section.train_file} ({len(self.bad)} bad rows)")
+        self.held_rows, self.held_bad = [], 0
+        if section.heldout_file:
+            for item in read_rows(section.heldout_file, "sft"):
+                if isinstance(item, BadRow):
+                    self.held_bad += 1
+                else:
+                    self.held_rows.append((item[0].get("task", "all"), item[1]))
+        self.model = self.load_base("max_new_tokens")
+        self.cfg = self.model.cfg
+        self.reference = load_model(self.base_dir).eval()
+        for p in self.reference.parameters():
+            p.requires_grad_(False)
+        self.reward_model = None
+        if self.reward_model_dir():
+            self.reward_model = load_reward_model(self.reward_model_dir())
+            if self.reward_model.cfg.vocab_size != self.cfg.vocab_size:
+                raise TrainingInputError(f"rl: the reward model {self.reward_model_dir()} has vocabulary "
+                                         f"{self.reward_model.cfg.vocab_size}, the policy {self.cfg.vocab_size}: "
+                                         "they need the same tokenizer")
+        self.pretrain_text(None)
+        self.train_set = PromptSet(len(self.prompts))
+        self.sampling = Sampling(section.max_new_tokens, section.temperature, section.top_k, section.top_p)
+        self.sources, self.monitors = self.reward_sources()
+        self.sums = dict.fromkeys(_SUMS, 0.0)
+        self.reward_sums: dict[str, list[float]] = {}
+
+    def reward_sources(self) -> tuple[list[RewardSource], list[RewardSource]]:
+        """(the sources whose weighted sum is the reward, the sources only reported): the checker
+        monitors when it has no weight (every prompt has its reference answer: read_prompts)."""
+        r = self.section.rewards
+        sources, monitors = [], []
+        checker = RewardSource("checker", exact_match_reward, r.checker)
+        if r.checker:
+            sources.append(checker)
+        else:
+            monitors.append(checker)
+        if self.reward_model is not None:
+            sources.append(RewardSource("reward_model", RewardModelScorer(self.reward_model, self.template),
+                                        r.reward_model))
+        if r.truncated or r.per_token:
+            sources.append(RewardSource("length_format", LengthFormatPenalty(r.truncated, r.per_token), 1.0))
+        return sources, monitors
+
+    def model_to_train(self, rank: int) -> torch.nn.Module:
+        model, section = self.model, self.section
+        self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
+                       if rank == 0 and self.held_rows else None)
+        self.measure_forgetting_before(model, rank)
+        model.train()
+        model.checkpoint_activations = section.activation_checkpointing
+        return model
+
+    def describe(self) -> str:
+        s = self.section
+        weights = ", ".join(f"{src.name} x{src.weight:g}" for src in self.sources)
+        return (f"rl: {len(self.prompts)} prompts ({len(self.bad)} bad rows), {s.group_size} completions each, "
+                f"{s.advantage.upper()} with KL coefficient {s.kl_coef:g}; reward = {weights} -> {self.out}")
+
+    # ---- rollouts and loss -----------------------------------------------------------------------
+    def attach(self, trainer) -> None:
+        self.trainer = trainer
+        self.reference.to(trainer.engine.device)
+        if self.reward_model is not None:
+            self.reward_model.to(trainer.engine.device)
+
+    def rollout(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """The collate: sample each prompt's group with the current policy, score it, and return
+        the padded completions with their advantages and reference log-probs."""
+        section, engine = self.section, self.trainer.engine
+        policy = engine.module
+        device = engine.device
+        indices = [it["prompt"] for it in items]
+        completions = []
+        for k, i in enumerate(indices):
+            gen = torch.Generator(device=device).manual_seed(sample_seed(section.seed, self.trainer.step, i))
+            group = sample_groups(policy, self.template, [self.prompts[i]], section.group_size, self.sampling, gen)
+            completions += [dataclasses.replace(c, prompt=k) for c in group]
+        inputs = reward_inputs(completions, [self.prompts[i] for i in indices], [self.references[i] for i in indices])
+        scores = score_completions(inputs, self.sources)
+        watched = score_completions(inputs, self.monitors) if self.monitors else None
+        adv = group_advantages(scores.total.view(len(indices), section.group_size), section.scale_rewards,
+                               baseline="leave_one_out" if section.advantage == "rloo" else "mean")
+        batch = pad_completions(completions, self.pad, keep=adv.valid.flatten().tolist())
+        with torch.no_grad():
+            batch["ref_logps"] = token_logps(self.reference, batch["input_ids"].to(device), batch["labels"].to(device),
+                                             section.temperature).cpu()
+        batch["advantages"] = adv.advantages.flatten()
+        self._record(completions, scores, watched, adv)
+        return batch
+
+    def _record(self, completions, scores, watched, adv) -> None:
+        stats = completion_stats(completions)
+        n = len(completions)
+        s = self.sums
+        s["completions"] += n
+        s["completion_tokens"] += stats["completion_tokens"] * n
+        s["truncated"] += stats["truncated_fraction"] * n
+        s["groups"] += adv.zero_variance.numel()
+        s["zero_variance_groups"] += float(adv.zero_variance.sum())
+        s["reward_errors"] += len(scores.errors)
+        per_source = {**scores.per_source, "total": scores.total, **(watched.per_source if watched else {})}
+        for name, r in per_source.items():
+            ok = r[~r.isnan()]
+            total, count = self.reward_sums.setdefault(name, [0.0, 0.0])
+            self.reward_sums[name] = [total + float(ok.sum()), count + ok.numel()]
+        checker = (watched or scores).per_source.get("checker")
+        if checker is not None and "reward_model" in scores.per_source:
+            g = self.section.group_size
+            rate, pairs = reward_hacking_rate(scores.per_source["reward_model"].view(-1, g), checker.view(-1, g))
+            if pairs:
+                s["hacked"] += rate * pairs
+                s["hacking_pairs"] += pairs
+
+    def loss_fn(self, engine, batch):
+        labels = batch["labels"]
+        logps = token_logps(engine, batch["input_ids"], labels, self.section.temperature)
+        out = grpo_loss(logps, logps.detach(), batch["ref_logps"], batch["advantages"], labels != -100,
+                        self.section.clip_eps, self.section.kl_coef)
+        self.sums["kl_sum"] += float(out.kl_sum)
+        self.sums["clipped"] += float(out.clipped)
+        self.sums["tokens"] += float(out.count)
+        return out.loss_sum, out.count
+
+    def step_metrics(self) -> dict[str, float]:
+        """This step's rollout metrics over all ranks (called by the trainer on every rank), and a
+        fresh start for the next step."""
+        names = sorted(self.reward_sums)
+        local = torch.tensor([self.sums[k] for k in _SUMS] + [v for n in names for v in self.reward_sums[n]],
+                             dtype=torch.float64)
+        world = self.trainer.world
+        if world > 1:
+            import torch.distributed as dist
+
+            local = local.to(self.trainer.engine.device)
+            dist.all_reduce(local)
+            local = local.cpu()
+        values = dict(zip(_SUMS, local[: len(_SUMS)].tolist()))
+        rewards = local[len(_SUMS):].view(-1, 2).tolist() if names else []
+        self.sums = dict.fromkeys(_SUMS, 0.0)
+        self.reward_sums = {}
+
+        def ratio(a: float, b: float) -> Optional[float]:
+            return a / b if b else None
+
+        out = {f"mean_reward_{name}": ratio(t, c) for name, (t, c) in zip(names, rewards)}
+        out.update(kl=ratio(values["kl_sum"], values["tokens"]), clip_fraction=ratio(values["clipped"], values["tokens"]),
+                   completion_tokens=ratio(values["completion_tokens"], values["completions"]),
+                   truncated_fraction=ratio(values["truncated"], values["completions"]),
+                   zero_variance_groups=ratio(values["zero_variance_groups"], values["groups"]),
+                   reward_errors=values["reward_errors"],
+                   reward_hacking=ratio(values["hacked"], values["hacking_pairs"]))
+        return out
+
+    def trainer_kwargs(self) -> dict:
+        s = self.section
+        # a prompt's tokens plus its completions', roughly: the prompt's and max_new_tokens per completion
+        prompt_tokens = sum(len(self.template.prompt(p)) for p in self.prompts) / len(self.prompts)
+        per_prompt = s.group_size * (prompt_tokens + s.max_new_tokens)
+        return {"tokens_per_sample": per_prompt, "flops_per_token": self.cfg.flops_per_token(int(prompt_tokens) + s.max_new_tokens),
+                "loss_fn": self.loss_fn, "collate": self.rollout, "perplexity": False,
+                "step_metrics": self.step_metrics}
+
+    # ---- after training ----------------------------------------------------------------------------
+    def save(self, state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+        from training.export import save_model
+
+        save_model(self.final_dir(), state, self.cfg)
+        return self.final_dir(), {"weights": "final/model.safetensors"}
+
+    def evaluate(self, summary: dict, final_dir: str) -> Outcome:
+        from training.export import load_model
+        from training.metrics import read_metrics
+
+        section, before = self.section, self.before
+        tuned = load_model(final_dir)
+        after = (exact_match(tuned, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
+                 if self.held_rows else None)
+        summary["exact_match_before"] = before["exact_match"] if before else None
+        summary["exact_match_after"] = after["exact_match"] if after else None
+        forgetting = self.forgetting_after(tuned)
+        steps = [r for r in read_metrics(os.path.join(self.out, "metrics.jsonl")) if r.get("event") == "train"]
+        kls = [r["kl"] for r in steps if r.get("kl") is not None]
+        last = steps[-10:]
+
+        def mean_of(key: str) -> Optional[float]:
+            vals = [r[key] for r in last if r.get(key) is not None and not math.isnan(r[key])]
+            return sum(vals) / len(vals) if vals else None
+
+        rewards = sorted(k for k in (steps[-1] if steps else {}) if k.startswith("mean_reward_"))
+        first = {k: next((r[k] for r in steps if r.get(k) is not None), None) for k in rewards}
+        run = {"mean KL to the reference, last 10 steps (nats per token)": mean_of("kl"),
+               "largest step KL": max(kls) if kls else None,
+               **({"KL target": section.kl_target,
+                   "KL stayed under the target": "yes" if kls and max(kls) <= section.kl_target else "no"}
+                  if section.kl_target else {}),
+               "clip fraction, last 10 steps": mean_of("clip_fraction"),
+               "completion tokens, last 10 steps": mean_of("completion_tokens"),
+               "truncated completions, last 10 steps": mean_of("truncated_fraction"),
+               "groups with zero reward variance, last 10 steps": mean_of("zero_variance_groups"),
+               "reward errors (all steps)": sum(r.get("reward_errors") or 0 for r in steps),
+               "reward hacking: reward model prefers a wrong answer, last 10 steps": mean_of("reward_hacking")}
+        for k in rewards:
+            run[f"{k.replace('_', ' ')}: first step -> last 10 steps"] = (
+                f"{first[k]:.3f} -> {mean_of(k):.3f}" if first[k] is not None and mean_of(k) is not None else "n/a")
+        summary.update(kl_last=mean_of("kl"), kl_max=max(kls) if kls else None,
+                       reward_hacking_last=mean_of("reward_hacking"),
+                       **{f"{k}_last": mean_of(k) for k in rewards})
+        quality, counts = self.data_quality("prompts used", len(self.prompts), {}, self.held_bad)
+        extra = {"Data quality": quality, "Rollouts and rewards": run,
+                 "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting, "base model",
+                                                                                                    "rl")}
+        if before and after:
+            extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
+                                                                 **exact_match_rows(after, "rl")}
+        samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
+                   for e in (after or {}).get("examples", [])]
+        data = {"prompts": len(self.prompts), "completions per prompt": section.group_size,
+                "advantage": section.advantage, "reward": ", ".join(f"{s.name} x{s.weight:g}" for s in self.sources),
+                "KL coefficient": section.kl_coef, "clip epsilon": section.clip_eps, "temperature": section.temperature,
+                "max new tokens": section.max_new_tokens, "base model (and reference)": self.base_dir,
+                "prompts file": section.train_file, "reward model": self.reward_model_dir()}
+        line = (f"rl: {summary['steps']} steps, mean KL {_fmt(summary['kl_last'])}, exact match "
+                f"{percent(summary['exact_match_before'])} -> {percent(summary['exact_match_after'])}"
+                + (f", reward hacking {percent(summary['reward_hacking_last'])}" if summary["reward_hacking_last"] is not None
+                   else "") + f"; see {self.out}/report.md")
+        return Outcome(data, counts, line, extra, samples,
+                       {"exact_match": {"before": before, "after": after}, "forgetting": forgetting,
+                        "rewards": {"sources": {s.name: s.weight for s in self.sources},
+                                    "monitors": [m.name for m in self.monitors]},
+                        "metrics_last_10_steps": json.loads(json.dumps(run, default=str))})
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
