@@ -291,6 +291,10 @@ def _rl(manifests: dict, sections: list[Section]) -> None:
         ["task", "start (SFT)", "RL policy"], rows)
     sources = (rl.get("rewards") or {}).get("sources") or {}
     sec.p("Reward: " + ", ".join(f"{name} x{w:g}" for name, w in sources.items()) + ".")
+    best = em.get("best_of_n_before")
+    if best:
+        sec.p(f"Best-of-N with the reward model, from the starting model: {pct(best['exact_match'])} exact match "
+              f"(greedy {pct(before.get('exact_match'))}; N = {rl.get('config', {}).get('best_of')}).")
     sec.table(["rollouts", ""], [[k, v if isinstance(v, str) else fmt(v)] for k, v in (rl.get("metrics_last_10_steps") or {}).items()])
     sections.append(sec)
 

@@ -49,7 +49,8 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     out = tmp_path / "run" / "10-rl"
     assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=3", "--set", "rl.micro_batch=2",
                         "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
-                        "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.rewards.truncated=0.5")) == 0
+                        "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.rewards.truncated=0.5",
+                        "--set", "rl.best_of=3")) == 0
     rows = train_rows(out)
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:  # every step says what the rollouts got
@@ -62,6 +63,7 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rewards"] == {"sources": {"reward_model": 1.0, "length_format": 1.0}, "monitors": ["checker"]}
     assert manifest["exact_match"]["after"]["n"] == 4 and manifest["inputs"]["reward_model"]
+    assert manifest["exact_match"]["best_of_n_before"]["n"] == 4  # best-of-3 beside greedy
     assert manifest["counts"] == {"input": 45, "used": 40, "bad": manifest["counts"]["bad"]}
     report = (out / "report.md").read_text()
     assert "Rollouts and rewards" in report and "reward hacking" in report and "mean reward reward model" in report
@@ -70,6 +72,7 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     _, sections = build(str(tmp_path / "run"))  # the run report shows the stage
     (rl,) = [s for s in sections if s.title.startswith("RL (GRPO)")]
     assert rl.blocks[0][2][0][2] == f"{100 * manifest['exact_match']['after']['exact_match']:.1f}%"
+    assert any(b[0] == "p" and "Best-of-N" in b[1] for b in rl.blocks)
 
 
 def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path):

@@ -6,6 +6,7 @@ demo tasks' answers are short and exact: a number, a repeated or reversed list o
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable, Optional
 
 import torch
 
@@ -14,23 +15,25 @@ from llmdata.chat import ChatTemplate, Message, prompt_and_reference
 
 @torch.no_grad()
 def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Message]]], limit: int,
-                max_new_tokens: int) -> dict:
-    """Greedy answers to the first `limit` held-out prompts against their reference answers."""
+                max_new_tokens: int, answer: Optional[Callable[[list[Message]], str]] = None) -> dict:
+    """Answers to the first `limit` held-out prompts (greedy, or `answer(prompt messages)`, e.g.
+    best-of-N) against their reference answers: {"exact_match", "n", "by_task", "examples"}."""
     from training.generate import Sampling, chat_reply
 
     model.eval()
     greedy = Sampling(max_new_tokens)
+    answer = answer or (lambda context: chat_reply(model, template, context, greedy))
     hits: Counter = Counter()
     seen: Counter = Counter()
     examples = []
     for task, messages in rows[:limit]:
         context, reference = prompt_and_reference(messages)
-        answer = chat_reply(model, template, context, greedy)
-        ok = answer == (reference or "").strip()
+        reply = answer(context).strip()
+        ok = reply == (reference or "").strip()
         hits[task] += ok
         seen[task] += 1
         if len(examples) < 8:
-            examples.append({"task": task, "prompt": context[-1]["content"], "reference": reference, "answer": answer, "ok": ok})
+            examples.append({"task": task, "prompt": context[-1]["content"], "reference": reference, "answer": reply, "ok": ok})
     total = sum(seen.values())
     return {"exact_match": sum(hits.values()) / total if total else None, "n": total,
             "by_task": {t: hits[t] / seen[t] for t in sorted(seen)}, "examples": examples}

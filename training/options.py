@@ -277,6 +277,9 @@ class RLSection(AlignSection):
     rewards: RLRewards = Field(default_factory=RLRewards, description="the reward sources and their weights")
     eval_generate: int = Field(
         100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
+    best_of: int = Field(
+        0, ge=0, description="also measure best-of-N on the held-out prompts before training: N answers sampled from "
+        "the starting policy, the reward model's favourite kept; 0: not measured")
     micro_batch: int = Field(4, ge=1, description="prompts per rank per forward pass (each with group_size "
                              "completions)")
 

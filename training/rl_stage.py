@@ -95,9 +95,9 @@ class RLRecipe(TunedRecipe):
     section: RLSection
 
     def reward_model_dir(self) -> Optional[str]:
-        """The reward model folder when a source uses it (weight > 0), else None."""
+        """The reward model folder when a source or best-of-N uses it, else None."""
         r = self.section.rewards
-        if not r.reward_model:
+        if not (r.reward_model or self.section.best_of):
             return None
         return r.reward_model_dir or os.path.join(os.path.dirname(os.path.abspath(self.out)), "08-reward", "final")
 
@@ -110,8 +110,8 @@ class RLRecipe(TunedRecipe):
         return inputs
 
     def prepare(self) -> None:
+        from training.best_of_n import load_matching_reward_model
         from training.export import load_model
-        from training.reward import load_reward_model
 
         section = self.section
         self.load_tokenizer()
@@ -130,13 +130,7 @@ class RLRecipe(TunedRecipe):
         self.reference = load_model(self.base_dir).eval()
         for p in self.reference.parameters():
             p.requires_grad_(False)
-        self.reward_model = None
-        if self.reward_model_dir():
-            self.reward_model = load_reward_model(self.reward_model_dir())
-            if self.reward_model.cfg.vocab_size != self.cfg.vocab_size:
-                raise TrainingInputError(f"rl: the reward model {self.reward_model_dir()} has vocabulary "
-                                         f"{self.reward_model.cfg.vocab_size}, the policy {self.cfg.vocab_size}: "
-                                         "they need the same tokenizer")
+        self.reward_model = load_matching_reward_model(self.reward_model_dir(), self.tokenizer) if self.reward_model_dir() else None
         self.pretrain_text(None)
         self.train_set = PromptSet(len(self.prompts))
         self.sampling = Sampling(section.max_new_tokens, section.temperature, section.top_k, section.top_p)
@@ -146,7 +140,8 @@ class RLRecipe(TunedRecipe):
 
     def reward_sources(self) -> tuple[list[RewardSource], list[RewardSource]]:
         """(the sources whose weighted sum is the reward, the sources only reported): the checker
-        monitors when it has no weight (every prompt has its reference answer: read_prompts)."""
+        monitors when it has no weight (every prompt has its reference answer: read_prompts), the
+        reward model when it is loaded (for best-of-N) but has none."""
         r = self.section.rewards
         sources, monitors = [], []
         checker = RewardSource("checker", exact_match_reward, r.checker)
@@ -155,8 +150,8 @@ class RLRecipe(TunedRecipe):
         else:
             monitors.append(checker)
         if self.reward_model is not None:
-            sources.append(RewardSource("reward_model", RewardModelScorer(self.reward_model, self.template),
-                                        r.reward_model))
+            scorer = RewardSource("reward_model", RewardModelScorer(self.reward_model, self.template), r.reward_model)
+            (sources if r.reward_model else monitors).append(scorer)
         if r.truncated or r.per_token:
             sources.append(RewardSource("length_format", LengthFormatPenalty(r.truncated, r.per_token), 1.0))
         return sources, monitors
@@ -165,10 +160,23 @@ class RLRecipe(TunedRecipe):
         model, section = self.model, self.section
         self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
                        if rank == 0 and self.held_rows else None)
+        self.best_of_before = self.best_of_n_exact_match(model) if rank == 0 and self.held_rows and section.best_of else None
         self.measure_forgetting_before(model, rank)
         model.train()
         model.checkpoint_activations = section.activation_checkpointing
         return model
+
+    def best_of_n_exact_match(self, model: torch.nn.Module) -> dict:
+        """Held-out exact match of best-of-N (training/best_of_n.py) from `model` with the reward
+        model: N = `best_of` answers sampled per prompt (a generator seeded by the seed), the
+        highest-scored one compared with the reference."""
+        from training.best_of_n import best_of_n
+
+        section = self.section
+        gen = torch.Generator().manual_seed(section.seed)
+        return exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
+                           answer=lambda context: best_of_n(model, self.reward_model, self.template, context,
+                                                            section.best_of, self.sampling, gen)[0])
 
     def describe(self) -> str:
         s = self.section
@@ -223,10 +231,10 @@ class RLRecipe(TunedRecipe):
             ok = r[~r.isnan()]
             total, count = self.reward_sums.setdefault(name, [0.0, 0.0])
             self.reward_sums[name] = [total + float(ok.sum()), count + ok.numel()]
-        checker = (watched or scores).per_source.get("checker")
-        if checker is not None and "reward_model" in scores.per_source:
+        both = {**scores.per_source, **(watched.per_source if watched else {})}
+        if "checker" in both and "reward_model" in both:
             g = self.section.group_size
-            rate, pairs = reward_hacking_rate(scores.per_source["reward_model"].view(-1, g), checker.view(-1, g))
+            rate, pairs = reward_hacking_rate(both["reward_model"].view(-1, g), both["checker"].view(-1, g))
             if pairs:
                 s["hacked"] += rate * pairs
                 s["hacking_pairs"] += pairs
@@ -332,6 +340,10 @@ class RLRecipe(TunedRecipe):
         if before and after:
             extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
                                                                  **exact_match_rows(after, "rl")}
+        if self.best_of_before:
+            extra[f"Exact match on held-out prompts: best-of-{section.best_of} with the reward model, from the base model"] = \
+                exact_match_rows(self.best_of_before, f"best-of-{section.best_of}")
+            summary["best_of_n_exact_match"] = self.best_of_before["exact_match"]
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (after or {}).get("examples", [])]
         data = {"prompts": len(self.prompts), "completions per prompt": section.group_size,
@@ -344,7 +356,8 @@ class RLRecipe(TunedRecipe):
                 + (f", reward hacking {percent(summary['reward_hacking_last'])}" if summary["reward_hacking_last"] is not None
                    else "") + f"; see {self.out}/report.md")
         return Outcome(data, counts, line, extra, samples,
-                       {"exact_match": {"before": before, "after": after}, "forgetting": forgetting,
+                       {"exact_match": {"before": before, "after": after, "best_of_n_before": self.best_of_before},
+                        "forgetting": forgetting,
                         "rewards": {"sources": {s.name: s.weight for s in self.sources},
                                     "monitors": [m.name for m in self.monitors]},
                         "metrics_last_10_steps": json.loads(json.dumps(run, default=str))})
