@@ -119,15 +119,29 @@ class AlignSection(TrainSection):
         "draws from); default: the run's 04-pack, when there is one")
     forgetting_samples: int = Field(
         64, ge=0, description="pack val windows scored (pretraining loss) before and after training; 0: not measured")
+    base: Optional[str] = Field(
+        None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
+    start_from: Literal["pretrain", "sft"] = Field(
+        "pretrain", description="the run's stage whose final model is the base when `base` is not set")
+
+
+class PreferenceSection(AlignSection):
+    """What the stages trained on preference pairs (reward model, DPO) share."""
+
+    train_file: str = Field(
+        "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
+        "rejected}")
+    heldout_file: Optional[str] = Field(
+        "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for the held-out accuracy, "
+        "rewards and margin; null: none")
+    max_len: int = Field(
+        256, ge=8, description="tokens per prompt + response, at most; longer pairs are cut from the left of the "
+        "prompt")
 
 
 class SFTSection(AlignSection):
     """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
 
-    base: Optional[str] = Field(
-        None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
-    start_from: Literal["pretrain", "sft"] = Field(
-        "pretrain", description="the run's stage whose final model is the base when `base` is not set")
     train_file: str = Field("data/demo/sft/train.jsonl", description="training conversations, JSONL (llmdata/chat.py)")
     heldout_file: Optional[str] = Field(
         "data/demo/sft/heldout.jsonl", description="held-out conversations for validation loss and exact match; "
@@ -166,23 +180,12 @@ class LoraSection(SFTSection):
         "contain")
 
 
-class RewardSection(AlignSection):
+class RewardSection(PreferenceSection):
     """A scalar reward head on a trained model, trained on preference pairs (Bradley-Terry)."""
 
-    base: Optional[str] = Field(
-        None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
     start_from: Literal["pretrain", "sft"] = Field(
         "pretrain", description="the run's stage whose final model is the base (InstructGPT starts from the SFT "
         "model)")
-    train_file: str = Field(
-        "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
-        "rejected}")
-    heldout_file: Optional[str] = Field(
-        "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for pairwise accuracy, mean "
-        "rewards and margin; null: none")
-    max_len: int = Field(
-        256, ge=8, description="tokens per prompt + response, at most; longer pairs are cut from the left of the "
-        "prompt")
     margin: float = Field(
         0.0, ge=0, description="margin m of the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - m)")
     center_coef: float = Field(
@@ -191,7 +194,7 @@ class RewardSection(AlignSection):
         0.0, ge=0, description="weight of the next-token loss on the chosen responses (GRM's regularizer)")
 
 
-class DPOSection(AlignSection):
+class DPOSection(PreferenceSection):
     """Direct preference optimization (Rafailov et al. 2023) of a trained model on preference
     pairs, against a frozen copy of itself as the reference."""
 
@@ -200,15 +203,6 @@ class DPOSection(AlignSection):
         "run's `start_from` stage")
     start_from: Literal["pretrain", "sft"] = Field(
         "sft", description="the run's stage whose final model is the base when `base` is not set")
-    train_file: str = Field(
-        "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
-        "rejected}")
-    heldout_file: Optional[str] = Field(
-        "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for implicit-reward accuracy, "
-        "rewards and margin; null: none")
-    max_len: int = Field(
-        256, ge=8, description="tokens per prompt + response, at most; longer pairs are cut from the left of the "
-        "prompt")
     beta: float = Field(
         0.1, gt=0, description="DPO beta: strength of the pull towards the reference model (the KL penalty's weight)")
     label_smoothing: float = Field(
