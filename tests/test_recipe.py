@@ -97,9 +97,10 @@ def test_the_stage_modules_run_on_the_skeleton():
     from training.finetune import LoraRecipe, SFTRecipe
     from training.pretrain import PretrainRecipe
     from training.reward import RewardRecipe
+    from training.rl_stage import RLRecipe
 
-    recipes = {r.stage: r for r in (PretrainRecipe, SFTRecipe, LoraRecipe, RewardRecipe, DPORecipe)}
+    recipes = {r.stage: r for r in (PretrainRecipe, SFTRecipe, LoraRecipe, RewardRecipe, DPORecipe, RLRecipe)}
     assert set(recipes) == {s.name for s in STAGES if s.kind == "train"}
-    for name in ("pretrain", "finetune", "reward", "dpo"):
+    for name in ("pretrain", "finetune", "reward", "dpo", "rl_stage"):
         tree = ast.parse((ROOT / "training" / f"{name}.py").read_text())
         assert not [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("run_")]
