@@ -156,6 +156,9 @@ class DPOSection(AlignSection):
     max_len: int = Field(256, ge=8)  # longer pairs are cut from the left of the prompt
     beta: float = Field(0.1, gt=0)  # strength of the pull towards the reference (the KL penalty's weight)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # conservative DPO: the share of pairs assumed mislabelled
+    # RPO (Pang et al. 2024): + rpo_alpha x next-token loss on the chosen responses, a mean over the
+    # step's chosen tokens; holds the chosen answers' likelihood up (0 = plain DPO; the paper uses 1)
+    rpo_alpha: float = Field(0.0, ge=0)
     eval_file: Optional[str] = "data/demo/sft/heldout.jsonl"  # conversations answered greedily for exact match
     eval_generate: int = Field(100, ge=0)
     max_new_tokens: int = Field(32, ge=1)
