@@ -9,6 +9,13 @@ The reference never changes, so its log-probabilities are computed once, before 
 travel with each pair: no second model in memory or in the step (TRL's precompute_ref_log_probs).
 They are computed through the DeepSpeed engine once it is built, so in the policy's precision
 (under bf16 the policy and the reference are the same numbers at step 0).
+With `rpo_alpha` > 0 the loss also has RPO's negative log-likelihood term on the chosen responses
+(Pang et al. 2024, "Iterative Reasoning Preference Optimization", v3; TRL's DPOConfig.rpo_alpha,
+now loss_type ["sigmoid", "sft"] with loss_weights [1, α]): DPO only pushes the chosen and the
+rejected log-likelihoods apart, and on pairs that differ in a token or two both fall together, so
+the policy ranks better while it answers worse; the NLL term holds the chosen answers up.
+loss = mean over the step's pairs of the DPO loss + rpo_alpha · mean over the step's chosen
+response target tokens of −log π(token) (see `dpo_rpo_terms` for the normalization).
 β·(log π − log π_ref) is DPO's implicit reward; the held-out metrics are its pairwise accuracy,
 mean rewards and margin, beside how often the policy itself ranks chosen above rejected by
 log-likelihood, and exact match on held-out instructions so a policy that forgets shows it.
@@ -54,11 +61,17 @@ def pad_sides(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def sequence_logps(model: Callable, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of log p(label) over each row's labelled positions, in fp32."""
+def token_logps(model: Callable, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label) at each position of [rows, positions] `input_ids`, in fp32, 0 where the label
+    is -100: shape [rows, positions]."""
     logits = model(input_ids)["logits"].float()
     picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (labels != -100)).sum(-1)
+    return picked * (labels != -100)
+
+
+def sequence_logps(model: Callable, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of log p(label) over each row's labelled positions, in fp32: shape [rows]."""
+    return token_logps(model, input_ids, labels).sum(-1)
 
 
 def dpo_loss(policy: torch.Tensor, reference: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -67,6 +80,43 @@ def dpo_loss(policy: torch.Tensor, reference: torch.Tensor, beta: float, label_s
     ratio = policy - reference.to(policy.dtype)
     h = beta * (ratio[:half] - ratio[half:])
     return -(1 - label_smoothing) * F.logsigmoid(h) - label_smoothing * F.logsigmoid(-h)
+
+
+def dpo_rpo_terms(picked: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor, beta: float,
+                  label_smoothing: float, rpo_alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RPO loss of a [chosen..., rejected...] micro batch as the trainer's two terms:
+    (sums, counts) = ([Σ_pairs DPO loss, rpo_alpha · Σ −log π over the chosen target tokens],
+    [pairs, chosen target tokens]), shapes [2] and [2].
+
+    `picked` is `token_logps` of the batch ([2·pairs, positions], 0 off the response), `labels`
+    its next-token labels (-100 off the response), `reference` the reference's sequence
+    log-probabilities ([2·pairs]). The trainer divides each sum by its count over the whole
+    optimizer step (all micro batches and data-parallel ranks; training/loop.py), so the NLL term
+    is the mean over every chosen response token of the step: a token weighs the same whatever its
+    response's length and whichever micro batch it falls in, and the loss does not change with
+    micro_batch, grad_accum or the number of ranks. TRL (dpo_trainer.py, `nll_loss`:
+    F.cross_entropy over the micro batch's flattened chosen tokens, added to every pair's loss
+    before the mean) takes the token mean per micro batch and then averages micro batches and
+    devices equally, so a token in a micro batch of short answers weighs more than one in a
+    micro batch of long ones; the RPO paper divides each sequence's NLL by its own length.
+    With equal micro batches of equal token counts all three agree."""
+    half = picked.size(0) // 2
+    losses = dpo_loss(picked.sum(-1), reference, beta, label_smoothing)
+    chosen = labels[:half] != -100
+    nll_sum = -picked[:half].sum()
+    return (torch.stack([losses.sum(), rpo_alpha * nll_sum]),
+            torch.stack([torch.tensor(losses.numel(), device=losses.device), chosen.sum()]))
+
+
+def chosen_nll(logps: list[tuple[float, float]], pairs: list[tuple[Side, Side]]) -> Optional[float]:
+    """Mean −log π per chosen response target token (nats), from the pairs' (chosen, rejected)
+    sequence log-probabilities: −Σ log π(y_c|x) / Σ |y_c|; None without pairs."""
+    tokens = sum(sum(label != -100 for label in chosen[1]) for chosen, _ in pairs)
+    return -sum(c for c, _ in logps) / tokens if tokens else None
+
+
+def _nats(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 class PreferenceSet(Dataset):
@@ -173,9 +223,20 @@ class DPORecipe(TunedRecipe):
                 f"reference log-probabilities from {self.base_dir} -> {self.out}")
 
     def loss_fn(self, engine, batch):
+        section = self.section
+        if section.rpo_alpha:  # two terms, each averaged over its own unit across the step: pairs, chosen tokens
+            picked = token_logps(engine, batch["input_ids"], batch["labels"])
+            return dpo_rpo_terms(picked, batch["labels"], batch["ref"], section.beta, section.label_smoothing,
+                                 section.rpo_alpha)
         losses = dpo_loss(sequence_logps(engine, batch["input_ids"], batch["labels"]), batch["ref"], self.section.beta,
                           self.section.label_smoothing)
         return losses.sum(), torch.tensor(losses.numel(), device=losses.device)
+
+    @staticmethod
+    def rpo_count(batch) -> torch.Tensor:
+        """What loss_fn counts with rpo_alpha > 0, read before the forward pass: pairs, chosen targets."""
+        half = batch["input_ids"].size(0) // 2
+        return torch.stack([torch.tensor(half), (batch["labels"][:half] != -100).sum().cpu()])
 
     def trainer_kwargs(self) -> dict:
         from training.loop import pair_count
@@ -184,7 +245,7 @@ class DPORecipe(TunedRecipe):
         pair_tokens = sum(len(c[0]) + len(r[0]) for c, r in self.pairs) / len(self.pairs)
         return {"tokens_per_sample": pair_tokens, "flops_per_token": self.cfg.flops_per_token(self.section.max_len),
                 "loss_fn": self.loss_fn, "collate": lambda items: pad_sides(items, pad), "perplexity": False,
-                "count_fn": pair_count}
+                "count_fn": self.rpo_count if self.section.rpo_alpha else pair_count}
 
     def attach(self, trainer) -> None:
         # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
@@ -208,15 +269,17 @@ class DPORecipe(TunedRecipe):
 
         section, before, em_before = self.section, self.before, self.em_before
         tuned = load_model(final_dir)
-        after = (preference_metrics(pair_logps(tuned, self.held, self.pad), self.ref_held_fp32, self.held_tasks,
-                                    section.beta) if self.held else None)
+        held_after = pair_logps(tuned, self.held, self.pad) if self.held else []
+        after = preference_metrics(held_after, self.ref_held_fp32, self.held_tasks, section.beta) if self.held else None
+        nll_before, nll_after = chosen_nll(self.ref_held_fp32, self.held), chosen_nll(held_after, self.held)
         em_after = (exact_match(tuned, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens)
                     if self.eval_rows else None)
         summary.update(reward_accuracy_after=after["reward_accuracy"] if after else None,
                        loglik_accuracy_before=before["loglik_accuracy"] if before else None,
                        loglik_accuracy_after=after["loglik_accuracy"] if after else None,
                        exact_match_before=em_before["exact_match"] if em_before else None,
-                       exact_match_after=em_after["exact_match"] if em_after else None)
+                       exact_match_after=em_after["exact_match"] if em_after else None,
+                       chosen_nll_before=nll_before, chosen_nll_after=nll_after)
         forgetting = self.forgetting_after(tuned)
         quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, len(self.held_bad))
         extra: dict = {"Data quality": quality,
@@ -229,6 +292,8 @@ class DPORecipe(TunedRecipe):
                 "log-likelihood ranking accuracy: DPO policy": after["loglik_accuracy"],
                 "mean chosen reward": after["mean_chosen_reward"], "mean rejected reward": after["mean_rejected_reward"],
                 "mean margin": after["mean_margin"],
+                "chosen responses' NLL per token (nats): reference": nll_before,
+                "chosen responses' NLL per token (nats): DPO policy": nll_after,
                 **{f"implicit reward accuracy: {t}": v for t, v in after["by_task"].items()}}
         if em_before and em_after:
             extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(em_before, "reference"),
@@ -236,12 +301,12 @@ class DPORecipe(TunedRecipe):
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (em_after or {}).get("examples", [])]
         data = {"pairs": len(self.pairs), "held-out pairs": len(self.held), "beta": section.beta,
-                "label smoothing": section.label_smoothing, "max length": section.max_len,
+                "RPO alpha (NLL on chosen)": section.rpo_alpha, "label smoothing": section.label_smoothing, "max length": section.max_len,
                 "base model (and reference)": self.base_dir, "training file": section.train_file}
         line = (f"dpo: {summary['steps']} steps, held-out implicit reward accuracy {percent(summary['reward_accuracy_after'])} "
                 f"(log-likelihood ranking {percent(summary['loglik_accuracy_before'])} -> "
-                f"{percent(summary['loglik_accuracy_after'])}), exact match {percent(summary['exact_match_before'])} -> "
+                f"{percent(summary['loglik_accuracy_after'])}, chosen NLL {_nats(nll_before)} -> {_nats(nll_after)}), exact match {percent(summary['exact_match_before'])} -> "
                 f"{percent(summary['exact_match_after'])}; see {self.out}/report.md")
         return Outcome(data, counts, line, extra, samples,
-                       {"heldout": {"before": before, "after": after}, "exact_match": {"before": em_before, "after": em_after},
+                       {"heldout": {"before": before, "after": after, "chosen_nll": {"before": nll_before, "after": nll_after}}, "exact_match": {"before": em_before, "after": em_after},
                         "forgetting": forgetting})

@@ -207,6 +207,10 @@ class DPOSection(PreferenceSection):
         0.1, gt=0, description="DPO beta: strength of the pull towards the reference model (the KL penalty's weight)")
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="conservative DPO: the share of pairs assumed mislabelled")
+    # RPO (Pang et al. 2024) holds the chosen answers' likelihood up; the paper uses 1
+    rpo_alpha: float = Field(
+        0.0, ge=0, description="weight of the next-token loss on the chosen responses (RPO), a mean over the step's "
+        "chosen tokens; 0: plain DPO")
     eval_file: Optional[str] = Field(
         "data/demo/sft/heldout.jsonl", description="conversations answered greedily for exact match; null: none")
     eval_generate: int = Field(
