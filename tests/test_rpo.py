@@ -14,7 +14,6 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
 from training.dpo import DPORecipe, chosen_nll, dpo_loss, pad_sides, pair_logps, sequence_logps, sides
 from training.export import load_model
-from training.loop import pair_count
 from training.model import ModelConfig, Transformer
 from training.options import DPOSection
 from training.reward import read_pairs
