@@ -38,7 +38,8 @@ def rl_args(pretrained, prompts, out, *extra):
             "--no-progress", "--set", f"rl.train_file={prompts / 'sft' / 'train.jsonl'}",
             "--set", f"rl.heldout_file={prompts / 'sft' / 'heldout.jsonl'}", "--set", "rl.group_size=4",
             "--set", "rl.max_new_tokens=6", "--set", "rl.eval_generate=4", "--set", "rl.tensorboard=false",
-            "--set", "rl.export_hf=false", "--set", "rl.lr=1e-3", "--set", "rl.warmup_steps=0", *extra]
+            "--set", "rl.export_hf=false", "--set", "rl.lr=1e-3", "--set", "rl.warmup_steps=0", "--set", "rl.best_of=0",
+            *extra]
 
 
 def train_rows(out) -> list[dict]:
@@ -99,7 +100,7 @@ def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained,
     ("rl.kl_coef=-0.1", "rl.kl_coef"),
     ("rl.zero_stage=3", "zero_stage 0, 1 or 2"),
     ("rl.rewards.checker=0", "give the checker or the reward model a weight"),
-    ("rl.rewards.reward_model=1", "rl.rewards reward model (model.safetensors) not found"),
+    ("rl.rewards.reward_model=1", "reward model for rl.rewards.reward_model / rl.best_of (model.safetensors) not found"),
 ])
 def test_bad_rl_settings_are_one_line(pretrained, prompts, tmp_path, capsys, setting, says):
     code = main(rl_args(pretrained, prompts, tmp_path / "rl", "--set", setting,
@@ -113,7 +114,8 @@ def test_a_prompt_file_with_no_usable_row_is_one_line(pretrained, tmp_path, caps
     rows = tmp_path / "p.jsonl"
     rows.write_text('{"messages": [{"role": "user", "content": "a question and no answer"}]}\nnot json\n')
     code = main(["rl", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output",
-                 str(tmp_path / "rl"), "--set", f"rl.train_file={rows}", "--set", "rl.heldout_file=null"])
+                 str(tmp_path / "rl"), "--set", f"rl.train_file={rows}", "--set", "rl.heldout_file=null",
+                 "--set", "rl.best_of=0"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"llmpipe: error: rl: no usable prompt in {rows} (2 bad rows)"
 

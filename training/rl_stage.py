@@ -105,7 +105,7 @@ class RLRecipe(TunedRecipe):
         inputs = super().inputs()
         rm = self.reward_model_dir()
         if rm:
-            require(os.path.join(rm, "model.safetensors"), "rl.rewards reward model (model.safetensors)")
+            require(os.path.join(rm, "model.safetensors"), "reward model for rl.rewards.reward_model / rl.best_of (model.safetensors)")
             inputs["reward_model"] = folder_fingerprint(rm)
         return inputs
 
