@@ -139,3 +139,11 @@ def test_two_ranks_agree_with_one_at_the_same_global_batch(pretrained, prompts, 
     keys = ("loss", "mean_reward_total", "kl", "completion_tokens", "zero_variance_groups")
     for got, want in zip(train_rows(two), train_rows(one), strict=True):
         assert [got[k] for k in keys] == pytest.approx([want[k] for k in keys], rel=1e-4, abs=1e-6)
+
+
+def test_scoring_with_a_language_model_folder_is_one_line(pretrained, tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "What is 3 + 4?", "response": "7"}\n')
+    code = main(["reward", "score", "--model", str(pretrained / "final"), "--input", str(rows)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"llmpipe: error: {pretrained / 'final'} is a language model, not a reward model (no reward head)"

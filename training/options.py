@@ -251,8 +251,9 @@ class RLSection(AlignSection):
     start_from: Literal["pretrain", "sft"] = Field(
         "sft", description="the run's stage whose final model is the base when `base` is not set")
     train_file: str = Field(
-        "data/demo/sft/train.jsonl", description="prompts: conversations whose last assistant turn, when present, is "
-        "the reference answer the checker compares with")
+        "data/demo/sft/train.jsonl", description="prompts: conversations in an SFT format (each needs an assistant "
+        "answer); the last assistant turn is the reference answer the checker compares with, the turns before it the "
+        "prompt")
     heldout_file: Optional[str] = Field(
         "data/demo/sft/heldout.jsonl", description="held-out conversations answered greedily for exact match before "
         "and after; null: none")

@@ -192,12 +192,16 @@ def save_reward_model(folder: str, state: dict[str, torch.Tensor], cfg) -> None:
 
 
 def load_reward_model(folder: str) -> RewardModel:
+    """The reward model saved in `folder` (save_reward_model), in eval mode. A folder whose
+    weights hold no reward head (a language model) is a TrainingInputError."""
     from training.export import read_config, read_weights
 
     cfg = read_config(folder)
     model = RewardModel(Transformer(cfg))
     state = read_weights(folder)
     value = {k[len("value."):]: state.pop(k) for k in list(state) if k.startswith("value.")}
+    if not value:
+        raise TrainingInputError(f"{folder} is a language model, not a reward model (no reward head)")
     if cfg.tie_embeddings:
         state["head.weight"] = state["embed.weight"]
     model.backbone.load_state_dict(state, strict=True)

@@ -281,8 +281,10 @@ class RLRecipe(TunedRecipe):
 
     def trainer_kwargs(self) -> dict:
         s = self.section
-        # a prompt's tokens plus its completions', roughly: the prompt's and max_new_tokens per completion
-        prompt_tokens = sum(len(self.template.prompt(p)) for p in self.prompts) / len(self.prompts)
+        # a prompt's tokens (as sampling cuts them to leave room for the answer) plus max_new_tokens,
+        # per completion: an upper bound of what the step processes
+        room = max(self.cfg.max_seq_len - s.max_new_tokens, 1)
+        prompt_tokens = sum(min(len(self.template.prompt(p)), room) for p in self.prompts) / len(self.prompts)
         per_prompt = s.group_size * (prompt_tokens + s.max_new_tokens)
         return {"tokens_per_sample": per_prompt, "flops_per_token": self.cfg.flops_per_token(int(prompt_tokens) + s.max_new_tokens),
                 "loss_fn": self.loss_fn, "collate": self.rollout, "perplexity": False,
