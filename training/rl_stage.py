@@ -63,11 +63,11 @@ class PromptSet(Dataset):
         return {"prompt": i}
 
 
-def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], list[str], list[BadRow]]:
-    """(prompts, reference answers, tasks, bad rows, prompts cut) of a conversation file: each
+def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], list[BadRow]]:
+    """(prompts, reference answers, bad rows) of a conversation file: each
     conversation up to its last assistant turn is a prompt, that turn its reference (None when it
     has none)."""
-    prompts, references, tasks, bad = [], [], [], []
+    prompts, references, bad = [], [], []
     for item in read_rows(path, "sft"):
         if isinstance(item, BadRow):
             bad.append(item)
@@ -79,8 +79,7 @@ def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], l
             continue
         prompts.append(context)
         references.append(reference)
-        tasks.append(row.get("task", "all"))
-    return prompts, references, tasks, bad
+    return prompts, references, bad
 
 
 def sample_seed(seed: int, step: int, prompt: int) -> int:
@@ -115,7 +114,7 @@ class RLRecipe(TunedRecipe):
 
         section = self.section
         self.load_tokenizer()
-        self.prompts, self.references, self.tasks, self.bad = read_prompts(section.train_file)
+        self.prompts, self.references, self.bad = read_prompts(section.train_file)
         if not self.prompts:
             raise TrainingInputError(f"rl: no usable prompt in {section.train_file} ({len(self.bad)} bad rows)")
         self.held_rows, self.held_bad = [], 0
