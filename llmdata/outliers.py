@@ -1,9 +1,9 @@
 """Statistical outlier filtering: thresholds computed from the data, not fixed web rules.
 
 Each feature gets a z-score or an IQR rule, on a log scale where the feature is roughly
-log-normal (lengths, counts). The statistics come from mergeable summaries (count, mean, M2 by
-Chan's parallel update) and quantiles, so any number of workers can build them; the resulting
-thresholds are plain numbers written to `thresholds.json` and can be applied to another run.
+log-normal (lengths, counts). The statistics come from mergeable summaries (count and exact sums
+of x and x**2, so mean and M2 do not depend on the merge order) and quantiles, so any number of
+workers can build them; the resulting thresholds are plain numbers written to `thresholds.json` and can be applied to another run.
 
 Thresholds are computed per script group (llmdata.scripts.dominant_script: "latin", "han",
 "kana", "hangul", "cyrillic", "thai", ...; code is its own group, "code"), since a Chinese document's word length or compression
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -164,39 +165,65 @@ def inverse(feature: str, value: float, rule_log: Optional[bool]) -> float:
     return math.exp(value) - offset if value < 700 else math.inf
 
 
+# Every finite float is an integer multiple of 2**-1074 (the smallest subnormal), and its square
+# one of 2**-2148: sums kept as integers in those units are exact, whatever the order of adding.
+_SUM_SHIFT = 1074
+_SQUARE_SHIFT = 2 * _SUM_SHIFT
+_FLOAT_MAX = Fraction(2) ** 1024  # squares of large values overflow a float's range
+
+
 @dataclass
 class Moments:
-    """Count, mean and sum of squared deviations, mergeable across workers (Chan et al.)."""
+    """Count, mean, sum of squared deviations (M2), min and max, mergeable across workers.
+
+    The sums of x and x**2 are kept exactly (integers in units of 2**-1074 and 2**-2148), so the
+    mean and M2 are the correctly rounded values of the exact ones, the same for any split into
+    workers and any merge order (Chan et al.'s float update is not: a Beam run's bundles change
+    the last digits run to run). Non-finite values (inf, nan) make the mean and M2 inf or nan, as
+    a float sum would."""
 
     n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+    total: int = 0          # sum of x, in units of 2**-1074
+    total_sq: int = 0       # sum of x**2, in units of 2**-2148
+    special: float = 0.0    # sum of the non-finite values (inf, -inf, nan); 0.0 when there are none
     lo: float = math.inf
     hi: float = -math.inf
 
     def add(self, x: float) -> Moments:
         self.n += 1
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
         self.lo = min(self.lo, x)
         self.hi = max(self.hi, x)
+        if not math.isfinite(x):
+            self.special += x
+            return self
+        num, den = x.as_integer_ratio()
+        exp = den.bit_length() - 1
+        self.total += num << (_SUM_SHIFT - exp)
+        self.total_sq += (num * num) << (_SQUARE_SHIFT - 2 * exp)
         return self
 
     def merge(self, other: Moments) -> Moments:
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            self.n, self.mean, self.m2, self.lo, self.hi = other.n, other.mean, other.m2, other.lo, other.hi
-            return self
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        self.mean += delta * other.n / n
-        self.m2 += other.m2 + delta * delta * self.n * other.n / n
-        self.n = n
+        self.n += other.n
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.special += other.special
         self.lo = min(self.lo, other.lo)
         self.hi = max(self.hi, other.hi)
         return self
+
+    @property
+    def mean(self) -> float:
+        if self.special or not self.n:
+            return self.special if self.special else 0.0
+        return float(Fraction(self.total, self.n << _SUM_SHIFT))
+
+    @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the mean: (n * sum x**2 - (sum x)**2) / n, exactly."""
+        if self.special or not self.n:
+            return abs(self.special) if self.special else 0.0
+        exact = Fraction(self.n * self.total_sq - self.total * self.total, self.n << _SQUARE_SHIFT)
+        return float(exact) if exact < _FLOAT_MAX else math.inf
 
     @property
     def std(self) -> float:

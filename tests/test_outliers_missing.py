@@ -5,6 +5,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from llmdata.missing import (
@@ -43,6 +45,43 @@ def test_moments_merge_equals_numpy():
     assert math.isclose(merged.mean, np.mean(xs), rel_tol=1e-12)
     assert math.isclose(merged.std, np.std(xs, ddof=1), rel_tol=1e-9)
     assert merged.lo == min(xs) and merged.hi == max(xs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e150, max_value=1e150), min_size=1, max_size=60),
+       st.integers(1, 6), st.randoms(use_true_random=False))
+def test_moments_do_not_depend_on_split_or_merge_order(xs, k, rnd):
+    """A Beam run's bundles and merge order change run to run; the mean and std must not (exact
+    sums): the same bits for any split into k workers merged in any order, equal to fsum's mean."""
+    whole = Moments()
+    for x in xs:
+        whole.add(x)
+    shuffled = list(xs)
+    rnd.shuffle(shuffled)
+    parts = [Moments() for _ in range(k)]
+    for i, x in enumerate(shuffled):
+        parts[rnd.randrange(k)].add(x)
+    rnd.shuffle(parts)
+    merged = Moments()
+    for part in parts:
+        merged.merge(part)
+    assert (merged.n, merged.mean, merged.m2, merged.std, merged.lo, merged.hi) == \
+        (whole.n, whole.mean, whole.m2, whole.std, whole.lo, whole.hi)
+    assert whole.mean == math.fsum(xs) / len(xs) or math.isclose(whole.mean, math.fsum(xs) / len(xs), rel_tol=1e-15)
+    assert whole.m2 >= 0
+
+
+def test_moments_of_non_finite_values_are_non_finite():
+    m = Moments()
+    for x in (1.0, math.inf, 2.0):
+        m.add(x)
+    assert m.mean == math.inf and m.std == math.inf and m.hi == math.inf
+    m.add(math.nan)
+    assert math.isnan(m.mean)
+    big = Moments()
+    for x in (1e300, -1e300):
+        big.add(x)
+    assert big.mean == 0.0 and big.std == math.inf
 
 
 def test_quantile_interpolation():
