@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from llmdata.display import shown, table_cell
 from llmdata.reasons import Outcome
 from pipelines import fs
 from pipelines.manifest import read_manifest
@@ -344,14 +345,15 @@ def _samples(manifests: dict, sections: list[Section]) -> None:
         sec.p("Pretrained model (sampled):").pre("\n\n".join(f"{s['prompt']}⟨{s['completion']}⟩" for s in pre))
     for stage in ("sft", "lora"):
         after = ((manifests.get(stage) or {}).get("exact_match") or {}).get("after") or {}
-        shown = after.get("examples", [])[:6]
-        if shown:
+        examples = after.get("examples", [])[:6]
+        if examples:
             sec.p(f"{stage.upper()} model (greedy), answer vs reference:").pre("\n".join(
-                f"[{'ok' if e['ok'] else 'x '}] {e['prompt']}  →  {e['answer']}   (reference: {e['reference']})" for e in shown))
+                f"[{'ok' if e['ok'] else 'x '}] {e['prompt']}  →  {e['answer']}   (reference: {e['reference']})" for e in examples))
     examples = (((manifests.get("reward") or {}).get("heldout") or {}).get("after") or {}).get("examples", [])
     if examples:
         sec.p("Reward model, held-out pairs (chosen first):").pre("\n\n".join(
-            f"{e['chosen']!r}: {e['chosen_reward']:+.2f}\n{e['rejected']!r}: {e['rejected_reward']:+.2f}" for e in examples))
+            f"\"{shown(e['chosen'], one_line=True)}\": {e['chosen_reward']:+.2f}\n"
+            f"\"{shown(e['rejected'], one_line=True)}\": {e['rejected_reward']:+.2f}" for e in examples))
     if sec.blocks:
         sections.append(sec)
 
@@ -363,16 +365,16 @@ def to_markdown(title: str, sections: list[Section], files_dir: str) -> tuple[st
         for block in sec.blocks:
             kind = block[0]
             if kind == "p":
-                lines += [block[1], ""]
+                lines += [shown(block[1]), ""]
             elif kind == "table":
                 header, rows = block[1], block[2]
                 lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows] + [""]
+                lines += ["| " + " | ".join(table_cell(str(c)) for c in row) + " |" for row in rows] + [""]
             elif kind == "img":
                 files[block[1]] = block[2]
                 lines += [f"![{block[1]}]({files_dir}/{block[1]})", ""]
             else:
-                lines += ["```", block[1].replace("```", "'''"), "```", ""]
+                lines += ["```", shown(block[1]).replace("```", "'''"), "```", ""]
     return "\n".join(lines), files
 
 
@@ -390,16 +392,16 @@ def to_html(title: str, sections: list[Section]) -> str:
         for block in sec.blocks:
             kind = block[0]
             if kind == "p":
-                out.append(f"<p>{html.escape(block[1])}</p>")
+                out.append(f"<p>{html.escape(shown(block[1]))}</p>")
             elif kind == "table":
                 head = "".join(f"<th>{html.escape(str(h))}</th>" for h in block[1])
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(shown(str(c)))}</td>" for c in row) + "</tr>" for row in block[2])
                 out.append(f"<table><tr>{head}</tr>{body}</table>")
             elif kind == "img":
                 data = base64.b64encode(block[2]).decode("ascii")
                 out.append(f"<img alt='{html.escape(block[1])}' src='data:image/png;base64,{data}'>")
             else:
-                out.append(f"<pre>{html.escape(block[1])}</pre>")
+                out.append(f"<pre>{html.escape(shown(block[1]))}</pre>")
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from llmdata.display import shown, table_cell
 from training.metrics import plot_loss, read_metrics
 from training.model import ModelConfig
 from training.options import TrainSection
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return table_cell(str(value))
 
 
 def table(rows: dict[str, Any]) -> list[str]:
@@ -63,7 +66,8 @@ def write_training_report(out: str, title: str, section: TrainSection, cfg: Mode
     if samples:
         lines += ["## Samples", ""]
         for s in samples:
-            lines += [f"**{s['prompt']!r}** →", "", "```", (s["prompt"] + s["completion"]).replace("```", "'''"), "```", ""]
+            lines += [f"**\"{shown(s['prompt'], one_line=True)}\"** →", "", "```",
+                      shown(s["prompt"] + s["completion"]).replace("```", "'''"), "```", ""]
     path = os.path.join(out, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
