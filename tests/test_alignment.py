@@ -232,6 +232,8 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, packed, tasks, 
 @pytest.mark.parametrize("stage, extra, says", [
     ("sft", [], "sft: no usable conversation"),
     ("lora", [], "lora: no usable conversation"),
+    ("sft", ["good data", "empty held-out"], "sft: no usable conversation in sft.heldout_file"),
+    ("lora", ["good data", "empty held-out"], "lora: no usable conversation in lora.heldout_file"),
     ("lora", ["--set", "lora.train_tokens=[<|nope|>]", "good data"], "lora.train_tokens: ['<|nope|>'] are not special"),
     ("reward", [], "reward: no usable preference pair"),
     ("dpo", [], "dpo: no usable preference pair"),
@@ -248,11 +250,15 @@ def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrai
     out = tmp_path / "o"
     (out / "checkpoints" / "step_5").mkdir(parents=True)
     (out / "checkpoints" / "fingerprint").write_text("an earlier run's")
-    held = ["--set", f"{stage}.heldout_file={tasks / kind / 'heldout.jsonl'}"]
+    held_file = tasks / kind / "heldout.jsonl"
+    if "empty held-out" in extra:  # configured but without one usable row: exact match would be n/a unnoticed
+        held_file = tmp_path / "empty.jsonl"
+        held_file.write_text("not json\n")
+    held = ["--set", f"{stage}.heldout_file={held_file}"]
     if stage == "dpo":
         held += ["--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}"]
     code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
-                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a != "good data"]])
+                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out")]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"llmpipe: error: {says}") and "\n" not in err
     assert (out / "checkpoints" / "step_5").is_dir()

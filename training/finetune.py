@@ -95,6 +95,9 @@ class SFTRecipe(TunedRecipe):
         held_examples, self.held_rows, self.held_bad, _ = (
             load_conversations(section.heldout_file, self.template, section.seq_len) if section.heldout_file
             else ([], [], [], 0))
+        if section.heldout_file and not held_examples:  # configured but empty: exact match would silently be n/a
+            raise TrainingInputError(f"{stage}: no usable conversation in {stage}.heldout_file {section.heldout_file} "
+                                     f"({len(self.held_bad)} bad rows); fix it, or set {stage}.heldout_file: null")
         self.conversations = ConversationPack(self.examples, section.seq_len, self.pad)
         self.val_set = ConversationPack(held_examples, section.seq_len, self.pad) if held_examples else None
         self.model = self.load_base("seq_len")
