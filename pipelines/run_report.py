@@ -171,11 +171,16 @@ def build(root: str) -> tuple[str, list[Section]]:
     sections: list[Section] = []
 
     overview = Section("Stages")
-    rows = []
+    rows, total = [], 0.0
     for stage, folder in STAGE_FOLDERS.items():
         m = manifests.get(stage)
         wall = (m or {}).get("timings", {}).get("total_s") or (m or {}).get("timings", {}).get("wall_s")
+        total += wall or 0.0
         rows.append([f"{folder}", "complete" if m else "not run", fmt(wall), (m or {}).get("finished_at", "-")])
+    rows.append(["all stages", "", fmt(total), ""])
+    overview.p("Wall time is each stage's own run (a training stage's includes reading its data, evaluating before "
+               "and after, and export; its report gives the training loop alone); a stage skipped as up to date "
+               "shows the time of the run that made it.")
     overview.table(["stage", "status", "wall time (s)", "finished"], rows)
     sections.append(overview)
 

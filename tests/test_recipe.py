@@ -70,6 +70,8 @@ def test_a_new_training_stage_is_one_recipe(tmp_path):
     assert manifest["status"] == "complete" and manifest["counts"] == {"windows": 16}
     assert manifest["outputs"] == {"weights": "final/model.safetensors", "metrics": "metrics.jsonl", "report": "report.md"}
     assert manifest["summary"]["steps"] == 6 and "first_loss" in manifest
+    # the stage's own time (reading, evaluating, saving) beside the training loop's: the run report shows it
+    assert manifest["timings"]["total_s"] >= manifest["timings"]["wall_s"] > 0
     evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"]  # it trained
     assert (out / "final" / "tokenizer.json").exists()  # the skeleton put the tokenizer beside the weights

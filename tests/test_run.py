@@ -59,7 +59,11 @@ def test_a_killed_run_resumes_at_the_first_unfinished_stage_and_reports(small_co
     for heading in ("Data funnel", "Tokenizer", "Packing", "Training", "Samples"):
         assert f"<h2>{heading}</h2>" in text, heading
     assert text.count("src='data:image/png;base64,") == 2  # the funnel and loss charts are inside the file
-    assert "report_files/loss.png" in (tmp_path / "k" / "report.md").read_text()
+    markdown = (tmp_path / "k" / "report.md").read_text()
+    assert "report_files/loss.png" in markdown
+    total = sum(json.loads((tmp_path / "k" / f / "manifest.json").read_text())["timings"].get("total_s", 0)
+                for f in ("01-clean", "02-dedup", "03-tokenizer", "04-pack", "05-pretrain"))
+    assert f"| all stages |  | {total:,.4g} |" in markdown  # where the run's time went, summed
 
 
 def test_the_funnel_accounts_for_every_record(small_corpus, tmp_path):

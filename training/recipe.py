@@ -18,6 +18,7 @@ on the pretraining text.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -119,6 +120,7 @@ def run_recipe(recipe: Recipe, force: bool = False, until_step: Optional[int] = 
     done = finished(stage, out, fingerprint, force, recipe.say)
     if done:
         return done
+    started = time.monotonic()  # the stage's own time: reading, evaluations before and after, export
     recipe.prepare()
     rank, say = start_stage(stage, out, fingerprint, force, recipe.say)
     recipe.say = say
@@ -139,7 +141,7 @@ def run_recipe(recipe: Recipe, force: bool = False, until_step: Optional[int] = 
             outputs["hf"] = "hf/"
         outcome = recipe.evaluate(summary, final_dir)
         write_training_report(out, recipe.title, section, recipe.cfg, summary, outcome.samples, outcome.data, outcome.extra)
-        manifest = write_manifest(out, stage, fingerprint, config, inputs, outcome.counts, {"wall_s": summary["wall_s"]},
+        manifest = write_manifest(out, stage, fingerprint, config, inputs, outcome.counts, {"wall_s": summary["wall_s"], "total_s": time.monotonic() - started},
                                   outputs, {"summary": summary, **outcome.manifest})
         say(outcome.line)
     dist.barrier()
