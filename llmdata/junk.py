@@ -40,6 +40,11 @@ alphabet size, language or group is assumed: random letters from any alphabet, u
 natural frequencies, score about 1.0 on both. Calibrated by bench/junk_random_letters.py on this
 machine's real text (bench/RESULTS.md: no rejection among 28,083 real documents long enough to be
 judged, in 9 languages and code).
+
+A fifth score, `misspelt` (with `spelling_checked`), catches random Thai and Devanagari too short
+for the pair test (`MIN_LETTER_PAIRS`): their vowel signs and tone marks land where the script's
+spelling never writes them (after another vowel, at the start of a word), which real text does at
+most once per document (a typo). It rejects as `junk:random_letters` too.
 """
 from __future__ import annotations
 
