@@ -7,7 +7,9 @@ catalogs, GnuPG help, gettext catalogs in 10-message documents, CPython function
 for en zh ja ko th ar he hi ru and code. The rule's false positives are the real documents it
 rejects. Junk: random letters of each script (uniform over its letters, as words of 2-9 letters for
 scripts that use spaces and as spaceless lines for Han, kana and Thai), 200 documents per script,
-of 120-1,500 letters; recall is the share rejected.
+of 120-1,500 letters; recall is the share rejected. The spelling rule (llmdata.junk.misspelt, Thai
+and Devanagari marks where the script never writes them) is reported beside it: how many marks
+each real document breaks, and the recall on short generated Thai and Devanagari (40-170 letters).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import multilingual_corpus as mc  # noqa: E402
-from llmdata.junk import (MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_LETTER_PAIRS, common_cjk,  # noqa: E402
-                          junk_reason, junk_scores, letter_dependence)
+from llmdata.junk import (MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_LETTER_PAIRS, MIN_MISSPELT,  # noqa: E402
+                          MIN_MISSPELT_RATIO, common_cjk, junk_reason, junk_scores, letter_dependence, misspelt)
 from llmdata.scripts import dominant_script  # noqa: E402
 
 RANGES = {
@@ -51,11 +53,11 @@ def real_docs() -> dict[str, list[str]]:
     return out
 
 
-def junk_doc(rng: random.Random, kind: str) -> str:
+def junk_doc(rng: random.Random, kind: str, low: int = 120, high: int = 1500) -> str:
     letters, spaced = RANGES[kind]
     if letters is None:
         letters = "".join(sorted(c for c in common_cjk() if "\u4e00" <= c <= "\u9fff"))
-    total = rng.randint(120, 1500)
+    total = rng.randint(low, high)
     lines, n = [], 0
     while n < total:
         if spaced:
@@ -73,15 +75,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--junk", type=int, default=200, help="generated documents per script")
     args = ap.parse_args(argv)
     print(f"rule: letter_dependence >= {MAX_LETTER_DEPENDENCE} and letter_repeat_ratio <= {MAX_LETTER_REPEAT_RATIO} with >= {MIN_LETTER_PAIRS} letter pairs\n")
-    print("| real text | documents | judged (>= pairs) | rejected | max letter_dependence | 99th pct | median |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"spelling rule (Thai, Devanagari): >= {MIN_MISSPELT} misspelt marks and >= {MIN_MISSPELT_RATIO} of those checked, any length\n")
+    print("| real text | documents | judged (>= pairs) | rejected | max letter_dependence | 99th pct | median | max misspelt | docs with any |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for lang, docs in real_docs().items():
         docs = list(dict.fromkeys(docs))
         scored = [letter_dependence(t) for t in docs]
         judged = sorted(s for s, _, n in scored if n >= MIN_LETTER_PAIRS)
         rej = [t for t in docs if junk_reason(junk_scores(t, t)) == "junk:random_letters"]
+        spell = [misspelt(t)[0] for t in docs]
         if judged:
-            print(f"| {lang} | {len(docs)} | {len(judged)} | {len(rej)} | {judged[-1]:.3f} | {judged[int(0.99 * (len(judged) - 1))]:.3f} | {judged[len(judged) // 2]:.3f} |")
+            print(f"| {lang} | {len(docs)} | {len(judged)} | {len(rej)} | {judged[-1]:.3f} | {judged[int(0.99 * (len(judged) - 1))]:.3f} | {judged[len(judged) // 2]:.3f}"
+                  f" | {max(spell)} | {sum(b > 0 for b in spell)} |")
         for t in rej[:3]:
             print("   FP:", repr(t[:200]))
     rng = random.Random(0)
@@ -96,6 +101,15 @@ def main(argv: list[str] | None = None) -> None:
         dep = min(s["letter_dependence"] for s in scores)
         rep = max(s["letter_repeat_ratio"] for s in scores)
         print(f"| {kind} ({dominant_script(docs[0])}) | {len(docs)} | {judged} | {rl} ({100 * rl / len(docs):.1f}%) | {100 * rl / max(judged, 1):.1f}% | {anyr} ({100 * anyr / len(docs):.1f}%) | {dep:.3f} | {rep:.2f} |")
+    print("\nShort generated junk (40-170 letters, below the pairs letter_dependence needs), Thai and Devanagari:\n")
+    print("| generated junk | documents | under the pairs minimum | junk:random_letters | min misspelt |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in ("thai", "devanagari"):
+        docs = [junk_doc(rng, kind, 40, 170) for _ in range(args.junk)]
+        scores = [junk_scores(t, t) for t in docs]
+        short = [s for s in scores if s["letter_pairs"] < MIN_LETTER_PAIRS]
+        rl = sum(junk_reason(s) == "junk:random_letters" for s in short)
+        print(f"| {kind} | {len(docs)} | {len(short)} | {rl} ({100 * rl / max(len(short), 1):.1f}% of those) | {min(int(s['misspelt']) for s in short)} |")
 
 
 if __name__ == "__main__":

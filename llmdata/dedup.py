@@ -4,7 +4,8 @@ Everything here works on one document, one bucket or one node's neighbourhood at
 the Beam stage can run it as keyed computations over any number of documents.
 
 Exact means exact: two documents are exact duplicates only when their texts are equal after, at
-most, whitespace and case folding (`exact_key`). The aggressive key (`dedup_key`: NFKC, punctuation
+most, whitespace and case folding (`exact_key`; code keeps its case: `Foo` and `foo` are different
+identifiers). The aggressive key (`dedup_key`: NFKC, punctuation
 stripped, optionally digits and accents folded) only groups candidates, which `split_exact` checks
 at the exact level before anything is removed: ``x = y + 1`` and ``x = y - 1`` share a candidate key
 and stay two documents.
@@ -45,6 +46,9 @@ class KeyOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     lowercase: bool = Field(True, description="exact level: case folded (\"Foo\" and \"foo\" are one text)")
+    lowercase_code: bool = Field(
+        False, description="exact level for code (a record whose lang is \"code\", or without lang one that "
+        "llmdata.langid takes for code): false keeps case, since Foo and foo are different identifiers")
     collapse_whitespace: bool = Field(True, description="exact level: runs of whitespace are one space, ends trimmed")
     nfkc: bool = Field(True, description="candidate only: \"x²\" and \"x2\" collide, then verification separates them")
     strip_punctuation: bool = Field(True, description="candidate only: \"x = y + 1\" and \"x = y - 1\" collide")
@@ -122,13 +126,51 @@ def key_hash(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def is_code(record: dict) -> bool:
+    """Whether a record is code: its `lang` field (the clean stage writes "code" for code), or for a
+    record without one, llmdata.langid's rule on its text (at least 30% of the sample's lines look
+    like source code)."""
+    lang = record.get("lang")
+    if lang is not None:
+        return lang == "code"
+    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample
+
+    return code_line_share(sample(record["text"])) >= CODE_LINE_SHARE
+
+
 def split_exact(group: list[dict], opts: KeyOptions) -> list[list[dict]]:
     """The verification of a candidate group: its records split by `exact_key` of their text, in
-    order of first appearance. Only records in the same part are exact duplicates of each other."""
+    order of first appearance. Only records in the same part are exact duplicates of each other.
+
+    Code keeps case at the exact level unless `lowercase_code`: in a part that case folding made and
+    that holds code (`is_code`), the records are split again by their case-sensitive key, and the
+    pieces without code join back into one (prose case variants stay duplicates of each other), so a
+    code record is an exact duplicate only of records written with the same case.
+    """
     parts: dict[str, list[dict]] = {}
     for rec in group:
         parts.setdefault(exact_key(rec["text"], opts), []).append(rec)
-    return list(parts.values())
+    if not opts.lowercase or opts.lowercase_code:
+        return list(parts.values())
+    cased = opts.model_copy(update={"lowercase": False})
+    out: list[list[dict]] = []
+    for part in parts.values():
+        codes = [is_code(r) for r in part] if len(part) > 1 else [False]
+        if not any(codes):
+            out.append(part)
+            continue
+        pieces: dict[str, list[tuple[dict, bool]]] = {}
+        for rec, code in zip(part, codes):
+            pieces.setdefault(exact_key(rec["text"], cased), []).append((rec, code))
+        prose: list[dict] = []
+        for piece in pieces.values():
+            if any(code for _, code in piece):
+                out.append([rec for rec, _ in piece])
+            else:
+                prose.extend(rec for rec, _ in piece)
+        if prose:
+            out.append(prose)
+    return out
 
 
 #: Default character n-gram size per script group. Five characters of Chinese or Japanese span two

@@ -106,6 +106,12 @@ class OutlierOptions(BaseModel):
         "not over-filtered; 0.05 on a log scale is about 5%")
     min_group_docs: int = Field(
         30, ge=5, description="a script group with fewer documents has no thresholds of its own")
+    # Partial pooling of the spread: a group of 40 gettext catalogs (Hindi mean word length: IQR 0.052
+    # on the log scale, the other groups' median 0.13) rejected every list of UI labels (bench/RESULTS.md).
+    spread_prior_docs: int = Field(
+        100, ge=0, description="a group's spread (IQR, or 1.349 std) is at least (n*own + this*pooled)/(n + this), "
+        "pooled = the median spread of the groups with thresholds: a small group's narrow spread is shrunk "
+        "toward the other groups'; only ever widens; 0: off")
     small_groups: Literal["skip", "global"] = Field(
         "skip", description="a group below min_group_docs: skip (not judged) or global (judged by all documents' "
         "thresholds)")
@@ -238,8 +244,32 @@ def quantile(qs: list[float], p: float) -> float:
     return qs[lo] + (qs[hi] - qs[lo]) * (pos - lo)
 
 
-def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: OutlierOptions) -> dict:
-    """The accepted interval of one feature, on its judging scale, with the figures behind it."""
+def own_spread(moments: Moments, qs: list[float], method: str) -> float:
+    """A group's spread of one feature on its judging scale, as the rule measures it: the IQR
+    (iqr), or 1.349 std (zscore: the IQR of a normal law with that std); 0.0 for method none."""
+    if method == "iqr":
+        return quantile(qs, 0.75) - quantile(qs, 0.25)
+    if method == "zscore":
+        return 1.349 * moments.std
+    return 0.0
+
+
+def pooled_floor(n: int, own: float, pooled: float, prior_docs: int) -> float:
+    """The spread a group of `n` documents is judged with at least: its own spread shrunk toward
+    the pooled (median) spread of all groups, as if that had been measured on `prior_docs`
+    documents: (n*own + prior_docs*pooled) / (n + prior_docs). Partial pooling of a scale estimate
+    (Gelman et al., Bayesian Data Analysis, ch. 5: hierarchical models shrink small groups' estimates
+    toward the population's); used only as a floor, so it never narrows an interval."""
+    if prior_docs <= 0 or n + prior_docs == 0:
+        return own
+    return (n * own + prior_docs * pooled) / (n + prior_docs)
+
+
+def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: OutlierOptions, floor: float = 0.0) -> dict:
+    """The accepted interval of one feature, on its judging scale, with the figures behind it.
+
+    The spread is at least `opts.min_spread` and at least `floor` (`pooled_floor`, on the same scale:
+    an IQR, or 1.349 std for zscore)."""
     rule = opts.features[feature]
     method = rule.method or opts.method
     use_log, _ = feature_scale(feature, rule.log)
@@ -260,11 +290,11 @@ def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: Out
     }
     if method == "iqr":
         k = rule.k or opts.iqr_k
-        spread = max(q3 - q1, opts.min_spread)
+        spread = max(q3 - q1, opts.min_spread, floor)
         low, high = q1 - k * spread, q3 + k * spread
     elif method == "zscore":
         k = rule.k or opts.z
-        std = max(moments.std, opts.min_spread / 1.349)  # 1.349 std = the IQR of a normal law
+        std = max(moments.std, opts.min_spread / 1.349, floor / 1.349)  # 1.349 std = the IQR of a normal law
         low, high = moments.mean - k * std, moments.mean + k * std
     else:
         k, low, high = 0.0, -math.inf, math.inf
@@ -272,7 +302,7 @@ def feature_threshold(feature: str, moments: Moments, qs: list[float], opts: Out
         high = math.inf
     elif rule.side == "high":
         low = -math.inf
-    entry.update({"k": k, "low": low, "high": high})
+    entry.update({"k": k, "low": low, "high": high, "spread_floor": floor})
     entry["low_raw"] = inverse(feature, low, use_log)
     entry["high_raw"] = inverse(feature, high, use_log)
     entry["median_raw"] = inverse(feature, med, use_log)
@@ -304,10 +334,21 @@ def grouped_thresholds(
     docs: dict[str, int] = {}
     for (group, _), m in moments.items():
         docs[group] = max(docs.get(group, 0), m.n)
+    judged = {key: m for key, m in moments.items() if key[0] != GLOBAL and docs[key[0]] >= opts.min_group_docs}
+    spreads: dict[tuple[str, str], float] = {}
+    for (group, name), m in judged.items():
+        spreads[(group, name)] = own_spread(m, quants[(group, name)], opts.features[name].method or opts.method)
+    pooled = {}
+    for name in {n for _, n in spreads}:
+        values = sorted(v for (_, n), v in spreads.items() if n == name)
+        pooled[name] = (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2  # the median
     groups: dict[str, dict] = {}
     for (group, name), m in sorted(moments.items()):
         if group == GLOBAL or docs[group] >= opts.min_group_docs:
-            t = feature_threshold(name, m, quants[(group, name)], opts)
+            floor = 0.0
+            if group != GLOBAL:
+                floor = pooled_floor(m.n, spreads[(group, name)], pooled[name], opts.spread_prior_docs)
+            t = feature_threshold(name, m, quants[(group, name)], opts, floor)
             if (group, name) in HIGH_SIDE_ONLY and t["side"] != "high":
                 t.update({"side": "high", "low": -math.inf, "low_raw": -math.inf})
             groups.setdefault(group, {})[name] = t

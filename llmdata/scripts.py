@@ -97,7 +97,9 @@ def spaceless_share(counts: Counter) -> float:
 # where a \w+ run would be a whole clause. The iteration marks and the prolonged sound mark
 # (Common script) stay with the letter before them.
 _CJK_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}][\u3005\u309d\u309e\u30fc\u30fd\u30fe\uff70]*"
-_THAI_RUN = r"\p{Thai}+"
+# A Thai run may hold "_" mnemonic markers of UI strings ("เลิ_กเชื่อมต่อ": GTK/Qt accelerators mark
+# the key letter with a preceding "_"); an underscore directly before a Thai letter is not a word break.
+_THAI_RUN = r"(?:_?\p{Thai}+)+"
 # Lao, Khmer and Myanmar have no segmenter here: one word per letter with its combining marks.
 _SEA_CLUSTER = r"[\p{Lao}\p{Khmer}\p{Myanmar}]\p{M}*"
 _SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u3005\u309d\u309e\u30fc\u30fd\u30fe\uff70"
@@ -123,7 +125,8 @@ def words(text: str) -> list[str]:
 
     - Han, Hiragana, Katakana: one word per character (with a following iteration or
       prolonged-sound mark);
-    - Thai: PyThaiNLP's newmm dictionary segmenter on each Thai run;
+    - Thai: PyThaiNLP's newmm dictionary segmenter on each Thai run (an "_" right before a Thai
+      letter is a UI mnemonic marker, "เลิ_กเชื่อมต่อ", and is dropped rather than splitting a word);
     - Lao, Khmer, Myanmar: one word per letter and its combining marks (no segmenter here);
     - every other script: runs of word characters (letters with their combining marks, digits,
       underscore), which is what Unicode word boundaries give for space-separated scripts,
@@ -138,7 +141,7 @@ def words(text: str) -> list[str]:
     out: list[str] = []
     for m in _WORDS.finditer(text):
         if m.lastindex == 2:
-            out.extend(thai_words(m.group()))
+            out.extend(thai_words(m.group().replace("_", "")))
         else:
             out.append(m.group())
     return out

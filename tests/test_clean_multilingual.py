@@ -8,13 +8,18 @@ characters each ending in "。" (ids junk-cjklines-*), one long line of them (ju
 random Hangul syllables in lines (junk-hangul-*), and Chinese/Japanese paragraphs encoded as UTF-8
 and decoded as Latin-1 or cp1252 (junk-mojibake-*), and random letters of Thai, Arabic, Hebrew and
 Cyrillic (junk-letters-*, about 250 letter pairs each, seeded): their groups are too small for
-thresholds, so only the junk rule can remove them. The id prefix is the expected language.
+thresholds, so only the junk rule can remove them. junk-letters-th-short and junk-letters-hi-short
+are random Thai and Devanagari too short for the letter-pair test (108 and 86 pairs), removed by
+their spelling; th-13 is a Thai menu with "_" mnemonic markers (GTK accelerators), which must be kept
+with the words of the same menu without them. The id prefix is the expected language.
 """
 import json
 from pathlib import Path
 
 import pytest
 
+from llmdata.features import document_features
+from llmdata.junk import MIN_LETTER_PAIRS
 from pipelines.cli import main
 from tests.conftest import read_jsonl_gz
 
@@ -59,6 +64,10 @@ def test_every_record_outcome_and_language(multilingual):
             # Words per script: a Chinese or Japanese word is one character (plus a length mark).
             if kind in ("zh", "ja"):
                 assert 1.0 <= r["scores"]["mean_word_len"] < 1.1
+    menu = records["th-13"]
+    assert menu["scores"]["mean_word_len"] == document_features(menu["text"].replace("_", ""))["mean_word_len"]
+    assert records["junk-letters-th-short"]["scores"]["letter_pairs"] < MIN_LETTER_PAIRS
+    assert records["junk-letters-hi-short"]["scores"]["letter_pairs"] < MIN_LETTER_PAIRS
 
 
 def test_thresholds_per_group_and_funnel_per_language(multilingual):
@@ -73,7 +82,7 @@ def test_thresholds_per_group_and_funnel_per_language(multilingual):
     stats = json.loads((out / "stats.json").read_text())
     lang = stats["by_language"]
     assert lang["en"] == {"input": 40, "kept": 40, "rejected": 0, "by_reason": {}}
-    assert lang["th"]["kept"] == 12 and lang["ar"]["kept"] == 12 and lang["code"]["kept"] == 4
+    assert lang["th"]["kept"] == 13 and lang["ar"]["kept"] == 12 and lang["code"]["kept"] == 4
     assert sum(r["by_reason"].get("junk:mojibake", 0) for r in lang.values()) == 6
     report = (out / "report.md").read_text()
     assert "## By language" in report and "| zh |" in report and "| han | 14 | - |" in report and "| group | documents | judged by |" in report

@@ -206,7 +206,7 @@ def exact_outcome(texts, opts=None):
     opts = opts or KeyOptions()
     groups = {}
     for i, t in enumerate(texts):
-        groups.setdefault(key_hash(dedup_key(t, opts)), []).append({"id": str(i), "text": t})
+        groups.setdefault(key_hash(dedup_key(t, opts)), []).append({"id": str(i), "text": t, "lang": "en"})
     return [[r["text"] for r in part] for g in groups.values() for part in split_exact(g, opts)]
 
 
@@ -231,6 +231,42 @@ def test_code_and_math_pairs_collide_as_candidates_but_stay_apart(a, b):
 def test_exact_duplicates_are_still_found():
     assert exact_outcome(["Hello  world", "hello world", "HELLO\nWORLD"]) == [["Hello  world", "hello world", "HELLO\nWORLD"]]
     assert exact_outcome(["Hello world", "hello world"], KeyOptions(lowercase=False)) == [["Hello world"], ["hello world"]]
+
+
+def test_code_keeps_its_case_at_the_exact_level():
+    """Foo and foo are different identifiers: two code records that differ only in case are not
+    exact duplicates (prose records still are); `lowercase_code: true` folds code too."""
+    a = "def Parse(x):\n    return Parse(x)\n"
+    b = "def parse(x):\n    return parse(x)\n"
+    code = [{"id": "a", "text": a, "lang": "code"}, {"id": "b", "text": b, "lang": "code"}, {"id": "c", "text": b, "lang": "code"}]
+    assert [[r["id"] for r in p] for p in split_exact(code, KeyOptions())] == [["a"], ["b", "c"]]
+    assert [[r["id"] for r in p] for p in split_exact(code, KeyOptions(lowercase_code=True))] == [["a", "b", "c"]]
+    prose = [{"id": "a", "text": "Unit Started", "lang": "en"}, {"id": "b", "text": "unit started", "lang": "en"}]
+    assert [[r["id"] for r in p] for p in split_exact(prose, KeyOptions())] == [["a", "b"]]
+    # without a lang field the record is judged by llmdata.langid's code rule
+    unlabelled = [{"id": "a", "text": "x = Foo()\ny = Foo(x)\nprint(y)\n"}, {"id": "b", "text": "x = foo()\ny = foo(x)\nprint(y)\n"}]
+    assert len(split_exact(unlabelled, KeyOptions())) == 2
+    # a code record and a prose record of the same case stay duplicates; the prose case variant joins neither
+    mixed = [{"id": "a", "text": b, "lang": "code"}, {"id": "b", "text": b, "lang": "en"}, {"id": "c", "text": b.upper(), "lang": "en"}]
+    assert [[r["id"] for r in p] for p in split_exact(mixed, KeyOptions())] == [["a", "b"], ["c"]]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["Ab", "ab", "AB", "a b", "a  B"]), st.booleans()), min_size=2, max_size=10))
+@settings(max_examples=300)
+def test_split_exact_with_code_never_folds_case_of_code(items):
+    """Every record lands in one part; parts are equal at the (case-folded) exact level; a part
+    holding code is equal case-sensitively; prose-only parts of one folded key are one part."""
+    recs = [{"id": str(i), "text": t, "lang": "code" if c else "en"} for i, (t, c) in enumerate(items)]
+    opts = KeyOptions()
+    cased = KeyOptions(lowercase=False)
+    parts = split_exact(recs, opts)
+    assert sorted(r["id"] for p in parts for r in p) == sorted(r["id"] for r in recs)
+    for p in parts:
+        assert len({exact_key(r["text"], opts) for r in p}) == 1
+        if any(r["lang"] == "code" for r in p):
+            assert len({exact_key(r["text"], cased) for r in p}) == 1
+    prose_keys = [exact_key(p[0]["text"], opts) for p in parts if all(r["lang"] != "code" for r in p)]
+    assert len(prose_keys) == len(set(prose_keys))
 
 
 _COLLIDING = st.text(alphabet=st.sampled_from(list("ab AB+-<>=!.,\u00b2\u00b32\u00e9\u0301\uff0c,\u3002\n\t")), max_size=8)

@@ -71,6 +71,22 @@ def test_score_counts_what_the_issue_asks():
     assert s["rows"]["zh"]["good"] == (2, 3)  # zh-1 rejected by clean
     assert s["rows"]["zh"]["junk"] == (1, 2)
     assert s["exact"][:2] == (0, 1) and s["exact"][2] == [("op-00-b", "op-00-a")]  # "x < y" is not "x > y"
-    assert s["pairs"][:3] == (1, 1, 1)
+    assert s["exact"][3] == {"different": 1}
+    assert s["pairs"][:3] == (1, 1, 1) and s["pairs"][4] == [("op-00-a", "op-00-b")]
     assert s["near"]["zh"] == (1, 1, 1)
     assert s["templates"][:3] == (0, 2, 2)
+
+
+def test_exact_precision_is_measured_at_the_configured_exact_level():
+    """A case-only merge of prose is right at the default exact level (case folded) and counted as
+    case-only; the same merge of two code records is wrong (code keeps its case)."""
+    labels = [{"id": i, "label": "good", "lang": "en", "kind": "good"} for i in ("p1", "p2", "w1", "w2", "c1", "c2")]
+    texts = {"p1": "The unit started.", "p2": "The Unit started.", "w1": "a  b", "w2": "a b",
+             "c1": "x = Foo()", "c2": "x = foo()"}
+    kept = [{"id": "p1", "lang": "en"}, {"id": "w1", "lang": "en"}, {"id": "c1", "lang": "code"}]
+    removed = [{"id": "p2", "lang": "en", "duplicate_of": "p1", "dup_kind": "exact"},
+               {"id": "w2", "lang": "en", "duplicate_of": "w1", "dup_kind": "exact"},
+               {"id": "c2", "lang": "code", "duplicate_of": "c1", "dup_kind": "exact"}]
+    s = score(labels, texts, [{"id": i} for i in texts], kept, removed)
+    assert s["exact"][:3] == (2, 3, [("c2", "c1")])
+    assert s["exact"][3] == {"case only": 2, "whitespace only": 1}

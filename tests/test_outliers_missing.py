@@ -322,6 +322,31 @@ def test_min_spread_keeps_a_degenerate_group_from_rejecting_ordinary_variation()
     assert tight["high"] == 1.0 and floored["high"] == pytest.approx(1.0 + 3 * 0.05)
 
 
+def test_small_groups_spread_is_pooled_toward_the_other_groups():
+    """A group of 40 near-identical documents (one source) would reject ordinary variation at its
+    own narrow IQR; its spread is shrunk toward the median spread of the groups, weighted by its
+    size, and only ever widened (the wide group keeps its own)."""
+    from llmdata.outliers import check_grouped, pooled_floor
+
+    rng = random.Random(1)
+    wide = [rng.gauss(5.0, 0.3) for _ in range(400)]
+    wide2 = [rng.gauss(2.0, 0.3) for _ in range(300)]
+    narrow = [rng.gauss(4.2, 0.02) for _ in range(40)]
+    own = float(np.quantile(narrow, 0.75) - np.quantile(narrow, 0.25))
+    plain = _grouped({"latin": wide, "cyrillic": wide2, "thai": narrow}, min_group_docs=30, spread_prior_docs=0)
+    pooled = _grouped({"latin": wide, "cyrillic": wide2, "thai": narrow}, min_group_docs=30)
+    label_list = {"f": float(np.quantile(narrow, 0.75) + 5 * max(own, 0.05))}  # a list of UI labels, say
+    assert check_grouped(label_list, "thai", plain)[0] == "outlier:f:high"
+    assert check_grouped(label_list, "thai", pooled)[0] is None
+    t = pooled["groups"]["thai"]["f"]
+    median_spread = float(np.quantile(wide, 0.75) - np.quantile(wide, 0.25))  # median of the three groups' IQRs
+    assert t["spread_floor"] == pytest.approx(pooled_floor(40, own, median_spread, OutlierOptions().spread_prior_docs), rel=0.05)
+    assert t["high"] - t["q3"] == pytest.approx(3 * t["spread_floor"])
+    for g in ("latin", "cyrillic"):  # wider than the median or large: their own IQR decides
+        assert pooled["groups"][g]["f"]["high"] == pytest.approx(plain["groups"][g]["f"]["high"])
+    assert check_grouped({"f": 9.0}, "thai", pooled)[0] == "outlier:f:high"  # far outliers are still outliers
+
+
 def test_han_and_kana_mean_word_len_is_judged_on_the_high_side_only():
     from llmdata.outliers import GLOBAL, grouped_thresholds
 

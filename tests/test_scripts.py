@@ -69,3 +69,13 @@ def test_words_are_pieces_of_the_text_in_order(text):
         found = text.find(w, pos)
         assert found >= 0
         pos = found + len(w)
+
+
+def test_thai_mnemonic_underscores_do_not_split_words():
+    """GTK/Qt UI strings mark the accelerator letter with "_": inside Thai it is no word break, so
+    the label's words are those of the label without it; identifiers keep their underscores."""
+    from llmdata.scripts import words
+
+    assert words("เลิ_กเชื่อมต่อ") == words("เลิกเชื่อมต่อ")
+    assert words("_แบบอักษร\nฮาร์_ดดิสก์") == words("แบบอักษร\nฮาร์ดดิสก์")
+    assert words("foo_bar ภาษาไทย") == ["foo_bar", *words("ภาษาไทย")]
