@@ -19,7 +19,7 @@ prompts, classified in docs/alignment.md), one error per pair, drawn with these 
 - larger: a number within 9 of the larger 50%, any other number below 100 30%, the smaller 20%.
 
 A rejected answer always differs from the chosen one (the checker marks it wrong). The error kind
-is drawn from a generator of its own (`random.Random(f"{seed}:preferences")`), so the supervised
+is drawn from a generator of its own (`random.Random(f"{seed}:preferences:{split}")`), so the supervised
 rows and the corpus are the same bytes as before the error kinds existed: the shared generator
 makes exactly the calls it made when each task had one error kind (which is still one of them,
 `near_miss`).
@@ -137,23 +137,33 @@ BAD_ROWS = (
 )
 
 
-def write_tasks(output: str, seed: int = 0, train: int = 3000, heldout: int = 200) -> dict:
-    """sft/{train,heldout}.jsonl and preferences/{train,heldout}.jsonl under `output`."""
+def write_tasks(output: str, seed: int = 0, train: int = 3000, heldout: int = 200, rejected_per_prompt: int = 1) -> dict:
+    """sft/{train,heldout}.jsonl and preferences/{train,heldout}.jsonl under `output`: `train` and
+    `heldout` conversations, and as many preference prompts, each with `rejected_per_prompt`
+    pairs (distinct rejected answers where the error kinds allow) in the training file, one in the
+    held-out file."""
     rng = random.Random(seed)
-    prefs_rng = random.Random(f"{seed}:preferences")
     summary = {}
     for folder in ("sft", "preferences"):
         os.makedirs(os.path.join(output, folder), exist_ok=True)
     for split, n in (("train", train), ("heldout", heldout)):
         sft, prefs = [], []
+        prefs_rng = random.Random(f"{seed}:preferences:{split}")
         for i in range(n):
             kind = TASKS[i % len(TASKS)]
             task = make_task(rng, kind)
             sft.append(json.dumps(sft_row(rng, task.prompt, task.answer, kind)).encode() + b"\n")
             pair = make_task(rng, kind)
-            error, rejected = rejected_answer(prefs_rng, kind, pair)
-            prefs.append(json.dumps({"prompt": pair.prompt, "chosen": pair.answer, "rejected": rejected, "task": kind,
-                                     "error": error}).encode() + b"\n")
+            seen = set()
+            for _ in range(rejected_per_prompt if split == "train" else 1):
+                error, rejected = rejected_answer(prefs_rng, kind, pair)
+                for _retry in range(10):
+                    if rejected not in seen:
+                        break
+                    error, rejected = rejected_answer(prefs_rng, kind, pair)
+                seen.add(rejected)
+                prefs.append(json.dumps({"prompt": pair.prompt, "chosen": pair.answer, "rejected": rejected, "task": kind,
+                                         "error": error}).encode() + b"\n")
         if split == "train":
             for k, bad_row in enumerate(BAD_ROWS):
                 sft.insert(1 + k * (len(sft) // len(BAD_ROWS)), bad_row)
