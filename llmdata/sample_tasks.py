@@ -8,8 +8,8 @@ line numbers.
 
 A preference pair's chosen answer is correct and its rejected answer wrong in one of the ways the
 demo SFT model's own samples are wrong (its 1,600 samples at temperature 0.7 on the 200 held-out
-prompts, classified in docs/alignment.md), one error per pair, drawn with these weights
-(`ERRORS`):
+prompts, classified in docs/alignment.md), one error per pair. Each rejected answer's kind is
+drawn with these weights (`ERRORS`):
 
 - repeat, reverse, sort: one word replaced by a word not in the prompt 35%; one word replaced by
   a copy of another of its words 25%; two words replaced by words not in the prompt 20%; two
@@ -18,10 +18,19 @@ prompts, classified in docs/alignment.md), one error per pair, drawn with these 
 - add: the sum off by one 50%, off by two 20%, off by 3 to 9 10%, one of the operands 20%.
 - larger: a number within 9 of the larger 50%, any other number below 100 30%, the smaller 20%.
 
-A rejected answer always differs from the chosen one (the checker marks it wrong). The error kind
-is drawn from a generator of its own (`random.Random(f"{seed}:preferences:{split}")`), so the supervised
-rows and the corpus are the same bytes as before the error kinds existed: the shared generator
-makes exactly the calls it made when each task had one error kind (which is still one of them,
+Each training prompt has `REJECTED_PER_PROMPT` (5) pairs whose rejected answers differ from each
+other, redrawn up to 10 times. A task's first kind above gives one answer per prompt (the shared
+generator's `near_miss`), so after the redraws it is rarer in the demo's training file than its
+weight: there (seed 0, 15,000 pairs) repeat has 18% one word replaced, 31% duplicated, 26% two
+replaced, 12% swapped, 13% dropped; reverse 9% in the prompt's order; sort 9% swapped, 7% in the
+prompt's order; add 22% off by one, 30% off by two, 24% off by 3 to 9, 24% an operand; larger 13%
+the smaller, 53% near the larger, 34% other. The held-out file (one pair per prompt) follows the
+weights.
+
+A rejected answer always differs from the chosen one (the checker marks it wrong). The error kinds
+are drawn from a generator of their own (`random.Random(f"{seed}:preferences:{split}")`), so the
+supervised rows and the corpus are the same bytes as before the error kinds existed: the shared
+generator makes exactly the calls it made when each task had one error kind (still one of them,
 `near_miss`).
 """
 from __future__ import annotations
@@ -137,30 +146,38 @@ BAD_ROWS = (
 )
 
 
-def write_tasks(output: str, seed: int = 0, train: int = 3000, heldout: int = 200, rejected_per_prompt: int = 1) -> dict:
+#: rejected answers per training preference prompt (one pair each): 5 x 3,000 pairs let a 1,000-step
+#: reward model see each pair about once (docs/alignment.md, "Reward model")
+REJECTED_PER_PROMPT = 5
+
+
+def write_tasks(output: str, seed: int = 0, train: int = 3000, heldout: int = 200,
+                rejected_per_prompt: int = REJECTED_PER_PROMPT) -> dict:
     """sft/{train,heldout}.jsonl and preferences/{train,heldout}.jsonl under `output`: `train` and
-    `heldout` conversations, and as many preference prompts, each with `rejected_per_prompt`
-    pairs (distinct rejected answers where the error kinds allow) in the training file, one in the
-    held-out file."""
+    `heldout` conversations and as many preference prompts, each with one pair in the held-out file
+    and `rejected_per_prompt` pairs in the training file (the same prompt and chosen answer, a
+    rejected answer each, distinct where the error kinds allow: 10 draws at most). Raises
+    ValueError for rejected_per_prompt < 1."""
+    if rejected_per_prompt < 1:
+        raise ValueError(f"rejected_per_prompt must be at least 1 (got {rejected_per_prompt})")
     rng = random.Random(seed)
     summary = {}
     for folder in ("sft", "preferences"):
         os.makedirs(os.path.join(output, folder), exist_ok=True)
     for split, n in (("train", train), ("heldout", heldout)):
-        sft, prefs = [], []
         prefs_rng = random.Random(f"{seed}:preferences:{split}")
+        sft, prefs = [], []
         for i in range(n):
             kind = TASKS[i % len(TASKS)]
             task = make_task(rng, kind)
             sft.append(json.dumps(sft_row(rng, task.prompt, task.answer, kind)).encode() + b"\n")
             pair = make_task(rng, kind)
-            seen = set()
+            seen: set[str] = set()
             for _ in range(rejected_per_prompt if split == "train" else 1):
-                error, rejected = rejected_answer(prefs_rng, kind, pair)
-                for _retry in range(10):
+                for _draw in range(10):
+                    error, rejected = rejected_answer(prefs_rng, kind, pair)
                     if rejected not in seen:
                         break
-                    error, rejected = rejected_answer(prefs_rng, kind, pair)
                 seen.add(rejected)
                 prefs.append(json.dumps({"prompt": pair.prompt, "chosen": pair.answer, "rejected": rejected, "task": kind,
                                          "error": error}).encode() + b"\n")
@@ -172,5 +189,6 @@ def write_tasks(output: str, seed: int = 0, train: int = 3000, heldout: int = 20
         with open(os.path.join(output, "preferences", f"{split}.jsonl"), "wb") as f:
             f.writelines(prefs)
         summary[split] = n
+        summary[f"{split}_pairs"] = len(prefs)
     summary["bad_rows_planted"] = len(BAD_ROWS)
     return summary

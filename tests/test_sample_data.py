@@ -144,11 +144,17 @@ def test_preference_errors_leave_the_demo_sft_rows_unchanged(tmp_path):
     digest = {name: hashlib.sha256((tmp_path / "sft" / name).read_bytes()).hexdigest() for name in ("train.jsonl", "heldout.jsonl")}
     assert digest == {"train.jsonl": "e3e12b02457d37542ddf7f38635549846b7100368edf199e19588f1835fde571",
                       "heldout.jsonl": "b2d864150dd052c325fe71c369862c7a71dd7712075f34f44b4641edc5387111"}
-    more = tmp_path / "more"  # more rejected answers per prompt: still the same conversations
-    write_tasks(str(more), seed=0, rejected_per_prompt=3)
-    assert (more / "sft" / "train.jsonl").read_bytes() == (tmp_path / "sft" / "train.jsonl").read_bytes()
-    assert (more / "preferences" / "heldout.jsonl").read_bytes() == (tmp_path / "preferences" / "heldout.jsonl").read_bytes()
-    assert len(_pairs(more / "preferences" / "train.jsonl")) == 3 * 3000
+    one = tmp_path / "one"  # one pair per prompt: still the same conversations and held-out pairs
+    write_tasks(str(one), seed=0, rejected_per_prompt=1)
+    for name in ("sft/train.jsonl", "sft/heldout.jsonl", "preferences/heldout.jsonl"):
+        assert (one / name).read_bytes() == (tmp_path / name).read_bytes()
+    single, five = _pairs(one / "preferences" / "train.jsonl"), _pairs(tmp_path / "preferences" / "train.jsonl")
+    assert len(single) == 3000 and len(five) == 5 * 3000 == 5 * len(single)
+    for k, row in enumerate(single):  # the same prompt and chosen answer, with five rejected answers
+        group = five[5 * k : 5 * k + 5]
+        assert {(r["prompt"], r["chosen"]) for r in group} == {(row["prompt"], row["chosen"])}
+    distinct = sum(len({r["rejected"] for r in five[i : i + 5]}) == 5 for i in range(0, len(five), 5))
+    assert distinct > 0.95 * 3000
 
 
 def test_every_rejected_answer_is_wrong_by_the_checker_and_each_task_has_several_errors(tmp_path):
@@ -159,15 +165,21 @@ def test_every_rejected_answer_is_wrong_by_the_checker_and_each_task_has_several
 
     write_tasks(str(tmp_path), seed=0)
     rows = _pairs(tmp_path / "preferences" / "train.jsonl") + _pairs(tmp_path / "preferences" / "heldout.jsonl")
+    assert len(rows) == 5 * 3000 + 200
     items = [RewardInput([{"role": "user", "content": r["prompt"]}], r["chosen"], text, [], True)
              for r in rows for text in (r["chosen"], r["rejected"])]
     assert exact_match_reward(items) == [1.0, 0.0] * len(rows)
     assert all(_error_is_what_it_says(r) for r in rows)
     for task in TASKS:
-        counts = Counter(r["error"] for r in rows if r["task"] == task)
+        assert len({r["error"] for r in rows if r["task"] == task}) == len(ERRORS[task]) > 1
+    one = tmp_path / "one"  # one pair per prompt: the kinds follow ERRORS' weights
+    write_tasks(str(one), seed=0, rejected_per_prompt=1)
+    single = _pairs(one / "preferences" / "train.jsonl")
+    for task in TASKS:
+        counts = Counter(r["error"] for r in single if r["task"] == task)
         n = sum(counts.values())
-        assert len(counts) > 1 and n == 640
-        for error, weight in ERRORS[task]:  # the stated proportions, within 6 points (about 3 standard errors)
+        assert n == 600
+        for error, weight in ERRORS[task]:  # within 6 points: about 3 standard errors of 600 draws
             assert abs(counts[error] / n - weight / 100) < 0.06, (task, error, counts)
 
 
