@@ -77,7 +77,7 @@ def cmd_sample_data(args: argparse.Namespace, _beam: list[str]) -> int:
     seed = sd.seed if args.seed is None else args.seed
     shards = args.shards or sd.shards
     max_docs = args.max_docs or sd.max_docs
-    params = {"seed": seed, "shards": shards, "max_docs": max_docs, "python": sys.version.split()[0], "tasks": 1}
+    params = {"seed": seed, "shards": shards, "max_docs": max_docs, "python": sys.version.split()[0], "tasks": 2}
     fingerprint = stage_fingerprint("sample-data", params, {})
     if not args.force and is_complete(output, fingerprint):
         print(f"sample-data: up to date in {output}")
