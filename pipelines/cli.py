@@ -258,6 +258,10 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
         raise TrainingInputError("--best-of N scores chat answers: it needs --chat and --reward-model DIR")
     if args.reward_model is not None and args.best_of is None:
         raise TrainingInputError("--reward-model is used by --best-of N; give both")
+    if (args.select != "max" or args.vote_temperature is not None) and args.best_of is None:
+        raise TrainingInputError("--select and --vote-temperature choose among --best-of N answers; give --best-of N")
+    if args.vote_temperature is not None and args.vote_temperature <= 0:
+        raise TrainingInputError(f"--vote-temperature must be > 0 (got {args.vote_temperature})")
     if args.best_of is not None and args.num_beams > 1:
         raise TrainingInputError("--best-of samples its answers; it does not combine with --num-beams")
     try:
@@ -275,8 +279,9 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
 
     def answer(prompt) -> dict:
         if reward_model is not None:
-            best, scored = best_of_n(model, reward_model, template, prompt, args.best_of, sampling, generator)
-            return {"completion": best, "reward": max(r for _, r in scored),
+            best, scored = best_of_n(model, reward_model, template, prompt, args.best_of, sampling, generator,
+                                     args.select, args.vote_temperature or 2.0)
+            return {"completion": best, "reward": next(r for a, r in scored if a == best),
                     "candidates": [{"completion": a, "reward": r} for a, r in scored]}
         if template is not None:
             return {"completion": chat_reply(model, template, prompt, sampling, generator)}
@@ -444,9 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "when no running beam can beat them at the current length; never also looks at the longest length")
     p.add_argument("--best-of", type=_positive_int, default=None, metavar="N",
                    help="with --chat and --reward-model: sample N answers (--temperature, --top-k, --top-p, --seed) and "
-                   "return the one the reward model scores highest, with every candidate and its reward")
+                   "return the one the reward model chooses (--select), with every candidate and its reward")
     p.add_argument("--reward-model", default=None, metavar="DIR",
                    help="a reward stage's final/ folder, trained with the policy's tokenizer (for --best-of)")
+    p.add_argument("--select", choices=["max", "vote"], default="max",
+                   help="with --best-of: max returns the highest-rewarded answer; vote a reward-weighted majority vote "
+                   "(identical answers pool exp(reward / --vote-temperature); training/best_of_n.py)")
+    p.add_argument("--vote-temperature", type=float, default=None, metavar="T",
+                   help="with --select vote: how much the reward outweighs the count of samples (default 2.0; "
+                   "small: like max, large: plain majority)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run every stage from one YAML, skipping finished ones",

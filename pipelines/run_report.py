@@ -299,8 +299,11 @@ def _rl(manifests: dict, sections: list[Section]) -> None:
     sec.p("Reward: " + ", ".join(f"{name} x{w:g}" for name, w in sources.items()) + ".")
     best = em.get("best_of_n_before")
     if best:
-        sec.p(f"Best-of-N with the reward model, from the starting model: {pct(best['exact_match'])} exact match "
-              f"(greedy {pct(before.get('exact_match'))}; N = {rl.get('config', {}).get('best_of')}).")
+        config = rl.get("config", {})
+        sec.p(f"Best-of-N with the reward model, from the starting model (N = {config.get('best_of')}): the highest-"
+              f"rewarded answer {pct(best['max']['exact_match'])} exact match, a reward-weighted vote over the same "
+              f"answers (temperature {config.get('best_of_vote_temperature')}) {pct(best['vote']['exact_match'])}; "
+              f"greedy {pct(before.get('exact_match'))}.")
     sec.table(["rollouts", ""], [[k, v if isinstance(v, str) else fmt(v)] for k, v in (rl.get("metrics_last_10_steps") or {}).items()])
     sections.append(sec)
 

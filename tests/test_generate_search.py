@@ -13,7 +13,7 @@ from llmdata.bpe import PATTERNS, learn_merges
 from llmdata.chat import ChatTemplate, inputs_and_labels
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
-from training.best_of_n import best_of_n
+from training.best_of_n import best_of_n, select
 from training.export import save_model
 from training.generate import Sampling, beam_search, chat_replies
 from training.model import ModelConfig, Transformer
@@ -317,7 +317,8 @@ def test_cli_best_of_n_returns_the_best_with_every_candidate(models, rewards, ca
         assert row["reward"] == max(r for _, r in scored)
 
 
-@pytest.mark.parametrize("case", ["missing", "language-model", "other-tokenizer", "zero", "greedy", "no-chat", "no-n"])
+@pytest.mark.parametrize("case", ["missing", "language-model", "other-tokenizer", "zero", "greedy", "no-chat", "no-n",
+                                  "select-alone", "vote-temperature"])
 def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, capsys, case):
     folder, _ = models["chat"]
     reward_dir = rewards[1.0][0]
@@ -325,7 +326,10 @@ def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, c
     extra = {"missing": ["--best-of", "3", "--reward-model", str(tmp_path / "nowhere")],
              "language-model": ["--best-of", "3", "--reward-model", str(folder)],
              "greedy": ["--best-of", "3", "--reward-model", str(reward_dir), "--temperature", "0"],
-             "no-n": ["--reward-model", str(reward_dir)]}
+             "no-n": ["--reward-model", str(reward_dir)],
+             "select-alone": ["--select", "vote"],
+             "vote-temperature": ["--best-of", "3", "--reward-model", str(reward_dir), "--select", "vote",
+                                  "--vote-temperature", "0"]}
     if case == "other-tokenizer":  # a reward model trained with another vocabulary
         other_tok = make_tokenizer(tmp_path / "tok2", 200)
         other_dir, _ = reward_folder(other_tok, tmp_path, 1.0)
@@ -343,5 +347,50 @@ def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("llmpipe: error: ") and err.count("\n") == 1, err
     expect = {"missing": "not found", "language-model": "not a reward model", "other-tokenizer": "another tokenizer",
-              "greedy": "temperature", "no-chat": "--chat", "no-n": "--best-of"}[case]
+              "greedy": "temperature", "no-chat": "--chat", "no-n": "--best-of", "select-alone": "give --best-of N",
+              "vote-temperature": "--vote-temperature must be > 0"}[case]
     assert expect in err, err
+
+
+def test_reward_weighted_vote_by_hand():
+    """Identical answers pool exp((reward - max) / T): three votes for "12" outweigh one higher-scored
+    "13" at T 2 (e^-1 + e^-0.25 + e^-0.5 = 1.75 > 1); at T 0.1 the vote is the highest reward."""
+    scored = [("12", 1.0), ("13", 3.0), (" 12", 2.5), ("12 ", 2.0)]
+    assert select(scored, "max") == "13"
+    assert select(scored, "vote", 2.0) == "12"  # the first-drawn spelling of the pooled answer
+    assert select(scored, "vote", 0.1) == "13"
+    assert select([("a", 0.0), ("b", 0.0)], "vote") == "a"  # ties go to the answer drawn first
+    for bad, says in (([], "nothing to choose"), (scored, "selection must be")):
+        with pytest.raises(ValueError, match=says):
+            select(bad, "median" if bad else "max")
+    with pytest.raises(ValueError, match="vote_temperature"):
+        select(scored, "vote", 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["7", " 7", "8", "nine", ""]), st.floats(-20, 20, allow_nan=False)),
+                min_size=1, max_size=12))
+def test_vote_spans_max_and_majority(scored):
+    """A tiny vote temperature chooses what "max" chooses (when the top reward is unique); a huge one
+    is plain majority voting (one of the most frequent answers)."""
+    rewards = [r for _, r in scored]
+    if rewards.count(max(rewards)) == 1 and sorted(rewards)[-1] - sorted(rewards + [-1e9])[-2] > 1e-3:
+        assert select(scored, "vote", 1e-6).strip() == select(scored, "max").strip()
+    counts = Counter(a.strip() for a, _ in scored)
+    assert counts[select(scored, "vote", 1e9).strip()] == max(counts.values())  # among equal counts the reward decides
+
+
+def test_cli_best_of_n_vote_is_select_over_the_same_candidates(models, rewards, capsys):
+    folder, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(folder)))
+    capsys.readouterr()
+    assert main(["generate", "--model", str(folder), "--chat", "--max-new-tokens", str(MAX_NEW), "--temperature", "1.0",
+                 "--best-of", "6", "--reward-model", str(rewards[1.0][0]), "--seed", "7", "--select", "vote",
+                 "--vote-temperature", "0.5", "--prompt", "Sort: b a", "--prompt", "What is 3 + 4?"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    generator = torch.Generator().manual_seed(7)
+    for row in rows:
+        _, scored = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 6, SAMPLE, generator)
+        assert [(c["completion"], c["reward"]) for c in row["candidates"]] == scored
+        assert row["completion"] == select(scored, "vote", 0.5)
+        assert row["reward"] == next(r for a, r in scored if a == row["completion"])

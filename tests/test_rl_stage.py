@@ -64,7 +64,9 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rewards"] == {"sources": {"reward_model": 1.0, "length_format": 1.0}, "monitors": ["checker"]}
     assert manifest["exact_match"]["after"]["n"] == 4 and manifest["inputs"]["reward_model"]
-    assert manifest["exact_match"]["best_of_n_before"]["n"] == 4  # best-of-3 beside greedy
+    best_of = manifest["exact_match"]["best_of_n_before"]  # best-of-3 beside greedy, chosen both ways
+    assert best_of["max"]["n"] == best_of["vote"]["n"] == 4
+    assert manifest["summary"]["best_of_n_vote_exact_match"] == best_of["vote"]["exact_match"]
     assert manifest["counts"] == {"input": 45, "used": 40, "bad": manifest["counts"]["bad"]}
     report = (out / "report.md").read_text()
     assert "Rollouts and rewards" in report and "reward hacking" in report and "mean reward reward model" in report

@@ -1,15 +1,27 @@
-"""Best-of-N: sample N answers to a prompt, keep the one the reward model scores highest.
+"""Best-of-N: sample N answers to a prompt and let the reward model choose among them.
 
 The cheapest use of a trained reward model (rejection sampling at inference time, as in
 Nakano et al. 2021, "WebGPT", and Stiennon et al. 2020): no policy update, N times the sampling
-cost. `llmpipe generate --best-of N --reward-model DIR` and the stage reports go through
-`best_of_n`.
+cost. Two ways to choose (`Selection`):
+
+- "max": the answer the reward model scores highest (best-of-N proper);
+- "vote": reward-weighted majority voting: identical answers pool their weights
+  exp(reward / vote_temperature) and the answer with the largest total wins. It is self-consistency
+  (Wang et al. 2023, majority voting over samples) with each vote weighted by the verifier, as in
+  Li et al. 2023 ("Making Language Models Better Reasoners with Step-Aware Verifier", DIVERSE) and
+  Uesato et al. 2022. How often the policy samples an answer then counts beside its score, so one
+  overrated wrong sample does not beat the answer most samples agree on; vote_temperature -> 0 is
+  "max", -> infinity plain majority voting.
+
+`llmpipe generate --best-of N --reward-model DIR [--select vote]` and the RL stage's report go
+through `best_of_n`.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import torch
 
@@ -20,9 +32,38 @@ from training.reward import RewardModel, load_reward_model, score
 from training.stage import TrainingInputError
 
 
+Selection = Literal["max", "vote"]
+
+
+def select(scored: list[tuple[str, float]], selection: Selection = "max", vote_temperature: float = 2.0) -> str:
+    """The chosen answer among `scored` [(answer, reward)] (rewards in the reward model's units).
+
+    "max": the highest reward, the first of equal maxima. "vote": answers equal after stripping
+    whitespace at the ends pool exp((reward - max reward) / vote_temperature); the largest total
+    wins, ties to the answer drawn first. Raises ValueError for an empty list, an unknown selection
+    or vote_temperature <= 0."""
+    if not scored:
+        raise ValueError("nothing to choose from: no scored answers")
+    if selection == "max":
+        return scored[max(range(len(scored)), key=lambda i: scored[i][1])][0]
+    if selection != "vote":
+        raise ValueError(f"selection must be max or vote (got {selection!r})")
+    if not vote_temperature > 0:
+        raise ValueError(f"vote_temperature must be > 0 (got {vote_temperature})")
+    top = max(r for _, r in scored)
+    totals: dict[str, float] = {}
+    first: dict[str, str] = {}
+    for answer, reward in scored:
+        key = answer.strip()
+        totals[key] = totals.get(key, 0.0) + math.exp((reward - top) / vote_temperature)
+        first.setdefault(key, answer)
+    return first[max(totals, key=totals.get)]  # dicts keep insertion order: ties go to the first drawn
+
+
 def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTemplate, prompt: Union[str, list[Message]],
-              n: int, sampling: Sampling, generator: Optional[torch.Generator] = None) -> tuple[str, list[tuple[str, float]]]:
-    """(the highest-scored answer, [(answer, reward)] for all `n` samples in the order drawn).
+              n: int, sampling: Sampling, generator: Optional[torch.Generator] = None, selection: Selection = "max",
+              vote_temperature: float = 2.0) -> tuple[str, list[tuple[str, float]]]:
+    """(the chosen answer (`select`), [(answer, reward)] for all `n` samples in the order drawn).
 
     The `n` answers are sampled in one batch with `sampling` (`chat_replies`) and each scored by
     `reward.score` on the conversation prompt + answer, through `template` (the policy's and the
@@ -42,8 +83,7 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
                          f"({model.cfg.vocab_size}): it scores another tokenizer's ids")
     answers = chat_replies(model, template, prompt, sampling, n, generator)
     scored = [(a, score(reward_model, template, prompt, a)) for a in answers]
-    best = max(range(n), key=lambda i: scored[i][1])  # the first of equal maxima
-    return scored[best][0], scored
+    return select(scored, selection, vote_temperature), scored
 
 
 def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:

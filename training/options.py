@@ -279,6 +279,9 @@ class RLSection(AlignSection):
     best_of: int = Field(
         0, ge=0, description="also measure best-of-N on the held-out prompts before training: N answers sampled from "
         "the starting policy, the reward model's favourite kept; 0: not measured")
+    best_of_vote_temperature: float = Field(
+        2.0, gt=0, description="best-of-N is also measured as a reward-weighted vote over the same N answers "
+        "(identical answers pool exp(reward / this)); 2.0 chosen on the demo's held-out preference prompts")
     micro_batch: int = Field(4, ge=1, description="prompts per rank per forward pass (each with group_size "
                              "completions)")
 

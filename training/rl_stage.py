@@ -165,17 +165,29 @@ class RLRecipe(TunedRecipe):
         model.checkpoint_activations = section.activation_checkpointing
         return model
 
-    def best_of_n_exact_match(self, model: torch.nn.Module) -> dict:
+    def best_of_n_exact_match(self, model: torch.nn.Module) -> dict[str, dict]:
         """Held-out exact match of best-of-N (training/best_of_n.py) from `model` with the reward
-        model: N = `best_of` answers sampled per prompt (a generator seeded by the seed), the
-        highest-scored one compared with the reference."""
-        from training.best_of_n import best_of_n
+        model: N = `best_of` answers sampled per prompt (a generator seeded by the seed), scored
+        once, then chosen both ways: {"max": the highest-scored one, "vote": the reward-weighted
+        vote (`best_of_vote_temperature`)}, each `exact_match`'s result."""
+        from training.best_of_n import best_of_n, select
 
         section = self.section
         gen = torch.Generator().manual_seed(section.seed)
-        return exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
-                           answer=lambda context: best_of_n(model, self.reward_model, self.template, context,
-                                                            section.best_of, self.sampling, gen)[0])
+        scored: list[list[tuple[str, float]]] = []
+
+        def sample_and_keep(context) -> str:
+            best, candidates = best_of_n(model, self.reward_model, self.template, context, section.best_of,
+                                         self.sampling, gen)
+            scored.append(candidates)
+            return best
+
+        results = {"max": exact_match(model, self.template, self.held_rows, section.eval_generate,
+                                      section.max_new_tokens, answer=sample_and_keep)}
+        votes = iter([select(c, "vote", section.best_of_vote_temperature) for c in scored])
+        results["vote"] = exact_match(model, self.template, self.held_rows, section.eval_generate,
+                                      section.max_new_tokens, answer=lambda context: next(votes))
+        return results
 
     def describe(self) -> str:
         s = self.section
@@ -342,9 +354,12 @@ class RLRecipe(TunedRecipe):
             extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
                                                                  **exact_match_rows(after, "rl")}
         if self.best_of_before:
-            extra[f"Exact match on held-out prompts: best-of-{section.best_of} with the reward model, from the base model"] = \
-                exact_match_rows(self.best_of_before, f"best-of-{section.best_of}")
-            summary["best_of_n_exact_match"] = self.best_of_before["exact_match"]
+            extra[f"Exact match on held-out prompts: best-of-{section.best_of} with the reward model, from the base model"] = {
+                **exact_match_rows(self.best_of_before["max"], f"best-of-{section.best_of}, highest reward"),
+                **exact_match_rows(self.best_of_before["vote"], f"best-of-{section.best_of}, reward-weighted vote "
+                                   f"(temperature {section.best_of_vote_temperature:g})")}
+            summary["best_of_n_exact_match"] = self.best_of_before["max"]["exact_match"]
+            summary["best_of_n_vote_exact_match"] = self.best_of_before["vote"]["exact_match"]
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (after or {}).get("examples", [])]
         data = {"prompts": len(self.prompts), "completions per prompt": section.group_size,
