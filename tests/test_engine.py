@@ -1,4 +1,6 @@
 """The DeepSpeed engine from the training section: it really initializes on CPU (gloo)."""
+import os
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -144,3 +146,17 @@ def test_mfu_peak_of_a_gpu_comes_from_its_name(monkeypatch, name, peak):
     assert value == peak
     assert (name in source) if peak else ("set peak_tflops" in source)
     assert peak_tflops(500.0) == (500.0, "config peak_tflops")
+
+
+def test_deepspeed_init_compiles_no_inference_only_op():
+    """DeepSpeed's shared-memory all-reduce op serves only its inference all-reduce; building it
+    costs a gcc run (~30 s) in every fresh environment, so the trainer's init skips it."""
+    import subprocess
+    import sys
+
+    code = ("from training.engine import setup_distributed\nsetup_distributed()\n"
+            "import deepspeed.comm.comm as c\nprint('SHM', c.cdb.shm_comm_op)")
+    alone = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=alone)
+    assert "SHM None" in done.stdout, done.stdout + done.stderr
+    assert "shm_comm_op built" not in done.stdout + done.stderr

@@ -37,6 +37,12 @@ def setup_distributed() -> None:
 
     # DeepSpeed logs its whole config and every checkpoint file at INFO; the trainer reports instead.
     logger.setLevel(os.environ.get("LLMPIPE_DEEPSPEED_LOG", "WARNING"))
+    # At init DeepSpeed compiles a shared-memory all-reduce op with gcc (about 30 s in every fresh
+    # environment) that only its inference all-reduce uses (deepspeed/comm/torch.py); training's
+    # collectives go through torch.distributed (gloo on CPU) with or without it.
+    compatible = getattr(deepspeed.ops, "__compatible_ops__", None)
+    if isinstance(compatible, dict):
+        compatible["deepspeed_shm_comm"] = False
     if not torch.distributed.is_initialized():
         deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
 
