@@ -224,6 +224,8 @@ def _in_range(cast: Callable, what: str, low: float, high: float = math.inf, low
 
 _positive_int = _in_range(int, "a whole number of at least 1", 1)
 _non_negative_float = _in_range(float, "a number of at least 0", 0.0)
+_seed = _in_range(int, "a seed from 0 to 2**63 - 1", 0, 2 ** 63 - 1)
+_positive_float = _in_range(float, "a number above 0", 0.0, low_inclusive=False)
 _probability = _in_range(float, "a probability in (0, 1]", 0.0, 1.0, low_inclusive=False)
 
 
@@ -260,8 +262,8 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
         raise TrainingInputError("--reward-model is used by --best-of N; give both")
     if (args.select != "max" or args.vote_temperature is not None) and args.best_of is None:
         raise TrainingInputError("--select and --vote-temperature choose among --best-of N answers; give --best-of N")
-    if args.vote_temperature is not None and args.vote_temperature <= 0:
-        raise TrainingInputError(f"--vote-temperature must be > 0 (got {args.vote_temperature})")
+    if args.vote_temperature is not None and args.select != "vote":
+        raise TrainingInputError("--vote-temperature weighs the votes of --select vote; give --select vote")
     if args.best_of is not None and args.num_beams > 1:
         raise TrainingInputError("--best-of samples its answers; it does not combine with --num-beams")
     try:
@@ -437,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 is greedy")
     p.add_argument("--top-k", type=_positive_int, default=None)
     p.add_argument("--top-p", type=_probability, default=None)
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=_seed, default=0, help="sampling seed")
     p.add_argument("--num-beams", type=_positive_int, default=1,
                    help="beam search with this many beams (at temperature 0); the same answer as transformers' "
                    "generate(num_beams=...) on the exported model")
@@ -455,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=["max", "vote"], default="max",
                    help="with --best-of: max returns the highest-rewarded answer; vote a reward-weighted majority vote "
                    "(identical answers pool exp(reward / --vote-temperature); training/best_of_n.py)")
-    p.add_argument("--vote-temperature", type=float, default=None, metavar="T",
+    p.add_argument("--vote-temperature", type=_positive_float, default=None, metavar="T",
                    help="with --select vote: how much the reward outweighs the count of samples (default 2.0; "
                    "small: like max, large: plain majority)")
     p.set_defaults(func=cmd_generate)
@@ -486,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
 def _one_line(err: BaseException) -> Optional[str]:
     """Find our own error inside whatever wrapped it (Beam re-raises worker errors as its own,
     sometimes only as text that names the original class)."""
@@ -495,6 +500,8 @@ def _one_line(err: BaseException) -> Optional[str]:
         seen.add(id(cur))
         if isinstance(cur, LlmpipeError):
             return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+        if isinstance(cur, _PATH_ERRORS) and cur.filename:  # a path the user gave: a folder for a file, ...
+            return f"{cur.strerror or type(cur).__name__}: {cur.filename}"
         cur = cur.__cause__ or cur.__context__
     text = str(err)
     for name in error_names():

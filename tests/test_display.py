@@ -48,3 +48,11 @@ def test_training_report_table_shows_none_as_na_and_escapes_strings():
     lines = table({"validation loss": None, "prompt": "what\x1b[0m | is\nit"})
     assert "| validation loss | n/a |" in lines
     assert "| prompt | what\\x1b[0m \\| is\\nit |" in lines
+
+
+def test_training_report_escapes_user_text_in_row_labels():
+    """Exact-match rows are labelled by the data's task names: they are user text too."""
+    from training.report import table
+
+    lines = table({"base model: t0|\x1b[31mred\nx": 0.5})
+    assert lines[2] == "| base model: t0\\|\\x1b[31mred\\nx | 0.5 |"

@@ -318,7 +318,7 @@ def test_cli_best_of_n_returns_the_best_with_every_candidate(models, rewards, ca
 
 
 @pytest.mark.parametrize("case", ["missing", "language-model", "other-tokenizer", "zero", "greedy", "no-chat", "no-n",
-                                  "select-alone", "vote-temperature"])
+                                  "select-alone", "vote-temperature", "vote-temperature-nan"])
 def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, capsys, case):
     folder, _ = models["chat"]
     reward_dir = rewards[1.0][0]
@@ -328,16 +328,18 @@ def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, c
              "greedy": ["--best-of", "3", "--reward-model", str(reward_dir), "--temperature", "0"],
              "no-n": ["--reward-model", str(reward_dir)],
              "select-alone": ["--select", "vote"],
-             "vote-temperature": ["--best-of", "3", "--reward-model", str(reward_dir), "--select", "vote",
-                                  "--vote-temperature", "0"]}
+             "vote-temperature": ["--best-of", "3", "--reward-model", str(reward_dir), "--select", "max",
+                                  "--vote-temperature", "5"]}
     if case == "other-tokenizer":  # a reward model trained with another vocabulary
         other_tok = make_tokenizer(tmp_path / "tok2", 200)
         other_dir, _ = reward_folder(other_tok, tmp_path, 1.0)
         extra[case] = ["--best-of", "3", "--reward-model", str(other_dir)]
-    if case == "zero":
+    if case in ("zero", "vote-temperature-nan"):
+        flag, bad = ("--best-of", ["--best-of", "0"]) if case == "zero" else \
+            ("--vote-temperature", ["--best-of", "3", "--select", "vote", "--vote-temperature", "nan"])
         with pytest.raises(SystemExit):  # argparse: a usage line and one error line
-            main(base + ["--best-of", "0", "--reward-model", str(reward_dir)])
-        assert "--best-of" in capsys.readouterr().err
+            main(base + bad + ["--reward-model", str(reward_dir)])
+        assert flag in capsys.readouterr().err
         return
     args = base + extra.get(case, [])
     if case == "no-chat":
@@ -348,7 +350,7 @@ def test_cli_best_of_n_errors_are_one_line(models, rewards, tok_dir, tmp_path, c
     assert err.startswith("llmpipe: error: ") and err.count("\n") == 1, err
     expect = {"missing": "not found", "language-model": "not a reward model", "other-tokenizer": "another tokenizer",
               "greedy": "temperature", "no-chat": "--chat", "no-n": "--best-of", "select-alone": "give --best-of N",
-              "vote-temperature": "--vote-temperature must be > 0"}[case]
+              "vote-temperature": "give --select vote"}[case]
     assert expect in err, err
 
 
@@ -394,3 +396,26 @@ def test_cli_best_of_n_vote_is_select_over_the_same_candidates(models, rewards, 
         assert [(c["completion"], c["reward"]) for c in row["candidates"]] == scored
         assert row["completion"] == select(scored, "vote", 0.5)
         assert row["reward"] == next(r for a, r in scored if a == row["completion"])
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--seed", str(2 ** 80)], "--seed"),
+    (["--input", "DIR"], "Is a directory"),
+    (["--output", "DIR"], "Is a directory"),
+    (["--output", "DIR/no/such/o.jsonl"], "No such file or directory"),
+])
+def test_cli_generate_paths_and_seeds_a_user_gets_wrong_are_one_line(models, tmp_path, capsys, flags, says):
+    folder, _ = models["chat"]
+    flags = [f.replace("DIR", str(tmp_path)) for f in flags]
+    args = ["generate", "--model", str(folder), "--chat", "--max-new-tokens", "2", *flags]
+    if "--input" not in flags:
+        args += ["--prompt", "hi"]
+    capsys.readouterr()
+    if flags[0] == "--seed":
+        with pytest.raises(SystemExit):
+            main(args)
+        assert says in capsys.readouterr().err
+        return
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmpipe: error: ") and err.count("\n") == 1 and says in err, err

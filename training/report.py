@@ -21,7 +21,7 @@ def _fmt(value: Any) -> str:
 
 
 def table(rows: dict[str, Any]) -> list[str]:
-    return ["| | |", "|---|---:|", *(f"| {k} | {_fmt(v)} |" for k, v in rows.items()), ""]
+    return ["| | |", "|---|---:|", *(f"| {table_cell(str(k))} | {_fmt(v)} |" for k, v in rows.items()), ""]
 
 
 def write_training_report(out: str, title: str, section: TrainSection, cfg: ModelConfig, summary: dict,
