@@ -419,3 +419,18 @@ def test_cli_generate_paths_and_seeds_a_user_gets_wrong_are_one_line(models, tmp
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("llmpipe: error: ") and err.count("\n") == 1 and says in err, err
+
+
+def test_a_chat_answer_ends_at_any_stop_token_as_transformers_does(models, monkeypatch):
+    """An end-of-text before the end of the turn ends the answer (transformers' generate stops at
+    every id in generation_config's eos_token_id, which lists both)."""
+    folder, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(folder)))
+    a, b, c = (template.tok.encode(ch)[0] for ch in "abc")
+
+    def scripted(ids, max_new_tokens, **kwargs):
+        return torch.tensor([row.tolist() + [a, b, template.eot_id, c, template.end_id] for row in ids])
+
+    monkeypatch.setattr(policy, "generate", scripted)
+    for sampling in (Sampling(max_new_tokens=8), SAMPLE):
+        assert chat_replies(policy, template, "hi", sampling, 2) == [template.tok.decode([a, b]).strip()] * 2

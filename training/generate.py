@@ -130,9 +130,11 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
 def _answers_after(model: Transformer, tokenizer, ids: list[int], stop_ids: list[int], sampling: Sampling,
                    generator: Optional[torch.Generator], copies: int = 1) -> list[str]:
     """Generate `copies` continuations of `ids` (one batch; keeping the prompt's end when it leaves
-    no room) and decode each up to its first stop token. Sampling and greedy stop at
-    `stop_ids[0]`; beam search (one hypothesis) at any of `stop_ids`, the ids the HF export lists
-    as eos (which candidates it keeps depends on how many there are)."""
+    no room) and decode each up to its first stop token, any of `stop_ids` (the ids the HF export
+    lists as eos, where transformers' generate stops). Sampling and greedy generate until
+    `stop_ids[0]` (so a seeded generator draws the same tokens whatever the other stops); beam
+    search (one hypothesis) ends hypotheses at any of `stop_ids` (which candidates it keeps depends
+    on how many there are)."""
     stop_id = stop_ids[0]
     room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
     ids = ids[-room:] or [stop_id]
@@ -144,7 +146,6 @@ def _answers_after(model: Transformer, tokenizer, ids: list[int], stop_ids: list
         seq = model.generate(torch.tensor([ids] * copies), sampling.max_new_tokens, temperature=sampling.temperature,
                              top_k=sampling.top_k, top_p=sampling.top_p, eos_id=stop_id, generator=generator)
         news = [[int(t) for t in row[len(ids):]] for row in seq]
-        stop_ids = [stop_id]
     return [tokenizer.decode(new[: next((i for i, t in enumerate(new) if t in stop_ids), len(new))]) for new in news]
 
 
