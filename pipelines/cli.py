@@ -249,7 +249,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
     from training.generate import Sampling, chat_reply, continuation
-    from training.stage import TrainingInputError, require
+    from training.stage import TrainingInputError, require, require_usable_rows
 
     if not args.prompt and not args.input:
         raise TrainingInputError("generate needs --prompt TEXT (repeatable) or --input FILE.jsonl of {\"prompt\": ...} rows")
@@ -319,6 +319,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     if args.output:
         out.close()
         print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}")
+    require_usable_rows("generate", args.input or "--prompt", len(rows), bad)
     return 0
 
 

@@ -172,11 +172,13 @@ def _model_stage(stage: str, recipe: str) -> Callable[[StageCall], dict]:
 
 def _reward_score(call: StageCall) -> int:
     from training.reward import score_file
+    from training.stage import require_usable_rows
 
     model_dir = call.arg("model") or os.path.join(stage_dir(call.cfg, "reward"), "final")
     rows, bad = score_file(model_dir, call.arg("input"), call.out)
     if call.out:
         print(f"reward score: {rows} rows scored ({bad} bad) -> {call.out}")
+    require_usable_rows("reward score", call.arg("input"), rows, bad)
     return 0
 
 

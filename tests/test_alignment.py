@@ -296,6 +296,10 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert isinstance(lines[0]["response_reward"], float) and "invalid JSON" in lines[1]["error"]
     assert lines[2] == {"line": 3, "error": "ValueError: invalid UTF-8 at byte 12"}
+    rows.write_bytes(b'not json\n{"prompt": "SFT rows are not scored", "completion": "x"}\n')
+    assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 2  # nothing scored
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 and "none of the 2 rows" in captured.err and captured.err.count("\n") == 1
     hf = json.loads((out / "hf" / "config.json").read_text())
     assert hf["architectures"] == ["LlamaForSequenceClassification"] and hf["num_labels"] == 1
 

@@ -434,3 +434,15 @@ def test_a_chat_answer_ends_at_any_stop_token_as_transformers_does(models, monke
     monkeypatch.setattr(policy, "generate", scripted)
     for sampling in (Sampling(max_new_tokens=8), SAMPLE):
         assert chat_replies(policy, template, "hi", sampling, 2) == [template.tok.decode([a, b]).strip()] * 2
+
+
+@pytest.mark.parametrize("content, says", [(b"not json\n[1]\n", "none of the 2 rows"), (b"", "holds no rows")])
+def test_cli_generate_with_nothing_usable_exits_2_after_writing_its_error_rows(models, tmp_path, capsys, content, says):
+    folder, _ = models["chat"]
+    rows = tmp_path / "p.jsonl"
+    rows.write_bytes(content)
+    capsys.readouterr()
+    assert main(["generate", "--model", str(folder), "--chat", "--max-new-tokens", "2", "--input", str(rows)]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == content.count(b"\n") and says in captured.err
+    assert captured.err.count("\n") == 1

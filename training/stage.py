@@ -47,6 +47,16 @@ def model_stage_inputs(stage: str, base_dir: str, files: dict[str, Optional[str]
     return inputs
 
 
+def require_usable_rows(what: str, source: str, rows: int, bad: int) -> None:
+    """After a command wrote one output row per input row: TrainingInputError (one line, exit 2)
+    when `source` held no rows, or when every row was an error row (nothing was done)."""
+    if rows == 0:
+        raise TrainingInputError(f"{what}: {source} holds no rows")
+    if bad == rows:
+        raise TrainingInputError(f"{what}: none of the {rows} rows of {source} could be used "
+                                 "(each has its error row in the output)")
+
+
 def require(path: str, what: str) -> None:
     if not os.path.exists(path):
         raise TrainingInputError(f"{what} not found: {path}")
