@@ -109,7 +109,7 @@ def document_features(text: str) -> dict[str, float]:
         "n_chars": float(n_chars),
         "n_words": float(n_words),
         "n_lines": float(len(nonblank)),
-        "mean_word_len": (sum(len(w) for w in toks) / n_words) if n_words else 0.0,
+        "mean_word_len": (len("".join(toks)) / n_words) if n_words else 0.0,  # the sum of the word lengths
         "mean_line_len": (sum(len(ln) for ln in nonblank) / len(nonblank)) if nonblank else 0.0,
         "alpha_ratio": alpha / visible,
         "digit_ratio": digits / visible,
