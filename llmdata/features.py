@@ -22,6 +22,7 @@ _NOT_ALPHA = regex.compile(r"[^\p{L}\p{M}]+")
 _NOT_DIGIT = regex.compile(r"[^\p{Nd}]+")
 _NOT_UPPER = regex.compile(r"[^\p{Lu}]+")
 _HAS_ALPHA = regex.compile(r"\p{L}")
+_HAS_ASCII_ALPHA = re.compile(r"[A-Za-z]")  # \p{L} on ASCII, in the stdlib engine (3x faster per call)
 _ASCII_LETTERS = string.ascii_letters.encode()
 _ASCII_DIGITS = string.digits.encode()
 _ASCII_UPPER = string.ascii_uppercase.encode()
@@ -109,7 +110,7 @@ def document_features(text: str) -> dict[str, float]:
         "n_chars": float(n_chars),
         "n_words": float(n_words),
         "n_lines": float(len(nonblank)),
-        "mean_word_len": (sum(len(w) for w in toks) / n_words) if n_words else 0.0,
+        "mean_word_len": (len("".join(toks)) / n_words) if n_words else 0.0,  # the sum of the word lengths
         "mean_line_len": (sum(len(ln) for ln in nonblank) / len(nonblank)) if nonblank else 0.0,
         "alpha_ratio": alpha / visible,
         "digit_ratio": digits / visible,
@@ -126,4 +127,5 @@ def document_features(text: str) -> dict[str, float]:
 
 
 def has_alpha(word: str) -> bool:
-    return _HAS_ALPHA.search(word) is not None
+    """Whether the word holds a letter (\\p{L})."""
+    return (_HAS_ASCII_ALPHA if word.isascii() else _HAS_ALPHA).search(word) is not None

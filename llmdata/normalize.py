@@ -29,13 +29,17 @@ from llmdata.errors import LlmpipeError
 #: emoji; tag characters spell flag sequences; Arabic number signs and Egyptian hieroglyph controls
 #: are visible in rendering.
 INVISIBLE_FORMAT = "\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u206f\ufeff"
-# Cc (controls) except tab and newline, and the junk format characters above.
-_INVISIBLE = regex.compile(rf"[\p{{Cc}}{INVISIBLE_FORMAT}--[\t\n]]", regex.V1)
+# Cc (controls: U+0000-001F and U+007F-009F) except tab and newline, and the junk format
+# characters above. Explicit classes, so the stdlib engine runs them (2x the `regex` module here).
+_INVISIBLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE_FORMAT}]")
 # Characters that end a line: vertical tab, form feed, NEL, line and paragraph separators.
-_LINE_BREAKS = regex.compile(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
-# Inside a line, not indentation; the ideographic space (U+3000) is CJK typesetting and stays.
-_HSPACE_RUN = regex.compile(r"(?<=\S)[^\S\n\u3000]{2,}(?=\S)")
+_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
 _EXOTIC_SPACE = regex.compile(r"[^\S\n\t \u3000]")  # NBSP, thin and en spaces, etc.
+# Runs of 2+ spaces inside a line, not indentation; the ideographic space (U+3000) is CJK
+# typesetting and stays. Unicode's `(?<=\S)[^\S\n\u3000]{2,}(?=\S)` written for a text whose only
+# whitespace is ASCII or U+3000 (what collapse_spaces leaves after _EXOTIC_SPACE), with explicit
+# classes, so the stdlib engine runs it (4x the `regex` module here).
+_HSPACE_RUN = re.compile(r"(?<=[^\t\n\x0b\x0c\r \u3000])[\t\x0b\x0c\r ]{2,}(?=[^\t\n\x0b\x0c\r \u3000])")
 _PUNCT = regex.compile(r"[\p{P}\p{S}]+")
 _WORD = regex.compile(r"\w+", regex.UNICODE)
 

@@ -270,7 +270,7 @@ def top_ngram_char_frac(toks: list[str], n: int, total_chars: int) -> float:
     """Share of word characters covered by the single most frequent n-gram (Gopher)."""
     if len(toks) < n or total_chars == 0:
         return 0.0
-    grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+    grams = Counter(zip(*[toks[k:] for k in range(n)]))  # the n-grams toks[i:i+n], built in C
     gram, count = grams.most_common(1)[0]
     if count <= 1:
         return 0.0

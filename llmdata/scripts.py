@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Optional
 
 import regex
@@ -109,6 +110,14 @@ _WORD_ANY = regex.compile(r"\w+")
 _WORD_ASCII = re.compile(r"\w+")  # the same tokens on ASCII text; the stdlib engine is 1.5x faster here
 
 
+@lru_cache(maxsize=1 << 16)
+def _same_word_class(ch: str) -> bool:
+    """Whether the stdlib engine's \\w (str.isalnum() or "_") and `regex`'s Unicode \\w (letters,
+    marks, digits, connector punctuation, join controls) agree on `ch`: true of typographic quotes
+    and dashes, accented letters, most scripts' letters; false of combining marks and ZWJ/ZWNJ."""
+    return (ch.isalnum() or ch == "_") == bool(_WORD_ANY.fullmatch(ch))
+
+
 def thai_words(run: str) -> list[str]:
     """A run of Thai letters cut into words by PyThaiNLP's dictionary segmenter (newmm).
 
@@ -132,11 +141,15 @@ def words(text: str) -> list[str]:
       underscore), which is what Unicode word boundaries give for space-separated scripts,
       code identifiers included.
 
-    ASCII text takes one compiled ASCII pattern. Returns the words in text order.
+    ASCII text, and text whose non-ASCII characters the stdlib engine's \\w classes as `regex`'s does,
+    take the stdlib pattern (several times faster). Returns the words in text order.
     """
     if text.isascii():
         return _WORD_ASCII.findall(text)
-    if not _ANY_SPACELESS.search(text):  # no Han, kana, Thai, Lao, Khmer, Myanmar: plain \w+ runs
+    rest = _ASCII_RUN.sub("", text)  # the non-ASCII characters: what the patterns below must look at
+    if not _ANY_SPACELESS.search(rest):  # no Han, kana, Thai, Lao, Khmer, Myanmar: plain \w+ runs
+        if all(map(_same_word_class, set(rest))):  # e.g. English with typographic quotes
+            return _WORD_ASCII.findall(text)
         return _WORD_ANY.findall(text)
     out: list[str] = []
     for m in _WORDS.finditer(text):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 from typing import Any, Iterator, Optional
 
 import apache_beam as beam
@@ -51,8 +52,13 @@ def document_shingles(text: str, opts: DedupOptions) -> tuple[np.ndarray, str, i
     key = dedup_key(text, opts.key)
     unit, n = opts.shingle_plan(key)
     grams = shingle_strings(key, n, unit)
-    seed = opts.seed
-    hashes = np.unique(np.fromiter((mmh3.hash(g, seed, signed=False) for g in grams), dtype=np.uint32, count=len(grams)))
+    # mmh3's signed 32-bit hashes read as unsigned: the same bits as signed=False, without a Python
+    # call per shingle (map runs in C); then np.unique by a sort (several times faster at this size)
+    hashes = np.fromiter(map(mmh3.hash, grams, itertools.repeat(opts.seed, len(grams))), dtype=np.int32,
+                         count=len(grams)).view(np.uint32)
+    hashes.sort()
+    if hashes.size > 1:
+        hashes = hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))]
     return hashes, unit, n
 
 

@@ -32,12 +32,13 @@ def _plot_histograms(out: str, hist: dict, bins: int) -> list[str]:
     fs.makedirs(fs.join(out, "plots"))
     for name, (lo, hi, use_log) in sorted(hist["edges"].items()):
         width = (hi - lo) / bins
-        centers = [lo + (i + 0.5) * width for i in range(bins)]
+        edges = [lo + i * width for i in range(bins + 1)]
         fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
         for phase, color in (("before", "#bbbbbb"), ("after", "#1f77b4")):
             counts = hist[phase].get(name, {})
             ys = [counts.get(i, 0) for i in range(bins)]
-            ax.bar(centers, ys, width=width, color=color, alpha=0.9 if phase == "before" else 0.75, label=phase)
+            # one filled step artist per phase (ax.bar draws a patch per bin: 3x slower to render)
+            ax.stairs(ys, edges, fill=True, color=color, alpha=0.9 if phase == "before" else 0.75, label=phase)
         offset = feature_scale(name)[1]
         ax.set_xlabel(f"log10({name} + {offset:g})" if use_log else name)
         ax.set_ylabel("documents")

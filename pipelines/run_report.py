@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -20,7 +21,7 @@ from typing import Any, Optional
 from llmdata.display import shown, table_cell
 from llmdata.reasons import Outcome
 from pipelines import fs
-from pipelines.manifest import read_manifest
+from pipelines.manifest import MANIFEST, read_manifest
 from pipelines.rundir import STAGE_FOLDERS
 
 TRAINING = ("pretrain", "sft", "lora", "reward", "dpo", "rl")
@@ -164,9 +165,33 @@ def _read_metrics(folder: str) -> list[dict]:
     return [json.loads(line) for line in fs.read_text(path).splitlines() if line.strip()]
 
 
+def _stage_seconds(manifest: dict) -> Optional[float]:
+    """A manifest's stage time (`timings.total_s`, else `timings.wall_s`), or None when it holds no number."""
+    timings = manifest.get("timings")
+    if not isinstance(timings, dict):
+        return None
+    for key in ("total_s", "wall_s"):
+        value = timings.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
 def build(root: str) -> tuple[str, list[Section]]:
-    """The report's title and sections for the run folder `root`."""
-    manifests = {stage: m for stage, folder in STAGE_FOLDERS.items() if (m := read_manifest(fs.join(root, folder)))}
+    """The report's title and sections for the run folder `root`.
+
+    A stage folder whose manifest.json is present but is not a JSON object (broken, hand-edited)
+    shows as "unreadable manifest" and is left out of the other sections; a section that cannot be
+    built from what the manifests hold (a field of another type than the stages write) becomes
+    one line saying so, and the rest of the report is still written."""
+    manifests: dict[str, dict] = {}
+    unreadable: set[str] = set()
+    for stage, folder in STAGE_FOLDERS.items():
+        m = read_manifest(fs.join(root, folder))
+        if isinstance(m, dict):
+            manifests[stage] = m
+        elif fs.exists(fs.join(root, folder, MANIFEST)):
+            unreadable.add(stage)
     name = os.path.basename(root.rstrip("/"))
     sections: list[Section] = []
 
@@ -174,9 +199,10 @@ def build(root: str) -> tuple[str, list[Section]]:
     rows, total = [], 0.0
     for stage, folder in STAGE_FOLDERS.items():
         m = manifests.get(stage)
-        wall = (m or {}).get("timings", {}).get("total_s") or (m or {}).get("timings", {}).get("wall_s")
+        wall = _stage_seconds(m) if m else None
         total += wall or 0.0
-        rows.append([f"{folder}", "complete" if m else "not run", fmt(wall), (m or {}).get("finished_at", "-")])
+        status = "unreadable manifest" if stage in unreadable else str(m.get("status", "complete")) if m else "not run"
+        rows.append([f"{folder}", status, fmt(wall), (m or {}).get("finished_at", "-")])
     rows.append(["all stages", "", fmt(total), ""])
     overview.p("Wall time is each stage's own run (a training stage's includes reading its data, evaluating before "
                "and after, and export; its report gives the training loop alone); a stage skipped as up to date "
@@ -184,18 +210,28 @@ def build(root: str) -> tuple[str, list[Section]]:
     overview.table(["stage", "status", "wall time (s)", "finished"], rows)
     sections.append(overview)
 
+    parts = [("Data funnel", lambda out: _funnel(manifests, out)), ("Filter quality", lambda out: _quality(root, manifests, out)),
+             ("Tokenizer and packing", lambda out: _tokenizer_and_pack(manifests, out)),
+             ("Training", lambda out: _training(root, manifests, out)), ("Alignment", lambda out: _alignment(manifests, out)),
+             ("Samples", lambda out: _samples(manifests, out))]
+    for title, part in parts:
+        built: list[Section] = []
+        try:
+            part(built)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as err:
+            built = [Section(title).p(f"Not shown: the manifests do not hold what this section reads "
+                                      f"({type(err).__name__}: {shown(str(err))}); was a manifest.json edited by hand?")]
+        sections.extend(built)
+    return f"Run report: {name}", sections
+
+
+def _funnel(manifests: dict, sections: list[Section]) -> None:
     steps = funnel(manifests)
     if steps:
         sec = Section("Data funnel").p("Every record read is accounted for: each step says how many left and why.")
         sec.table(["step", "left", "removed here (by reason)"], [[s, fmt(n), why] for s, n, why in steps])
         sec.img("funnel.png", funnel_chart(steps))
         sections.append(sec)
-    _quality(root, manifests, sections)
-    _tokenizer_and_pack(manifests, sections)
-    _training(root, manifests, sections)
-    _alignment(manifests, sections)
-    _samples(manifests, sections)
-    return f"Run report: {name}", sections
 
 
 def _quality(root: str, manifests: dict, sections: list[Section]) -> None:

@@ -416,3 +416,13 @@ def test_dpo_reference_is_the_policy_at_step_0_in_its_precision(pretrained, task
                  "--set", "dpo.export_hf=false", "--set", "dpo.tensorboard=false", "--set", "dpo.rpo_alpha=0"]) == 0
     first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line][0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_a_pair_without_reference_log_probs_raises_instead_of_training_on_nothing(tok):
+    from training.dpo import PreferenceSet
+
+    pair = (([1, 2], [-100, 2]), ([1, 3], [-100, 3]))
+    data = PreferenceSet([pair, pair], ref=[(-1.0, -2.0), None])
+    assert data[0]["ref"] == (-1.0, -2.0)
+    with pytest.raises(RuntimeError, match="pair 1 has no reference log-probs"):
+        data[1]

@@ -182,6 +182,26 @@ def test_ascii_key_fast_path_equals_the_unicode_path(text, lower, punct, digits,
     assert dedup_key(text, opts) == dedup_key_unicode(text, opts)
 
 
+
+_PUNCTUATED = st.text(alphabet=st.sampled_from(list("aZ9 .,;-_\\]^[()\x00\x1f\x7f\x85\u00a7\u00b2\u2014\u2019\u201c"
+                                                   "\u3001\u3002\uff0c\u4e2d\u00e9\u0301\u20ac\U0001f600")))
+
+
+@given(_PUNCTUATED | st.text())
+@settings(max_examples=400)
+def test_punctuation_to_spaces_equals_the_unicode_class(text):
+    import regex
+
+    from llmdata.dedup import punctuation_to_spaces
+    assert punctuation_to_spaces(text) == regex.sub(r"[\p{P}\p{S}\p{Cc}]", " ", text)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "dd", "中"]), max_size=12), st.integers(1, 7))
+def test_word_shingles_are_the_n_word_windows(toks, n):
+    from llmdata.dedup import shingle_strings
+    expected = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))} - {""}
+    assert shingle_strings(" ".join(toks), n) == expected
+
 def test_shingle_hashes_are_the_hashes_of_the_shingles():
     import mmh3
 

@@ -129,3 +129,11 @@ def test_unicode_char_classes():
 
     # é (precomposed), e + combining acute, Ä, Arabic-Indic digit 3, ideographic space, Chinese
     assert char_classes("\u00e9e\u0301\u00c4\u0663\u3000\u4e2d") == (5, 1, 1, 1, 6)
+
+
+@given(st.text(max_size=12) | st.text(alphabet=st.characters(max_codepoint=127), max_size=12))
+def test_has_alpha_is_a_unicode_letter_search(word):
+    import regex
+
+    from llmdata.features import has_alpha
+    assert has_alpha(word) == bool(regex.search(r"\p{L}", word))

@@ -275,3 +275,61 @@ def test_short_random_thai_and_devanagari_are_junk_by_their_spelling():
             assert scores["letter_pairs"] < MIN_LETTER_PAIRS
             caught += junk_reason(scores) == "junk:random_letters"
         assert caught >= 45, script  # 46 of 50 Thai with this seed; the misses have fewer than MIN_MISSPELT bad marks
+
+
+# ---- the fast paths of letter_dependence, char_entropy and misspelt against their Unicode forms ----
+
+def _letter_dependence_unicode(text: str) -> tuple[float, float, int]:
+    """letter_dependence as first written: one `regex` pass and np.unique (the reference)."""
+    import numpy as np
+    import regex
+
+    from llmdata.junk import SHUFFLES, _sample
+    runs = regex.findall(r"[\p{L}\p{M}]+", _sample(text).lower())
+    letters = "".join(runs)
+    if len(letters) < 2:
+        return 1.0, 1.0, 0
+    codes = np.frombuffer(letters.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    valid = np.ones(len(codes) - 1, dtype=bool)
+    valid[np.cumsum([len(r) for r in runs])[:-1] - 1] = False
+    n_pairs = int(valid.sum())
+    if n_pairs == 0:
+        return 1.0, 1.0, 0
+    rng = np.random.default_rng(0)
+    distinct = lambda c: len(np.unique(((c[:-1] << np.uint64(21)) | c[1:])[valid]))  # noqa: E731
+    expected = sum(distinct(rng.permutation(codes)) for _ in range(SHUFFLES)) / SHUFFLES
+    observed = distinct(codes)
+    return observed / expected, (n_pairs - observed + 1) / (n_pairs - expected + 1), n_pairs
+
+
+_MIXED = st.text(alphabet=st.sampled_from(list("abcXYZ019 _-.,'\n\t\u00e9\u0301\u2019\u201c\u4e2d\u6587"
+                                               "\u0e01\u0e48\u0e32\u0915\u093e\u200d\u0410\u00df\u0130")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_MIXED, st.text(), st.text(alphabet=st.characters(max_codepoint=127))))
+def test_letter_dependence_fast_path_equals_the_unicode_form(text):
+    assert letter_dependence(text) == _letter_dependence_unicode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_MIXED, st.text(alphabet=st.characters(max_codepoint=127), min_size=40)))
+def test_char_entropy_fast_path_equals_the_unicode_form(text):
+    import math
+    from collections import Counter
+
+    import regex
+    folded = regex.sub(r"[^\p{L}\p{M}]+", " ", text[:1800].lower()).strip()[:600]
+    if len(folded) < 50:
+        assert char_entropy(text) == 0.0
+        return
+    n = len(folded) - 1
+    h = lambda counts: -sum(c / n * math.log2(c / n) for c in counts.values())  # noqa: E731
+    assert char_entropy(text) == max(h(Counter(zip(folded, folded[1:]))) - h(Counter(folded[:-1])), 0.0)
+
+
+def test_letter_dependence_on_written_text_equals_the_unicode_form():
+    texts = list(GOOD.values()) + ["The quick brown fox jumps over the lazy dog. " * 40,
+                                   "def f(x):\n    return x + 1  # add one\n" * 30, random_cjk_lines(3)]
+    for text in texts:
+        assert letter_dependence(text) == _letter_dependence_unicode(text)

@@ -1,6 +1,7 @@
 """Each normalization step on known inputs; the composition is idempotent and total on Unicode."""
 import pytest
-from hypothesis import given, settings
+import regex
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmdata.normalize import (
@@ -158,3 +159,28 @@ _LATIN = st.sampled_from(list("abcxyzXYZ019+-=<>()"))
 def test_default_never_changes_meaningful_characters(parts):
     text = "".join(parts)
     assert Normalizer()(text) == text
+
+
+# The Unicode forms the stdlib patterns of remove_invisible and collapse_spaces are written from.
+_INVISIBLE_UNICODE = regex.compile(r"[\p{Cc}\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u206f\ufeff--[\t\n]]", regex.V1)
+_HSPACE_RUN_UNICODE = regex.compile(r"(?<=\S)[^\S\n\u3000]{2,}(?=\S)")
+_SPACES = st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2009\u3000\u2028\u200b\ufeffa.中\u0301\x00\x7f\x9f\u00ad\u202e\u2066\u200d")))
+
+
+@settings(max_examples=500)
+@given(st.one_of(_SPACES, st.text()))
+@example("a  \rb\r\r c").via("a carriage return inside a run")
+@example("a \x0b\x0cb  \x1c  c\x85\x85d").via("vertical tab, form feed, NEL")
+@example("x \u3000 y\u00a0\u2009z\t\tw").via("ideographic and exotic spaces")
+def test_stdlib_patterns_match_their_unicode_forms(text):
+    assert remove_invisible(text) == _INVISIBLE_UNICODE.sub("", regex.sub(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]", "\n", text))
+    assert collapse_spaces(text) == _collapse_spaces_unicode(text)
+
+
+def _collapse_spaces_unicode(text: str) -> str:
+    """collapse_spaces with the Unicode pattern (its form before the stdlib one)."""
+    if not text.isascii() or any(c in text for c in "\x0b\x0c\x1c\x1d\x1e\x1f"):
+        text = regex.sub(r"[^\S\n\t \u3000]", " ", text)
+    if "  " not in text and "\t" not in text:
+        return text
+    return _HSPACE_RUN_UNICODE.sub(" ", text)

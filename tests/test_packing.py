@@ -147,3 +147,13 @@ def test_dataset_resume_equals_an_uninterrupted_pass(packed):
     for i in (full[0], full[-1]):
         a, b = ds[i], ds[i]
         assert all((a[k] == b[k]).all() for k in a)
+
+
+@given(st.integers(1, 50), st.integers(0, 3), st.integers(0, 120))
+def test_first_draws_are_the_indices_a_fresh_sampler_yields(size, seed, n):
+    """What DPO computes reference log-probs for: exactly the pairs the run's first n draws read."""
+    from training.data import ResumableSampler
+
+    sampler = ResumableSampler(size, seed=seed)
+    it = iter(ResumableSampler(size, seed=seed))
+    assert sampler.first_draws(n) == {next(it) for _ in range(n)}

@@ -77,3 +77,22 @@ def test_the_funnel_accounts_for_every_record(small_corpus, tmp_path):
     assert steps[-1][1] == clean["input"] + removed  # what is left = read - everything removed, step by step
     title, sections = build(str(tmp_path / "k"))
     assert title == "Run report: k" and [s.title for s in sections][:2] == ["Stages", "Data funnel"]
+
+
+def test_report_survives_hand_edited_manifests(small_corpus, tmp_path, capsys):
+    """A broken or hand-edited manifest gives a report that says so, not a traceback."""
+    args = run_args(small_corpus[0], tmp_path)
+    assert main([*args[:5], "--to", "dedup", *args[7:]]) == 0
+    clean = tmp_path / "k" / "01-clean" / "manifest.json"
+    m = json.loads(clean.read_text())
+    m["timings"]["total_s"], m["counts"] = "12 s", "n/a"
+    clean.write_text(json.dumps(m))
+    (tmp_path / "k" / "02-dedup" / "manifest.json").write_text("[1, 2]")
+    title, sections = build(str(tmp_path / "k"))
+    stages = {row[0]: row for row in sections[0].blocks[-1][2]}
+    assert stages["02-dedup"][1] == "unreadable manifest" and stages["03-tokenizer"][1] == "not run"
+    assert stages["01-clean"][2] == "-"  # no number to show (and none added to the total)
+    funnel_section = next(s for s in sections if s.title == "Data funnel")
+    assert funnel_section.blocks[0][1].startswith("Not shown: the manifests do not hold what this section reads")
+    capsys.readouterr()
+    assert main(["report", "--run-dir", str(tmp_path / "k")]) == 0

@@ -79,3 +79,25 @@ def test_thai_mnemonic_underscores_do_not_split_words():
     assert words("เลิ_กเชื่อมต่อ") == words("เลิกเชื่อมต่อ")
     assert words("_แบบอักษร\nฮาร์_ดดิสก์") == words("แบบอักษร\nฮาร์ดดิสก์")
     assert words("foo_bar ภาษาไทย") == ["foo_bar", *words("ภาษาไทย")]
+
+
+_WORDISH = st.text(alphabet=st.sampled_from(list("ab Z09_-.'\n\u00e9\u00df\u0130\u2019\u201c\u2014\u00b2\u0301\u200d\u200c"
+                                                 "\u0915\u093e\u094d\u0410\u05d0\u0627\u064b\u0661")))
+
+
+@given(st.one_of(_WORDISH, st.text()))
+def test_words_fast_path_equals_the_unicode_pattern(text):
+    """Without a spaceless script the words are `regex`'s \\w+ runs, whichever engine finds them
+    (the stdlib's \\w differs on combining marks, ZWJ/ZWNJ and digits like ², so the fast path must
+    see through those)."""
+    from llmdata.scripts import words
+    if not regex.search(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u3005\u309d\u309e\u30fc"
+                        r"\u30fd\u30fe\uff70]", text):
+        assert words(text) == regex.findall(r"\w+", text)
+
+
+def test_words_keeps_marks_and_joiners_inside_words():
+    from llmdata.scripts import words
+    assert words("नमस्ते दुनिया “ok”") == ["नमस्ते", "दुनिया", "ok"]  # vowel signs and virama: no stdlib \w
+    assert words("می\u200cخواهم x²") == ["می\u200cخواهم", "x"]  # ZWNJ joins; ² is not regex's \w
+    assert words("He said “don’t” — café") == ["He", "said", "don", "t", "café"]

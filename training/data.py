@@ -100,6 +100,13 @@ class ResumableSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
+    def first_draws(self, n: int) -> set[int]:
+        """The distinct indices among the first `n` a fresh sampler of this size and seed yields
+        (all of them once n >= size): what a run of n samples will read."""
+        if n >= self.size:
+            return set(range(self.size))
+        return {int(i) for i in ResumableSampler(self.size, self.seed, self.shuffle)._order()[:n]}
+
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "size": self.size}
 

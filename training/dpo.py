@@ -5,8 +5,9 @@
 
 Loss per pair (Rafailov et al. 2023), with h = β·[(log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))]:
 −(1 − ε)·log σ(h) − ε·log σ(−h), ε the label smoothing of conservative DPO (0 = plain DPO).
-The reference never changes, so its log-probabilities are computed once, before training, and
-travel with each pair: no second model in memory or in the step (TRL's precompute_ref_log_probs).
+The reference never changes, so its log-probabilities are computed once, before training, for the
+pairs the run's seeded sampler will draw (max_steps x global batch of them), and travel with each
+pair: no second model in memory or in the step (TRL's precompute_ref_log_probs).
 They are computed through the DeepSpeed engine once it is built, so in the policy's precision
 (under bf16 the policy and the reference are the same numbers at step 0).
 With `rpo_alpha` > 0 the loss also has RPO's negative log-likelihood term on the chosen responses
@@ -120,7 +121,10 @@ def _nats(value: Optional[float]) -> str:
 
 
 class PreferenceSet(Dataset):
-    def __init__(self, pairs: list[tuple[Side, Side]], ref: Optional[list[tuple[float, float]]] = None):
+    """Preference pairs with, once `ref` is set, their reference log-probs; `ref[i]` None marks a
+    pair whose log-probs were not computed (a pair the run was not going to draw)."""
+
+    def __init__(self, pairs: list[tuple[Side, Side]], ref: Optional[list[Optional[tuple[float, float]]]] = None):
         self.pairs = pairs
         self.ref = ref
 
@@ -131,6 +135,9 @@ class PreferenceSet(Dataset):
         chosen, rejected = self.pairs[i]
         item = {"chosen": chosen, "rejected": rejected}
         if self.ref is not None:
+            if self.ref[i] is None:
+                raise RuntimeError(f"dpo: pair {i} has no reference log-probs (only the pairs the run's sampler was "
+                                   f"predicted to draw were computed)")
             item["ref"] = self.ref[i]
         return item
 
@@ -251,8 +258,14 @@ class DPORecipe(TunedRecipe):
         # The reference is the starting policy as the engine runs it (its precision: bf16 weights under
         # bf16), computed before a resume loads trained weights: at step 0, policy == reference exactly,
         # not up to the rounding between an fp32 module and its bf16 copy. Its log-probs never change.
+        # Only the pairs the run will draw: max_steps global batches of the trainer's seeded sampler
+        # (4,800 of the demo's 15,000); any other pair raises in PreferenceSet rather than train on nothing.
         engine = trainer.engine
-        self.train_set.ref = pair_logps(engine, self.pairs, self.pad, device=engine.device)
+        used = sorted(trainer.sampler.first_draws(self.section.max_steps * trainer.global_batch))
+        ref: list[Optional[tuple[float, float]]] = [None] * len(self.pairs)
+        for i, logps in zip(used, pair_logps(engine, [self.pairs[i] for i in used], self.pad, device=engine.device)):
+            ref[i] = logps
+        self.train_set.ref = ref
         self.ref_held = pair_logps(engine, self.held, self.pad, device=engine.device) if self.held else []
         if self.val_set is not None:
             self.val_set.ref = self.ref_held
