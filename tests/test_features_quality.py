@@ -137,3 +137,44 @@ def test_has_alpha_is_a_unicode_letter_search(word):
 
     from llmdata.features import has_alpha
     assert has_alpha(word) == bool(regex.search(r"\p{L}", word))
+
+
+def _top_ngram_by_tuples(toks, n, total_chars):
+    """Gopher's most frequent n-gram share, as first written (a Counter of word tuples)."""
+    from collections import Counter
+    if len(toks) < n or total_chars == 0:
+        return 0.0
+    gram, count = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)).most_common(1)[0]
+    return 0.0 if count <= 1 else min(1.0, sum(len(w) for w in gram) * count / total_chars)
+
+
+def _dup_ngram_by_walk(toks, n, total_chars):
+    """Gopher's duplicated n-gram share, as first written: the position-by-position walk."""
+    if len(toks) < n or total_chars == 0:
+        return 0.0
+    seen, dup_chars, i = set(), 0, 0
+    while i <= len(toks) - n:
+        gram = tuple(toks[i : i + n])
+        if gram in seen:
+            dup_chars += sum(len(w) for w in gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return min(1.0, dup_chars / total_chars)
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from(["a", "bb", "c", "ddd", "e", "ff"]), max_size=60), st.integers(1, 8),
+       st.integers(1, 4))
+def test_ngram_shares_equal_the_tuple_definitions(toks, n, alphabet):
+    """Exact ids and the repeat-only walk give the same floats as tuples and the full walk, on
+    word lists small alphabets make highly repetitive (many jumps, overlapping repeats)."""
+    from llmdata.quality import NgramIds
+    toks = [t for t in toks if len(t) <= alphabet] or toks
+    total = sum(map(len, toks)) + 1
+    ngrams = NgramIds(toks)
+    for k in range(1, n + 1):  # one NgramIds serves every n, in any order
+        assert dup_ngram_char_frac(toks, k, total, ngrams) == _dup_ngram_by_walk(toks, k, total)
+        assert top_ngram_char_frac(toks, k, total, ngrams) == _top_ngram_by_tuples(toks, k, total)
+    assert dup_ngram_char_frac(toks, n, total) == _dup_ngram_by_walk(toks, n, total)
