@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
@@ -41,6 +42,7 @@ _ELLIPSES = ("...", "\u2026")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _EDGE_PUNCT = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
 _ASCII_PUNCT = "".join(chr(c) for c in range(128) if regex.match(r"[\p{P}\p{S}]", chr(c)))
+_ASCII_LETTER = re.compile(r"[A-Za-z]")  # has_alpha's \p{L} on ASCII words
 
 
 def _bare(word: str) -> str:
@@ -227,6 +229,20 @@ def gopher_quality(text: str, opts: GopherQuality, *, lang: Optional[str] = None
     return (None, {}) if rule is None else _gopher_quality(text, rule, language)
 
 
+def _alpha_words(toks: list[str], ascii_text: bool) -> int:
+    """How many words hold a letter (`has_alpha`); an ASCII text's words in one C-level pass."""
+    if ascii_text:
+        return len(list(filter(None, map(_ASCII_LETTER.search, toks))))
+    return sum(map(has_alpha, toks))
+
+
+def _stop_words(toks: list[str], stops: frozenset[str], ascii_text: bool) -> int:
+    """How many words are stop words once `_bare`; an ASCII text's words in one C-level pass."""
+    if ascii_text:
+        return sum(map(stops.__contains__, map(str.strip, map(str.lower, toks), itertools.repeat(_ASCII_PUNCT))))
+    return sum(_bare(w) in stops for w in toks)
+
+
 def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdict:
     toks = _tokens(text, language)
     n = len(toks)
@@ -236,12 +252,12 @@ def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdi
     stops = opts.stops(language.code)
     scores = {
         "gq_words": float(n),
-        "gq_mean_word_len": (sum(len(w) for w in toks) / n) if n else 0.0,
+        "gq_mean_word_len": (sum(map(len, toks)) / n) if n else 0.0,
         "gq_symbol_word_ratio": symbols / n if n else float(symbols > 0),
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
-        "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if _bare(w) in stops)),
+        "gq_alpha_words_ratio": (_alpha_words(toks, text.isascii()) / n) if n else 0.0,
+        "gq_stop_words": float(_stop_words(toks, stops, text.isascii())),
     }
     checks = [
         (GQ.MIN_WORDS, scores["gq_words"] < opts.min_words),

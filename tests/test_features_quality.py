@@ -178,3 +178,15 @@ def test_ngram_shares_equal_the_tuple_definitions(toks, n, alphabet):
         assert dup_ngram_char_frac(toks, k, total, ngrams) == _dup_ngram_by_walk(toks, k, total)
         assert top_ngram_char_frac(toks, k, total, ngrams) == _top_ngram_by_tuples(toks, k, total)
     assert dup_ngram_char_frac(toks, n, total) == _dup_ngram_by_walk(toks, n, total)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127))
+       | st.lists(st.sampled_from(["The", "the,", "(of)", "AND!", "x", "A1", "--", "42", "a.b", "it's"])).map(" ".join))
+def test_gopher_word_counts_on_ascii_text_equal_the_per_word_definitions(text):
+    from llmdata.features import has_alpha
+    from llmdata.quality import _alpha_words, _bare, _stop_words
+    from llmdata.web_languages import STOP_WORDS
+    toks = text.split()
+    stops = frozenset(w.lower() for w in STOP_WORDS["en"]) | {"x", "a1"}
+    assert _alpha_words(toks, True) == sum(has_alpha(w) for w in toks)
+    assert _stop_words(toks, stops, True) == sum(1 for w in toks if _bare(w) in stops)
