@@ -16,9 +16,11 @@ language (no stop words for it, no terminal punctuation in its script, or not in
 """
 from __future__ import annotations
 
-from collections import Counter
+import bisect
+import itertools
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -29,6 +31,9 @@ from llmdata.reasons import NgramCheck, RuleSet, ngram_check, rule_reason
 from llmdata.scripts import words
 from llmdata.web_languages import SENTENCE_END, STOP_WORDS, Language, fineweb2_defaults, resolve
 
+if TYPE_CHECKING:  # numpy is imported where it is used: llmdata imports nothing heavy at module top
+    import numpy as np
+
 Scores = dict[str, float]
 Verdict = tuple[Optional[str], Scores]
 
@@ -37,6 +42,7 @@ _ELLIPSES = ("...", "\u2026")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _EDGE_PUNCT = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
 _ASCII_PUNCT = "".join(chr(c) for c in range(128) if regex.match(r"[\p{P}\p{S}]", chr(c)))
+_ASCII_LETTER = re.compile(r"[A-Za-z]")  # has_alpha's \p{L} on ASCII words
 
 
 def _bare(word: str) -> str:
@@ -223,6 +229,20 @@ def gopher_quality(text: str, opts: GopherQuality, *, lang: Optional[str] = None
     return (None, {}) if rule is None else _gopher_quality(text, rule, language)
 
 
+def _alpha_words(toks: list[str], ascii_text: bool) -> int:
+    """How many words hold a letter (`has_alpha`); an ASCII text's words in one C-level pass."""
+    if ascii_text:
+        return len(list(filter(None, map(_ASCII_LETTER.search, toks))))
+    return sum(map(has_alpha, toks))
+
+
+def _stop_words(toks: list[str], stops: frozenset[str], ascii_text: bool) -> int:
+    """How many words are stop words once `_bare`; an ASCII text's words in one C-level pass."""
+    if ascii_text:
+        return sum(map(stops.__contains__, map(str.strip, map(str.lower, toks), itertools.repeat(_ASCII_PUNCT))))
+    return sum(_bare(w) in stops for w in toks)
+
+
 def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdict:
     toks = _tokens(text, language)
     n = len(toks)
@@ -232,12 +252,12 @@ def _gopher_quality(text: str, opts: GopherQuality, language: Language) -> Verdi
     stops = opts.stops(language.code)
     scores = {
         "gq_words": float(n),
-        "gq_mean_word_len": (sum(len(w) for w in toks) / n) if n else 0.0,
+        "gq_mean_word_len": (sum(map(len, toks)) / n) if n else 0.0,
         "gq_symbol_word_ratio": symbols / n if n else float(symbols > 0),
         "gq_bullet_lines_ratio": sum(ln.lstrip().startswith(_BULLETS) for ln in lines) / n_lines,
         "gq_ellipsis_lines_ratio": sum(ln.rstrip().endswith(_ELLIPSES) for ln in lines) / n_lines,
-        "gq_alpha_words_ratio": (sum(has_alpha(w) for w in toks) / n) if n else 0.0,
-        "gq_stop_words": float(sum(1 for w in toks if _bare(w) in stops)),
+        "gq_alpha_words_ratio": (_alpha_words(toks, text.isascii()) / n) if n else 0.0,
+        "gq_stop_words": float(_stop_words(toks, stops, text.isascii())),
     }
     checks = [
         (GQ.MIN_WORDS, scores["gq_words"] < opts.min_words),
@@ -266,32 +286,96 @@ def _duplicate_stats(items: list[str]) -> tuple[int, int]:
     return dup_count, dup_chars
 
 
-def top_ngram_char_frac(toks: list[str], n: int, total_chars: int) -> float:
-    """Share of word characters covered by the single most frequent n-gram (Gopher)."""
+class NgramIds:
+    """Exact integer ids of a word list's n-grams, built once for every n a document is judged at.
+
+    ids(1) numbers the distinct words; ids(n)[i] is the dense rank of the pair (ids(n-1)[i],
+    ids(1)[i+n-1]), so two positions get the same id exactly when their n-grams are equal (no
+    hashing, no collisions). `first(n)[i]` is the first position of the n-gram at i. Used by
+    `top_ngram_char_frac` and `dup_ngram_char_frac`, whose results equal the tuple-based definitions
+    (tested against them).
+    """
+
+    def __init__(self, toks: list[str]):
+        import numpy as np
+
+        index: dict[str, int] = {}
+        self.size = len(toks)
+        self._ids = {1: np.array([index.setdefault(t, len(index)) for t in toks], dtype=np.int64)}
+        self._first: dict[int, "np.ndarray"] = {}
+        self.chars = [0, *itertools.accumulate(map(len, toks))]  # chars[j] = characters of toks[:j]
+
+    def ids(self, n: int) -> "np.ndarray":
+        """[size - n + 1] int64 ids of the n-grams toks[i:i+n] (n <= size)."""
+        import numpy as np
+
+        k = max(self._ids)
+        while k < n:
+            prev, words_ = self._ids[k], self._ids[1]
+            _, self._ids[k + 1] = np.unique(prev[:-1] * (int(words_.max()) + 1) + words_[k:], return_inverse=True)
+            k += 1
+        return self._ids[n]
+
+    def first(self, n: int) -> "np.ndarray":
+        """[size - n + 1] the first position of each position's n-gram."""
+        import numpy as np
+
+        if n not in self._first:
+            g = self.ids(n)
+            _, first_of_id = np.unique(g, return_index=True)
+            self._first[n] = first_of_id[g]
+        return self._first[n]
+
+
+def top_ngram_char_frac(toks: list[str], n: int, total_chars: int, ngrams: Optional[NgramIds] = None) -> float:
+    """Share of word characters covered by the single most frequent n-gram (Gopher): its
+    characters times its count over `total_chars`; ties go to the n-gram that occurs first (as
+    `Counter.most_common`). `ngrams`: the document's `NgramIds`, when several n are judged."""
     if len(toks) < n or total_chars == 0:
         return 0.0
-    grams = Counter(zip(*[toks[k:] for k in range(n)]))  # the n-grams toks[i:i+n], built in C
-    gram, count = grams.most_common(1)[0]
+    import numpy as np
+
+    ngrams = ngrams or NgramIds(toks)
+    counts = np.bincount(ngrams.ids(n))
+    count = int(counts.max())
     if count <= 1:
         return 0.0
-    return min(1.0, sum(len(w) for w in gram) * count / total_chars)
+    first = ngrams.first(n)
+    at = int(first[counts[ngrams.ids(n)] == count].min())  # the earliest position of a most frequent n-gram
+    return min(1.0, (ngrams.chars[at + n] - ngrams.chars[at]) * count / total_chars)
 
 
-def dup_ngram_char_frac(toks: list[str], n: int, total_chars: int) -> float:
-    """Share of word characters inside n-grams that already occurred (non-overlapping, Gopher)."""
+def dup_ngram_char_frac(toks: list[str], n: int, total_chars: int, ngrams: Optional[NgramIds] = None) -> float:
+    """Share of word characters inside n-grams that already occurred (non-overlapping, Gopher).
+
+    The walk of Rae et al. 2021 (appendix A; datatrove's `find_all_duplicate`): from i = 0, an
+    n-gram already seen counts its characters and the walk jumps to i + n, otherwise it is marked
+    seen and the walk moves to i + 1. Only positions whose n-gram also occurs earlier can count,
+    so the walk visits just those (a few percent of a document): such an n-gram was seen when its
+    first occurrence was not jumped over, or when another earlier occurrence was visited. Same
+    result as the position-by-position walk (tested), several times faster."""
     if len(toks) < n or total_chars == 0:
         return 0.0
-    seen: set[tuple[str, ...]] = set()
+    import numpy as np
+
+    ngrams = ngrams or NgramIds(toks)
+    first = ngrams.first(n)
+    repeats = np.flatnonzero(first != np.arange(len(first)))
+    seen_again: set[int] = set()  # first positions of n-grams seen at a later occurrence
+    jumps: list[int] = []  # positions the walk jumped from: c + 1 .. c + n - 1 were not visited
     dup_chars = 0
     i = 0
-    while i <= len(toks) - n:
-        gram = tuple(toks[i : i + n])
-        if gram in seen:
-            dup_chars += sum(len(w) for w in gram)
-            i += n
+    for c, g in zip(repeats.tolist(), first[repeats].tolist()):
+        if c < i:  # jumped over
+            continue
+        j = bisect.bisect_right(jumps, g) - 1  # the last jump from at or before g
+        if j < 0 or g >= jumps[j] + n or g in seen_again:  # the first occurrence was visited, or another one
+            dup_chars += ngrams.chars[c + n] - ngrams.chars[c]
+            jumps.append(c)
+            i = c + n
         else:
-            seen.add(gram)
-            i += 1
+            seen_again.add(g)
+            i = c + 1
     return min(1.0, dup_chars / total_chars)
 
 
@@ -327,13 +411,14 @@ def _gopher_repetition(text: str, opts: GopherRepetition, language: Language) ->
         (GR.MAX_DUP_LINE_FRAC, scores["gr_dup_line_frac"] > opts.max_dup_line_frac),
         (GR.MAX_DUP_LINE_CHAR_FRAC, scores["gr_dup_line_char_frac"] > opts.max_dup_line_char_frac),
     ]
+    ngrams = NgramIds(toks)
     for n, limit in sorted(opts.top_ngram_max_frac.items()):
         key = f"gr_top_{n}gram_frac"
-        scores[key] = top_ngram_char_frac(toks, n, word_chars)
+        scores[key] = top_ngram_char_frac(toks, n, word_chars, ngrams)
         checks.append((ngram_check(NgramCheck.TOP, n), scores[key] > limit))
     for n, limit in sorted(opts.dup_ngram_max_frac.items()):
         key = f"gr_dup_{n}gram_frac"
-        scores[key] = dup_ngram_char_frac(toks, n, word_chars)
+        scores[key] = dup_ngram_char_frac(toks, n, word_chars, ngrams)
         checks.append((ngram_check(NgramCheck.DUP, n), scores[key] > limit))
     return _first_failure(RuleSet.GOPHER_REPETITION, checks), scores
 

@@ -137,3 +137,56 @@ def test_has_alpha_is_a_unicode_letter_search(word):
 
     from llmdata.features import has_alpha
     assert has_alpha(word) == bool(regex.search(r"\p{L}", word))
+
+
+def _top_ngram_by_tuples(toks, n, total_chars):
+    """Gopher's most frequent n-gram share, as first written (a Counter of word tuples)."""
+    from collections import Counter
+    if len(toks) < n or total_chars == 0:
+        return 0.0
+    gram, count = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)).most_common(1)[0]
+    return 0.0 if count <= 1 else min(1.0, sum(len(w) for w in gram) * count / total_chars)
+
+
+def _dup_ngram_by_walk(toks, n, total_chars):
+    """Gopher's duplicated n-gram share, as first written: the position-by-position walk."""
+    if len(toks) < n or total_chars == 0:
+        return 0.0
+    seen, dup_chars, i = set(), 0, 0
+    while i <= len(toks) - n:
+        gram = tuple(toks[i : i + n])
+        if gram in seen:
+            dup_chars += sum(len(w) for w in gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return min(1.0, dup_chars / total_chars)
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from(["a", "bb", "c", "ddd", "e", "ff"]), max_size=60), st.integers(1, 8),
+       st.integers(1, 4))
+def test_ngram_shares_equal_the_tuple_definitions(toks, n, alphabet):
+    """Exact ids and the repeat-only walk give the same floats as tuples and the full walk, on
+    word lists small alphabets make highly repetitive (many jumps, overlapping repeats)."""
+    from llmdata.quality import NgramIds
+    toks = [t for t in toks if len(t) <= alphabet] or toks
+    total = sum(map(len, toks)) + 1
+    ngrams = NgramIds(toks)
+    for k in range(1, n + 1):  # one NgramIds serves every n, in any order
+        assert dup_ngram_char_frac(toks, k, total, ngrams) == _dup_ngram_by_walk(toks, k, total)
+        assert top_ngram_char_frac(toks, k, total, ngrams) == _top_ngram_by_tuples(toks, k, total)
+    assert dup_ngram_char_frac(toks, n, total) == _dup_ngram_by_walk(toks, n, total)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127))
+       | st.lists(st.sampled_from(["The", "the,", "(of)", "AND!", "x", "A1", "--", "42", "a.b", "it's"])).map(" ".join))
+def test_gopher_word_counts_on_ascii_text_equal_the_per_word_definitions(text):
+    from llmdata.features import has_alpha
+    from llmdata.quality import _alpha_words, _bare, _stop_words
+    from llmdata.web_languages import STOP_WORDS
+    toks = text.split()
+    stops = frozenset(w.lower() for w in STOP_WORDS["en"]) | {"x", "a1"}
+    assert _alpha_words(toks, True) == sum(has_alpha(w) for w in toks)
+    assert _stop_words(toks, stops, True) == sum(1 for w in toks if _bare(w) in stops)
