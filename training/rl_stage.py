@@ -16,8 +16,9 @@ ranks, samples exactly the completions of an uninterrupted single-rank run.
 The loss is training/rl.py's `grpo_loss` (one optimizer step per rollout, so the old policy is
 the policy itself, detached: TRL's GRPOTrainer with num_iterations=1). The reference's per-token
 log-probabilities are computed in the collate (no gradient). Per step the metrics log holds the
-mean reward of each source, the mean KL to the reference, the clip fraction, the mean completion
-length, the truncated fraction, the share of groups with zero reward variance, reward errors and,
+mean reward of each source, the mean KL to the reference, the KL coefficient used (fixed, or
+adaptive: training/rl.py `KLController`, whose state every checkpoint holds), the clip fraction,
+the mean completion length, the truncated fraction, the share of groups with zero reward variance, reward errors and,
 when both the reward model and the checker score the samples, the reward-hacking rate (how often
 the reward model prefers an answer the checker marks wrong).
 """
