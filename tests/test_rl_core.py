@@ -18,8 +18,8 @@ from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, score
 from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
-from training.rl import (Completion, completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs, sample_groups,
-                         token_logps)
+from training.rl import (Completion, KLController, completion_stats, group_advantages, grpo_loss, pad_completions,
+                         reward_inputs, sample_groups, token_logps)
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +355,36 @@ def test_grpo_steps_with_the_checker_raise_the_reward(tok):
         (out.loss_sum / out.count).backward()
         opt.step()
     assert 0.2 < sum(means[:3]) / 3 < 0.8 and sum(means[-3:]) / 3 > 0.9, means
+
+
+def test_adaptive_kl_controller_by_hand():
+    """Ziegler et al. 2019, section 2.2: e = clip(KL / target - 1, -0.2, 0.2), beta *= 1 + e / horizon."""
+    c = KLController(0.04, "adaptive", target=0.1, horizon=10)
+    assert c.update(0.15) == pytest.approx(0.04 * (1 + 0.2 / 10))  # KL 50% over: e = 0.5, clipped to 0.2
+    assert c.value == pytest.approx(0.04 * 1.02)
+    assert c.update(0.09) == pytest.approx(0.04 * 1.02 * (1 - 0.1 / 10))  # 10% under: e = -0.1
+    assert c.update(0.0) == pytest.approx(0.04 * 1.02 * 0.99 * 0.98)  # no KL: e = -1 clipped to -0.2
+    before = c.value
+    assert c.update(float("nan")) == before and c.update(None) == before  # a step without tokens leaves beta
+    assert c.update(0.1) == before  # at the target beta stays
+    # TRL's AdaptiveKLController (horizon in samples, n_steps = the step's batch) with horizon 10000, 256 per step
+    trl = 0.2 * (1 + min(max(0.3 / 0.1 - 1, -0.2), 0.2) * 256 / 10000)
+    assert KLController(0.2, "adaptive", 0.1, 10000 / 256).update(0.3) == pytest.approx(trl)
+    fixed = KLController(0.04, "fixed", 0.1)
+    assert fixed.update(5.0) == 0.04 and fixed.update(0.0) == 0.04
+    resumed = KLController(0.04, "adaptive", 0.1)
+    resumed.load_state_dict(c.state_dict())
+    assert resumed.value == c.value and resumed.update(0.2) == c.update(0.2)
+
+
+@pytest.mark.parametrize("args, says", [
+    ((0.04, "pid", 0.1), "kl_control must be fixed or adaptive"),
+    ((-0.1, "fixed"), "must be >= 0"),
+    ((0.0, "adaptive", 0.1), "needs kl_coef > 0"),
+    ((0.04, "adaptive", None), "needs kl_target > 0"),
+    ((0.04, "adaptive", 0.1, 0.0), "kl_horizon must be > 0"),
+])
+def test_kl_controller_rejects_bad_settings_in_one_line(args, says):
+    with pytest.raises(ValueError, match=says) as err:
+        KLController(*args)
+    assert "\n" not in str(err.value)

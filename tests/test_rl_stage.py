@@ -80,18 +80,27 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
 
 def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path):
     """Completions are drawn per (seed, step, prompt): a run stopped at step 2 and resumed, and a
-    run with the same global batch in two micro batches, reward and lose exactly as one run."""
+    run with the same global batch in two micro batches, reward and lose exactly as one run. The
+    adaptive KL coefficient (a target it is always over, so it grows every step) is in the
+    checkpoint: the resumed run continues with the coefficient the whole run had."""
     common = ["--set", "rl.max_steps=4", "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
-              "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.save_every=2"]
+              "--set", f"rl.rewards.reward_model_dir={reward_model}", "--set", "rl.save_every=2",
+              "--set", "rl.kl_control=adaptive", "--set", "rl.kl_target=1e-9", "--set", "rl.kl_horizon=1",
+              "--set", "rl.kl_coef=0.5"]
     whole, resumed, split = tmp_path / "whole", tmp_path / "resumed", tmp_path / "split"
     assert main(rl_args(pretrained, prompts, whole, *common, "--set", "rl.micro_batch=2")) == 0
     assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2", "--until-step", "2")) == 0
     assert not (resumed / "manifest.json").exists()
     assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2")) == 0
     assert main(rl_args(pretrained, prompts, split, *common, "--set", "rl.micro_batch=1", "--set", "rl.grad_accum=2")) == 0
-    keys = ("loss", "mean_reward_total", "mean_reward_checker", "kl", "completion_tokens")
+    keys = ("loss", "mean_reward_total", "mean_reward_checker", "kl", "completion_tokens", "kl_coef")
     expected = [[r[k] for k in keys] for r in train_rows(whole)]
     assert len(expected) == 4 and len({e[1] for e in expected}) > 1  # the rewards change: a real comparison
+    # step 1's KL is 0 (the policy is the reference): beta falls by 20%, then grows by 20% a step
+    assert [e[-1] for e in expected] == pytest.approx([0.5, 0.4, 0.48, 0.576])
+    manifest = json.loads((resumed / "manifest.json").read_text())
+    assert manifest["summary"]["kl_coef_final"] == pytest.approx(0.576 * 1.2)
+    assert "KL coefficient (adaptive" in (resumed / "report.md").read_text()
     assert [[r[k] for k in keys] for r in train_rows(resumed) if r["step"] > 2] == expected[2:]
     for got, want in zip(([r[k] for k in keys] for r in train_rows(split)), expected):
         assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
@@ -101,11 +110,15 @@ def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained,
     ("rl.group_size=1", "rl.group_size"),
     ("rl.kl_coef=-0.1", "rl.kl_coef"),
     ("rl.zero_stage=3", "zero_stage 0, 1 or 2"),
+    ("rl.kl_control=pid", "rl.kl_control"),
+    ("rl.kl_horizon=0", "rl.kl_horizon"),
+    ("rl.kl_control=adaptive rl.kl_target=null", "kl_control adaptive needs kl_target"),
+    ("rl.kl_control=adaptive rl.kl_coef=0", "kl_control adaptive needs kl_target"),
     ("rl.rewards.checker=0", "give the checker or the reward model a weight"),
     ("rl.rewards.reward_model=1", "reward model for rl.rewards.reward_model / rl.best_of (model.safetensors) not found"),
 ])
 def test_bad_rl_settings_are_one_line(pretrained, prompts, tmp_path, capsys, setting, says):
-    code = main(rl_args(pretrained, prompts, tmp_path / "rl", "--set", setting,
+    code = main(rl_args(pretrained, prompts, tmp_path / "rl", *(a for kv in setting.split() for a in ("--set", kv)),
                         "--set", f"rl.rewards.reward_model_dir={tmp_path / 'nowhere'}"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and says in err and "\n" not in err

@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -157,12 +157,15 @@ class Trainer:
                  val_set: Optional[Dataset], tokens_per_sample: float, flops_per_token: float,
                  loss_fn: LossFn = causal_lm_loss, collate: Callable[[list], Batch] = stack,
                  fingerprint: str = "", log: Callable[[str], None] = print, perplexity: bool = True,
-                 count_fn: CountFn = target_count, step_metrics: Optional[Callable[[], dict]] = None):
+                 count_fn: CountFn = target_count, step_metrics: Optional[Callable[[], dict]] = None,
+                 stage_state: Optional[Any] = None):
         """`perplexity`: the loss is a next-token cross-entropy, so exp(loss) means something (not
         for the reward model's or DPO's pairwise losses). `count_fn` gives, from a batch alone, the
         count `loss_fn` will return for it: the step's losses are averaged over that unit.
         `step_metrics`, called on every rank after each optimizer step, returns more values for
-        that step's metrics record (RL's rewards and KL), already reduced over the ranks."""
+        that step's metrics record (RL's rewards and KL), already reduced over the ranks.
+        `stage_state` (an object with `state_dict()` / `load_state_dict(dict)`, e.g. RL's KL
+        controller) is saved in every checkpoint and restored on resume."""
         import torch.distributed as dist
 
         self.section = section
@@ -170,6 +173,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.loss_fn, self.collate, self.count_fn = loss_fn, collate, count_fn
         self.step_metrics = step_metrics
+        self.stage_state = stage_state
         self.perplexity = perplexity
         self.fingerprint = fingerprint
         self.engine, self.ds_config = build_engine(model, section)
@@ -292,6 +296,8 @@ class Trainer:
         tag = f"step_{self.step:07d}"
         client = {"step": self.step, "consumed_samples": self.consumed, "tokens": self.tokens,
                   "sampler": self.sampler.state_dict(), "rng": rng_state(), "fingerprint": self.fingerprint}
+        if self.stage_state is not None:
+            client["stage_state"] = self.stage_state.state_dict()
         self.engine.save_checkpoint(self.ckpt_dir, tag=tag, client_state=client)
         if self.rank == 0:
             with open(os.path.join(self.ckpt_dir, LAYOUT_FILE), "w", encoding="utf-8") as f:
@@ -340,6 +346,8 @@ class Trainer:
         self.sampler.load_state_dict(client["sampler"])
         self._order = iter(self.sampler)
         set_rng_state(client["rng"])
+        if self.stage_state is not None and "stage_state" in client:
+            self.stage_state.load_state_dict(client["stage_state"])
         self.resumed_from = self.step
         self.log(f"resumed from {path} at step {self.step}")
         return True

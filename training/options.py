@@ -268,6 +268,12 @@ class RLSection(AlignSection):
     kl_target: Optional[float] = Field(
         None, gt=0, description="the KL (nats per completion token) the run should stay under; the report says "
         "whether it did; null: no target")
+    kl_control: Literal["fixed", "adaptive"] = Field(
+        "fixed", description="fixed: the KL coefficient stays kl_coef; adaptive: it starts at kl_coef and moves each step "
+        "towards holding the step's KL at kl_target (Ziegler et al. 2019; training/rl.py KLController)")
+    kl_horizon: float = Field(
+        10.0, gt=0, description="adaptive KL: optimizer steps over which the coefficient reacts (it changes by at most "
+        "0.2 / kl_horizon of itself per step; 10 is Ziegler et al.'s K_beta = 0.1)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
     top_k: Optional[int] = Field(None, ge=1, description="sample from the k most likely tokens; null: all")
     top_p: Optional[float] = Field(None, gt=0, le=1, description="nucleus sampling mass; null: no truncation")
@@ -290,4 +296,7 @@ class RLSection(AlignSection):
         if self.zero_stage > 2:
             raise ValueError("rl samples its completions from the policy's whole weights on every rank: zero_stage "
                              f"0, 1 or 2 (got {self.zero_stage})")
+        if self.kl_control == "adaptive" and (self.kl_target is None or not self.kl_coef > 0):
+            raise ValueError("kl_control adaptive needs kl_target (the KL to hold) and kl_coef > 0 (where the coefficient "
+                             f"starts); got kl_target {self.kl_target}, kl_coef {self.kl_coef}")
         return self

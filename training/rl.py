@@ -257,3 +257,55 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: Optional[
         kl_sum = torch.zeros((), dtype=logps.dtype, device=logps.device)
     is_clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
     return GRPOLoss((per_token * m).sum(), mask.bool().sum(), kl_sum, (is_clipped & mask.bool()).sum())
+
+
+class KLController:
+    """The coefficient β of the KL penalty, fixed or adaptive.
+
+    "fixed": β stays `init`. "adaptive": Ziegler et al. 2019 ("Fine-Tuning Language Models from
+    Human Preferences", section 2.2), as TRL's `AdaptiveKLController` (trl/trainer/utils.py of
+    TRL <= 0.11): after each optimizer step with measured KL (here the step's mean k3 KL per
+    completion token, nats),
+
+        e   = clip(KL / target - 1, -0.2, 0.2)
+        β  <- β · (1 + e / horizon)
+
+    `horizon` is in optimizer steps: Ziegler's K_β = 0.1 is horizon 10; TRL's horizon counts
+    samples (its update multiplies e by the step's batch size), so TRL's horizon H with B
+    completions per step is H / B here. β therefore moves at most 0.2 / horizon of itself per
+    step, up when the KL is over the target and down when it is under. `state_dict` /
+    `load_state_dict` carry β through checkpoints, so a resumed run continues with the β an
+    uninterrupted run would have.
+
+    Raises ValueError for an unknown mode, init < 0, or (adaptive) init == 0, a target that is
+    not > 0 or a horizon that is not > 0 (β would stay 0, or the rule is undefined).
+    """
+
+    def __init__(self, init: float, mode: Literal["fixed", "adaptive"] = "fixed", target: Optional[float] = None,
+                 horizon: float = 10.0):
+        if mode not in ("fixed", "adaptive"):
+            raise ValueError(f"kl_control must be fixed or adaptive (got {mode!r})")
+        if init < 0:
+            raise ValueError(f"the KL coefficient must be >= 0 (got {init})")
+        if mode == "adaptive":
+            if not init > 0:
+                raise ValueError("an adaptive KL coefficient needs kl_coef > 0 to start from (it is multiplied each step)")
+            if target is None or not target > 0:
+                raise ValueError(f"an adaptive KL coefficient needs kl_target > 0 (got {target})")
+            if not horizon > 0:
+                raise ValueError(f"kl_horizon must be > 0 (got {horizon})")
+        self.value, self.mode, self.target, self.horizon = float(init), mode, target, float(horizon)
+
+    def update(self, kl: Optional[float]) -> float:
+        """β after a step whose measured KL is `kl` (None or NaN: a step without completion tokens
+        leaves β as it is); returns the new β."""
+        if self.mode == "adaptive" and kl is not None and not math.isnan(kl):
+            error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+            self.value *= 1.0 + error / self.horizon
+        return self.value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"kl_coef": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["kl_coef"])

@@ -16,8 +16,9 @@ ranks, samples exactly the completions of an uninterrupted single-rank run.
 The loss is training/rl.py's `grpo_loss` (one optimizer step per rollout, so the old policy is
 the policy itself, detached: TRL's GRPOTrainer with num_iterations=1). The reference's per-token
 log-probabilities are computed in the collate (no gradient). Per step the metrics log holds the
-mean reward of each source, the mean KL to the reference, the clip fraction, the mean completion
-length, the truncated fraction, the share of groups with zero reward variance, reward errors and,
+mean reward of each source, the mean KL to the reference, the KL coefficient used (fixed, or
+adaptive: training/rl.py `KLController`, whose state every checkpoint holds), the clip fraction,
+the mean completion length, the truncated fraction, the share of groups with zero reward variance, reward errors and,
 when both the reward model and the checker score the samples, the reward-hacking rate (how often
 the reward model prefers an answer the checker marks wrong).
 """
@@ -42,7 +43,8 @@ from training.recipe import Outcome, TunedRecipe
 from training.report import percent
 from training.rewards import (LengthFormatPenalty, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
-from training.rl import completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs, sample_groups, token_logps
+from training.rl import (KLController, completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs,
+                         sample_groups, token_logps)
 from training.stage import TrainingInputError, folder_fingerprint, require
 
 #: the per-step sums the stage keeps (all-reduced over ranks before they are logged)
@@ -136,6 +138,7 @@ class RLRecipe(TunedRecipe):
         self.sources, self.monitors = self.reward_sources()
         self.sums = dict.fromkeys(_SUMS, 0.0)
         self.reward_sums: dict[str, list[float]] = {}
+        self.kl_control = KLController(section.kl_coef, section.kl_control, section.kl_target, section.kl_horizon)
 
     def reward_sources(self) -> tuple[list[RewardSource], list[RewardSource]]:
         """(the sources whose weighted sum is the reward, the sources only reported): the checker
@@ -193,7 +196,9 @@ class RLRecipe(TunedRecipe):
         s = self.section
         weights = ", ".join(f"{src.name} x{src.weight:g}" for src in self.sources)
         return (f"rl: {len(self.prompts)} prompts ({len(self.bad)} bad rows), {s.group_size} completions each, "
-                f"{s.advantage.upper()} with KL coefficient {s.kl_coef:g}; reward = {weights} -> {self.out}")
+                f"{s.advantage.upper()} with KL coefficient {s.kl_coef:g}"
+                + (f" (adaptive towards KL {s.kl_target:g})" if s.kl_control == "adaptive" else "")
+                + f"; reward = {weights} -> {self.out}")
 
     # ---- rollouts and loss -----------------------------------------------------------------------
     def attach(self, trainer) -> None:
@@ -254,7 +259,7 @@ class RLRecipe(TunedRecipe):
         labels = batch["labels"]
         logps = token_logps(engine, batch["input_ids"], labels, self.section.temperature)
         out = grpo_loss(logps, logps.detach(), batch["ref_logps"], batch["advantages"], labels != -100,
-                        self.section.clip_eps, self.section.kl_coef)
+                        self.section.clip_eps, self.kl_control.value)
         self.sums["kl_sum"] += float(out.kl_sum)
         self.sums["clipped"] += float(out.clipped)
         self.sums["tokens"] += float(out.count)
@@ -262,7 +267,8 @@ class RLRecipe(TunedRecipe):
 
     def step_metrics(self) -> dict[str, float]:
         """This step's rollout metrics over all ranks (called by the trainer on every rank), and a
-        fresh start for the next step."""
+        fresh start for the next step: `kl_coef` is the β this step used; the KL controller then
+        moves it for the next step (the same on every rank: the KL is all-reduced first)."""
         names = sorted(self.reward_sums)
         local = torch.tensor([self.sums[k] for k in _SUMS] + [v for n in names for v in self.reward_sums[n]],
                              dtype=torch.float64)
@@ -287,7 +293,8 @@ class RLRecipe(TunedRecipe):
                    truncated_fraction=ratio(values["truncated"], values["completions"]),
                    zero_variance_groups=ratio(values["zero_variance_groups"], values["groups"]),
                    reward_errors=values["reward_errors"],
-                   reward_hacking=ratio(values["hacked"], values["hacking_pairs"]))
+                   reward_hacking=ratio(values["hacked"], values["hacking_pairs"]), kl_coef=self.kl_control.value)
+        self.kl_control.update(out["kl"])
         return out
 
     def trainer_kwargs(self) -> dict:
@@ -299,7 +306,7 @@ class RLRecipe(TunedRecipe):
         per_prompt = s.group_size * (prompt_tokens + s.max_new_tokens)
         return {"tokens_per_sample": per_prompt, "flops_per_token": self.cfg.flops_per_token(int(prompt_tokens) + s.max_new_tokens),
                 "loss_fn": self.loss_fn, "collate": self.rollout, "perplexity": False,
-                "step_metrics": self.step_metrics}
+                "step_metrics": self.step_metrics, "stage_state": self.kl_control}
 
     # ---- after training ----------------------------------------------------------------------------
     def save(self, state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
@@ -334,6 +341,9 @@ class RLRecipe(TunedRecipe):
                **({"KL target": section.kl_target,
                    "KL stayed under the target": "yes" if kls and max(kls) <= section.kl_target else "no"}
                   if section.kl_target else {}),
+               **({"KL coefficient (adaptive, horizon %g steps): first step -> last step -> next" % section.kl_horizon:
+                   f"{steps[0].get('kl_coef', section.kl_coef):.4g} -> {steps[-1].get('kl_coef', section.kl_coef):.4g} -> "
+                   f"{self.kl_control.value:.4g}"} if section.kl_control == "adaptive" and steps else {}),
                "clip fraction, last 10 steps": mean_of("clip_fraction"),
                "completion tokens, last 10 steps": mean_of("completion_tokens"),
                "truncated completions, last 10 steps": mean_of("truncated_fraction"),
@@ -343,7 +353,7 @@ class RLRecipe(TunedRecipe):
         for k in rewards:
             run[f"{k.replace('_', ' ')}: first step -> last 10 steps"] = (
                 f"{first[k]:.3f} -> {mean_of(k):.3f}" if first[k] is not None and mean_of(k) is not None else "n/a")
-        summary.update(kl_last=mean_of("kl"), kl_max=max(kls) if kls else None,
+        summary.update(kl_last=mean_of("kl"), kl_max=max(kls) if kls else None, kl_coef_final=self.kl_control.value,
                        reward_hacking_last=mean_of("reward_hacking"),
                        **{f"{k}_last": mean_of(k) for k in rewards})
         quality, counts = self.data_quality("prompts used", len(self.prompts), {}, self.held_bad)
@@ -364,7 +374,9 @@ class RLRecipe(TunedRecipe):
                    for e in (after or {}).get("examples", [])]
         data = {"prompts": len(self.prompts), "completions per prompt": section.group_size,
                 "advantage": section.advantage, "reward": ", ".join(f"{s.name} x{s.weight:g}" for s in self.sources),
-                "KL coefficient": section.kl_coef, "clip epsilon": section.clip_eps, "temperature": section.temperature,
+                "KL coefficient": (section.kl_coef if section.kl_control == "fixed" else
+                                   f"adaptive from {section.kl_coef:g} towards KL {section.kl_target:g} "
+                                   f"(horizon {section.kl_horizon:g} steps)"), "clip epsilon": section.clip_eps, "temperature": section.temperature,
                 "max new tokens": section.max_new_tokens, "base model (and reference)": self.base_dir,
                 "prompts file": section.train_file, "reward model": self.reward_model_dir()}
         line = (f"rl: {summary['steps']} steps, mean KL {_fmt(summary['kl_last'])}, exact match "
