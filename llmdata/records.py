@@ -7,6 +7,7 @@ that every malformed-input case is testable with a byte string.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import math
@@ -150,11 +151,17 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
 
 
 def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Parsed:
-    """Parse one jsonl line (without its newline) into a record or a quarantine entry."""
-    if raw.strip() == b"":
+    """Parse one jsonl line (without its newline) into a record or a quarantine entry.
+
+    A UTF-8 byte order mark (EF BB BF) leading the line is ignored, as RFC 8259 section 8.1
+    allows: editors and spreadsheet exports on Windows write one at the start of a file (and
+    `cat` puts it mid-file), and Python's json rejects it, which lost the file's first record.
+    """
+    body = raw.removeprefix(codecs.BOM_UTF8)
+    if body.strip() == b"":
         return Quarantined(BadRecord.BLANK_LINE, source, line, "empty line", raw)
     try:
-        decoded = raw.decode("utf-8")
+        decoded = body.decode("utf-8")
     except UnicodeDecodeError as err:
         return Quarantined(BadRecord.INVALID_UTF8, source, line, f"byte {err.start}: {err.reason}", raw)
     try:

@@ -117,3 +117,14 @@ def test_language_fields_stay_top_level_only_in_a_stage_output():
     assert staged["lang"] == "zh" and staged["script"] == "han" and staged["meta"] == {"lang": "zh-TW"}
     raw = parse_json_line(b'{"id": "a", "text": "hi", "lang": "en"}', SPEC, "f", 1)
     assert "lang" not in raw and raw["meta"] == {"lang": "en"}
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    """Windows editors and exports start a file with a UTF-8 BOM; the first record must not be lost."""
+    bom = b"\xef\xbb\xbf"
+    out = parse_json_line(bom + '{"id": "a", "text": "第一行"}'.encode(), SPEC, "f.jsonl", 1)
+    assert not isinstance(out, Quarantined) and out["id"] == "a" and out["text"] == "第一行"
+    assert reason(bom) == "blank_line"
+    assert reason(bom + b"  ") == "blank_line"
+    assert reason(bom + b'{"text": "x"') == "invalid_json"  # still judged after the mark
+    assert reason(b'{"text": "x"}' + bom) == "invalid_json"  # only a leading mark is ignored
