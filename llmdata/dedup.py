@@ -147,12 +147,16 @@ def key_hash(key: str) -> str:
 def is_code(record: dict) -> bool:
     """Whether a record is code: its `lang` field (the clean stage writes "code" for code), or for a
     record without one, llmdata.langid's rule on its text (at least 30% of the sample's lines look
-    like source code)."""
-    lang = record.get("lang")
-    if lang is not None:
-        return lang == "code"
-    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample
+    like source code). A text of one or two lines is code whatever its `lang` when one of them looks
+    like source (llmdata.langid.short_code): the line share needs 3 lines, so the clean stage
+    labels `print(Foo)` with a natural language, and case folding merged it with `print(foo)`."""
+    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample, short_code
 
+    lang = record.get("lang")
+    if lang == "code" or short_code(record["text"]):
+        return True
+    if lang is not None:
+        return False
     return code_line_share(sample(record["text"])) >= CODE_LINE_SHARE
 
 

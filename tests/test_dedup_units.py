@@ -271,6 +271,22 @@ def test_code_keeps_its_case_at_the_exact_level():
     assert [[r["id"] for r in p] for p in split_exact(mixed, KeyOptions())] == [["a", "b"], ["c"]]
 
 
+def test_one_or_two_lines_of_code_keep_their_case():
+    """The line share needs 3 lines, so the clean stage labels a one-line snippet with whatever
+    py3langid says (`print(Foo)`: "ro"); case folding then merged different programs."""
+    for a, b in [("print(Foo)", "print(foo)"), ("x = Y + 1", "x = y + 1"), ("import Foo\nFoo.run()", "import foo\nfoo.run()"),
+                 ("const Foo = require('foo');", "const foo = require('foo');")]:
+        for lang in ("ro", "en", None):
+            recs = [{"id": "a", "text": a}, {"id": "b", "text": b}]
+            if lang:
+                for r in recs:
+                    r["lang"] = lang
+            assert len(split_exact(recs, KeyOptions())) == 2, (a, lang)
+    # short prose case variants stay exact duplicates of each other
+    for a, b in [("Unit Started", "unit started"), ("Hello World.\nSee You.", "hello world.\nsee you.")]:
+        assert len(split_exact([{"id": "a", "text": a, "lang": "en"}, {"id": "b", "text": b, "lang": "en"}], KeyOptions())) == 1
+
+
 @given(st.lists(st.tuples(st.sampled_from(["Ab", "ab", "AB", "a b", "a  B"]), st.booleans()), min_size=2, max_size=10))
 @settings(max_examples=300)
 def test_split_exact_with_code_never_folds_case_of_code(items):
