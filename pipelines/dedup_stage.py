@@ -212,7 +212,9 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     manifest = write_manifest(out, "dedup", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
                               {"evaluation": evaluation} if evaluation else None)
     out = publish(out)
-    log(f"dedup: {counts['input']} in, {counts[Outcome.KEPT]} kept, {removed_line(counts)} in {timings['total_s']:.1f}s; "
+    q = counts[Outcome.QUARANTINED]["total"] + counts[Outcome.DROPPED]["total"]
+    log(f"dedup: {counts['input']} in, {counts[Outcome.KEPT]} kept, {removed_line(counts)}, {q} quarantined/dropped "
+        f"in {timings['total_s']:.1f}s; "
         f"report: {fs.join(out, 'report.md')}")
     return manifest
 
