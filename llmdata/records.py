@@ -113,6 +113,12 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
         return Quarantined(BadRecord.MISSING_TEXT, source, line, f"no field {spec.text_field!r}", raw)
     if text is None:
         return Quarantined(BadRecord.NULL_TEXT, source, line, f"{spec.text_field!r} is null", raw)
+    if isinstance(text, (bytes, bytearray)):  # a parquet BINARY column (Spark, older writers) holding UTF-8
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Quarantined(BadRecord.INVALID_UTF8, source, line,
+                               f"{spec.text_field!r} bytes, byte {err.start}: {err.reason}", raw)
     if not isinstance(text, str):
         return Quarantined(BadRecord.NON_STRING_TEXT, source, line, f"{spec.text_field!r} is {type(text).__name__}", raw)
     if text == "":

@@ -128,3 +128,17 @@ def test_a_leading_byte_order_mark_is_ignored():
     assert reason(bom + b"  ") == "blank_line"
     assert reason(bom + b'{"text": "x"') == "invalid_json"  # still judged after the mark
     assert reason(b'{"text": "x"}' + bom) == "invalid_json"  # only a leading mark is ignored
+
+
+def test_a_parquet_binary_text_column_is_read_as_utf8(tmp_path):
+    """Spark and older writers store strings as BINARY; valid UTF-8 was quarantined as non_string_text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.beam_io import iter_units
+
+    texts = ["二进制列里的中文文本".encode(), b"  \n", b"caf\xe9 latin-1"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": pa.array(texts, pa.binary())}), tmp_path / "b.parquet")
+    out = list(iter_units(str(tmp_path / "b.parquet"), "parquet", "file", SPEC, "b.parquet"))
+    assert out[0]["text"] == "二进制列里的中文文本" and out[0]["id"] == "a"
+    assert [o.reason for o in out[1:]] == ["whitespace_text", "invalid_utf8"]
