@@ -107,7 +107,11 @@ def _finite(value: Any) -> Any:
 def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: Any) -> Parsed:
     """Turn one decoded object (a JSON object or a parquet row) into a record or a quarantine entry."""
     if not isinstance(obj, dict):
-        return Quarantined(BadRecord.NOT_AN_OBJECT, source, line, f"got {type(obj).__name__}", raw)
+        detail = f"got {type(obj).__name__}"
+        if isinstance(obj, list) and obj and all(isinstance(o, dict) for o in obj):
+            detail = (f"got a list of {len(obj)} objects: a JSON array file? jsonl holds one object a line "
+                      "(jq -c '.[]' converts)")
+        return Quarantined(BadRecord.NOT_AN_OBJECT, source, line, detail, raw)
     found, text = _get_path(obj, spec.text_field)
     if not found:
         return Quarantined(BadRecord.MISSING_TEXT, source, line, f"no field {spec.text_field!r}", raw)

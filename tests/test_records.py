@@ -142,3 +142,10 @@ def test_a_parquet_binary_text_column_is_read_as_utf8(tmp_path):
     out = list(iter_units(str(tmp_path / "b.parquet"), "parquet", "file", SPEC, "b.parquet"))
     assert out[0]["text"] == "二进制列里的中文文本" and out[0]["id"] == "a"
     assert [o.reason for o in out[1:]] == ["whitespace_text", "invalid_utf8"]
+
+
+def test_a_json_array_file_is_named_in_the_quarantine_detail():
+    """A `.json` file holding one array of records is one not_an_object entry; its detail says why."""
+    out = parse_json_line(b'[{"text": "a"}, {"text": "b"}]', SPEC, "f.json", 1)
+    assert out.reason == "not_an_object" and "list of 2 objects" in out.detail and "one object a line" in out.detail
+    assert parse_json_line(b"[1, 2]", SPEC, "f.json", 1).detail == "got list"
