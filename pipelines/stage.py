@@ -45,6 +45,13 @@ def plan_stage(
     input, so rerunning that stage invalidates this one.
     """
     matched = fs.match(pattern)
+    if fs.is_local(pattern):
+        import glob
+
+        broken = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.islink(p) and not os.path.exists(p))
+        if broken:  # git-annex files not fetched, a mount that is down: a shard would vanish unseen
+            raise StageInputError(f"input {pattern!r}: {len(broken)} matched path(s) are links to nothing "
+                                  f"(first: {broken[0]}); fetch or remove them")
     if not matched:
         if fs.is_local(pattern) and os.path.isdir(pattern):
             raise StageInputError(f"input {pattern!r} is a folder; give a glob of its files, "

@@ -70,10 +70,16 @@ def test_an_output_a_stage_would_destroy_is_refused_in_one_line(small_corpus, tm
     other.mkdir()
     (other / "manifest.json").write_text(json.dumps({"stage": "dedup", "status": "complete"}))
     (other / "kept.jsonl").write_text("dedup result")
+    linked = tmp_path / "linked"  # one shard is a link whose target is gone (an unfetched git-annex file)
+    linked.mkdir()
+    for shard in folder.glob("shard-*.jsonl.gz"):
+        (linked / shard.name).symlink_to(shard)
+    (linked / "shard-zz.jsonl.gz").symlink_to(tmp_path / "gone.jsonl.gz")
     cases = [
         (["--input", shards, "--output", str(mine)], "holds files that are not a stage's output"),
         (["--input", shards, "--output", str(other)], "holds the output of the dedup stage"),
         (["--input", str(folder), "--output", str(tmp_path / "new")], "is a folder; give a glob"),
+        (["--input", str(linked / "*.jsonl.gz"), "--output", str(tmp_path / "new")], "links to nothing"),
         (["--input", str(copy / "shard-*.jsonl.gz"), "--output", str(copy)], "holds the stage's own input"),
         (["--input", shards, "--output", str(tmp_path / "a_file")], "is a file"),
         (["--input", shards, "--output", str(tmp_path / "a_file" / "below")], "cannot write the output"),
