@@ -123,6 +123,16 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
         lines += ["| shingles | documents |", "|---|---:|"]
         lines += [f"| {u.replace(ShingleUnit.TOO_SHORT, 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
         lines.append("")
+    if summary.get("by_language"):
+        lines += ["## By language", "",
+                  "The record's `lang` (the clean stage's language identification), else the script of most of its "
+                  "letters. Quarantined and dropped records are not counted here.", "",
+                  "| lang | input | kept | exact | near | removed share |", "|---|---:|---:|---:|---:|---:|"]
+        for lang, g in summary["by_language"].items():
+            gone = g["input"] - g[Outcome.KEPT]
+            lines.append(f"| {lang} | {g['input']} | {g[Outcome.KEPT]} | {g[DupKind.EXACT]} | {g[DupKind.NEAR]} | "
+                         f"{gone / g['input']:.1%} |")
+        lines.append("")
     if section.line_dedup:
         lines += [f"Line-level dedup removed {summary['lines_removed']} repeated lines from {summary['docs_with_lines_removed']} documents.", ""]
     if evaluation:
