@@ -52,7 +52,8 @@ class KeyOptions(BaseModel):
     lowercase_code: bool = Field(
         False, description="exact level for code (a record whose lang is \"code\", or without lang one that "
         "llmdata.langid takes for code): false keeps case, since Foo and foo are different identifiers")
-    collapse_whitespace: bool = Field(True, description="exact level: runs of whitespace are one space, ends trimmed")
+    collapse_whitespace: bool = Field(True, description="exact level: runs of whitespace are one space, ends trimmed "
+                                      "(code keeps its line breaks and indentation: llmdata.dedup.code_key)")
     nfkc: bool = Field(True, description="candidate only: \"x²\" and \"x2\" collide, then verification separates them")
     strip_punctuation: bool = Field(True, description="candidate only: \"x = y + 1\" and \"x = y - 1\" collide")
     map_digits: bool = Field(False, description="candidate only: every digit becomes 0: \"v1.2\" and \"v3.4\" collide")
@@ -87,6 +88,17 @@ def exact_key(text: str, opts: KeyOptions) -> str:
     if opts.collapse_whitespace:
         text = " ".join(text.split())
     return text
+
+
+def code_key(text: str, opts: KeyOptions) -> str:
+    """The exact level for code (`is_code`): NFC, case kept unless `lowercase_code`, and the layout
+    kept: line breaks and indentation stay, since in Python, YAML or a Makefile they are the program
+    (`y()` inside or after an `if`); only trailing whitespace, the line-end style (CRLF, CR) and
+    blank lines are folded."""
+    lines = (ln.rstrip() for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    layout = "\n".join(ln for ln in lines if ln)
+    return exact_key(layout, opts.model_copy(update={"lowercase": opts.lowercase and opts.lowercase_code,
+                                                     "collapse_whitespace": False}))
 
 
 def dedup_key(text: str, opts: KeyOptions) -> str:
@@ -147,12 +159,16 @@ def key_hash(key: str) -> str:
 def is_code(record: dict) -> bool:
     """Whether a record is code: its `lang` field (the clean stage writes "code" for code), or for a
     record without one, llmdata.langid's rule on its text (at least 30% of the sample's lines look
-    like source code)."""
-    lang = record.get("lang")
-    if lang is not None:
-        return lang == "code"
-    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample
+    like source code). A text of one or two lines is code whatever its `lang` when one of them looks
+    like source (llmdata.langid.short_code): the line share needs 3 lines, so the clean stage
+    labels `print(Foo)` with a natural language, and case folding merged it with `print(foo)`."""
+    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample, short_code
 
+    lang = record.get("lang")
+    if lang == "code" or short_code(record["text"]):
+        return True
+    if lang is not None:
+        return False
     return code_line_share(sample(record["text"])) >= CODE_LINE_SHARE
 
 
@@ -160,17 +176,16 @@ def split_exact(group: list[dict], opts: KeyOptions) -> list[list[dict]]:
     """The verification of a candidate group: its records split by `exact_key` of their text, in
     order of first appearance. Only records in the same part are exact duplicates of each other.
 
-    Code keeps case at the exact level unless `lowercase_code`: in a part that case folding made and
-    that holds code (`is_code`), the records are split again by their case-sensitive key, and the
-    pieces without code join back into one (prose case variants stay duplicates of each other), so a
-    code record is an exact duplicate only of records written with the same case.
+    Code keeps case (unless `lowercase_code`) and layout at the exact level: in a part that holds
+    code (`is_code`), the records are split again by `code_key`, and the pieces without code join
+    back into one (prose case and spacing variants stay duplicates of each other), so a code record
+    is an exact duplicate only of records written with the same case and indentation.
     """
     parts: dict[str, list[dict]] = {}
     for rec in group:
         parts.setdefault(exact_key(rec["text"], opts), []).append(rec)
-    if not opts.lowercase or opts.lowercase_code:
+    if not opts.collapse_whitespace and (not opts.lowercase or opts.lowercase_code):
         return list(parts.values())
-    cased = opts.model_copy(update={"lowercase": False})
     out: list[list[dict]] = []
     for part in parts.values():
         codes = [is_code(r) for r in part] if len(part) > 1 else [False]
@@ -179,7 +194,7 @@ def split_exact(group: list[dict], opts: KeyOptions) -> list[list[dict]]:
             continue
         pieces: dict[str, list[tuple[dict, bool]]] = {}
         for rec, code in zip(part, codes):
-            pieces.setdefault(exact_key(rec["text"], cased), []).append((rec, code))
+            pieces.setdefault(code_key(rec["text"], opts), []).append((rec, code))
         prose: list[dict] = []
         for piece in pieces.values():
             if any(code for _, code in piece):

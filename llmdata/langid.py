@@ -73,6 +73,15 @@ def code_line_share(text: str) -> float:
     return sum(1 for ln in lines if _CODE_LINE.search(ln)) / len(lines)
 
 
+def short_code(text: str) -> bool:
+    """Whether a text too short for `code_line_share` (fewer than 3 non-blank lines, which it
+    scores 0.0 and py3langid then names some language) has a line that looks like source code:
+    `print(Foo)`, `x = Y + 1`, `import Foo`. The dedup stage keeps such a text's case
+    (llmdata.dedup.is_code), since `print(Foo)` and `print(foo)` are different programs."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    return len(lines) < _MIN_CODE_LINES and any(_CODE_LINE.search(ln) for ln in lines)
+
+
 def identify(text: str) -> tuple[str, float]:
     """(ISO 639-1 code, probability 0-1) of the text's language from a bounded sample.
 

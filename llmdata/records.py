@@ -7,6 +7,7 @@ that every malformed-input case is testable with a byte string.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import math
@@ -106,12 +107,22 @@ def _finite(value: Any) -> Any:
 def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: Any) -> Parsed:
     """Turn one decoded object (a JSON object or a parquet row) into a record or a quarantine entry."""
     if not isinstance(obj, dict):
-        return Quarantined(BadRecord.NOT_AN_OBJECT, source, line, f"got {type(obj).__name__}", raw)
+        detail = f"got {type(obj).__name__}"
+        if isinstance(obj, list) and obj and all(isinstance(o, dict) for o in obj):
+            detail = (f"got a list of {len(obj)} objects: a JSON array file? jsonl holds one object a line "
+                      "(jq -c '.[]' converts)")
+        return Quarantined(BadRecord.NOT_AN_OBJECT, source, line, detail, raw)
     found, text = _get_path(obj, spec.text_field)
     if not found:
         return Quarantined(BadRecord.MISSING_TEXT, source, line, f"no field {spec.text_field!r}", raw)
     if text is None:
         return Quarantined(BadRecord.NULL_TEXT, source, line, f"{spec.text_field!r} is null", raw)
+    if isinstance(text, (bytes, bytearray)):  # a parquet BINARY column (Spark, older writers) holding UTF-8
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Quarantined(BadRecord.INVALID_UTF8, source, line,
+                               f"{spec.text_field!r} bytes, byte {err.start}: {err.reason}", raw)
     if not isinstance(text, str):
         return Quarantined(BadRecord.NON_STRING_TEXT, source, line, f"{spec.text_field!r} is {type(text).__name__}", raw)
     if text == "":
@@ -150,11 +161,17 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
 
 
 def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Parsed:
-    """Parse one jsonl line (without its newline) into a record or a quarantine entry."""
-    if raw.strip() == b"":
+    """Parse one jsonl line (without its newline) into a record or a quarantine entry.
+
+    A UTF-8 byte order mark (EF BB BF) leading the line is ignored, as RFC 8259 section 8.1
+    allows: editors and spreadsheet exports on Windows write one at the start of a file (and
+    `cat` puts it mid-file), and Python's json rejects it, which lost the file's first record.
+    """
+    body = raw.removeprefix(codecs.BOM_UTF8)
+    if body.strip() == b"":
         return Quarantined(BadRecord.BLANK_LINE, source, line, "empty line", raw)
     try:
-        decoded = raw.decode("utf-8")
+        decoded = body.decode("utf-8")
     except UnicodeDecodeError as err:
         return Quarantined(BadRecord.INVALID_UTF8, source, line, f"byte {err.start}: {err.reason}", raw)
     try:

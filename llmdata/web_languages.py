@@ -54,6 +54,12 @@ SCRIPT_OF: dict[str, str] = {
     "ru": "cyrillic", "uk": "cyrillic", "bg": "cyrillic", "ar": "arabic", "fa": "arabic", "ur": "arabic",
     "he": "hebrew", "hi": "devanagari", "mr": "devanagari", "ne": "devanagari", "bn": "bengali", "el": "greek",
     "hy": "armenian", "am": "ethiopic", "ka": "georgian", "ta": "tamil",
+    # more labels py3langid gives (llmdata.langid): it names Mandarin "wuu" or "yue" often (40 of
+    # 168 of this machine's zh_CN/zh_TW catalog entries and tutor lessons), and without an entry
+    # the script came from the text, which is Latin in a Chinese entry full of option names, so
+    # C4 took only Latin marks as line ends and removed every Chinese line.
+    "yue": "han", "wuu": "han", "arz": "arabic", "ary": "arabic", "hbo": "hebrew", "sa": "devanagari",
+    "gom": "devanagari", "grc": "greek",
 }
 
 #: script group -> the language guessed when a document carries no `lang` (only scripts that one

@@ -462,6 +462,8 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "ClusterSize" >> beam.combiners.Count.PerElement()
     )
     products.tally(cluster_sizes, "cluster_size_hist", key=lambda kv: kv[1])
+    products.tally(kept, "by_language", key=lambda r: (language_of(r), Outcome.KEPT))
+    products.tally(removed, "by_language", key=lambda r: (language_of(r), r[F.DUP_KIND]))
     count_outcomes(products, read[UNITS], {
         Outcome.KEPT: (kept, None), Outcome.REMOVED: (removed, F.DUP_KIND),
         Outcome.QUARANTINED: (quarantined, Q.REASON), Outcome.DROPPED: (dropped, Q.REASON),
@@ -472,6 +474,29 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         "examples",
     )
     products.write(work)
+
+
+def by_language(pairs: list) -> dict[str, dict[str, int]]:
+    """{lang: {"input", "kept", "exact", "near"[, "lines"]}} from the `by_language` tallies, the
+    languages with most input first."""
+    out: dict[str, dict[str, int]] = {}
+    for (lang, outcome), n in pairs:
+        g = out.setdefault(lang, {"input": 0, Outcome.KEPT: 0, DupKind.EXACT: 0, DupKind.NEAR: 0})
+        g[outcome] = g.get(outcome, 0) + n
+        g["input"] += n
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
+
+
+def language_of(record: dict) -> str:
+    """The language a record is counted under in the per-language funnel: its `lang` (the clean
+    stage's, or an input's own, read into `meta`), else the dominant script of its text."""
+    meta = record.get(F.META)
+    lang = record.get(F.LANG, meta.get(F.LANG) if isinstance(meta, dict) else None)
+    if isinstance(lang, str) and lang:
+        return lang
+    from llmdata.scripts import dominant_script
+
+    return dominant_script(record[F.TEXT])
 
 
 def run_pipeline(files: list[str], pattern: str, out: str, opts: DedupOptions, num_shards: int, policies: dict,
@@ -495,4 +520,5 @@ def summary_products(products: SideProducts) -> dict[str, Any]:
         "exact_candidates_rejected": products.total("exact_candidates_rejected"),
         "shingle_units": dict(sorted(products.pairs("shingle_units"))),
         "docs_with_lines_removed": products.total("docs_with_lines_removed"),
+        "by_language": by_language(products.pairs("by_language")),
     }

@@ -123,6 +123,16 @@ def write_report(out: str, counts: dict, summary: dict, bands: int, rows: int, s
         lines += ["| shingles | documents |", "|---|---:|"]
         lines += [f"| {u.replace(ShingleUnit.TOO_SHORT, 'too short for near dedup (exact only)')} | {n} |" for u, n in summary["shingle_units"].items()]
         lines.append("")
+    if summary.get("by_language"):
+        lines += ["## By language", "",
+                  "The record's `lang` (the clean stage's language identification), else the script of most of its "
+                  "letters. Quarantined and dropped records are not counted here.", "",
+                  "| lang | input | kept | exact | near | removed share |", "|---|---:|---:|---:|---:|---:|"]
+        for lang, g in summary["by_language"].items():
+            gone = g["input"] - g[Outcome.KEPT]
+            lines.append(f"| {lang} | {g['input']} | {g[Outcome.KEPT]} | {g[DupKind.EXACT]} | {g[DupKind.NEAR]} | "
+                         f"{gone / g['input']:.1%} |")
+        lines.append("")
     if section.line_dedup:
         lines += [f"Line-level dedup removed {summary['lines_removed']} repeated lines from {summary['docs_with_lines_removed']} documents.", ""]
     if evaluation:
@@ -212,7 +222,9 @@ def run_dedup(section: DedupSection, pattern: str, out: str, beam_args: list[str
     manifest = write_manifest(out, "dedup", plan.fingerprint, config, plan.inputs, counts, timings, outputs,
                               {"evaluation": evaluation} if evaluation else None)
     out = publish(out)
-    log(f"dedup: {counts['input']} in, {counts[Outcome.KEPT]} kept, {removed_line(counts)} in {timings['total_s']:.1f}s; "
+    q = counts[Outcome.QUARANTINED]["total"] + counts[Outcome.DROPPED]["total"]
+    log(f"dedup: {counts['input']} in, {counts[Outcome.KEPT]} kept, {removed_line(counts)}, {q} quarantined/dropped "
+        f"in {timings['total_s']:.1f}s; "
         f"report: {fs.join(out, 'report.md')}")
     return manifest
 

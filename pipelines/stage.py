@@ -3,6 +3,7 @@ read the pipeline's side products back, and tally outcomes by reason."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -44,7 +45,17 @@ def plan_stage(
     input, so rerunning that stage invalidates this one.
     """
     matched = fs.match(pattern)
+    if fs.is_local(pattern):
+        import glob
+
+        broken = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.islink(p) and not os.path.exists(p))
+        if broken:  # git-annex files not fetched, a mount that is down: a shard would vanish unseen
+            raise StageInputError(f"input {pattern!r}: {len(broken)} matched path(s) are links to nothing "
+                                  f"(first: {broken[0]}); fetch or remove them")
     if not matched:
+        if fs.is_local(pattern) and os.path.isdir(pattern):
+            raise StageInputError(f"input {pattern!r} is a folder; give a glob of its files, "
+                                  f"e.g. '{pattern.rstrip('/')}/*.jsonl.gz'")
         raise StageInputError(f"input {pattern!r} matches no files")
     inputs = {"data": input_fingerprint(pattern)}
     if upstream and fs.exists(fs.join(upstream, MANIFEST)):
@@ -58,12 +69,12 @@ def plan_stage(
     return StagePlan([f for f, _, _ in matched], inputs, fingerprint, done, config)
 
 
-def check_output_folder(out: str, inputs: list[str]) -> None:
+def check_output_folder(out: str, inputs: list[str], stage: Optional[str] = None) -> None:
     """Refuse an output that a stage would destroy by replacing it: a file, a folder holding
-    anything but an earlier stage output (it has a manifest.json), or the folder of an input."""
+    anything but an earlier output of this `stage` (its manifest.json names the stage; None
+    accepts any stage's), or the folder of an input. Raises StageInputError (one line)."""
     if not fs.is_local(out):
         return
-    import os
 
     real = os.path.realpath(out)
     if os.path.isfile(out):
@@ -74,6 +85,10 @@ def check_output_folder(out: str, inputs: list[str]) -> None:
     if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
         raise StageInputError(f"output {out} holds files that are not a stage's output (no {MANIFEST}); "
                               "a stage replaces its whole folder: choose another --output or empty it")
+    earlier = read_manifest(out) if stage and os.path.isdir(out) else None
+    if earlier and isinstance(earlier.get("stage"), str) and earlier["stage"] != stage:
+        raise StageInputError(f"output {out} holds the output of the {earlier['stage']} stage, which a {stage} "
+                              "stage would replace: choose another --output or remove it")
 
 
 #: suffix of the fresh sibling folder a data stage writes into before it replaces its folder
@@ -84,7 +99,7 @@ def begin(out: str, plan: StagePlan, name: str, log: Callable[[str], None]) -> s
     """Say what is about to run and return the folder to write into: a fresh sibling of `out`
     (`<out>.partial`), so the stage's previous output stays whole until `publish` replaces it.
     A `.partial` folder left by a failed run is cleared first."""
-    check_output_folder(out, plan.files)
+    check_output_folder(out, plan.files, name)
     work = out.rstrip("/") + PARTIAL
     try:
         fs.remove_tree(work)

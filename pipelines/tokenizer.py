@@ -26,7 +26,7 @@ from pipelines import fs
 from pipelines.beam_io import BAD, UNITS, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
 from pipelines.manifest import write_manifest
 from pipelines.runner import beam_pipeline
-from pipelines.stage import begin, outcome_counts, plan_stage, publish, read_products
+from pipelines.stage import StageInputError, begin, outcome_counts, plan_stage, publish, read_products
 
 WORK = "_work"
 
@@ -214,6 +214,11 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
         build_pipeline(p, plan.files, glob_base(pattern), out, opts, policies, default_policy)
     count_s = time.time() - started
     products = read_products(fs.join(out, WORK))
+    counts = outcome_counts(products, (Outcome.TRAIN, Outcome.HELDOUT), (Outcome.QUARANTINED, Outcome.DROPPED))
+    if not products.total("train_bytes"):
+        bad = counts[Outcome.QUARANTINED]["total"] + counts[Outcome.DROPPED]["total"]
+        raise StageInputError(f"tokenizer: no training text in {pattern!r} ({counts['input']} records: "
+                              f"{counts[Outcome.HELDOUT]} held out, {bad} quarantined or dropped); nothing to learn merges from")
     table, floor = bounded_table(products.one("table"), opts.max_pretokens)
     if floor is not None:
         log(f"tokenizer: more than {opts.max_pretokens} distinct pre-tokens; those seen {floor} times or fewer "
@@ -247,7 +252,6 @@ def run_tokenizer(opts: TokenizerOptions, pattern: str, out: str, beam_args: lis
     }
     write_report(out, tok, figures)
     fs.remove_tree(fs.join(out, WORK))
-    counts = outcome_counts(products, (Outcome.TRAIN, Outcome.HELDOUT), (Outcome.QUARANTINED, Outcome.DROPPED))
     timings = {"count_s": round(count_s, 2), "merge_s": round(merge_s, 2), "total_s": round(time.time() - started, 2)}
     outputs = {"tokenizer": "tokenizer.json", "vocab": "vocab.json", "merges": "merges.txt", "llmpipe": "llmpipe_tokenizer.json",
                "heldout": "heldout/part-*.jsonl.gz", "report": "report.md"}

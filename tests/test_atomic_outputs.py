@@ -66,8 +66,20 @@ def test_an_output_a_stage_would_destroy_is_refused_in_one_line(small_corpus, tm
     copy.mkdir()
     for shard in folder.glob("shard-*.jsonl.gz"):
         (copy / shard.name).write_bytes(shard.read_bytes())
+    other = tmp_path / "dedup_out"  # an earlier dedup stage's output: a clean stage must not replace it
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"stage": "dedup", "status": "complete"}))
+    (other / "kept.jsonl").write_text("dedup result")
+    linked = tmp_path / "linked"  # one shard is a link whose target is gone (an unfetched git-annex file)
+    linked.mkdir()
+    for shard in folder.glob("shard-*.jsonl.gz"):
+        (linked / shard.name).symlink_to(shard)
+    (linked / "shard-zz.jsonl.gz").symlink_to(tmp_path / "gone.jsonl.gz")
     cases = [
         (["--input", shards, "--output", str(mine)], "holds files that are not a stage's output"),
+        (["--input", shards, "--output", str(other)], "holds the output of the dedup stage"),
+        (["--input", str(folder), "--output", str(tmp_path / "new")], "is a folder; give a glob"),
+        (["--input", str(linked / "*.jsonl.gz"), "--output", str(tmp_path / "new")], "links to nothing"),
         (["--input", str(copy / "shard-*.jsonl.gz"), "--output", str(copy)], "holds the stage's own input"),
         (["--input", shards, "--output", str(tmp_path / "a_file")], "is a file"),
         (["--input", shards, "--output", str(tmp_path / "a_file" / "below")], "cannot write the output"),
@@ -80,6 +92,7 @@ def test_an_output_a_stage_would_destroy_is_refused_in_one_line(small_corpus, tm
     assert (mine / "important.txt").read_text() == "precious"
     assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in folder.glob("shard-*.jsonl.gz"))
     assert (tmp_path / "a_file").read_text() == "x"
+    assert (other / "kept.jsonl").read_text() == "dedup result" and not (tmp_path / "new").exists()
 
 
 def test_a_training_rerun_keeps_the_finished_run_until_it_finishes(packed, tmp_path, capsys):

@@ -133,3 +133,14 @@ def test_multilingual_fixture_every_outcome(tmp_path):
     assert clusters["shingle_units"] == {"char5": 11, "char8": 3, "too_short": 20, "word5": 3}
     report = (out / "report.md").read_text()
     assert "7 documents shared a candidate key with a different text" in report
+    # the per-language funnel: without a lang field, each record counts under its script
+    from llmdata.scripts import dominant_script
+
+    want: dict = {}
+    for line in (fixtures / "dedup_multilingual.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        g = want.setdefault(dominant_script(rec["text"]), {"input": 0, "kept": 0, "exact": 0, "near": 0})
+        g["input"] += 1
+        g[expected[rec["id"]][0]] += 1
+    assert clusters["by_language"] == want and len(want) >= 4
+    assert "## By language" in report and f"| han | {want['han']['input']} | {want['han']['kept']} |" in report

@@ -117,3 +117,35 @@ def test_language_fields_stay_top_level_only_in_a_stage_output():
     assert staged["lang"] == "zh" and staged["script"] == "han" and staged["meta"] == {"lang": "zh-TW"}
     raw = parse_json_line(b'{"id": "a", "text": "hi", "lang": "en"}', SPEC, "f", 1)
     assert "lang" not in raw and raw["meta"] == {"lang": "en"}
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    """Windows editors and exports start a file with a UTF-8 BOM; the first record must not be lost."""
+    bom = b"\xef\xbb\xbf"
+    out = parse_json_line(bom + '{"id": "a", "text": "第一行"}'.encode(), SPEC, "f.jsonl", 1)
+    assert not isinstance(out, Quarantined) and out["id"] == "a" and out["text"] == "第一行"
+    assert reason(bom) == "blank_line"
+    assert reason(bom + b"  ") == "blank_line"
+    assert reason(bom + b'{"text": "x"') == "invalid_json"  # still judged after the mark
+    assert reason(b'{"text": "x"}' + bom) == "invalid_json"  # only a leading mark is ignored
+
+
+def test_a_parquet_binary_text_column_is_read_as_utf8(tmp_path):
+    """Spark and older writers store strings as BINARY; valid UTF-8 was quarantined as non_string_text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.beam_io import iter_units
+
+    texts = ["二进制列里的中文文本".encode(), b"  \n", b"caf\xe9 latin-1"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": pa.array(texts, pa.binary())}), tmp_path / "b.parquet")
+    out = list(iter_units(str(tmp_path / "b.parquet"), "parquet", "file", SPEC, "b.parquet"))
+    assert out[0]["text"] == "二进制列里的中文文本" and out[0]["id"] == "a"
+    assert [o.reason for o in out[1:]] == ["whitespace_text", "invalid_utf8"]
+
+
+def test_a_json_array_file_is_named_in_the_quarantine_detail():
+    """A `.json` file holding one array of records is one not_an_object entry; its detail says why."""
+    out = parse_json_line(b'[{"text": "a"}, {"text": "b"}]', SPEC, "f.json", 1)
+    assert out.reason == "not_an_object" and "list of 2 objects" in out.detail and "one object a line" in out.detail
+    assert parse_json_line(b"[1, 2]", SPEC, "f.json", 1).detail == "got list"

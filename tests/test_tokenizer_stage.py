@@ -42,6 +42,18 @@ def test_a_broken_pattern_is_one_line(clean_run, tmp_path, capsys):
     assert code == 2 and "tokenizer.pattern" in capsys.readouterr().err
 
 
+def test_no_training_text_is_one_line_not_an_empty_tokenizer(tmp_path, capsys):
+    """An empty file, or one whose every line is quarantined, used to give a 0-merge tokenizer and exit 0."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"text": 1}\n[1, 2]\n{"id": "a", "text": "x\n\n')
+    for name, says in [("empty.jsonl", "(0 records"), ("bad.jsonl", "(4 records: 0 held out, 4 quarantined or dropped")]:
+        capsys.readouterr()
+        code = main(["tokenizer", "--input", str(tmp_path / name), "--output", str(tmp_path / "t")])
+        err = capsys.readouterr().err
+        assert code == 2 and "no training text" in err and says in err and err.count("\n") == 1, err
+        assert not (tmp_path / "t").exists()
+
+
 FIXTURE = Path(__file__).parent / "fixtures" / "zh_en_small.jsonl"  # 40 Chinese and 40 English documents
 
 
