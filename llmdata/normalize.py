@@ -227,6 +227,10 @@ class NormalizeOptions(BaseModel):
     max_blank_lines: Optional[int] = Field(
         1, ge=0, description="at most this many consecutive blank lines; null: unlimited")
     strip_trailing: bool = Field(True, description="remove spaces at the end of each line")
+    code_layout: Literal["keep", "normalize"] = Field(
+        "keep", description="code (llmdata.langid's rule: at least 30% of the sample's lines look like source): keep "
+        "its spaces inside lines, trailing spaces and blank lines as written (string literals, aligned columns, "
+        "heredocs); normalize: collapse them as in prose")
     lowercase: bool = Field(
         False, description="lowercase the whole text (changes what the model learns; off for training text)")
     remove_punctuation: bool = Field(
@@ -277,15 +281,33 @@ class Normalizer:
         if self._word_mapper is not None:
             mapper = self._word_mapper
             steps.append(lambda t: map_words(t, mapper))
+        spacing: list[Callable[[str], str]] = []
         if o.collapse_spaces:
-            steps.append(collapse_spaces)
+            spacing.append(collapse_spaces)
         if o.strip_trailing:
-            steps.append(strip_trailing)
+            spacing.append(strip_trailing)
         if o.max_blank_lines is not None:
-            steps.append(lambda t: limit_blank_lines(t, o.max_blank_lines))
+            spacing.append(lambda t: limit_blank_lines(t, o.max_blank_lines))
         self._steps = steps
+        self._spacing = spacing
 
     def __call__(self, text: str) -> str:
+        """The text through every configured step. With `code_layout: keep`, a text that is code
+        after the character steps (llmdata.langid `code_line_share` of its sample) skips the spacing
+        steps: in code a run of spaces can be inside a string literal or align columns, and
+        blank lines and trailing spaces can be data. Deciding on the text the spacing steps would
+        see keeps the composition idempotent."""
         for step in self._steps:
             text = step(text)
+        if self._spacing and self.options.code_layout == "keep" and is_code_text(text):
+            return text
+        for step in self._spacing:
+            text = step(text)
         return text
+
+
+def is_code_text(text: str) -> bool:
+    """llmdata.langid's code rule (the `lang: code` label): at least `CODE_LINE_SHARE` of the sample's lines look like source."""
+    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample
+
+    return code_line_share(sample(text)) >= CODE_LINE_SHARE

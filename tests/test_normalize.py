@@ -184,3 +184,27 @@ def _collapse_spaces_unicode(text: str) -> str:
     if "  " not in text and "\t" not in text:
         return text
     return _HSPACE_RUN_UNICODE.sub(" ", text)
+
+
+CODE = ('import sys\n\nFMT = "  --%-*s  %s"   # two spaces inside the literal\n\n\n\ndef main(argv):\n'
+        '    x  = 1      # aligned\n    y  = 22     # aligned\n    return FMT % (x, "a  b") \n')
+
+
+def test_code_keeps_its_layout_prose_does_not():
+    """Spaces inside a string literal, aligned comments, blank lines and trailing spaces are the
+    program's; a paragraph of prose with the same spacing is tidied."""
+    assert Normalizer()(CODE) == CODE
+    prose = "The  quick   brown fox.  \n\n\n\nIt jumps.  "
+    assert Normalizer()(prose) == "The quick brown fox.\n\nIt jumps."
+    collapsed = Normalizer(NormalizeOptions(code_layout="normalize"))(CODE)
+    assert '"  --%-*s  %s"' not in collapsed and '" --%-*s %s"' in collapsed
+
+
+_CODE_LINES = st.lists(st.sampled_from(["x = 1", "def f(a):", "    return a", "import os", "print( 'a  b' )", "",
+                                        "y  =  2  ", "The  end.", "\t", "  # note  "]), min_size=1, max_size=12)
+
+
+@given(_CODE_LINES.map("\n".join))
+def test_normalization_is_idempotent_on_code_like_text(text):
+    once = Normalizer()(text)
+    assert Normalizer()(once) == once
