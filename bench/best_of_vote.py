@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from llmdata.chat import ChatTemplate, prompt_and_reference  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
 from training.best_of_n import best_of_n, load_matching_reward_model, select  # noqa: E402
+from bench.common import add_sampling_args  # noqa: E402
 from training.export import load_model  # noqa: E402
 from training.finetune import load_conversations  # noqa: E402
 from training.generate import Sampling, chat_reply  # noqa: E402
@@ -31,14 +32,8 @@ from training.generate import Sampling, chat_reply  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    add_sampling_args(p)
     p.add_argument("--reward-model", required=True)
-    p.add_argument("--heldout", required=True)
-    p.add_argument("--limit", type=int, default=200)
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vote-temperatures", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 4.0])
     args = p.parse_args()
 

@@ -1,6 +1,8 @@
-"""What every benchmark script shares: the machine line and appending to bench/RESULTS.md."""
+"""What every benchmark script shares: the machine line, appending to bench/RESULTS.md, and the
+sampling options of the scripts that sample a model's answers on held-out prompts."""
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
@@ -30,3 +32,15 @@ def append_results(path: str, text: str) -> None:
 def workers_flag(workers: list[int]) -> str:
     """The `--workers` option as the command line gave it, or "" for the default (1 and 2)."""
     return "" if workers == [1, 2] else " --workers " + " ".join(map(str, workers))
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """--model, --heldout, --limit, --n, --temperature, --max-new-tokens, --seed: N answers per
+    held-out prompt, drawn as best-of-N does (bench/best_of_vote.py, bench/sft_errors.py)."""
+    p.add_argument("--model", required=True, help="a stage's final/ folder")
+    p.add_argument("--heldout", required=True, help="held-out conversations (jsonl)")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)

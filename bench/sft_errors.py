@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from llmdata.chat import ChatTemplate, prompt_and_reference  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
+from bench.common import add_sampling_args  # noqa: E402
 from training.export import load_model  # noqa: E402
 from training.finetune import load_conversations  # noqa: E402
 from training.generate import Sampling, chat_replies  # noqa: E402
@@ -104,13 +105,7 @@ def error_kind(task: str, operands: tuple, reference: str, answer: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--heldout", required=True)
-    p.add_argument("--limit", type=int, default=200)
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    add_sampling_args(p)
     args = p.parse_args()
 
     model = load_model(args.model).eval()
