@@ -162,14 +162,14 @@ def is_code(record: dict) -> bool:
     like source code). A text of one or two lines is code whatever its `lang` when one of them looks
     like source (llmdata.langid.short_code): the line share needs 3 lines, so the clean stage
     labels `print(Foo)` with a natural language, and case folding merged it with `print(foo)`."""
-    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample, short_code
+    from llmdata.langid import is_code_text, short_code
 
     lang = record.get("lang")
     if lang == "code" or short_code(record["text"]):
         return True
     if lang is not None:
         return False
-    return code_line_share(sample(record["text"])) >= CODE_LINE_SHARE
+    return is_code_text(record["text"])
 
 
 def split_exact(group: list[dict], opts: KeyOptions) -> list[list[dict]]:

@@ -73,6 +73,12 @@ def code_line_share(text: str) -> float:
     return sum(1 for ln in lines if _CODE_LINE.search(ln)) / len(lines)
 
 
+def is_code_text(text: str) -> bool:
+    """The `lang: code` rule `identify` applies: at least `CODE_LINE_SHARE` of the sample's non-blank
+    lines look like source code."""
+    return code_line_share(sample(text)) >= CODE_LINE_SHARE
+
+
 def short_code(text: str) -> bool:
     """Whether a text too short for `code_line_share` (fewer than 3 non-blank lines, which it
     scores 0.0 and py3langid then names some language) has a line that looks like source code:

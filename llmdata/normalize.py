@@ -21,6 +21,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdata.errors import LlmpipeError
+from llmdata.langid import is_code_text
 
 #: Format characters that are invisible junk in training text: soft hyphen, zero-width space, word
 #: joiner, BOM / zero-width no-break space, the bidi marks, embeddings, overrides and isolates (the
@@ -305,9 +306,3 @@ class Normalizer:
             text = step(text)
         return text
 
-
-def is_code_text(text: str) -> bool:
-    """llmdata.langid's code rule (the `lang: code` label): at least `CODE_LINE_SHARE` of the sample's lines look like source."""
-    from llmdata.langid import CODE_LINE_SHARE, code_line_share, sample
-
-    return code_line_share(sample(text)) >= CODE_LINE_SHARE
