@@ -45,10 +45,26 @@ FEATURES: dict[str, tuple[bool, float]] = {
     "whitespace_ratio": (False, 0.01),
     "non_ascii_ratio": (True, 0.01),
     "unique_word_ratio": (True, 0.01),
+    "mattr": (True, 0.01),
     "dup_line_frac": (True, 0.01),
     "compression_ratio": (False, 0.01),
     "char_entropy": (False, 0.01),  # llmdata.junk.char_entropy, bits
 }
+
+
+#: Words per window of the moving-average type-token ratio (`mattr`): the window of Covington and
+#: McFall (2010) and of the `lexical_diversity` package's `mattr` default.
+MATTR_WINDOW = 50
+
+#: The smallest sample a ratio is measured on: below it the value is mostly the size of the sample
+#: (zlib needs history to find repeats: real English prose compresses to 0.87 of its size at 100
+#: bytes, 0.58 at 500, 0.41 at 4,000; a mean of three word lengths, or the share of distinct words
+#: in "A ⊆ B ∧ B ⊆ A ⇒ A = B", says little about the text), so
+#: the feature is left out of the document's scores and the outlier filter does not judge it there.
+#: Measured on the demo corpus's prose (bench/RESULTS.md "Features on short documents").
+MIN_COMPRESSION_BYTES = 500  # UTF-8 bytes, for compression_ratio
+MIN_WORDS = 10               # words, for mean_word_len and mattr
+MIN_VISIBLE_FOR_RATIO = 100  # non-whitespace characters, for symbol_ratio
 
 
 def feature_scale(name: str, log_override: bool | None = None) -> tuple[bool, float]:
@@ -93,8 +109,42 @@ def char_classes_unicode(text: str) -> tuple[int, int, int, int, int]:
     return len(_NOT_ALPHA.sub("", text)), len(_NOT_DIGIT.sub("", text)), len(_NOT_UPPER.sub("", text)), spaces, non_ascii
 
 
+def mattr(tokens: list[str], window: int = MATTR_WINDOW) -> float:
+    """Moving-average type-token ratio: the mean, over every window of `window` consecutive
+    tokens, of (distinct tokens in the window) / window (Covington and McFall 2010, "Cutting the
+    Gordian knot: the moving-average type-token ratio", Journal of Quantitative Linguistics 17(2)).
+
+    Unlike the plain type-token ratio (distinct / all), which falls as a text grows (Heaps' law:
+    a 40,000-character tutorial scores as low as a spam page of a few hundred words), it does not
+    depend on the length. A text of at most `window` tokens gets its plain ratio; 0.0 without tokens.
+
+    Computed in one pass: a token at position j counts in every window that starts after its
+    previous occurrence p and at most `window` - 1 before it, i.e. for the start positions
+    max(p + 1, j - window + 1) .. min(j, n - window). Equal to the definition (tests).
+    """
+    n = len(tokens)
+    if n == 0:
+        return 0.0
+    if n <= window:
+        return len(set(tokens)) / n
+    last_start = n - window
+    last: dict[str, int] = {}
+    total = 0
+    for j, tok in enumerate(tokens):
+        lo = max(last.get(tok, -1) + 1, j - window + 1)
+        last[tok] = j
+        hi = min(j, last_start)
+        if hi >= lo:
+            total += hi - lo + 1
+    return total / ((last_start + 1) * window)
+
+
 def document_features(text: str) -> dict[str, float]:
-    """The feature vector of one document; every value is finite, even for the empty string."""
+    """The feature vector of one document: every value finite, even for the empty string.
+
+    `compression_ratio`, `mean_word_len`, `mattr` and `symbol_ratio` are left out when the text is
+    below their smallest sample (`MIN_COMPRESSION_BYTES`, `MIN_WORDS`, `MIN_VISIBLE_FOR_RATIO`).
+    """
     n_chars = len(text)
     toks = script_words(text)  # one word per Han/kana character, newmm words for Thai
     n_words = len(toks)
@@ -106,7 +156,8 @@ def document_features(text: str) -> dict[str, float]:
     encoded = text.encode("utf-8")
     counts = Counter(nonblank)
     dup_lines = sum(c for c in counts.values() if c > 1) - sum(1 for c in counts.values() if c > 1)
-    return {
+    folded = list(map(str.lower, toks))
+    out = {
         "n_chars": float(n_chars),
         "n_words": float(n_words),
         "n_lines": float(len(nonblank)),
@@ -118,12 +169,20 @@ def document_features(text: str) -> dict[str, float]:
         "upper_ratio": (upper / alpha) if alpha else 0.0,
         "whitespace_ratio": spaces / max(n_chars, 1),
         "non_ascii_ratio": non_ascii / max(n_chars, 1),
-        "unique_word_ratio": (len(set(map(str.lower, toks))) / n_words) if n_words else 0.0,
+        "unique_word_ratio": (len(set(folded)) / n_words) if n_words else 0.0,
+        "mattr": mattr(folded),
         "dup_line_frac": (dup_lines / len(nonblank)) if nonblank else 0.0,
         # Level 1 finds the repetition that matters here at 60% of level 6's cost.
         "compression_ratio": (len(zlib.compress(encoded, 1)) / len(encoded)) if encoded else 0.0,
         "char_entropy": char_entropy(text),  # bits; random letters score high (llmdata/junk.py)
     }
+    if len(encoded) < MIN_COMPRESSION_BYTES:
+        del out["compression_ratio"]
+    if n_words < MIN_WORDS:
+        del out["mean_word_len"], out["mattr"]
+    if visible < MIN_VISIBLE_FOR_RATIO:
+        del out["symbol_ratio"]
+    return out
 
 
 def has_alpha(word: str) -> bool:

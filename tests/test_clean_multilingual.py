@@ -117,3 +117,31 @@ def test_one_chinese_and_one_japanese_paragraph_among_english(tmp_path):
     assert sum(v == "kept" for v in default.values()) == len(pick)
     borrowed = outcomes(tmp_path / "g", "clean.outliers.small_groups=global")
     assert borrowed["zh-01"] == "rejected" and borrowed["ja-01"] == "rejected"
+
+
+def test_long_and_short_documents_are_not_rejected_for_their_length(tmp_path):
+    """A user's corpus of one-paragraph catalog entries with a few whole manuals (the fixture's 40
+    English paragraphs, and all of them joined in seeded orders): every document kept. Before, the
+    three manuals were rejected as `compression_ratio:low`: zlib finds few repeats in 150
+    characters, so among the entries (0.8-0.9) any long text (0.45) looked repetitive."""
+    import random
+
+    paragraphs = [json.loads(line)["text"] for line in FIXTURE.read_text(encoding="utf-8").split("\n")
+                  if line and json.loads(line)["id"].startswith("en-")]
+    rng = random.Random(0)
+    docs = [("entry", p) for p in paragraphs]
+    docs += [("manual", "\n\n".join(rng.sample(paragraphs, len(paragraphs)))) for _ in range(3)]
+    corpus = tmp_path / "mixed.jsonl"
+
+    def run(*extra: str) -> dict[str, str]:
+        corpus.write_text("".join(json.dumps({"id": f"{kind}-{i}", "text": text}) + "\n" for i, (kind, text) in enumerate(docs)),
+                          encoding="utf-8")
+        out = tmp_path / "out"
+        assert main(["clean", "--config", "configs/pipeline.yaml", "--input", str(corpus), "--output", str(out), *extra]) == 0
+        assert len(list(read_jsonl_gz(out / "kept"))) + len(list(read_jsonl_gz(out / "rejected"))) == len(docs)
+        return {r["id"]: r["reason"] for r in read_jsonl_gz(out / "rejected")}
+
+    assert run() == {}
+    # Gopher's fixed max_words still stops a dump, whatever the rest of the corpus looks like
+    docs.append(("dump", " ".join(f"row{i} took {i % 97}ms" for i in range(40_000))))
+    assert run("--force") == {"dump-43": "outlier:n_words:high"}

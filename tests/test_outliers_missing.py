@@ -236,11 +236,12 @@ def test_plan_median_default_for_unlisted_numeric_fields():
     assert apply_plan({}, plan) == ({"n": 2.0}, ["n"])
 
 
-def _grouped(values_by_group: dict[str, list[float]], scope: str = "group", **opts):
-    """grouped_thresholds over one linear feature "f", each value also counted in "*"."""
+def _grouped(values_by_group: dict[str, list[float]], scope: str = "group", rule: dict | None = None, **opts):
+    """grouped_thresholds over one linear feature "f" (FeatureRule fields in `rule`), each value
+    also counted in "*"."""
     from llmdata.outliers import GLOBAL, grouped_thresholds
 
-    options = OutlierOptions(features={"f": FeatureRule(method="iqr", log=False, scope=scope)}, **opts)
+    options = OutlierOptions(features={"f": FeatureRule(**{"method": "iqr", "log": False, "scope": scope, **(rule or {})})}, **opts)
     moments, quants = {}, {}
     for group, values in list(values_by_group.items()) + [(GLOBAL, [v for vs in values_by_group.values() for v in vs])]:
         m = Moments()
@@ -299,8 +300,39 @@ def test_a_global_scope_feature_is_judged_among_all_documents_in_every_group():
 
 def test_default_rules_judge_length_globally_and_leave_char_entropy_to_the_junk_rule():
     rules = OutlierOptions().features
-    assert rules["n_chars"].scope == rules["mean_line_len"].scope == "global" and rules["mean_word_len"].scope == "group"
+    assert rules["n_chars"].scope == "global" and rules["mean_word_len"].scope == "group"
     assert "char_entropy" not in rules
+    # a long document is not a worse one: length is judged statistically on the low side only,
+    # above it only by Gopher's fixed max_words; no line-length or plain type-token ratio rule
+    assert rules["n_chars"].side == "low" and rules["n_words"].method == "none" and rules["n_words"].fixed_max == 100_000
+    assert rules["mattr"].side == "low" and "unique_word_ratio" not in rules and "mean_line_len" not in rules
+
+
+def test_fixed_limits_bound_the_interval_whatever_the_data():
+    from llmdata.outliers import check_grouped
+
+    lengths = [float(x) for x in range(100, 100_000, 1000)]
+    capped = _grouped({"latin": lengths}, rule={"method": "none", "fixed_max": 50_000.0})
+    t = capped["groups"]["latin"]["f"]
+    assert t["high_raw"] == 50_000.0 and t["fixed_max"] == 50_000.0 and t["low"] == -math.inf
+    assert check_grouped({"f": 50_001.0}, "latin", capped) == ("outlier:f:high", "latin")
+    assert check_grouped({"f": 49_999.0}, "latin", capped) == (None, "latin")
+    assert check_grouped({"f": 1.0}, "latin", capped) == (None, "latin")  # method none: no computed end
+    # with a computed interval the tighter end wins on each side
+    both = _grouped({"latin": lengths}, rule={"fixed_min": 5_000.0, "fixed_max": 1e9})["groups"]["latin"]["f"]
+    assert both["low_raw"] == 5_000.0 and both["high"] < 1e9 and both["high_raw"] != 1e9
+    back = from_json(json.loads(json.dumps(to_json_safe(capped))))  # a saved file applies the same limit
+    assert check_grouped({"f": 50_001.0}, "latin", back) == ("outlier:f:high", "latin")
+    with pytest.raises(ValueError, match="fixed_min 10.0 is above fixed_max 1.0"):
+        FeatureRule(fixed_min=10, fixed_max=1)
+
+
+def test_a_feature_left_out_of_a_documents_scores_is_not_judged():
+    from llmdata.outliers import check_grouped
+
+    t = _grouped({"latin": [0.4 + i / 1000 for i in range(100)]})
+    assert check_grouped({"f": 0.99}, "latin", t) == ("outlier:f:high", "latin")
+    assert check_grouped({}, "latin", t) == (None, "latin")
 
 
 def test_grouped_thresholds_json_round_trip_and_bad_files():
@@ -376,3 +408,21 @@ def test_group_name_weighs_characters_that_are_words():
     assert group_name(Counter({"latin": 500}), "code") == "code"
     assert group_name(Counter(), "und") == "none"
     assert group_name(Counter({"latin": 100, "cyrillic": 120}), "ru") == "cyrillic"
+
+
+def test_a_feature_measured_on_few_of_a_groups_documents_gets_no_interval_there():
+    from llmdata.outliers import GLOBAL, check_grouped, grouped_thresholds
+
+    opts = OutlierOptions(features={"f": FeatureRule(method="iqr", log=False), "g": FeatureRule(method="iqr", log=False)},
+                          min_group_docs=30)
+    moments, quants = {}, {}
+    layout = {("latin", "f"): [float(i) for i in range(40)], ("latin", "g"): [0.5, 0.51, 0.52] * 3}  # g on 9 documents
+    layout[(GLOBAL, "f")], layout[(GLOBAL, "g")] = layout[("latin", "f")], layout[("latin", "g")]
+    for key, values in layout.items():
+        m = Moments()
+        for v in values:
+            m.add(v)
+        moments[key], quants[key] = m, list(np.quantile(values, np.linspace(0, 1, 101)))
+    t = grouped_thresholds(moments, quants, opts)
+    assert set(t["groups"]["latin"]) == {"f"}  # 40 documents: a group, but g's 9 values make no interval
+    assert check_grouped({"f": 20.0, "g": 9.0}, "latin", t) == (None, "latin")
