@@ -7,7 +7,7 @@ Runs the stages as a user would, through the CLI with the built-in (whole-mix) d
 `python -m pipelines.cli clean --input corpus.jsonl --output W/01-clean`, then `dedup` on its
 kept shards. Then, from the labels (bench/multilingual_corpus.py):
 
-- good kept %, per language group: real documents (and their planted copies) the clean stage kept;
+- good kept %, per language group: real documents, their planted copies, the short operator pairs and templated messages the clean stage kept;
 - junk removed %, per language group: planted junk the clean stage rejected or quarantined;
 - exact-dup precision: of the documents the exact stage removed, the share whose text equals
   their keeper's at the configured exact level (after whitespace and case folding, code keeping
@@ -78,7 +78,7 @@ def score(labels: list[dict], texts: dict[str, str], clean_kept: list[dict], ded
     by_id = {lab["id"]: lab for lab in labels}
     rows: dict = {}
     for g in GROUPS:
-        good = [lab for lab in labels if lab["lang"] == g and lab["label"] in ("good", "good:exact_dup", "good:near_dup")]
+        good = [lab for lab in labels if lab["lang"] == g and lab["kind"] == "good"]  # short operator pairs and messages too
         junk = [lab for lab in labels if lab["lang"] == g and lab["kind"] == "junk"]
         rows[g] = {
             "good": (sum(lab["id"] in kept_ids for lab in good), len(good)),
@@ -205,7 +205,7 @@ def render(s: dict, raw: dict, web: dict, commands: list[str], timings: dict, su
         f"Clean took {timings['clean']:.0f} s, dedup {timings['dedup']:.0f} s (on the raw corpus {timings['dedup_raw']:.0f} s). Built-in defaults (no config file).\n",
         "Corpus (bench/multilingual_corpus.py; documents per language group and label):\n",
         *corpus_lines,
-        "\nClean and dedup, per language group (good = real documents and their planted copies):\n",
+        "\nClean and dedup, per language group (good = real documents, their planted copies, and the short operator pairs and templated messages):\n",
         *lines,
         "\nDedup after clean (the pipeline):\n",
         *_dedup_lines(s),

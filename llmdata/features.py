@@ -63,7 +63,7 @@ MATTR_WINDOW = 50
 #: the feature is left out of the document's scores and the outlier filter does not judge it there.
 #: Measured on the demo corpus's prose (bench/RESULTS.md "Features on short documents").
 MIN_COMPRESSION_BYTES = 500  # UTF-8 bytes, for compression_ratio
-MIN_WORDS = 10               # words, for mean_word_len and mattr
+MIN_WORDS = 20               # words, for mean_word_len and mattr
 MIN_VISIBLE_FOR_RATIO = 100  # non-whitespace characters, for symbol_ratio
 
 

@@ -73,8 +73,8 @@ def test_ratios_of_a_short_text_are_left_out_not_guessed():
     # of "A ⊆ B ∧ B ⊆ A ⇒ A = B" (two distinct in three) are no sign of repetition
     sentence = "Stopped the unit; its processes were sent SIGTERM and then, after the timeout, SIGKILL."
     f = document_features(sentence)
-    assert not {"compression_ratio", "symbol_ratio"} & set(f) and f["n_words"] == 14 >= MIN_WORDS
-    assert "mattr" in f and "mean_word_len" in f
+    assert not {"compression_ratio", "mean_word_len", "mattr", "symbol_ratio"} & set(f)
+    assert f["n_words"] == 14 < MIN_WORDS
     formula = document_features("A ⊆ B ∧ B ⊆ A ⇒ A = B")
     assert not {"compression_ratio", "mean_word_len", "mattr", "symbol_ratio"} & set(formula)
     assert formula["n_chars"] == 21 and formula["n_words"] == 6
