@@ -120,7 +120,7 @@ _LETTER_RUN = regex.compile(r"[\p{L}\p{M}]+")
 _ASCII_LETTER_RUN = re.compile(r"[A-Za-z]+")
 _ASCII_NON_LETTERS_TO_SPACE = bytes(c if c < 128 and chr(c).isalpha() else 32 for c in range(256))
 _CJK = regex.compile(r"[\p{Han}\p{Hangul}]")
-_HAN = regex.compile(r"\p{Han}")
+_HAN_LETTER = regex.compile(r"(?=\p{L})\p{Han}")  # not the radicals (⺀: So) nor 〇 (Nl) of the Han script
 _NOT_LETTERS = regex.compile(r"[^\p{L}\p{M}]+")
 _LATIN1_TELLS = regex.compile(r"[\u00c0-\u00ff\u0080-\u009f\u2018-\u201e\u2020-\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc]")
 
@@ -240,7 +240,7 @@ def han_reuse(text: str) -> tuple[float, float]:
     if text.isascii():
         return 0.0, 0.0
     sample = _sample(text)
-    han = _HAN.findall(sample)
+    han = _HAN_LETTER.findall(sample)
     if not han:
         return 0.0, 0.0
     n_letters = sum(len(r) for r in _LETTER_RUN.findall(sample))

@@ -8,7 +8,7 @@ import random
 import statistics
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmdata.junk import (GB2312_LEVEL1, MIN_HAN_REUSE, MIN_LETTER_PAIRS, _decode_range, common_cjk, han_reuse,
@@ -93,6 +93,8 @@ def test_han_reuse_needs_han_dominant_text():
 
 @settings(max_examples=200, deadline=None)
 @given(st.text())
+@example("⺀⺁⺂ a")  # CJK radicals are of the Han script but not letters
+@example("〇〇〇〇")
 def test_han_reuse_is_finite_for_any_text(text):
     z, share = han_reuse(text)
     assert math.isfinite(z) and 0.0 <= share <= 1.0
