@@ -41,6 +41,17 @@ natural frequencies, score about 1.0 on both. Calibrated by bench/junk_random_le
 machine's real text (bench/RESULTS.md: no rejection among 28,083 real documents long enough to be
 judged, in 9 languages and code).
 
+In classical Chinese nearly every word is one character, so its pairs repeat hardly more often than
+chance: ten Tang poems (tests/fixtures/classical_zh.jsonl) fail both pair tests. For text whose
+letters are at least `MIN_HAN_SHARE` Han, `han_reuse` therefore asks what the pairs cannot: whether
+its characters repeat as a uniform draw from an everyday set would (the Han junk the rule exists
+for: random characters of GB 2312 level 1, of the other national sets or of the whole block) or far
+more often, as language does, classical included (不 人 山 之 而 recur). A text whose characters
+repeat `MIN_HAN_REUSE` standard deviations or more above a uniform draw from GB 2312 level 1 is
+not `junk:random_letters`. What this costs: Han letters drawn independently with natural
+frequencies (shuffled Chinese) are kept too, since no unigram test can tell them from language; a
+text that repeats no character at all, the Thousand Character Classic, is still rejected.
+
 A fifth score, `misspelt` (with `spelling_checked`), catches random Thai and Devanagari too short
 for the pair test (`MIN_LETTER_PAIRS`): their vowel signs and tone marks land where the script's
 spelling never writes them (after another vowel, at the start of a word), which real text does at
@@ -76,6 +87,13 @@ MAX_LETTER_DEPENDENCE = 0.92
 MAX_LETTER_REPEAT_RATIO = 3.0
 #: seeded permutations averaged for letter_dependence's expected number of distinct pairs
 SHUFFLES = 4
+#: Han text is kept from `junk:random_letters` when Han letters are at least this share of its letters ...
+MIN_HAN_SHARE = 0.5
+#: ... and its Han characters repeat at least this many standard deviations more often than a
+#: uniform draw from GB 2312 level 1 (`han_reuse`)
+MIN_HAN_REUSE = 8.0
+#: size of GB 2312 level 1, the smallest national set of everyday hanzi: the null of `han_reuse`
+GB2312_LEVEL1 = 3755
 #: Thai or Devanagari marks in sequences their spelling never writes (`misspelt`): at least this
 #: many, and at least this share of the marks checked, reject a text as random letters
 MIN_MISSPELT = 3
@@ -102,6 +120,7 @@ _LETTER_RUN = regex.compile(r"[\p{L}\p{M}]+")
 _ASCII_LETTER_RUN = re.compile(r"[A-Za-z]+")
 _ASCII_NON_LETTERS_TO_SPACE = bytes(c if c < 128 and chr(c).isalpha() else 32 for c in range(256))
 _CJK = regex.compile(r"[\p{Han}\p{Hangul}]")
+_HAN_LETTER = regex.compile(r"(?=\p{L})\p{Han}")  # not the radicals (⺀: So) nor 〇 (Nl) of the Han script
 _NOT_LETTERS = regex.compile(r"[^\p{L}\p{M}]+")
 _LATIN1_TELLS = regex.compile(r"[\u00c0-\u00ff\u0080-\u009f\u2018-\u201e\u2020-\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc]")
 
@@ -201,6 +220,37 @@ def letter_dependence(text: str) -> tuple[float, float, int]:
     return observed / expected, (n_pairs - observed + 1) / (n_pairs - expected + 1), n_pairs
 
 
+def han_reuse(text: str) -> tuple[float, float]:
+    """(z, share): how far more often the Han characters of a sample of the text (start and middle,
+    `SAMPLE_CHARS`) repeat than N characters drawn uniformly from GB 2312 level 1 would, in
+    standard deviations, and the Han share of the sample's letters (\\p{L}, \\p{M}).
+
+    Repeats R = N - D (N Han characters, D distinct). For N draws from K equally likely characters
+    (the occupancy or birthday problem; Johnson & Kotz, "Urn Models and Their Application", 1977,
+    ch. 3) E[D] = K(1 - (1 - 1/K)^N) and Var[D] = K(1 - 1/K)^N + K(K - 1)(1 - 2/K)^N - K^2(1 - 1/K)^2N;
+    z = (R - E[R]) / sd with K = `GB2312_LEVEL1` (3,755). A uniform draw from that set or from any
+    larger one (Big5's 5,401 frequent hanzi, the whole CJK block) has z of about 0 or below (at most
+    2.5 in 200 random GB 2312 level 1 documents); real Chinese, classical included, reuses its
+    frequent characters (不 人 之 而 山 月 ...) far more: 22-23 for the files of 10 and 11 Tang poems
+    of tests/fixtures/classical_zh.jsonl, 22.6 and more for this machine's Chinese documents
+    (bench/junk_random_letters.py, bench/RESULTS.md). Text that never repeats a character (the
+    Thousand Character Classic) scores below 0, like random text.
+    (0.0, 0.0) without Han. Deterministic.
+    """
+    if text.isascii():
+        return 0.0, 0.0
+    sample = _sample(text)
+    han = _HAN_LETTER.findall(sample)
+    if not han:
+        return 0.0, 0.0
+    n_letters = sum(len(r) for r in _LETTER_RUN.findall(sample))
+    n, k = len(han), GB2312_LEVEL1
+    q1, q2 = (1 - 1 / k) ** n, (1 - 2 / k) ** n
+    expected_repeats = n - k * (1 - q1)
+    sd = math.sqrt(max(k * q1 + k * (k - 1) * q2 - k * k * q1 * q1, 0.0)) or 1.0  # n = 1: no variance
+    return (n - len(set(han)) - expected_repeats) / sd, n / n_letters
+
+
 def _same_block(a: str, b: str) -> bool:
     """Whether `a` is a character of `b`'s block (Thai U+0E00-0E7F or Devanagari U+0900-097F)."""
     return ord(a) >> 7 == ord(b) >> 7
@@ -272,20 +322,25 @@ def char_entropy(text: str) -> float:
 
 def junk_scores(raw: str, text: str) -> dict[str, float]:
     """The junk rules' scores of a document: `rare_char_ratio` and `cjk_letters` of the normalized
-    text, `mojibake_ratio` and `mojibake_badness` of the raw text (module docstring).
+    text, `mojibake_ratio` and `mojibake_badness` of the raw text, `letter_dependence`,
+    `letter_repeat_ratio`, `letter_pairs`, `misspelt`, `spelling_checked`, `han_reuse` (signed, in
+    standard deviations) and `han_share` of the normalized text (module docstring).
     `char_entropy` is one of llmdata.features' document features."""
     rare, n_cjk = rare_char_ratio(text)
     moji, bad = mojibake_score(raw)
     dep, rep, n_pairs = letter_dependence(text)
     spell_bad, spell_checked = misspelt(text)
+    reuse, han_share = han_reuse(text)
     return {"rare_char_ratio": rare, "cjk_letters": float(n_cjk), "mojibake_ratio": moji, "mojibake_badness": float(bad),
             "letter_dependence": dep, "letter_repeat_ratio": rep, "letter_pairs": float(n_pairs),
-            "misspelt": float(spell_bad), "spelling_checked": float(spell_checked)}
+            "misspelt": float(spell_bad), "spelling_checked": float(spell_checked), "han_reuse": reuse, "han_share": han_share}
 
 
 def junk_reason(scores: dict[str, float]) -> str | None:
     """`junk:mojibake`, `junk:random_chars`, `junk:random_letters` or None, from `junk_scores`'
-    values (a missing score, e.g. in records scored before it existed, never rejects). Random Thai
+    values (a missing score, e.g. in records scored before it existed, never rejects). Han-dominant
+    text whose characters repeat far more than a uniform draw would (`han_share` >= MIN_HAN_SHARE,
+    `han_reuse` >= MIN_HAN_REUSE) is never `junk:random_letters` by the pair test. Random Thai
     or Devanagari too short for letter_dependence is `junk:random_letters` when its marks break the
     script's spelling (`misspelt`: at least MIN_MISSPELT, and MIN_MISSPELT_RATIO of those checked)."""
     if scores["mojibake_ratio"] >= MAX_MOJIBAKE_RATIO and scores["mojibake_badness"] >= MIN_BADNESS:
@@ -293,7 +348,8 @@ def junk_reason(scores: dict[str, float]) -> str | None:
     if scores["cjk_letters"] >= MIN_CJK_LETTERS and scores["rare_char_ratio"] > MAX_RARE_CHAR_RATIO:
         return Junk.RANDOM_CHARS
     if (scores.get("letter_pairs", 0.0) >= MIN_LETTER_PAIRS and scores.get("letter_dependence", 0.0) >= MAX_LETTER_DEPENDENCE
-            and scores.get("letter_repeat_ratio", math.inf) <= MAX_LETTER_REPEAT_RATIO):
+            and scores.get("letter_repeat_ratio", math.inf) <= MAX_LETTER_REPEAT_RATIO
+            and not (scores.get("han_share", 0.0) >= MIN_HAN_SHARE and scores.get("han_reuse", 0.0) >= MIN_HAN_REUSE)):
         return Junk.RANDOM_LETTERS
     bad, checked = scores.get("misspelt", 0.0), scores.get("spelling_checked", 0.0)
     if bad >= MIN_MISSPELT and bad >= MIN_MISSPELT_RATIO * checked:
