@@ -54,6 +54,9 @@ class FieldSpec:
 
     text_field: str = RecordField.TEXT
     id_field: str = RecordField.ID
+    #: "dataset": a given id names the record in the whole input; "file": only within its file (row
+    #: numbers per shard), so the id becomes "<source>:<id>" with the file relative to the glob
+    id_scope: str = "dataset"
 
 
 Parsed = Union[dict, Quarantined]
@@ -137,7 +140,7 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
     elif isinstance(given_id, str) and given_id.strip() == "":
         return Quarantined(BadRecord.INVALID_ID, source, line, f"{spec.id_field!r} is empty", raw)
     else:
-        doc_id = str(given_id)
+        doc_id = f"{source}:{given_id}" if spec.id_scope == "file" else str(given_id)
     meta = dict(obj)
     _drop_path(meta, spec.text_field)
     _drop_path(meta, spec.id_field)

@@ -305,7 +305,7 @@ def build_pipeline(
 ) -> None:
     """Wire the clean stage into pipeline `p`; every product lands under `out`."""
     work = fs.join(out, WORK)
-    spec = FieldSpec(text_field=section.text_field, id_field=section.id_field)
+    spec = FieldSpec(text_field=section.text_field, id_field=section.id_field, id_scope=section.id_scope)
     read = (
         p
         | "Files" >> beam.Create(files)

@@ -6,13 +6,16 @@ import time
 from typing import Optional
 
 from llmdata.outliers import to_json_safe
-from llmdata.reasons import EvalOutcome, Outcome, UnknownReasonError, parse_reason
+from llmdata.reasons import BadRecord, EvalOutcome, Outcome, UnknownReasonError, parse_reason
 from pipelines import fs
 from pipelines.clean import WORK, load_thresholds, run_pipeline
 from pipelines.config import CleanSection
 from pipelines.manifest import input_fingerprint, write_manifest
 from pipelines.report import write_clean_report
 from pipelines.stage import SideProducts, StageInputError, begin, outcome_counts, plan_stage, publish, read_products
+
+#: share of the input quarantined as duplicate_id past which the stage suggests `id_scope: file`
+DUPLICATE_ID_HINT = 0.1
 
 
 def _feature_stats(products: SideProducts, phase: str) -> dict:
@@ -126,6 +129,13 @@ def run_clean(
     work = fs.join(out, WORK)
     products = read_products(work)
     counts = outcome_counts(products, (Outcome.KEPT,), (Outcome.REJECTED, Outcome.QUARANTINED, Outcome.DROPPED))
+    quarantined = counts[Outcome.QUARANTINED]["by_reason"]
+    if counts[Outcome.KEPT] + counts[Outcome.REJECTED]["total"] == 0 and quarantined.get(BadRecord.MISSING_TEXT):
+        # a mistyped text_field: publishing would replace a good earlier output with an all-quarantine one
+        raise StageInputError(
+            f"no record has the text field {section.text_field!r} ({quarantined[BadRecord.MISSING_TEXT]} of "
+            f"{counts['input']} quarantined as missing_text, in {fs.join(out, 'quarantine')}); set clean.text_field "
+            "to the field that holds the text")
     thresholds = products.one("thresholds")
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
     imputation = products.one("plan")
@@ -162,4 +172,8 @@ def run_clean(
         f"clean: {counts['input']} in, {counts[Outcome.KEPT]} kept, {counts[Outcome.REJECTED]['total']} rejected, "
         f"{q} quarantined/dropped in {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}"
     )
+    repeated = quarantined.get(BadRecord.DUPLICATE_ID, 0)
+    if section.id_scope == "dataset" and repeated and repeated >= DUPLICATE_ID_HINT * counts["input"]:
+        log(f"clean: {repeated} records ({repeated / counts['input']:.0%}) quarantined as duplicate_id; if your files "
+            "number their records separately (ids from 0 in every shard), rerun with --set clean.id_scope=file")
     return manifest

@@ -77,6 +77,9 @@ class CleanSection(_Section):
                                                      "documents separated by blank lines")
     text_field: str = Field("text", description="the record field that holds the text")
     id_field: str = Field("id", description="the record field that holds the id (else a hash of source and position)")
+    id_scope: Literal["dataset", "file"] = Field(
+        "dataset", description="dataset: a given id is unique in the whole input; file: only within its file (shards "
+        "that number their rows from 0), and the id becomes '<file>:<id>'")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of a record that cannot be used (unreadable, no "
         "text...), per kind")

@@ -3,6 +3,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -214,3 +215,42 @@ def test_hostile_json_lines_are_quarantined_not_fatal(tmp_path):
     kept = {r["id"]: r for r in read_jsonl_gz(out / "kept")}
     assert set(kept) == {"ok", "emoji", "huge", "nan"}
     assert "\U0001f600" in kept["emoji"]["text"] and kept["huge"]["meta"]["n"] == int("9" * 400)
+
+
+def _two_row_numbered_shards(folder: Path) -> None:
+    """Two shards whose ids are row numbers from 0, as many exported datasets write them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = ["rivers and floods", "bread and ovens", "bridges and ferries", "bees and gardens", "maps and compasses"]
+    for shard in ("a", "b"):
+        with open(folder / f"{shard}.jsonl", "w", encoding="utf-8") as f:
+            for i, topic in enumerate(topics):
+                text = f"Shard {shard} document {i} is a short note about {topic}, written for this test and nothing else."
+                f.write(json.dumps({"id": i, "text": text}) + "\n")
+
+
+def test_ids_numbered_per_file_are_quarantined_with_a_hint_and_kept_with_id_scope_file(tmp_path, capsys):
+    _two_row_numbered_shards(tmp_path / "in")
+    glob = str(tmp_path / "in" / "*.jsonl")
+    assert main(["clean", "--input", glob, "--output", str(tmp_path / "ds"), "--set", "clean.outliers.enabled=false"]) == 0
+    captured = capsys.readouterr()
+    err = captured.out + captured.err  # the stage's log lines
+    assert manifest(tmp_path / "ds")["counts"]["quarantined"]["by_reason"] == {"duplicate_id": 5}
+    assert "5 records (50%) quarantined as duplicate_id" in err and "clean.id_scope=file" in err
+    assert main(["clean", "--input", glob, "--output", str(tmp_path / "file"), "--set", "clean.outliers.enabled=false",
+                 "--set", "clean.id_scope=file"]) == 0
+    assert "id_scope" not in "".join(capsys.readouterr())
+    kept = sorted(r["id"] for r in read_jsonl_gz(tmp_path / "file" / "kept"))
+    assert kept == sorted(f"{s}.jsonl:{i}" for s in "ab" for i in range(5))
+
+
+def test_a_mistyped_text_field_is_one_line_and_keeps_the_earlier_output(tmp_path, capsys):
+    _two_row_numbered_shards(tmp_path / "in")
+    glob, out = str(tmp_path / "in" / "*.jsonl"), tmp_path / "out"
+    common = ["clean", "--input", glob, "--output", str(out), "--set", "clean.outliers.enabled=false", "--set", "clean.id_scope=file"]
+    assert main(common) == 0
+    before = manifest(out)
+    capsys.readouterr()
+    assert main([*common, "--set", "clean.text_field=body"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmpipe: error: ") and "no record has the text field 'body'" in err and "\n" not in err
+    assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
