@@ -125,13 +125,17 @@ def _raw_units(path: str, fmt: str, text_mode: str, spec: FieldSpec, source: str
         import pyarrow.parquet as pq
 
         with progress.CountingReader(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)) as raw:
-            table = pq.ParquetFile(io.BytesIO(raw.read()))
+            # read through the seekable stream: the footer, then one row group at a time (a whole
+            # multi-GB shard in memory before its first row, as it was, does not scale)
+            # (iter_batches over every row group pre-buffers them all: the whole file)
+            table = pq.ParquetFile(raw if raw.seekable() else io.BytesIO(raw.read()))
             number = 0
-            for batch in table.iter_batches(batch_size=1024):
-                for row in batch.to_pylist():
-                    number += 1
-                    shown = json.dumps(row, default=str, ensure_ascii=False)
-                    yield record_from_object(row, spec, source, number, shown)
+            for group in range(table.num_row_groups):
+                for batch in table.iter_batches(batch_size=1024, row_groups=[group]):
+                    for row in batch.to_pylist():
+                        number += 1
+                        shown = json.dumps(row, default=str, ensure_ascii=False)
+                        yield record_from_object(row, spec, source, number, shown)
     else:
         with open_decompressed(path) as stream:
             data = stream.read()

@@ -149,3 +149,39 @@ def test_a_json_array_file_is_named_in_the_quarantine_detail():
     out = parse_json_line(b'[{"text": "a"}, {"text": "b"}]', SPEC, "f.json", 1)
     assert out.reason == "not_an_object" and "list of 2 objects" in out.detail and "one object a line" in out.detail
     assert parse_json_line(b"[1, 2]", SPEC, "f.json", 1).detail == "got list"
+
+
+def test_a_parquet_file_is_read_one_row_group_at_a_time(tmp_path, monkeypatch):
+    """The first rows come out after reading the footer and the first row group, not the whole
+    file (a multi-GB shard was read into memory before its first row); a corrupt later row group
+    keeps every row before it and quarantines the rest as one unreadable_file entry."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import progress
+    from pipelines.beam_io import iter_units
+
+    rng = random.Random(0)
+    rows = 4000
+    texts = ["".join(rng.choice("abcdefghij ") for _ in range(300)) for _ in range(rows)]  # ~1.2 MB, incompressible-ish
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"id": [str(i) for i in range(rows)], "text": texts}), path, row_group_size=500,
+                   compression="none")
+    size = path.stat().st_size
+    seen = {"bytes": 0}
+    monkeypatch.setattr(progress, "note", lambda nbytes=0, **_: seen.__setitem__("bytes", seen["bytes"] + nbytes))
+    units = iter_units(str(path), "parquet", "file", SPEC, "big.parquet")
+    first = next(units)
+    assert first["id"] == "0" and seen["bytes"] < size / 3
+    assert sum(1 for _ in units) == rows - 1
+    # corrupt the seventh row group's text pages: the rows of the first six groups survive
+    start = pq.ParquetFile(path).metadata.row_group(6).column(1).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start:start + 2000] = bytes(2000)
+    path.write_bytes(bytes(data))
+    out = list(iter_units(str(path), "parquet", "file", SPEC, "big.parquet"))
+    good = [o for o in out if isinstance(o, dict)]
+    assert [o["id"] for o in good] == [str(i) for i in range(3000)]
+    assert [o.reason for o in out if not isinstance(o, dict)] == ["unreadable_file"]
