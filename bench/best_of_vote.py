@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from llmdata.chat import ChatTemplate, prompt_and_reference  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
 from training.best_of_n import best_of_n, load_matching_reward_model, select  # noqa: E402
+from training.reward import score  # noqa: E402
 from bench.common import add_sampling_args  # noqa: E402
 from training.export import load_model  # noqa: E402
 from training.finetune import load_conversations  # noqa: E402
@@ -52,7 +53,12 @@ def main() -> None:
             ref = (reference or "").strip()
             _, scored = best_of_n(model, reward_model, template, context, args.n, sampling, gen)
             answers = [a.strip() for a, _ in scored]
-            hits["greedy"] += chat_reply(model, template, context, greedy).strip() == ref
+            greedy_answer = chat_reply(model, template, context, greedy)
+            hits["greedy"] += greedy_answer.strip() == ref
+            # the greedy answer as one of the N candidates, with N - 1 samples
+            with_greedy = [(greedy_answer, score(reward_model, template, context, greedy_answer)), *scored[: args.n - 1]]
+            hits[f"greedy + {args.n - 1} samples, highest reward"] += select(with_greedy, "max").strip() == ref
+            hits[f"greedy + {args.n - 1} samples, reward-weighted vote, temperature 2"] += select(with_greedy, "vote", 2.0).strip() == ref
             hits[f"best-of-{args.n}, highest reward"] += select(scored, "max").strip() == ref
             hits["majority vote (no reward model)"] += Counter(answers).most_common(1)[0][0] == ref
             for t in args.vote_temperatures:
