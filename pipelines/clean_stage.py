@@ -91,6 +91,30 @@ def _by_script(products: SideProducts) -> dict:
     return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
 
 
+#: quarantine or drop reasons that say the text field names nothing holding text
+TEXT_FIELD_REASONS = (BadRecord.MISSING_TEXT, BadRecord.NULL_TEXT, BadRecord.NON_STRING_TEXT)
+
+
+def _check_text_field(counts: dict, text_field: str, quarantine: str) -> None:
+    """Raise StageInputError when no record had text and records failed for the text field itself
+    (missing, null or not a string: a typo, the id, a parent object), whether they were quarantined
+    or dropped: publishing would replace a good earlier output with one without documents."""
+    if counts[Outcome.KEPT] + counts[Outcome.REJECTED]["total"]:
+        return
+    bad = {}
+    for outcome in (Outcome.QUARANTINED, Outcome.DROPPED):
+        for reason, n in counts[outcome]["by_reason"].items():
+            if reason in TEXT_FIELD_REASONS:
+                bad[reason] = bad.get(reason, 0) + n
+    if not bad:
+        return
+    found = ", ".join(f"{n} {reason}" for reason, n in sorted(bad.items()))
+    where = f", in {quarantine}" if counts[Outcome.QUARANTINED]["total"] else ""
+    raise StageInputError(
+        f"no record has the text field {text_field!r} holding a string ({found} of {counts['input']} records{where}); set "
+        "clean.text_field to the field that holds the text")
+
+
 def run_clean(
     section: CleanSection,
     pattern: str,
@@ -130,12 +154,7 @@ def run_clean(
     products = read_products(work)
     counts = outcome_counts(products, (Outcome.KEPT,), (Outcome.REJECTED, Outcome.QUARANTINED, Outcome.DROPPED))
     quarantined = counts[Outcome.QUARANTINED]["by_reason"]
-    if counts[Outcome.KEPT] + counts[Outcome.REJECTED]["total"] == 0 and quarantined.get(BadRecord.MISSING_TEXT):
-        # a mistyped text_field: publishing would replace a good earlier output with an all-quarantine one
-        raise StageInputError(
-            f"no record has the text field {section.text_field!r} ({quarantined[BadRecord.MISSING_TEXT]} of "
-            f"{counts['input']} quarantined as missing_text, in {fs.join(out, 'quarantine')}); set clean.text_field "
-            "to the field that holds the text")
+    _check_text_field(counts, section.text_field, fs.join(out, "quarantine"))
     thresholds = products.one("thresholds")
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
     imputation = products.one("plan")

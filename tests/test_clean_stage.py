@@ -254,3 +254,21 @@ def test_a_mistyped_text_field_is_one_line_and_keeps_the_earlier_output(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith("llmpipe: error: ") and "no record has the text field 'body'" in err and "\n" not in err
     assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
+
+
+def test_a_text_field_that_never_holds_text_or_is_dropped_keeps_the_earlier_output(tmp_path, capsys):
+    """The same mistake in two more forms: the field names an object or a number in every record
+    (text_field=id; a parent of the text), or the missing_text records are dropped rather than
+    quarantined. Either way no record has text, and publishing would replace a good output with an
+    empty one."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob, out = str(tmp_path / "in" / "*.jsonl"), tmp_path / "out"
+    common = ["clean", "--input", glob, "--output", str(out), "--set", "clean.outliers.enabled=false", "--set", "clean.id_scope=file"]
+    assert main(common) == 0
+    before = manifest(out)
+    for extra in (["--set", "clean.text_field=id"], ["--set", "clean.text_field=body", "--set", "clean.bad_records.default=drop"]):
+        capsys.readouterr()
+        assert main([*common, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("llmpipe: error: ") and "\n" not in err and "text field" in err, err
+        assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
