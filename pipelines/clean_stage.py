@@ -2,8 +2,13 @@
 assemble counts and statistics, write the report, check the accounting, write the manifest."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Optional
+
+from llmdata.features import FEATURES
+from llmdata.junk import junk_scores
+from llmdata.quality import RULES
 
 from llmdata.outliers import to_json_safe
 from llmdata.reasons import BadRecord, EvalOutcome, Outcome, UnknownReasonError, parse_reason
@@ -115,6 +120,27 @@ def _check_text_field(counts: dict, text_field: str, quarantine: str) -> None:
         "clean.text_field to the field that holds the text")
 
 
+def score_names() -> tuple[set[str], list[re.Pattern]]:
+    """The scores a document can carry, which `clean.outliers.features` may judge: the document
+    features (llmdata.features.FEATURES), the junk rules' scores and the web rules' (a "{n}" in
+    a rule's score name stands for any n-gram size)."""
+    names = set(FEATURES) | set(junk_scores("", ""))
+    patterns = [re.compile(re.escape(name).replace(re.escape("{n}"), r"\d+")) for spec in RULES.values()
+                for name in spec.scores]
+    return names, patterns
+
+
+def _check_feature_names(section: CleanSection) -> None:
+    """Raise StageInputError for a judged feature no document's scores can hold (a typo): it would
+    get no interval and judge nothing, without a word."""
+    names, patterns = score_names()
+    for name in section.outliers.features:
+        if name not in names and not any(p.fullmatch(name) for p in patterns):
+            raise StageInputError(
+                f"clean.outliers.features: unknown feature {name!r} (document features: {', '.join(FEATURES)}; "
+                "or a junk or web-rule score)")
+
+
 def run_clean(
     section: CleanSection,
     pattern: str,
@@ -125,6 +151,7 @@ def run_clean(
     log=print,
 ) -> dict:
     """Run (or skip) the clean stage from the files matching `pattern` into folder `out`."""
+    _check_feature_names(section)
     thresholds_file = thresholds_file or section.outliers.thresholds_file
     saved = None
     if thresholds_file:

@@ -272,3 +272,17 @@ def test_a_text_field_that_never_holds_text_or_is_dropped_keeps_the_earlier_outp
         err = capsys.readouterr().err.strip()
         assert err.startswith("llmpipe: error: ") and "\n" not in err and "text field" in err, err
         assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
+
+
+def test_an_unknown_outlier_feature_is_one_line_before_anything_is_written(tmp_path, capsys):
+    """A misspelt feature under clean.outliers.features is in no document's scores, so it had no
+    interval and judged nothing, silently. A junk or web-rule score may be judged; a typo may not."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob, out = str(tmp_path / "in" / "*.jsonl"), tmp_path / "out"
+    common = ["clean", "--input", glob, "--output", str(out), "--set", "clean.id_scope=file"]
+    assert main([*common, "--set", "clean.outliers.features.n_wrods.side=low"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmpipe: error: ") and "'n_wrods'" in err and "\n" not in err, err
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+    for known in ("char_entropy", "han_reuse", "gq_words", "gr_top_2gram_frac"):
+        assert main([*common, "--force", "--set", f"clean.outliers.features.{known}.side=high"]) == 0, known
