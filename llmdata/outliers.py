@@ -395,17 +395,32 @@ def grouped_thresholds(
     }
 
 
+def _fixed_interval(name: str, t: dict) -> dict:
+    """An interval's fixed limits alone (`fixed_min`, `fixed_max`, in the feature's own units) on its
+    judging scale; the ends without a fixed limit are open."""
+    lo, hi = t.get("fixed_min"), t.get("fixed_max")
+    return {**t, "low": -math.inf if lo is None else transform(name, lo, t["log"]),
+            "high": math.inf if hi is None else transform(name, hi, t["log"])}
+
+
 def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], Optional[str]]:
-    """(reason or None, group used or None when not judged) for one document of group `script` under
-    `grouped_thresholds` (or a file read back by `from_json`). A feature whose interval says
-    `scope: global` is judged by the global ("*") interval instead of the group's."""
+    """(reason or None, group used or None when no group's statistics judge it) for one document of
+    group `script` under `grouped_thresholds` (or a file read back by `from_json`). A feature whose
+    interval says `scope: global` is judged by the global ("*") interval instead of the group's.
+
+    Fixed limits (`fixed_min`, `fixed_max`, e.g. n_words above 100,000) need no statistics: they
+    judge every document, also one whose group has no thresholds (a small group, a single-document
+    input) or no interval of that feature."""
+    every = thresholds["groups"].get(GLOBAL, {})
+    fixed = {name: _fixed_interval(name, t) for name, t in every.items()
+             if t.get("fixed_min") is not None or t.get("fixed_max") is not None}
     group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"),
                           thresholds.get("small_groups", "skip"))
     if group is None:
-        return None, None
-    own, every = thresholds["groups"][group], thresholds["groups"].get(GLOBAL, {})
+        return check(features, fixed), None
+    own = thresholds["groups"][group]
     intervals = {name: every.get(name, t) if t.get("scope") == "global" else t for name, t in own.items()}
-    return check(features, intervals), group
+    return check(features, {**fixed, **intervals}), group
 
 
 def _safe(t: dict) -> dict:

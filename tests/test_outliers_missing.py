@@ -327,6 +327,30 @@ def test_fixed_limits_bound_the_interval_whatever_the_data():
         FeatureRule(fixed_min=10, fixed_max=1)
 
 
+def test_fixed_limits_apply_to_documents_no_group_statistics_judge():
+    """Gopher's max_words is a fixed limit: a 100,001-word dump is over it whether or not its
+    script group has 30 documents (a single-document input, a Korean dump among English), and
+    where the group has no interval of the feature (measured on too few of its documents)."""
+    from llmdata.outliers import check_grouped
+
+    latin = [float(x) for x in range(100, 40_000, 500)]
+    capped = _grouped({"latin": latin, "hangul": [300.0] * 5}, rule={"method": "none", "fixed_max": 100_000.0})
+    assert capped["used_by"]["hangul"] is None
+    assert check_grouped({"f": 100_001.0}, "hangul", capped)[0] == "outlier:f:high"
+    assert check_grouped({"f": 100_000.0}, "hangul", capped) == (None, None)
+    assert check_grouped({"f": 100_001.0}, "greek", capped)[0] == "outlier:f:high"  # a group never seen
+    alone = _grouped({"latin": [150_000.0]}, rule={"method": "none", "fixed_max": 100_000.0})
+    assert check_grouped({"f": 150_000.0}, "latin", alone)[0] == "outlier:f:high"
+    back = from_json(json.loads(json.dumps(to_json_safe(capped))))  # a saved file applies the same limit
+    assert check_grouped({"f": 100_001.0}, "hangul", back)[0] == "outlier:f:high"
+    # a group with thresholds of its own but no interval of this feature
+    del capped["groups"]["latin"]["f"]
+    assert check_grouped({"f": 100_001.0}, "latin", capped) == ("outlier:f:high", "latin")
+    # statistical intervals still need the group: a small group's outlier is not judged by them
+    stat = _grouped({"latin": latin, "hangul": [300.0] * 5})
+    assert check_grouped({"f": 1e9}, "hangul", stat) == (None, None)
+
+
 def test_a_feature_left_out_of_a_documents_scores_is_not_judged():
     from llmdata.outliers import check_grouped
 
