@@ -449,6 +449,12 @@ def _intervals_from_json(data: dict, where: str) -> dict[str, dict]:
         for key in ("method", "log", "low", "high"):
             if key not in t:
                 raise ValueError(f"thresholds entry {where}{name!r} lacks {key!r}")
+        if not isinstance(t["log"], bool):
+            raise ValueError(f"thresholds entry {where}{name!r}: 'log' is {t['log']!r}, not true or false")
+        for key in ("low", "high", "fixed_min", "fixed_max"):
+            value = t.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"thresholds entry {where}{name!r}: {key!r} is {value!r}, not a number or null")
         out[name] = t
     return out
 

@@ -369,6 +369,13 @@ def test_grouped_thresholds_json_round_trip_and_bad_files():
     for bad in ([], {"groups": []}, {"groups": {"latin": 3}}, {"groups": {"latin": {"f": {"method": "iqr"}}}}):
         with pytest.raises(ValueError):
             from_json(bad)
+    # a hand-edited file with a value of the wrong type is refused when read, not by a worker's traceback
+    good = json.loads(json.dumps(to_json_safe(t)))
+    for key, value in (("fixed_max", "100k"), ("low", "0.5"), ("high", [1]), ("log", "yes"), ("fixed_min", True)):
+        edited = json.loads(json.dumps(good))
+        edited["groups"]["latin"]["f"][key] = value
+        with pytest.raises(ValueError, match=f"latin/'f'.*{key}"):
+            from_json(edited)
 
 
 def test_min_spread_keeps_a_degenerate_group_from_rejecting_ordinary_variation():
