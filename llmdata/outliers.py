@@ -148,11 +148,17 @@ def group_name(counts: Counter, lang: str) -> str:
     """The threshold group of a document from its letters per script (llmdata.scripts.script_counts)
     and language: "code" for code (llmdata.langid labels it), "none" without letters, else the
     script group with the most letters weighted by `GROUP_WEIGHTS` (kana-aware like
-    llmdata.scripts.dominant_script). Code's line lengths, symbols and identifiers follow other
+    llmdata.scripts.dominant_script: when kana are a fifth of the Han and kana letters, the text is
+    Japanese and its kanji count with its kana). Code's line lengths, symbols and identifiers follow other
     laws than prose in any script, so it is judged among code."""
     if lang == "code":
         return "code"
     weighted = Counter({s: n * GROUP_WEIGHTS.get(s, 1.0) for s, n in counts.items()})
+    kana, han = counts.get("kana", 0), counts.get("han", 0)
+    if kana and kana * 5 >= han + kana:
+        # Japanese: its kanji and kana are one writing system, and compete with Latin together (a
+        # Japanese man page with English option names has more Latin letters than either alone)
+        weighted["kana"] += weighted.pop("han", 0.0)
     return dominant_script("", weighted)
 
 

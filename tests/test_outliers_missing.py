@@ -441,6 +441,32 @@ def test_group_name_weighs_characters_that_are_words():
     assert group_name(Counter({"latin": 100, "cyrillic": 120}), "ru") == "cyrillic"
 
 
+def test_group_name_counts_japanese_kanji_and_kana_together():
+    """Japanese is written in kanji and kana at once: a Japanese man page with English option
+    names (dpkg-distaddfile(1) in /usr/share/man/ja: 704 Latin letters, 102 kanji, 176 kana) has
+    more Latin letters than weighted kanji or weighted kana alone, was judged among English
+    documents and rejected as mean_word_len:low (every kana and kanji is a one-letter word)."""
+    from collections import Counter
+
+    from llmdata.outliers import group_name
+    from llmdata.scripts import script_counts
+
+    page = ("名前\n  dpkg-distaddfile - debian/files にエントリを追加する\n書式\n  dpkg-distaddfile [option...] "
+            "filename section priority\n説明\n  dpkg-distaddfile は debian/files にファイルのエントリを追加する。\n"
+            "オプション\n  -ffiles-list-file 別のファイルを読み書きする。\n  --help 使い方を表示して終了する。\n"
+            "  --version バージョン情報を表示して終了する。\n関連項目\n  deb-src-files(5), dpkg-genchanges(1), "
+            "dpkg-source(1), /usr/share/doc/dpkg/README.feature-removal-schedule.gz\n"
+            "Debian Project 1.22.6 2024-02-26 dpkg suite dpkg-distaddfile(1)")
+    counts = script_counts(page)
+    assert counts["latin"] > 3 * counts["kana"] and counts["latin"] > 3 * counts["han"]
+    assert counts["latin"] < 3 * (counts["kana"] + counts["han"])
+    assert group_name(counts, "ja") == "kana"
+    # Chinese with a few kana stays Chinese (the kana share rule of llmdata.scripts.dominant_script),
+    # and so does a page with no kana at all
+    assert group_name(Counter({"han": 100, "kana": 5, "latin": 200}), "zh") == "han"
+    assert group_name(Counter({"han": 60, "kana": 60, "latin": 1000}), "en") == "latin"
+
+
 def test_a_feature_measured_on_few_of_a_groups_documents_gets_no_interval_there():
     from llmdata.outliers import GLOBAL, check_grouped, grouped_thresholds
 
