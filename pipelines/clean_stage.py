@@ -218,8 +218,9 @@ def run_clean(
         f"clean: {counts['input']} in, {counts[Outcome.KEPT]} kept, {counts[Outcome.REJECTED]['total']} rejected, "
         f"{q} quarantined/dropped in {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}"
     )
-    repeated = quarantined.get(BadRecord.DUPLICATE_ID, 0)
+    repeated = sum(counts[o]["by_reason"].get(BadRecord.DUPLICATE_ID, 0) for o in (Outcome.QUARANTINED, Outcome.DROPPED))
     if section.id_scope == "dataset" and repeated and repeated >= DUPLICATE_ID_HINT * counts["input"]:
-        log(f"clean: {repeated} records ({repeated / counts['input']:.0%}) quarantined as duplicate_id; if your files "
+        how = "quarantined" if quarantined.get(BadRecord.DUPLICATE_ID) else "dropped"
+        log(f"clean: {repeated} records ({repeated / counts['input']:.0%}) {how} as duplicate_id; if your files "
             "number their records separately (ids from 0 in every shard), rerun with --set clean.id_scope=file")
     return manifest

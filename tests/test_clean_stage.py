@@ -286,3 +286,14 @@ def test_an_unknown_outlier_feature_is_one_line_before_anything_is_written(tmp_p
     assert not out.exists() and not (tmp_path / "out.partial").exists()
     for known in ("char_entropy", "han_reuse", "gq_words", "gr_top_2gram_frac"):
         assert main([*common, "--force", "--set", f"clean.outliers.features.{known}.side=high"]) == 0, known
+
+
+def test_the_duplicate_id_hint_also_counts_dropped_records(tmp_path, capsys):
+    """With duplicate_id dropped instead of quarantined, half the input vanished without the hint."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob = str(tmp_path / "in" / "*.jsonl")
+    assert main(["clean", "--input", glob, "--output", str(tmp_path / "ds"), "--set", "clean.outliers.enabled=false",
+                 "--set", "clean.bad_records.per_kind.duplicate_id=drop"]) == 0
+    captured = capsys.readouterr()
+    assert manifest(tmp_path / "ds")["counts"]["dropped"]["by_reason"] == {"duplicate_id": 5}
+    assert "5 records (50%)" in captured.out + captured.err and "clean.id_scope=file" in captured.out + captured.err
