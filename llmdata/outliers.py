@@ -390,6 +390,7 @@ def grouped_thresholds(
             if (group, name) in HIGH_SIDE_ONLY and t["side"] != "high":
                 t.update({"side": "high", "low": -math.inf, "low_raw": -math.inf})
             groups.setdefault(group, {})[name] = t
+    groups.setdefault(GLOBAL, {})  # even without a measured feature: documents without letters are judged by it
     scripts = sorted(g for g in docs if g != GLOBAL)
     return {
         "group_by": opts.group_by,

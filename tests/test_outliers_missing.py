@@ -351,6 +351,18 @@ def test_fixed_limits_apply_to_documents_no_group_statistics_judge():
     assert check_grouped({"f": 1e9}, "hangul", stat) == (None, None)
 
 
+def test_thresholds_without_any_measured_feature_judge_nothing_without_a_traceback():
+    """Only compression_ratio judged and every document under 500 bytes: no feature has a value,
+    so there were no groups at all, not even "*", and a document without letters (judged by "*")
+    was a KeyError in the Beam worker."""
+    from llmdata.outliers import GLOBAL, check_grouped, grouped_thresholds
+
+    t = grouped_thresholds({}, {}, OutlierOptions(features={"compression_ratio": FeatureRule()}))
+    assert t["groups"] == {GLOBAL: {}}
+    assert check_grouped({"n_chars": 15.0}, "none", t) == (None, GLOBAL)
+    assert check_grouped({"n_chars": 15.0}, "latin", t) == (None, None)
+
+
 def test_a_feature_left_out_of_a_documents_scores_is_not_judged():
     from llmdata.outliers import check_grouped
 
