@@ -148,11 +148,17 @@ def group_name(counts: Counter, lang: str) -> str:
     """The threshold group of a document from its letters per script (llmdata.scripts.script_counts)
     and language: "code" for code (llmdata.langid labels it), "none" without letters, else the
     script group with the most letters weighted by `GROUP_WEIGHTS` (kana-aware like
-    llmdata.scripts.dominant_script). Code's line lengths, symbols and identifiers follow other
+    llmdata.scripts.dominant_script: when kana are a fifth of the Han and kana letters, the text is
+    Japanese and its kanji count with its kana). Code's line lengths, symbols and identifiers follow other
     laws than prose in any script, so it is judged among code."""
     if lang == "code":
         return "code"
     weighted = Counter({s: n * GROUP_WEIGHTS.get(s, 1.0) for s, n in counts.items()})
+    kana, han = counts.get("kana", 0), counts.get("han", 0)
+    if kana and kana * 5 >= han + kana:
+        # Japanese: its kanji and kana are one writing system, and compete with Latin together (a
+        # Japanese man page with English option names has more Latin letters than either alone)
+        weighted["kana"] += weighted.pop("han", 0.0)
     return dominant_script("", weighted)
 
 
@@ -384,6 +390,7 @@ def grouped_thresholds(
             if (group, name) in HIGH_SIDE_ONLY and t["side"] != "high":
                 t.update({"side": "high", "low": -math.inf, "low_raw": -math.inf})
             groups.setdefault(group, {})[name] = t
+    groups.setdefault(GLOBAL, {})  # even without a measured feature: documents without letters are judged by it
     scripts = sorted(g for g in docs if g != GLOBAL)
     return {
         "group_by": opts.group_by,
@@ -395,17 +402,32 @@ def grouped_thresholds(
     }
 
 
+def _fixed_interval(name: str, t: dict) -> dict:
+    """An interval's fixed limits alone (`fixed_min`, `fixed_max`, in the feature's own units) on its
+    judging scale; the ends without a fixed limit are open."""
+    lo, hi = t.get("fixed_min"), t.get("fixed_max")
+    return {**t, "low": -math.inf if lo is None else transform(name, lo, t["log"]),
+            "high": math.inf if hi is None else transform(name, hi, t["log"])}
+
+
 def check_grouped(features: dict[str, float], script: str, thresholds: dict) -> tuple[Optional[str], Optional[str]]:
-    """(reason or None, group used or None when not judged) for one document of group `script` under
-    `grouped_thresholds` (or a file read back by `from_json`). A feature whose interval says
-    `scope: global` is judged by the global ("*") interval instead of the group's."""
+    """(reason or None, group used or None when no group's statistics judge it) for one document of
+    group `script` under `grouped_thresholds` (or a file read back by `from_json`). A feature whose
+    interval says `scope: global` is judged by the global ("*") interval instead of the group's.
+
+    Fixed limits (`fixed_min`, `fixed_max`, e.g. n_words above 100,000) need no statistics: they
+    judge every document, also one whose group has no thresholds (a small group, a single-document
+    input) or no interval of that feature."""
+    every = thresholds["groups"].get(GLOBAL, {})
+    fixed = {name: _fixed_interval(name, t) for name, t in every.items()
+             if t.get("fixed_min") is not None or t.get("fixed_max") is not None}
     group = resolve_group(script, thresholds["groups"], thresholds.get("group_by", "script"),
                           thresholds.get("small_groups", "skip"))
     if group is None:
-        return None, None
-    own, every = thresholds["groups"][group], thresholds["groups"].get(GLOBAL, {})
+        return check(features, fixed), None
+    own = thresholds["groups"][group]
     intervals = {name: every.get(name, t) if t.get("scope") == "global" else t for name, t in own.items()}
-    return check(features, intervals), group
+    return check(features, {**fixed, **intervals}), group
 
 
 def _safe(t: dict) -> dict:
@@ -434,6 +456,12 @@ def _intervals_from_json(data: dict, where: str) -> dict[str, dict]:
         for key in ("method", "log", "low", "high"):
             if key not in t:
                 raise ValueError(f"thresholds entry {where}{name!r} lacks {key!r}")
+        if not isinstance(t["log"], bool):
+            raise ValueError(f"thresholds entry {where}{name!r}: 'log' is {t['log']!r}, not true or false")
+        for key in ("low", "high", "fixed_min", "fixed_max"):
+            value = t.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"thresholds entry {where}{name!r}: {key!r} is {value!r}, not a number or null")
         out[name] = t
     return out
 

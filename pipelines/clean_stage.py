@@ -2,8 +2,13 @@
 assemble counts and statistics, write the report, check the accounting, write the manifest."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Optional
+
+from llmdata.features import FEATURES
+from llmdata.junk import junk_scores
+from llmdata.quality import RULES
 
 from llmdata.outliers import to_json_safe
 from llmdata.reasons import BadRecord, EvalOutcome, Outcome, UnknownReasonError, parse_reason
@@ -91,6 +96,51 @@ def _by_script(products: SideProducts) -> dict:
     return dict(sorted(table.items(), key=lambda kv: (-kv[1]["input"], kv[0])))
 
 
+#: quarantine or drop reasons that say the text field names nothing holding text
+TEXT_FIELD_REASONS = (BadRecord.MISSING_TEXT, BadRecord.NULL_TEXT, BadRecord.NON_STRING_TEXT)
+
+
+def _check_text_field(counts: dict, text_field: str, quarantine: str) -> None:
+    """Raise StageInputError when no record had text and records failed for the text field itself
+    (missing, null or not a string: a typo, the id, a parent object), whether they were quarantined
+    or dropped: publishing would replace a good earlier output with one without documents."""
+    if counts[Outcome.KEPT] + counts[Outcome.REJECTED]["total"]:
+        return
+    bad = {}
+    for outcome in (Outcome.QUARANTINED, Outcome.DROPPED):
+        for reason, n in counts[outcome]["by_reason"].items():
+            if reason in TEXT_FIELD_REASONS:
+                bad[reason] = bad.get(reason, 0) + n
+    if not bad:
+        return
+    found = ", ".join(f"{n} {reason}" for reason, n in sorted(bad.items()))
+    where = f", in {quarantine}" if counts[Outcome.QUARANTINED]["total"] else ""
+    raise StageInputError(
+        f"no record has the text field {text_field!r} holding a string ({found} of {counts['input']} records{where}); set "
+        "clean.text_field to the field that holds the text")
+
+
+def score_names() -> tuple[set[str], list[re.Pattern]]:
+    """The scores a document can carry, which `clean.outliers.features` may judge: the document
+    features (llmdata.features.FEATURES), the junk rules' scores and the web rules' (a "{n}" in
+    a rule's score name stands for any n-gram size)."""
+    names = set(FEATURES) | set(junk_scores("", ""))
+    patterns = [re.compile(re.escape(name).replace(re.escape("{n}"), r"\d+")) for spec in RULES.values()
+                for name in spec.scores]
+    return names, patterns
+
+
+def _check_feature_names(section: CleanSection) -> None:
+    """Raise StageInputError for a judged feature no document's scores can hold (a typo): it would
+    get no interval and judge nothing, without a word."""
+    names, patterns = score_names()
+    for name in section.outliers.features:
+        if name not in names and not any(p.fullmatch(name) for p in patterns):
+            raise StageInputError(
+                f"clean.outliers.features: unknown feature {name!r} (document features: {', '.join(FEATURES)}; "
+                "or a junk or web-rule score)")
+
+
 def run_clean(
     section: CleanSection,
     pattern: str,
@@ -101,6 +151,7 @@ def run_clean(
     log=print,
 ) -> dict:
     """Run (or skip) the clean stage from the files matching `pattern` into folder `out`."""
+    _check_feature_names(section)
     thresholds_file = thresholds_file or section.outliers.thresholds_file
     saved = None
     if thresholds_file:
@@ -130,12 +181,7 @@ def run_clean(
     products = read_products(work)
     counts = outcome_counts(products, (Outcome.KEPT,), (Outcome.REJECTED, Outcome.QUARANTINED, Outcome.DROPPED))
     quarantined = counts[Outcome.QUARANTINED]["by_reason"]
-    if counts[Outcome.KEPT] + counts[Outcome.REJECTED]["total"] == 0 and quarantined.get(BadRecord.MISSING_TEXT):
-        # a mistyped text_field: publishing would replace a good earlier output with an all-quarantine one
-        raise StageInputError(
-            f"no record has the text field {section.text_field!r} ({quarantined[BadRecord.MISSING_TEXT]} of "
-            f"{counts['input']} quarantined as missing_text, in {fs.join(out, 'quarantine')}); set clean.text_field "
-            "to the field that holds the text")
+    _check_text_field(counts, section.text_field, fs.join(out, "quarantine"))
     thresholds = products.one("thresholds")
     fs.write_json(fs.join(out, "thresholds.json"), thresholds)
     imputation = products.one("plan")
@@ -172,8 +218,9 @@ def run_clean(
         f"clean: {counts['input']} in, {counts[Outcome.KEPT]} kept, {counts[Outcome.REJECTED]['total']} rejected, "
         f"{q} quarantined/dropped in {timings['total_s']:.1f}s; report: {fs.join(out, 'report.md')}"
     )
-    repeated = quarantined.get(BadRecord.DUPLICATE_ID, 0)
+    repeated = sum(counts[o]["by_reason"].get(BadRecord.DUPLICATE_ID, 0) for o in (Outcome.QUARANTINED, Outcome.DROPPED))
     if section.id_scope == "dataset" and repeated and repeated >= DUPLICATE_ID_HINT * counts["input"]:
-        log(f"clean: {repeated} records ({repeated / counts['input']:.0%}) quarantined as duplicate_id; if your files "
+        how = "quarantined" if quarantined.get(BadRecord.DUPLICATE_ID) else "dropped"
+        log(f"clean: {repeated} records ({repeated / counts['input']:.0%}) {how} as duplicate_id; if your files "
             "number their records separately (ids from 0 in every shard), rerun with --set clean.id_scope=file")
     return manifest

@@ -254,3 +254,46 @@ def test_a_mistyped_text_field_is_one_line_and_keeps_the_earlier_output(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith("llmpipe: error: ") and "no record has the text field 'body'" in err and "\n" not in err
     assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
+
+
+def test_a_text_field_that_never_holds_text_or_is_dropped_keeps_the_earlier_output(tmp_path, capsys):
+    """The same mistake in two more forms: the field names an object or a number in every record
+    (text_field=id; a parent of the text), or the missing_text records are dropped rather than
+    quarantined. Either way no record has text, and publishing would replace a good output with an
+    empty one."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob, out = str(tmp_path / "in" / "*.jsonl"), tmp_path / "out"
+    common = ["clean", "--input", glob, "--output", str(out), "--set", "clean.outliers.enabled=false", "--set", "clean.id_scope=file"]
+    assert main(common) == 0
+    before = manifest(out)
+    for extra in (["--set", "clean.text_field=id"], ["--set", "clean.text_field=body", "--set", "clean.bad_records.default=drop"]):
+        capsys.readouterr()
+        assert main([*common, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("llmpipe: error: ") and "\n" not in err and "text field" in err, err
+        assert manifest(out) == before and len(list(read_jsonl_gz(out / "kept"))) == 10
+
+
+def test_an_unknown_outlier_feature_is_one_line_before_anything_is_written(tmp_path, capsys):
+    """A misspelt feature under clean.outliers.features is in no document's scores, so it had no
+    interval and judged nothing, silently. A junk or web-rule score may be judged; a typo may not."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob, out = str(tmp_path / "in" / "*.jsonl"), tmp_path / "out"
+    common = ["clean", "--input", glob, "--output", str(out), "--set", "clean.id_scope=file"]
+    assert main([*common, "--set", "clean.outliers.features.n_wrods.side=low"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmpipe: error: ") and "'n_wrods'" in err and "\n" not in err, err
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+    for known in ("char_entropy", "han_reuse", "gq_words", "gr_top_2gram_frac"):
+        assert main([*common, "--force", "--set", f"clean.outliers.features.{known}.side=high"]) == 0, known
+
+
+def test_the_duplicate_id_hint_also_counts_dropped_records(tmp_path, capsys):
+    """With duplicate_id dropped instead of quarantined, half the input vanished without the hint."""
+    _two_row_numbered_shards(tmp_path / "in")
+    glob = str(tmp_path / "in" / "*.jsonl")
+    assert main(["clean", "--input", glob, "--output", str(tmp_path / "ds"), "--set", "clean.outliers.enabled=false",
+                 "--set", "clean.bad_records.per_kind.duplicate_id=drop"]) == 0
+    captured = capsys.readouterr()
+    assert manifest(tmp_path / "ds")["counts"]["dropped"]["by_reason"] == {"duplicate_id": 5}
+    assert "5 records (50%)" in captured.out + captured.err and "clean.id_scope=file" in captured.out + captured.err

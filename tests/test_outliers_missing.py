@@ -327,6 +327,42 @@ def test_fixed_limits_bound_the_interval_whatever_the_data():
         FeatureRule(fixed_min=10, fixed_max=1)
 
 
+def test_fixed_limits_apply_to_documents_no_group_statistics_judge():
+    """Gopher's max_words is a fixed limit: a 100,001-word dump is over it whether or not its
+    script group has 30 documents (a single-document input, a Korean dump among English), and
+    where the group has no interval of the feature (measured on too few of its documents)."""
+    from llmdata.outliers import check_grouped
+
+    latin = [float(x) for x in range(100, 40_000, 500)]
+    capped = _grouped({"latin": latin, "hangul": [300.0] * 5}, rule={"method": "none", "fixed_max": 100_000.0})
+    assert capped["used_by"]["hangul"] is None
+    assert check_grouped({"f": 100_001.0}, "hangul", capped)[0] == "outlier:f:high"
+    assert check_grouped({"f": 100_000.0}, "hangul", capped) == (None, None)
+    assert check_grouped({"f": 100_001.0}, "greek", capped)[0] == "outlier:f:high"  # a group never seen
+    alone = _grouped({"latin": [150_000.0]}, rule={"method": "none", "fixed_max": 100_000.0})
+    assert check_grouped({"f": 150_000.0}, "latin", alone)[0] == "outlier:f:high"
+    back = from_json(json.loads(json.dumps(to_json_safe(capped))))  # a saved file applies the same limit
+    assert check_grouped({"f": 100_001.0}, "hangul", back)[0] == "outlier:f:high"
+    # a group with thresholds of its own but no interval of this feature
+    del capped["groups"]["latin"]["f"]
+    assert check_grouped({"f": 100_001.0}, "latin", capped) == ("outlier:f:high", "latin")
+    # statistical intervals still need the group: a small group's outlier is not judged by them
+    stat = _grouped({"latin": latin, "hangul": [300.0] * 5})
+    assert check_grouped({"f": 1e9}, "hangul", stat) == (None, None)
+
+
+def test_thresholds_without_any_measured_feature_judge_nothing_without_a_traceback():
+    """Only compression_ratio judged and every document under 500 bytes: no feature has a value,
+    so there were no groups at all, not even "*", and a document without letters (judged by "*")
+    was a KeyError in the Beam worker."""
+    from llmdata.outliers import GLOBAL, check_grouped, grouped_thresholds
+
+    t = grouped_thresholds({}, {}, OutlierOptions(features={"compression_ratio": FeatureRule()}))
+    assert t["groups"] == {GLOBAL: {}}
+    assert check_grouped({"n_chars": 15.0}, "none", t) == (None, GLOBAL)
+    assert check_grouped({"n_chars": 15.0}, "latin", t) == (None, None)
+
+
 def test_a_feature_left_out_of_a_documents_scores_is_not_judged():
     from llmdata.outliers import check_grouped
 
@@ -345,6 +381,13 @@ def test_grouped_thresholds_json_round_trip_and_bad_files():
     for bad in ([], {"groups": []}, {"groups": {"latin": 3}}, {"groups": {"latin": {"f": {"method": "iqr"}}}}):
         with pytest.raises(ValueError):
             from_json(bad)
+    # a hand-edited file with a value of the wrong type is refused when read, not by a worker's traceback
+    good = json.loads(json.dumps(to_json_safe(t)))
+    for key, value in (("fixed_max", "100k"), ("low", "0.5"), ("high", [1]), ("log", "yes"), ("fixed_min", True)):
+        edited = json.loads(json.dumps(good))
+        edited["groups"]["latin"]["f"][key] = value
+        with pytest.raises(ValueError, match=f"latin/'f'.*{key}"):
+            from_json(edited)
 
 
 def test_min_spread_keeps_a_degenerate_group_from_rejecting_ordinary_variation():
@@ -408,6 +451,32 @@ def test_group_name_weighs_characters_that_are_words():
     assert group_name(Counter({"latin": 500}), "code") == "code"
     assert group_name(Counter(), "und") == "none"
     assert group_name(Counter({"latin": 100, "cyrillic": 120}), "ru") == "cyrillic"
+
+
+def test_group_name_counts_japanese_kanji_and_kana_together():
+    """Japanese is written in kanji and kana at once: a Japanese man page with English option
+    names (dpkg-distaddfile(1) in /usr/share/man/ja: 704 Latin letters, 102 kanji, 176 kana) has
+    more Latin letters than weighted kanji or weighted kana alone, was judged among English
+    documents and rejected as mean_word_len:low (every kana and kanji is a one-letter word)."""
+    from collections import Counter
+
+    from llmdata.outliers import group_name
+    from llmdata.scripts import script_counts
+
+    page = ("名前\n  dpkg-distaddfile - debian/files にエントリを追加する\n書式\n  dpkg-distaddfile [option...] "
+            "filename section priority\n説明\n  dpkg-distaddfile は debian/files にファイルのエントリを追加する。\n"
+            "オプション\n  -ffiles-list-file 別のファイルを読み書きする。\n  --help 使い方を表示して終了する。\n"
+            "  --version バージョン情報を表示して終了する。\n関連項目\n  deb-src-files(5), dpkg-genchanges(1), "
+            "dpkg-source(1), /usr/share/doc/dpkg/README.feature-removal-schedule.gz\n"
+            "Debian Project 1.22.6 2024-02-26 dpkg suite dpkg-distaddfile(1)")
+    counts = script_counts(page)
+    assert counts["latin"] > 3 * counts["kana"] and counts["latin"] > 3 * counts["han"]
+    assert counts["latin"] < 3 * (counts["kana"] + counts["han"])
+    assert group_name(counts, "ja") == "kana"
+    # Chinese with a few kana stays Chinese (the kana share rule of llmdata.scripts.dominant_script),
+    # and so does a page with no kana at all
+    assert group_name(Counter({"han": 100, "kana": 5, "latin": 200}), "zh") == "han"
+    assert group_name(Counter({"han": 60, "kana": 60, "latin": 1000}), "en") == "latin"
 
 
 def test_a_feature_measured_on_few_of_a_groups_documents_gets_no_interval_there():
