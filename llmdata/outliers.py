@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collections import Counter
 
@@ -80,9 +80,11 @@ def _default_rules() -> dict[str, FeatureRule]:
         # Too short to be a document: a property of the source, not of the script, so judged among
         # all documents. Length is never judged statistically on the high side.
         "n_chars": FeatureRule(side="low", scope="global"),
-        # Only a fixed limit above: Gopher's max_words (Rae et al. 2021, MassiveText; datatrove
-        # GopherQualityFilter max_doc_words), which the demo's 0.9-1.3 MB log dumps exceed.
-        "n_words": FeatureRule(method="none", fixed_max=100_000),
+        # Fixed limits only. Above: Gopher's max_words (Rae et al. 2021, MassiveText; datatrove
+        # GopherQualityFilter max_doc_words), which the demo's 0.9-1.3 MB log dumps exceed. Below:
+        # 3 words, for "ok", "404", "Click here", "!!!!", which n_chars:low alone does not catch in a
+        # corpus of short entries (its fence falls below any length there).
+        "n_words": FeatureRule(method="none", fixed_min=3, fixed_max=100_000),
         "mean_word_len": FeatureRule(side="both"),
         "symbol_ratio": FeatureRule(side="high"),
         "mattr": FeatureRule(side="low"),
@@ -110,7 +112,7 @@ class OutlierOptions(BaseModel):
     z: float = Field(4.0, gt=0, description="default z-score limit, in standard deviations from the mean")
     features: dict[str, FeatureRule] = Field(
         default_factory=_default_rules, description="the judged features and each one's rule, by feature name "
-        "(llmdata/features.py)")
+        "(llmdata/features.py): given rules change or add to the default ones field by field; null turns one off")
     thresholds_file: Optional[str] = Field(
         None, description="apply a saved thresholds.json instead of computing thresholds from this data")
     num_quantiles: int = Field(
@@ -135,6 +137,40 @@ class OutlierOptions(BaseModel):
     small_groups: Literal["skip", "global"] = Field(
         "skip", description="a group below min_group_docs: skip (not judged) or global (judged by all documents' "
         "thresholds)")
+
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, given):
+        """Rules given in the config change the default ones field by field and add new ones, so
+        `--set clean.outliers.features.n_words.fixed_max=50000` keeps every other default rule (a
+        given dict used to replace the whole set: one opt-in turned the defaults off); `null` turns
+        a rule off, kept as `method: none` (a section reaches Beam workers as a full dump, where a
+        removed rule would come back from the defaults)."""
+        if not isinstance(given, dict):
+            return given
+        merged = {name: rule.model_dump() for name, rule in _default_rules().items()}
+        for name, rule in given.items():
+            if rule is None:
+                merged[name] = {"method": "none"}
+            elif isinstance(rule, FeatureRule):
+                merged[name] = rule.model_dump()
+            elif isinstance(rule, dict) and name in merged:
+                merged[name] = {**merged[name], **rule}
+            else:
+                merged[name] = rule
+        return merged
+
+    @model_validator(mode="after")
+    def _limits_on_the_judging_scale(self):
+        for name, rule in self.features.items():
+            use_log, offset = feature_scale(name, rule.log)
+            for key in ("fixed_min", "fixed_max"):
+                value = getattr(rule, key)
+                if value is not None and use_log and value + offset <= 0:
+                    raise ValueError(f"features.{name}.{key} = {value:g}: {name} is judged on a log scale, "
+                                     f"log(x + {offset:g}), so a limit must be above {-offset:g}")
+        return self
 
 
 #: Letters of a script that count as this many Latin letters when choosing a document's threshold

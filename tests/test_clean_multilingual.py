@@ -142,6 +142,11 @@ def test_long_and_short_documents_are_not_rejected_for_their_length(tmp_path):
         return {r["id"]: r["reason"] for r in read_jsonl_gz(out / "rejected")}
 
     assert run() == {}
+    # among short entries n_chars:low cannot tell a two-word "document" from an entry: the fixed
+    # minimum of 3 words does (before mattr and the small-sample rule, compression_ratio:high did)
+    docs.extend(("junk", text) for text in ("ok", "404", "Click here", "!!!!", "ÿþ"))
+    assert run("--force") == {f"junk-{i}": "outlier:n_words:low" for i in range(43, 48)}
+    del docs[43:]
     # Gopher's fixed max_words still stops a dump, whatever the rest of the corpus looks like
     docs.append(("dump", " ".join(f"row{i} took {i % 97}ms" for i in range(40_000))))
     assert run("--force") == {"dump-43": "outlier:n_words:high"}

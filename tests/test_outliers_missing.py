@@ -304,7 +304,8 @@ def test_default_rules_judge_length_globally_and_leave_char_entropy_to_the_junk_
     assert "char_entropy" not in rules
     # a long document is not a worse one: length is judged statistically on the low side only,
     # above it only by Gopher's fixed max_words; no line-length or plain type-token ratio rule
-    assert rules["n_chars"].side == "low" and rules["n_words"].method == "none" and rules["n_words"].fixed_max == 100_000
+    assert rules["n_chars"].side == "low" and rules["n_words"].method == "none"
+    assert (rules["n_words"].fixed_min, rules["n_words"].fixed_max) == (3, 100_000)
     assert rules["mattr"].side == "low" and "unique_word_ratio" not in rules and "mean_line_len" not in rules
 
 
@@ -495,3 +496,19 @@ def test_a_feature_measured_on_few_of_a_groups_documents_gets_no_interval_there(
     t = grouped_thresholds(moments, quants, opts)
     assert set(t["groups"]["latin"]) == {"f"}  # 40 documents: a group, but g's 9 values make no interval
     assert check_grouped({"f": 20.0, "g": 9.0}, "latin", t) == (None, "latin")
+
+
+def test_given_feature_rules_change_the_defaults_field_by_field():
+    """One --set under clean.outliers.features used to replace the whole default set (only the
+    named feature judged, by the section's IQR on both sides)."""
+    defaults = OutlierOptions().features
+    opts = OutlierOptions(features={"n_words": {"fixed_max": 50_000}, "char_entropy": {"side": "high", "k": 1.5},
+                                    "mean_word_len": None})
+    assert set(opts.features) == set(defaults) | {"char_entropy"}
+    assert opts.features["n_words"].method == "none" and opts.features["n_words"].fixed_min == 3
+    assert opts.features["n_words"].fixed_max == 50_000
+    assert opts.features["mean_word_len"].method == "none"  # off, and stays off through a full dump
+    assert opts.features["mattr"] == defaults["mattr"] and opts.features["char_entropy"].k == 1.5
+    assert OutlierOptions.model_validate(opts.model_dump()) == opts
+    with pytest.raises(ValidationError, match="mattr.fixed_max = -1: mattr is judged on a log scale"):
+        OutlierOptions(features={"mattr": {"fixed_max": -1}})
