@@ -535,10 +535,12 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     kept, removed = written.kept, written[WriteShards.REMOVED]
     bad = (read[BAD], written[BAD]) | "AllBad" >> beam.Flatten()
     quarantined, dropped = police_bad_records(bad, out, policies, default_policy)
-    cluster_sizes = (
-        (kept, removed)
+    def cluster_of(r: dict) -> list[str]:
+        return [r[F.CLUSTER]] if F.CLUSTER in r else []
+
+    cluster_sizes = (  # cluster ids flattened, not records: the local runner copies a Flatten's input
+        (kept | "KeptClusterIds" >> beam.FlatMap(cluster_of), removed | "RemovedClusterIds" >> beam.FlatMap(cluster_of))
         | "Clustered" >> beam.Flatten()
-        | "ClusterIds" >> beam.FlatMap(lambda r: [r[F.CLUSTER]] if F.CLUSTER in r else [])
         | "ClusterSize" >> beam.combiners.Count.PerElement()
     )
     products.tally(cluster_sizes, "cluster_size_hist", key=lambda kv: kv[1])
