@@ -204,39 +204,40 @@ def near_pair(a: str, b: str, opts: DedupOptions, bands: int, rows: int, templat
 
 
 def verify_edges(edges: beam.PCollection, data: beam.PCollection, opts: DedupOptions) -> beam.PCollection:
-    """Accepted pairs (a, b, similarity): each endpoint's data joined by id, then compared."""
+    """Accepted pairs (a, b, similarity): each candidate pair goes to both its ends, picks up that
+    document's shingle set (`verify: exact`) or signature (otherwise) in one join by id, and the
+    two halves meet in a GroupByKey per pair, where they are compared. Each document's set moves
+    once, plus once per candidate pair it is in."""
+    field = "set" if opts.verify == "exact" else "sig"
 
-    def first_side(item: tuple[str, dict]) -> Iterator:
-        node, grouped = item
+    def to_ends(e: tuple[str, str]) -> Iterator:
+        yield e[0], e
+        yield e[1], e
+
+    def attach(item: tuple[str, dict]) -> Iterator:
+        _, grouped = item
         if not grouped["data"]:
             return
         d = grouped["data"][0]
-        for other in grouped["edge"]:
-            yield other, (node, d)
+        for e in grouped["edge"]:
+            yield e, d
 
-    def second_side(item: tuple[str, dict]) -> Iterator:
-        node, grouped = item
-        if not grouped["data"]:
+    def compare(pair: tuple[str, str], halves: Iterable[np.ndarray]) -> Iterator:
+        halves = list(halves)
+        if len(halves) != 2:  # an end without data (never, for pairs from the bands)
             return
-        d = grouped["data"][0]
-        for other, od in grouped["half"]:
-            if opts.verify == "exact":
-                sim = exact_jaccard(d["set"], od["set"])
-            else:
-                sim = estimated_jaccard(d["sig"], od["sig"])
-            if opts.verify == "none" or sim >= opts.threshold:
-                a, b = sorted((node, other))
-                yield a, b, sim
+        sim = exact_jaccard(*halves) if opts.verify == "exact" else estimated_jaccard(*halves)
+        if opts.verify == "none" or sim >= opts.threshold:
+            a, b = sorted(pair)
+            yield a, b, sim
 
-    half = (
-        {"edge": edges, "data": data}
-        | "JoinFirst" >> beam.CoGroupByKey()
-        | "FirstSide" >> beam.FlatMap(first_side)
-    )
     return (
-        {"half": half, "data": data}
-        | "JoinSecond" >> beam.CoGroupByKey()
-        | "SecondSide" >> beam.FlatMap(second_side)
+        {"edge": edges | "EdgeEnds" >> beam.FlatMap(to_ends),
+         "data": data | "VerifyData" >> beam.MapTuple(lambda node, d: (node, d[field]))}
+        | "JoinEnds" >> beam.CoGroupByKey()
+        | "Attach" >> beam.FlatMap(attach)
+        | "GroupPairs" >> beam.GroupByKey()
+        | "Compare" >> beam.FlatMapTuple(compare)
     )
 
 
