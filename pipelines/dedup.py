@@ -1,10 +1,18 @@
 """The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
 
-    records ─► group by candidate key ─► split at the exact level (verification) ─► keeper per
-        exact group ─► shingles per script, MinHash of the keepers long enough (batched)
-        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (joins by id)
-        ─► connected components (large-star / small-star rounds) ─► keeper per component
-        ─► final join per exact group ─► kept / removed (sorted shards), optional line dedup
+    records ─► first record of each id (GroupByKey of (id, origin)) ─► group by candidate key
+        (records joined with those firsts) ─► split at the exact level (verification) ─► keeper
+        per exact group ─► shingles per script, MinHash of the keepers long enough (batched)
+        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (shingle sets
+        joined by id, compared per pair) ─► connected components (large-star / small-star rounds)
+        ─► keeper per component ─► decision per record (join of ids per exact group), optional
+        line dedup (line hashes) ─► per output shard: records joined with their decisions and
+        line drops, repeats of an id quarantined, kept / removed written sorted
+
+Whole records move through two shuffles only: the candidate-key groups, which need the texts
+(exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The
+steps that only decide (which id repeats, which record is kept, clusters, line drops) move ids,
+hashes and small tuples.
 
 Outputs are written in sorted, hash-assigned shards, so a rerun gives byte-identical files.
 """
@@ -14,7 +22,7 @@ import gzip
 import hashlib
 import io
 import itertools
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import apache_beam as beam
 import mmh3
@@ -523,7 +531,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         products.declare("lines_removed", "total")
         products.declare("docs_with_lines_removed", "total")
 
-    def by_shard(label: str, pcoll: beam.PCollection, doc_id) -> beam.PCollection:
+    def by_shard(label: str, pcoll: beam.PCollection, doc_id: Callable[[Any], str]) -> beam.PCollection:
         return pcoll | f"{label}ByShard" >> beam.Map(lambda e: (shard_of(doc_id(e), num_shards), e))
 
     written = (
@@ -536,6 +544,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
     kept, removed = written.kept, written[WriteShards.REMOVED]
     bad = (read[BAD], written[BAD]) | "AllBad" >> beam.Flatten()
     quarantined, dropped = police_bad_records(bad, out, policies, default_policy)
+
     def cluster_of(r: dict) -> list[str]:
         return [r[F.CLUSTER]] if F.CLUSTER in r else []
 

@@ -1,18 +1,26 @@
-"""The dedup stage decides on ids and joins the records back only at the write (`WriteShards`):
-that join must give every input record exactly one outcome, the first record of each id its
-decision, and the repeats of an id to the quarantine, for any layout of ids, texts and shards."""
+"""The joins of the dedup pipeline. It decides on ids and joins the records back only at the
+write (`WriteShards`): that join must give every input record exactly one outcome, the first
+record of each id its decision, and the repeats of an id to the quarantine, for any layout of ids,
+texts and shards. Verification (`verify_edges`) joins each document's shingle set by id and meets
+the two halves of a candidate pair per pair: it must accept exactly the pairs a direct comparison
+accepts, with the same similarity."""
 import gzip
 import json
+import random
 import tempfile
 from pathlib import Path
 
+import apache_beam as beam
+import numpy as np
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmdata.dedup import KeyOptions, exact_key, preference_key
+from llmdata.dedup import DedupOptions, KeyOptions, estimated_jaccard, exact_key, preference_key
 from pipelines.cli import main
-from pipelines.dedup import WriteShards
+from pipelines.dedup import WriteShards, exact_jaccard, verify_edges
+from pipelines.runner import beam_pipeline
 from tests.conftest import read_jsonl_gz
 
 SENTENCES = [
@@ -90,3 +98,28 @@ def test_write_refuses_a_record_without_decision_and_a_decision_without_record(t
         with pytest.raises(RuntimeError, match="do not match one to one"):
             list(write.process((0, grouped)))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("verify", ["exact", "signature", "none"])
+def test_verification_accepts_what_a_direct_comparison_accepts(verify):
+    rng = random.Random(3)
+    base = np.arange(200, dtype=np.uint32)
+    data = {}
+    for k in range(24):  # sets from near copies of one base to unrelated ones; signatures alike
+        keep = np.array([rng.random() < 0.6 + 0.4 * (k % 4) / 3 for _ in base])
+        extra = np.array(sorted(rng.sample(range(1000, 1100), k % 5)), dtype=np.uint32)
+        sig = np.array([rng.randrange(3) if rng.random() < 0.5 else 0 for _ in range(32)], dtype=np.uint64)
+        data[f"d{k:02d}"] = {"set": np.union1d(base[keep], extra), "sig": sig, "pref": (0.0, 0, "", "")}
+    ids = sorted(data)
+    edges = sorted({tuple(sorted(rng.sample(ids, 2))) for _ in range(60)})
+    opts = DedupOptions(verify=verify, threshold=0.7)
+
+    def direct(a, b):
+        sim = exact_jaccard(data[a]["set"], data[b]["set"]) if verify == "exact" else estimated_jaccard(data[a]["sig"], data[b]["sig"])
+        return (a, b, sim) if verify == "none" or sim >= opts.threshold else None
+
+    want = [e for e in (direct(a, b) for a, b in edges) if e]
+    assert 0 < len(want) < len(edges) or verify == "none"
+    with beam_pipeline(["--runner=DirectRunner"]) as p:
+        accepted = verify_edges(p | "Edges" >> beam.Create(edges), p | "Data" >> beam.Create(sorted(data.items())), opts)
+        assert_that(accepted, equal_to(want))
