@@ -180,17 +180,27 @@ def quarantine_record(record: dict, reason: str, detail: str) -> dict:
     return Quarantined(reason, origin.get("file", ""), origin.get("line", 0), detail, to_json_line(record)).to_json()
 
 
+def origin_of(record: dict) -> tuple[str, int]:
+    """(file, line) the reader took the record from: unique per record, the order ids are first seen in."""
+    return record["origin"]["file"], record["origin"]["line"]
+
+
+def split_duplicate_id(doc_id: str, group: list[dict]) -> tuple[dict, list[dict]]:
+    """Of records sharing an id, the first by (file, line), and quarantine entries for the others."""
+    group = sorted(group, key=origin_of)
+    first = group[0]["origin"]
+    detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
+    return group[0], [quarantine_record(other, BadRecord.DUPLICATE_ID, detail) for other in group[1:]]
+
+
 class SplitDuplicateIds(beam.DoFn):
     """Of records sharing an id, keep the first by (file, line); quarantine the others."""
 
     def process(self, item: tuple[str, list[dict]]) -> Iterator:
-        doc_id, group = item
-        group = sorted(group, key=lambda r: (r["origin"]["file"], r["origin"]["line"]))
-        yield group[0]
-        first = group[0]["origin"]
-        for other in group[1:]:
-            detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
-            yield beam.pvalue.TaggedOutput(BAD, quarantine_record(other, BadRecord.DUPLICATE_ID, detail))
+        first, repeats = split_duplicate_id(*item)
+        yield first
+        for entry in repeats:
+            yield beam.pvalue.TaggedOutput(BAD, entry)
 
 
 class DedupIds(beam.PTransform):

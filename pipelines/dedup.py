@@ -1,10 +1,18 @@
 """The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
 
-    records ─► group by candidate key ─► split at the exact level (verification) ─► keeper per
-        exact group ─► shingles per script, MinHash of the keepers long enough (batched)
-        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (joins by id)
-        ─► connected components (large-star / small-star rounds) ─► keeper per component
-        ─► final join per exact group ─► kept / removed (sorted shards), optional line dedup
+    records ─► first record of each id (GroupByKey of (id, origin)) ─► group by candidate key
+        (records joined with those firsts) ─► split at the exact level (verification) ─► keeper
+        per exact group ─► shingles per script, MinHash of the keepers long enough (batched)
+        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (shingle sets
+        joined by id, compared per pair) ─► connected components (large-star / small-star rounds)
+        ─► keeper per component ─► decision per record (join of ids per exact group), optional
+        line dedup (line hashes) ─► per output shard: records joined with their decisions and
+        line drops, repeats of an id quarantined, kept / removed written sorted
+
+Whole records move through two shuffles only: the candidate-key groups, which need the texts
+(exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The
+steps that only decide (which id repeats, which record is kept, clusters, line drops) move ids,
+hashes and small tuples.
 
 Outputs are written in sorted, hash-assigned shards, so a rerun gives byte-identical files.
 """
@@ -14,7 +22,7 @@ import gzip
 import hashlib
 import io
 import itertools
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import apache_beam as beam
 import mmh3
@@ -40,7 +48,17 @@ from llmdata.records import FieldSpec, to_json_line
 from pipelines import fs
 from pipelines.runner import beam_pipeline
 from pipelines.stage import SideProducts
-from pipelines.beam_io import BAD, UNITS, DedupIds, Products, ReadFileUnits, count_outcomes, glob_base, police_bad_records
+from pipelines.beam_io import (
+    BAD,
+    UNITS,
+    Products,
+    ReadFileUnits,
+    count_outcomes,
+    glob_base,
+    origin_of,
+    police_bad_records,
+    split_duplicate_id,
+)
 
 WORK = "_work"
 _SIM_BINS = 20
@@ -77,30 +95,58 @@ class ExactGroups(beam.DoFn):
     """One candidate-key group, verified: split at the exact level (`split_exact`), then in each
     exact group the preferred record is its keeper and the others are exact duplicates.
 
-    Main output: every record, tagged with its exact keeper; `reps`: the keepers, for MinHash;
-    `rejected`: one count per record that shared a candidate key with a different text and so
-    stayed (``x = y + 1`` beside ``x = y - 1``).
+    Input: the group's records (every record with this candidate key, repeated ids included) and
+    `first`, the (id, origin) of the records that are the first of their id (`first_of_id`): only
+    those take part; the repeats are quarantined at the write. Main output: (exact keeper's id,
+    record id) for every record; `reps`: the keepers (whole records), for MinHash; `rejected`: one
+    count per record that shared a candidate key with a different text and so stayed (``x = y + 1``
+    beside ``x = y - 1``); `lines` (with line dedup): (id, the record's line hashes).
     """
 
     REPS = "reps"
     REJECTED = "rejected"
+    LINES = "lines"
 
-    def __init__(self, prefer: str, prefer_field: Optional[str], key_opts: Optional[KeyOptions]):
+    def __init__(self, prefer: str, prefer_field: Optional[str], key_opts: Optional[KeyOptions],
+                 line_min_chars: Optional[int] = None):
         self.prefer = prefer
         self.prefer_field = prefer_field
         self.key_opts = key_opts  # None: no exact stage, every record is its own group
+        self.line_min_chars = line_min_chars  # None: no line dedup
 
-    def process(self, item: tuple[str, list[dict]]) -> Iterator:
-        _, group = item
-        parts = split_exact(group, self.key_opts) if self.key_opts is not None else [list(group)]
+    def process(self, item: tuple[str, dict]) -> Iterator:
+        _, grouped = item
+        firsts = set(grouped["first"])
+        group = [r for r in grouped["doc"] if (r[F.ID], origin_of(r)) in firsts]
+        if not group:
+            return
+        parts = split_exact(group, self.key_opts) if self.key_opts is not None else [group]
         for part in parts:
             part = sorted(part, key=lambda r: preference_key(r, self.prefer, self.prefer_field))
             keeper = part[0]
             yield beam.pvalue.TaggedOutput(self.REPS, keeper)
             for rec in part:
-                yield (keeper["id"], rec)
+                yield keeper[F.ID], rec[F.ID]
+                if self.line_min_chars is not None:
+                    yield beam.pvalue.TaggedOutput(self.LINES, (rec[F.ID], line_hashes(rec[F.TEXT], self.line_min_chars)))
         if len(parts) > 1:
             yield beam.pvalue.TaggedOutput(self.REJECTED, len(group) - max(len(p) for p in parts))
+
+
+def first_of_id(keyed: beam.PCollection) -> beam.PCollection:
+    """(group key, (id, origin)) of the first record (by file, line) of each id, from (group key,
+    record) pairs: the duplicate-id check, moving (id, origin, key) and never a text."""
+
+    def first(doc_id: str, seen: Iterable[tuple[tuple[str, int], str]]) -> tuple[str, tuple[str, tuple[str, int]]]:
+        origin, key = min(seen)  # origins are unique, so this is the first by (file, line)
+        return key, (doc_id, origin)
+
+    return (
+        keyed
+        | "IdOrigins" >> beam.MapTuple(lambda key, r: (r[F.ID], (origin_of(r), key)))
+        | "GroupIds" >> beam.GroupByKey()
+        | "FirstOfId" >> beam.MapTuple(first)
+    )
 
 
 class Signatures(beam.DoFn):
@@ -166,39 +212,40 @@ def near_pair(a: str, b: str, opts: DedupOptions, bands: int, rows: int, templat
 
 
 def verify_edges(edges: beam.PCollection, data: beam.PCollection, opts: DedupOptions) -> beam.PCollection:
-    """Accepted pairs (a, b, similarity): each endpoint's data joined by id, then compared."""
+    """Accepted pairs (a, b, similarity): each candidate pair goes to both its ends, picks up that
+    document's shingle set (`verify: exact`) or signature (otherwise) in one join by id, and the
+    two halves meet in a GroupByKey per pair, where they are compared. Each document's set moves
+    once, plus once per candidate pair it is in."""
+    field = "set" if opts.verify == "exact" else "sig"
 
-    def first_side(item: tuple[str, dict]) -> Iterator:
-        node, grouped = item
+    def to_ends(e: tuple[str, str]) -> Iterator:
+        yield e[0], e
+        yield e[1], e
+
+    def attach(item: tuple[str, dict]) -> Iterator:
+        _, grouped = item
         if not grouped["data"]:
             return
         d = grouped["data"][0]
-        for other in grouped["edge"]:
-            yield other, (node, d)
+        for e in grouped["edge"]:
+            yield e, d
 
-    def second_side(item: tuple[str, dict]) -> Iterator:
-        node, grouped = item
-        if not grouped["data"]:
+    def compare(pair: tuple[str, str], halves: Iterable[np.ndarray]) -> Iterator:
+        halves = list(halves)
+        if len(halves) != 2:  # an end without data (never, for pairs from the bands)
             return
-        d = grouped["data"][0]
-        for other, od in grouped["half"]:
-            if opts.verify == "exact":
-                sim = exact_jaccard(d["set"], od["set"])
-            else:
-                sim = estimated_jaccard(d["sig"], od["sig"])
-            if opts.verify == "none" or sim >= opts.threshold:
-                a, b = sorted((node, other))
-                yield a, b, sim
+        sim = exact_jaccard(*halves) if opts.verify == "exact" else estimated_jaccard(*halves)
+        if opts.verify == "none" or sim >= opts.threshold:
+            a, b = sorted(pair)
+            yield a, b, sim
 
-    half = (
-        {"edge": edges, "data": data}
-        | "JoinFirst" >> beam.CoGroupByKey()
-        | "FirstSide" >> beam.FlatMap(first_side)
-    )
     return (
-        {"half": half, "data": data}
-        | "JoinSecond" >> beam.CoGroupByKey()
-        | "SecondSide" >> beam.FlatMap(second_side)
+        {"edge": edges | "EdgeEnds" >> beam.FlatMap(to_ends),
+         "data": data | "VerifyData" >> beam.MapTuple(lambda node, d: (node, d[field]))}
+        | "JoinEnds" >> beam.CoGroupByKey()
+        | "Attach" >> beam.FlatMap(attach)
+        | "GroupPairs" >> beam.GroupByKey()
+        | "Compare" >> beam.FlatMapTuple(compare)
     )
 
 
@@ -263,45 +310,43 @@ class NearKeepers(beam.DoFn):
 
 
 class Assign(beam.DoFn):
-    """One exact group with its keeper's component: decide kept or removed for each record."""
-
-    REMOVED = Outcome.REMOVED
+    """One exact group (its record ids) with its keeper's component: decide kept or removed for each
+    record. Output: (id, (removed, the fields to add to the record, in this order))."""
 
     def process(self, item: tuple[str, dict]) -> Iterator:
         exact_keeper, grouped = item
         near = grouped["near"][0] if grouped["near"] else None
-        records = grouped["docs"]
-        cluster = near["cluster"] if near else (exact_keeper if len(records) > 1 else None)
-        for rec in records:
-            out = dict(rec)
-            if cluster is not None:
-                out[F.CLUSTER] = cluster
-            if rec[F.ID] != exact_keeper:
-                out.update({F.DUPLICATE_OF: exact_keeper, F.DUP_KIND: DupKind.EXACT})
-                yield beam.pvalue.TaggedOutput(self.REMOVED, out)
-            elif near and near["keeper"] != rec[F.ID]:
-                out.update({F.DUPLICATE_OF: near["keeper"], F.DUP_KIND: DupKind.NEAR})
-                yield beam.pvalue.TaggedOutput(self.REMOVED, out)
-            else:
-                yield out
+        ids = grouped["docs"]
+        cluster = near["cluster"] if near else (exact_keeper if len(ids) > 1 else None)
+        for doc_id in ids:
+            fields = {F.CLUSTER: cluster} if cluster is not None else {}
+            if doc_id != exact_keeper:
+                fields.update({F.DUPLICATE_OF: exact_keeper, F.DUP_KIND: DupKind.EXACT})
+            elif near and near["keeper"] != doc_id:
+                fields.update({F.DUPLICATE_OF: near["keeper"], F.DUP_KIND: DupKind.NEAR})
+            yield doc_id, (F.DUP_KIND in fields, fields)
 
 
-EMPTIED = "emptied"
+def line_hashes(text: str, min_chars: int) -> list[str]:
+    """The distinct `line_hash`es of a text's lines of at least `min_chars` characters (stripped)."""
+    seen: dict[str, None] = {}
+    for line in text.split("\n"):
+        if len(line.strip()) >= min_chars:
+            seen.setdefault(line_hash(line), None)
+    return list(seen)
 
 
-def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
-    """C4-style: a line (at least `min_chars` long) seen in several documents stays only in the
-    document with the smallest id. Returns the rewritten documents, the documents left with no
-    text (removed, kind `lines`), and (doc, line) drops."""
+def line_drops(lines: beam.PCollection, decisions: beam.PCollection) -> beam.PCollection:
+    """C4-style: a line (at least `line_min_chars` long) seen in several kept documents stays only
+    in the kept document with the smallest id. From (id, line hashes) of every record and the
+    decisions (`Assign`), the (doc id, line hash) drops."""
 
-    def lines_of(rec: dict) -> Iterator:
-        seen = set()
-        for line in rec[F.TEXT].split("\n"):
-            if len(line.strip()) >= min_chars:
-                h = line_hash(line)
-                if h not in seen:
-                    seen.add(h)
-                    yield h, rec[F.ID]
+    def kept_lines(item: tuple[str, dict]) -> Iterator:
+        doc_id, grouped = item
+        if any(not removed for removed, _ in grouped["decision"]):
+            for hashes in grouped["lines"]:
+                for h in hashes:
+                    yield h, doc_id
 
     def losers(item: tuple[str, list[str]]) -> Iterator:
         h, ids = item
@@ -310,66 +355,98 @@ def line_dedup(kept: beam.PCollection, min_chars: int) -> tuple[beam.PCollection
             if doc_id != owner:
                 yield doc_id, h
 
-    def rewrite(item: tuple[str, dict]) -> Iterator:
-        _, grouped = item
-        for rec in grouped["doc"]:
-            drop = set(grouped["drop"])
-            if not drop:
-                yield rec
-                continue
-            kept_lines, removed = [], 0
-            for line in rec[F.TEXT].split("\n"):
-                if len(line.strip()) >= min_chars and line_hash(line) in drop:
-                    removed += 1
-                else:
-                    kept_lines.append(line)
-            text = "\n".join(kept_lines).strip("\n")
-            out = {**rec, F.TEXT: text, F.LINES_REMOVED: removed}
-            if text.strip():
-                yield out
-            else:
-                yield beam.pvalue.TaggedOutput(EMPTIED, {**out, F.DUP_KIND: DupKind.LINES})
-
-    drops = (
-        kept
-        | "LineHashes" >> beam.FlatMap(lines_of)
+    return (
+        {"lines": lines, "decision": decisions}
+        | "JoinLineHashes" >> beam.CoGroupByKey()
+        | "KeptLineHashes" >> beam.FlatMap(kept_lines)
         | "GroupLines" >> beam.GroupByKey()
         | "LineLosers" >> beam.FlatMap(losers)
     )
-    rewritten = (
-        {"doc": kept | "DocById" >> beam.Map(lambda r: (r[F.ID], r)), "drop": drops}
-        | "JoinLineDrops" >> beam.CoGroupByKey()
-        | "RewriteLines" >> beam.FlatMap(rewrite).with_outputs(EMPTIED, main="kept")
-    )
-    return rewritten.kept, rewritten[EMPTIED], drops
 
 
-def write_sorted_shards(pcoll: beam.PCollection, folder: str, label: str, num_shards: int) -> None:
-    """Records assigned to shards by a hash of their id and sorted by id within each shard.
+def without_lines(record: dict, drop: set[str], min_chars: int) -> tuple[dict, bool]:
+    """The record with its lines in `drop` removed (`lines_removed` counts them), and whether any
+    text is left."""
+    kept_lines, removed = [], 0
+    for line in record[F.TEXT].split("\n"):
+        if len(line.strip()) >= min_chars and line_hash(line) in drop:
+            removed += 1
+        else:
+            kept_lines.append(line)
+    text = "\n".join(kept_lines).strip("\n")
+    return {**record, F.TEXT: text, F.LINES_REMOVED: removed}, bool(text.strip())
 
-    Gzip headers carry no timestamp, so the same input always gives byte-identical files.
+
+def shard_of(doc_id: str, num_shards: int) -> int:
+    """The output shard of a record: a hash of its id (blake2b, 32 bits) modulo `num_shards`."""
+    return int(hashlib.blake2b(doc_id.encode(), digest_size=4).hexdigest(), 16) % num_shards
+
+
+def write_shard(records: list[dict], folder: str, shard: int, num_shards: int) -> str:
+    """Records sorted by id into `folder/part-<shard>-of-<num_shards>.jsonl.gz`; gzip headers carry
+    no timestamp, so the same records always give byte-identical files."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
+        for rec in sorted(records, key=lambda r: r[F.ID]):
+            gz.write(to_json_line(rec).encode("utf-8") + b"\n")
+    path = fs.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.jsonl.gz")
+    fs.write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+class WriteShards(beam.DoFn):
+    """One output shard: every record whose id hashes to it (repeated ids included, so the repeats
+    are quarantined here), the decisions for those ids and the line drops. Each first record of
+    its id gets its decision's fields (and loses its dropped lines) and is written to the kept or
+    the removed shard file, sorted by id. Outputs the written records (main: kept, `removed`) and
+    the repeats' quarantine entries (`bad`).
+
+    Raises RuntimeError when an id has records but no decision or a decision but no records: the
+    join must never drop or invent a document.
     """
 
-    def shard_of(rec: dict) -> tuple[int, dict]:
-        h = int(hashlib.blake2b(rec[F.ID].encode(), digest_size=4).hexdigest(), 16)
-        return h % num_shards, rec
+    REMOVED = Outcome.REMOVED
 
-    def write(item: tuple[int, list[dict]]) -> Iterator:
-        shard, records = item
-        buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
-            for rec in sorted(records, key=lambda r: r[F.ID]):
-                gz.write(to_json_line(rec).encode("utf-8") + b"\n")
-        path = fs.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.jsonl.gz")
-        fs.write_bytes_atomic(path, buf.getvalue())
-        yield path
+    def __init__(self, out: str, num_shards: int, line_min_chars: Optional[int]):
+        self.out = out
+        self.num_shards = num_shards
+        self.line_min_chars = line_min_chars  # None: no line dedup
 
-    _ = (
-        pcoll
-        | f"{label}Shard" >> beam.Map(shard_of)
-        | f"{label}GroupShard" >> beam.GroupByKey()
-        | f"{label}WriteShard" >> beam.FlatMap(write)
-    )
+    def process(self, item: tuple[int, dict]) -> Iterator:
+        shard, grouped = item
+        by_id: dict[str, list[dict]] = {}
+        for rec in grouped["doc"]:
+            by_id.setdefault(rec[F.ID], []).append(rec)
+        decisions = dict(grouped["decision"])
+        if len(decisions) != len(grouped["decision"]) or decisions.keys() != by_id.keys():
+            odd = sorted(set(by_id) ^ set(decisions))[:3] or sorted(decisions)[:3]
+            raise RuntimeError(f"dedup: shard {shard}: records and decisions do not match one to one (ids {odd})")
+        drops: dict[str, set[str]] = {}
+        for doc_id, h in grouped["drop"]:
+            drops.setdefault(doc_id, set()).add(h)
+        kept, removed = [], []
+        for doc_id, group in by_id.items():
+            rec, repeats = split_duplicate_id(doc_id, group)
+            for entry in repeats:
+                yield beam.pvalue.TaggedOutput(BAD, entry)
+            is_removed, fields = decisions[doc_id]
+            out = {**rec, **fields}
+            if is_removed:
+                removed.append(out)
+            elif doc_id in drops:
+                out, has_text = without_lines(out, drops[doc_id], self.line_min_chars)
+                if has_text:
+                    kept.append(out)
+                else:
+                    removed.append({**out, F.DUP_KIND: DupKind.LINES})
+            else:
+                kept.append(out)
+        for records, sub in ((kept, "kept"), (removed, "removed")):
+            if records:
+                write_shard(records, fs.join(self.out, sub), shard, self.num_shards)
+        yield from kept
+        for rec in removed:
+            yield beam.pvalue.TaggedOutput(self.REMOVED, rec)
 
 
 def _similarity_bin(sim: float) -> int:
@@ -384,21 +461,23 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         | "Files" >> beam.Create(files)
         | "Read" >> beam.ParDo(ReadFileUnits("auto", "file", FieldSpec(), base)).with_outputs(BAD, UNITS, main="records")
     )
-    records, dup_ids = read.records | "DuplicateIds" >> DedupIds()
-    bad = (read[BAD], dup_ids) | "AllBad" >> beam.Flatten()
-    quarantined, dropped = police_bad_records(bad, out, policies, default_policy)
+    records = read.records
     products = Products()
 
+    # Only the steps below that need a text get whole records: the exact groups (verification,
+    # MinHash of the keepers) and the write. The duplicate-id check, the assignment and the line
+    # dedup move ids, hashes and decisions; the write joins them back to the records per shard.
     key_opts = opts.key
     if opts.exact:
         keyed = records | "CandidateKey" >> beam.Map(lambda r: (key_hash(dedup_key(r[F.TEXT], key_opts)), r))
     else:
         keyed = records | "OwnKey" >> beam.Map(lambda r: (r[F.ID], r))
     groups = (
-        keyed
-        | "GroupExact" >> beam.GroupByKey()
-        | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field, key_opts if opts.exact else None))
-        .with_outputs(ExactGroups.REPS, ExactGroups.REJECTED, main="docs")
+        {"doc": keyed, "first": first_of_id(keyed)}
+        | "GroupExact" >> beam.CoGroupByKey()
+        | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field, key_opts if opts.exact else None,
+                                                  opts.line_min_chars if opts.line_dedup else None))
+        .with_outputs(ExactGroups.REPS, ExactGroups.REJECTED, ExactGroups.LINES, main="docs")
     )
     docs_by_keeper = groups.docs
     reps = groups[ExactGroups.REPS]
@@ -438,27 +517,40 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
                             ("similarity_hist", "pairs")):
             products.declare(kind, shape)
 
-    assigned = (
+    decisions = (
         {"docs": docs_by_keeper, "near": near}
         | "JoinAssign" >> beam.CoGroupByKey()
-        | "Assign" >> beam.ParDo(Assign()).with_outputs(Assign.REMOVED, main="kept")
+        | "Assign" >> beam.ParDo(Assign())
     )
-    kept, removed = assigned.kept, assigned[Assign.REMOVED]
     if opts.line_dedup:
-        kept, emptied, drops = line_dedup(kept, opts.line_min_chars)
-        removed = (removed, emptied) | "RemovedWithEmptied" >> beam.Flatten()
+        drops = line_drops(groups[ExactGroups.LINES], decisions)
         products.tally(drops, "lines_removed")
         products.tally(drops | "DocsTouched" >> beam.Keys() | "DistinctTouched" >> beam.Distinct(), "docs_with_lines_removed")
     else:
+        drops = p | "NoLineDrops" >> beam.Create([])
         products.declare("lines_removed", "total")
         products.declare("docs_with_lines_removed", "total")
 
-    write_sorted_shards(kept, fs.join(out, "kept"), "Kept", num_shards)
-    write_sorted_shards(removed, fs.join(out, "removed"), "Removed", num_shards)
-    cluster_sizes = (
-        (kept, removed)
+    def by_shard(label: str, pcoll: beam.PCollection, doc_id: Callable[[Any], str]) -> beam.PCollection:
+        return pcoll | f"{label}ByShard" >> beam.Map(lambda e: (shard_of(doc_id(e), num_shards), e))
+
+    written = (
+        {"doc": by_shard("Docs", records, lambda r: r[F.ID]), "decision": by_shard("Decisions", decisions, lambda d: d[0]),
+         "drop": by_shard("Drops", drops, lambda d: d[0])}
+        | "JoinShards" >> beam.CoGroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShards(out, num_shards, opts.line_min_chars if opts.line_dedup else None))
+        .with_outputs(WriteShards.REMOVED, BAD, main="kept")
+    )
+    kept, removed = written.kept, written[WriteShards.REMOVED]
+    bad = (read[BAD], written[BAD]) | "AllBad" >> beam.Flatten()
+    quarantined, dropped = police_bad_records(bad, out, policies, default_policy)
+
+    def cluster_of(r: dict) -> list[str]:
+        return [r[F.CLUSTER]] if F.CLUSTER in r else []
+
+    cluster_sizes = (  # cluster ids flattened, not records: the local runner copies a Flatten's input
+        (kept | "KeptClusterIds" >> beam.FlatMap(cluster_of), removed | "RemovedClusterIds" >> beam.FlatMap(cluster_of))
         | "Clustered" >> beam.Flatten()
-        | "ClusterIds" >> beam.FlatMap(lambda r: [r[F.CLUSTER]] if F.CLUSTER in r else [])
         | "ClusterSize" >> beam.combiners.Count.PerElement()
     )
     products.tally(cluster_sizes, "cluster_size_hist", key=lambda kv: kv[1])
