@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import multilingual_corpus as mc  # noqa: E402
 from llmdata.junk import (MAX_LETTER_DEPENDENCE, MAX_LETTER_REPEAT_RATIO, MIN_HAN_REUSE, MIN_HAN_SHARE,  # noqa: E402
                           MIN_LETTER_PAIRS, MIN_MISSPELT, MIN_MISSPELT_RATIO, _decode_range, common_cjk, junk_reason,
-                          junk_scores, letter_dependence, misspelt)
+                          junk_scores)
 from llmdata.scripts import dominant_script  # noqa: E402
 
 RANGES = {

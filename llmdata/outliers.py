@@ -71,11 +71,11 @@ def _default_rules() -> dict[str, FeatureRule]:
 
     Judged on the side where junk lies and never on length alone above: a long document is not
     a worse one (judged statistically, `n_chars:high` rejected the demo's 24,000-62,000-character
-    Python reference pages and 18 of 150 whole CPython modules; `mean_line_len` rejected catalogs
+    Python reference pages and 15 of 150 whole CPython modules; `mean_line_len` rejected catalogs
     with one long message per line and Python pages with short headings, and no planted junk of
-    any corpus; the plain type-token ratio falls with length, so it rejected 40,000-character
-    tutorials as `unique_word_ratio:low`: `mattr` replaces it). bench/RESULTS.md "Good documents
-    the outlier filter lost" has the counts."""
+    any corpus; the plain type-token ratio falls with length, so it rejected 22,000- and
+    38,000-character vim tutors as `unique_word_ratio:low`: `msttr` replaces it). bench/RESULTS.md
+    "Good documents of every length" has the counts."""
     return {
         # Too short to be a document: a property of the source, not of the script, so judged among
         # all documents. Length is never judged statistically on the high side.
@@ -87,7 +87,7 @@ def _default_rules() -> dict[str, FeatureRule]:
         "n_words": FeatureRule(method="none", fixed_min=3, fixed_max=100_000),
         "mean_word_len": FeatureRule(side="both"),
         "symbol_ratio": FeatureRule(side="high"),
-        "mattr": FeatureRule(side="low"),
+        "msttr": FeatureRule(side="low"),
         "compression_ratio": FeatureRule(side="both"),
         # char_entropy (letter entropy) is computed but not judged by default: junk:random_letters
         # (llmdata/junk.py) finds random letters in every script without group statistics, and the

@@ -64,7 +64,7 @@ class OutputSection(_Section):
 
 class ReportSection(_Section):
     histograms: list[str] = Field(
-        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "mattr", "compression_ratio"],
+        default_factory=lambda: ["n_chars", "mean_word_len", "mean_line_len", "symbol_ratio", "msttr", "compression_ratio"],
         description="document features (llmdata/features.py) drawn as histograms in the stage report")
     bins: int = Field(40, ge=5, le=500, description="bins per histogram")
     examples_per_reason: int = Field(3, ge=0, le=50, description="documents shown in the report for each reason")

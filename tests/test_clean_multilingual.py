@@ -143,7 +143,7 @@ def test_long_and_short_documents_are_not_rejected_for_their_length(tmp_path):
 
     assert run() == {}
     # among short entries n_chars:low cannot tell a two-word "document" from an entry: the fixed
-    # minimum of 3 words does (before mattr and the small-sample rule, compression_ratio:high did)
+    # minimum of 3 words does (before msttr and the small-sample rule, compression_ratio:high did)
     docs.extend(("junk", text) for text in ("ok", "404", "Click here", "!!!!", "ÿþ"))
     assert run("--force") == {f"junk-{i}": "outlier:n_words:low" for i in range(43, 48)}
     del docs[43:]

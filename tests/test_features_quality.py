@@ -10,7 +10,7 @@ from llmdata.features import (
     MIN_VISIBLE_FOR_RATIO,
     MIN_WORDS,
     document_features,
-    mattr,
+    msttr,
 )
 from llmdata.quality import (
     C4Rules,
@@ -61,7 +61,7 @@ def test_features_are_finite_for_any_text(text):
     f = document_features(text)
     # every feature, but the three ratios too noisy on a small sample to be judged there
     small = {"compression_ratio": len(text.encode()) < MIN_COMPRESSION_BYTES,
-             "mean_word_len": f["n_words"] < MIN_WORDS, "mattr": f["n_words"] < MIN_WORDS,
+             "mean_word_len": f["n_words"] < MIN_WORDS, "msttr": f["n_words"] < MIN_WORDS,
              "symbol_ratio": len("".join(text.split())) < MIN_VISIBLE_FOR_RATIO}
     assert set(f) == set(FEATURES) - {name for name, left_out in small.items() if left_out}
     assert all(math.isfinite(v) for v in f.values())
@@ -73,29 +73,32 @@ def test_ratios_of_a_short_text_are_left_out_not_guessed():
     # of "A ⊆ B ∧ B ⊆ A ⇒ A = B" (two distinct in three) are no sign of repetition
     sentence = "Stopped the unit; its processes were sent SIGTERM and then, after the timeout, SIGKILL."
     f = document_features(sentence)
-    assert not {"compression_ratio", "mean_word_len", "mattr", "symbol_ratio"} & set(f)
+    assert not {"compression_ratio", "mean_word_len", "msttr", "symbol_ratio"} & set(f)
     assert f["n_words"] == 14 < MIN_WORDS
     formula = document_features("A ⊆ B ∧ B ⊆ A ⇒ A = B")
-    assert not {"compression_ratio", "mean_word_len", "mattr", "symbol_ratio"} & set(formula)
+    assert not {"compression_ratio", "mean_word_len", "msttr", "symbol_ratio"} & set(formula)
     assert formula["n_chars"] == 21 and formula["n_words"] == 6
     long = document_features(PROSE * 2)
-    assert {"compression_ratio", "mean_word_len", "mattr", "symbol_ratio"} <= set(long)
+    assert {"compression_ratio", "mean_word_len", "msttr", "symbol_ratio"} <= set(long)
 
 
-def _naive_mattr(tokens: list[str], window: int) -> float:
-    if len(tokens) <= window:
+def _naive_msttr(tokens: list[str], segment: int, max_segments: int) -> float:
+    if len(tokens) <= segment:
         return len(set(tokens)) / len(tokens) if tokens else 0.0
-    ratios = [len(set(tokens[i:i + window])) / window for i in range(len(tokens) - window + 1)]
-    return sum(ratios) / len(ratios)
+    segments = [tokens[i:i + segment] for i in range(0, len(tokens) - segment + 1, segment)]
+    if len(segments) > max_segments:  # evenly spread: the k-th of max_segments at k * count // max_segments
+        segments = [segments[k * len(segments) // max_segments] for k in range(max_segments)]
+    return sum(len(set(s)) / segment for s in segments) / len(segments)
 
 
-@given(st.lists(st.sampled_from("abcdefghij"), max_size=120), st.integers(1, 60))
+@given(st.lists(st.sampled_from("abcdefghij"), max_size=300), st.integers(1, 60), st.integers(1, 8))
 @settings(max_examples=300)
-def test_mattr_equals_the_mean_over_every_window(tokens, window):
-    assert math.isclose(mattr(tokens, window), _naive_mattr(tokens, window), rel_tol=1e-12, abs_tol=1e-12)
+def test_msttr_equals_the_mean_over_its_segments(tokens, segment, max_segments):
+    assert math.isclose(msttr(tokens, segment, max_segments), _naive_msttr(tokens, segment, max_segments),
+                        rel_tol=1e-12, abs_tol=1e-12)
 
 
-def test_mattr_does_not_fall_with_length_as_the_type_token_ratio_does():
+def test_msttr_does_not_fall_with_length_as_the_type_token_ratio_does():
     import random
 
     rng = random.Random(0)
@@ -105,8 +108,8 @@ def test_mattr_does_not_fall_with_length_as_the_type_token_ratio_does():
     short, long = text[:300], text
     ttr = lambda t: len(set(t)) / len(t)  # noqa: E731
     assert ttr(short) - ttr(long) > 0.3  # the plain ratio judges the long text far less varied...
-    assert abs(mattr(short) - mattr(long)) < 0.03  # ...the moving average does not
-    assert mattr(["spam"] * 20_000) == 1 / 50  # and repetition still scores low, at any length
+    assert abs(msttr(short) - msttr(long)) < 0.03  # ...the segmental mean does not
+    assert msttr(["spam"] * 20_000) == 1 / 50  # and repetition still scores low, at any length
 
 
 def test_gopher_quality():

@@ -306,7 +306,7 @@ def test_default_rules_judge_length_globally_and_leave_char_entropy_to_the_junk_
     # above it only by Gopher's fixed max_words; no line-length or plain type-token ratio rule
     assert rules["n_chars"].side == "low" and rules["n_words"].method == "none"
     assert (rules["n_words"].fixed_min, rules["n_words"].fixed_max) == (3, 100_000)
-    assert rules["mattr"].side == "low" and "unique_word_ratio" not in rules and "mean_line_len" not in rules
+    assert rules["msttr"].side == "low" and "unique_word_ratio" not in rules and "mean_line_len" not in rules
 
 
 def test_fixed_limits_bound_the_interval_whatever_the_data():
@@ -508,7 +508,7 @@ def test_given_feature_rules_change_the_defaults_field_by_field():
     assert opts.features["n_words"].method == "none" and opts.features["n_words"].fixed_min == 3
     assert opts.features["n_words"].fixed_max == 50_000
     assert opts.features["mean_word_len"].method == "none"  # off, and stays off through a full dump
-    assert opts.features["mattr"] == defaults["mattr"] and opts.features["char_entropy"].k == 1.5
+    assert opts.features["msttr"] == defaults["msttr"] and opts.features["char_entropy"].k == 1.5
     assert OutlierOptions.model_validate(opts.model_dump()) == opts
-    with pytest.raises(ValidationError, match="mattr.fixed_max = -1: mattr is judged on a log scale"):
-        OutlierOptions(features={"mattr": {"fixed_max": -1}})
+    with pytest.raises(ValidationError, match="msttr.fixed_max = -1: msttr is judged on a log scale"):
+        OutlierOptions(features={"msttr": {"fixed_max": -1}})
