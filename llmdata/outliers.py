@@ -178,6 +178,8 @@ class OutlierOptions(BaseModel):
 #: block holds 2-3 letters. Without this, a Chinese page with English option names
 #: (416 hanzi, 449 Latin letters) would be judged among English documents.
 GROUP_WEIGHTS: dict[str, float] = {"han": 3.0, "kana": 3.0, "hangul": 2.0}
+#: scripts whose words are one or two letters: a code document mostly in them is judged with its script
+_CJK_GROUPS = ("han", "kana", "hangul")
 
 
 def group_name(counts: Counter, lang: str) -> str:
@@ -186,15 +188,19 @@ def group_name(counts: Counter, lang: str) -> str:
     script group with the most letters weighted by `GROUP_WEIGHTS` (kana-aware like
     llmdata.scripts.dominant_script: when kana are a fifth of the Han and kana letters, the text is
     Japanese and its kanji count with its kana). Code's line lengths, symbols and identifiers follow other
-    laws than prose in any script, so it is judged among code."""
-    if lang == "code":
-        return "code"
+    laws than prose in any script, so it is judged among code, unless most of its weighted letters
+    are Han, kana or Hangul: a Chinese tutorial with a code block is labelled code by its code lines,
+    but its words are Chinese, one letter each, and among code it failed `mean_word_len:low`."""
     weighted = Counter({s: n * GROUP_WEIGHTS.get(s, 1.0) for s, n in counts.items()})
     kana, han = counts.get("kana", 0), counts.get("han", 0)
     if kana and kana * 5 >= han + kana:
         # Japanese: its kanji and kana are one writing system, and compete with Latin together (a
         # Japanese man page with English option names has more Latin letters than either alone)
         weighted["kana"] += weighted.pop("han", 0.0)
+    if lang == "code":
+        cjk = sum(weighted.get(s, 0.0) for s in _CJK_GROUPS)
+        if cjk <= sum(weighted.values()) - cjk:
+            return "code"
     return dominant_script("", weighted)
 
 

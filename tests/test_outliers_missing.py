@@ -512,3 +512,17 @@ def test_given_feature_rules_change_the_defaults_field_by_field():
     assert OutlierOptions.model_validate(opts.model_dump()) == opts
     with pytest.raises(ValidationError, match="msttr.fixed_max = -1: msttr is judged on a log scale"):
         OutlierOptions(features={"msttr": {"fixed_max": -1}})
+
+
+def test_code_mostly_in_chinese_letters_is_judged_with_chinese():
+    """A Chinese tutorial with a code block is labelled code by its code lines; among code its
+    one-letter Chinese words failed mean_word_len:low. Latin-lettered code stays in "code"."""
+    from collections import Counter
+
+    from llmdata.outliers import group_name
+
+    assert group_name(Counter({"latin": 300, "han": 120}), "code") == "han"  # 360 weighted Han letters
+    assert group_name(Counter({"latin": 250, "kana": 40, "han": 60}), "code") == "kana"  # 300 weighted Japanese letters
+    assert group_name(Counter({"latin": 400, "han": 100}), "code") == "code"
+    assert group_name(Counter({"latin": 300}), "code") == "code" and group_name(Counter(), "code") == "code"
+    assert group_name(Counter({"latin": 300, "han": 120}), "zh") == "han"
