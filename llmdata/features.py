@@ -61,7 +61,8 @@ MSTTR_MAX_SEGMENTS = 40
 #: bytes, 0.58 at 500, 0.41 at 4,000; a mean of three word lengths, or the share of distinct words
 #: in "A ⊆ B ∧ B ⊆ A ⇒ A = B", says little about the text), so
 #: the feature is left out of the document's scores and the outlier filter does not judge it there.
-#: Measured on the demo corpus's prose (bench/RESULTS.md "Features on short documents").
+#: Measured on the demo corpus's prose by bench/length_features.py (bench/RESULTS.md "Good documents
+#: of every length").
 MIN_COMPRESSION_BYTES = 500  # UTF-8 bytes, for compression_ratio
 MIN_WORDS = 20               # words, for mean_word_len and msttr
 MIN_VISIBLE_FOR_RATIO = 100  # non-whitespace characters, for symbol_ratio
@@ -148,32 +149,29 @@ def document_features(text: str) -> dict[str, float]:
     counts = Counter(nonblank)
     dup_lines = sum(c for c in counts.values() if c > 1) - sum(1 for c in counts.values() if c > 1)
     folded = list(map(str.lower, toks))
+    # the ratios a small sample cannot measure are not computed, and left out (None below)
+    words_enough, visible_enough = n_words >= MIN_WORDS, visible >= MIN_VISIBLE_FOR_RATIO
     out = {
         "n_chars": float(n_chars),
         "n_words": float(n_words),
         "n_lines": float(len(nonblank)),
-        "mean_word_len": (len("".join(toks)) / n_words) if n_words else 0.0,  # the sum of the word lengths
+        "mean_word_len": len("".join(toks)) / n_words if words_enough else None,  # the sum of the word lengths
         "mean_line_len": (sum(len(ln) for ln in nonblank) / len(nonblank)) if nonblank else 0.0,
         "alpha_ratio": alpha / visible,
         "digit_ratio": digits / visible,
-        "symbol_ratio": max(symbols, 0) / visible,
+        "symbol_ratio": max(symbols, 0) / visible if visible_enough else None,
         "upper_ratio": (upper / alpha) if alpha else 0.0,
         "whitespace_ratio": spaces / max(n_chars, 1),
         "non_ascii_ratio": non_ascii / max(n_chars, 1),
         "unique_word_ratio": (len(set(folded)) / n_words) if n_words else 0.0,
-        "msttr": msttr(folded),
+        "msttr": msttr(folded) if words_enough else None,
         "dup_line_frac": (dup_lines / len(nonblank)) if nonblank else 0.0,
         # Level 1 finds the repetition that matters here at 60% of level 6's cost.
-        "compression_ratio": (len(zlib.compress(encoded, 1)) / len(encoded)) if encoded else 0.0,
+        "compression_ratio": (len(zlib.compress(encoded, 1)) / len(encoded)
+                              if len(encoded) >= MIN_COMPRESSION_BYTES else None),
         "char_entropy": char_entropy(text),  # bits; random letters score high (llmdata/junk.py)
     }
-    if len(encoded) < MIN_COMPRESSION_BYTES:
-        del out["compression_ratio"]
-    if n_words < MIN_WORDS:
-        del out["mean_word_len"], out["msttr"]
-    if visible < MIN_VISIBLE_FOR_RATIO:
-        del out["symbol_ratio"]
-    return out
+    return {name: value for name, value in out.items() if value is not None}
 
 
 def has_alpha(word: str) -> bool:
