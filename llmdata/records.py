@@ -180,7 +180,7 @@ def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Pars
     try:
         obj = json.loads(decoded)
     except json.JSONDecodeError as err:
-        return Quarantined(BadRecord.INVALID_JSON, source, line, f"{err.msg} at column {err.colno}", raw)
+        return Quarantined(BadRecord.INVALID_JSON, source, line, f"{err.msg}: column {err.colno}", raw)
     except RecursionError:
         return Quarantined(BadRecord.INVALID_JSON, source, line, "nested too deeply", raw)
     except ValueError as err:  # e.g. an integer longer than Python's 4300-digit conversion limit

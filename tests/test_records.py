@@ -185,3 +185,10 @@ def test_a_parquet_file_is_read_one_row_group_at_a_time(tmp_path, monkeypatch):
     good = [o for o in out if isinstance(o, dict)]
     assert [o["id"] for o in good] == [str(i) for i in range(3000)]
     assert [o.reason for o in out if not isinstance(o, dict)] == ["unreadable_file"]
+
+
+def test_invalid_json_detail_reads_as_python_words_it():  # noqa: D103
+    """json's message for an open string ends in "at"; the detail said "starting at at column 9"."""
+    out = parse_json_line(b'{"text": "no end', SPEC, "f.jsonl", 1)
+    assert out.reason == "invalid_json" and out.detail == "Unterminated string starting at: column 10"
+    assert parse_json_line(b'{"text": }', SPEC, "f.jsonl", 1).detail == "Expecting value: column 10"
