@@ -68,18 +68,51 @@ def _answer(value, where: str) -> list[Message]:
     return [m for m in msgs if m["role"] == "assistant"] or msgs
 
 
+def _alpaca_prompt(row: dict) -> str:
+    """An Alpaca row's user turn: the instruction, then its input (if any) after a blank line."""
+    if not isinstance(row["instruction"], str):
+        raise ValueError("instruction is not a string")
+    extra = row.get("input") or ""
+    if not isinstance(extra, str):
+        raise ValueError("input is not a string")
+    return row["instruction"] + ("\n\n" + extra if extra else "")
+
+
+def chat_prompt(row: dict) -> tuple[list[Message], Optional[str]]:
+    """The turns a chat model is to answer for one row of any format `to_conversation` reads, and
+    the row's reference answer (None when it has none). A "messages" conversation that ends with an
+    assistant turn is answered from the turns before it, and that turn is the reference; one that
+    ends with another role is answered as it stands. {"prompt", "completion"?} and Alpaca rows
+    {"instruction", "input"?, "output"?}: the prompt or instruction (+ input) is the user turn, the
+    completion or output the reference. Raises ValueError naming what is wrong."""
+    if "messages" in row:
+        msgs = _messages(row["messages"], "messages")
+        if msgs[-1]["role"] != "assistant":
+            return msgs, None
+        if len(msgs) == 1:
+            raise ValueError("messages: no turn before the assistant's answer")
+        return msgs[:-1], msgs[-1]["content"] or None
+    if "instruction" in row:
+        prompt = _alpaca_prompt(row)
+        output = row.get("output")
+        if output is not None and not isinstance(output, str):
+            raise ValueError("output is not a string")
+        return [{"role": "user", "content": prompt}], output or None
+    if "prompt" in row:
+        msgs = _messages(row["prompt"], "prompt")
+        reference = _answer(row["completion"], "completion")[-1]["content"] if row.get("completion") is not None else None
+        return msgs, reference or None
+    raise ValueError('no "prompt", "messages" or Alpaca "instruction" to answer')
+
+
 def to_conversation(row: dict) -> list[Message]:
     """A supervised row as messages; raises ValueError naming what is wrong."""
     if "messages" in row:
         msgs = _messages(row["messages"], "messages")
     elif "instruction" in row and "output" in row:
-        for key in ("instruction", "output"):
-            if not isinstance(row[key], str):
-                raise ValueError(f"{key} is not a string")
-        extra = row.get("input") or ""
-        if not isinstance(extra, str):
-            raise ValueError("input is not a string")
-        prompt = row["instruction"] + ("\n\n" + extra if extra else "")
+        prompt = _alpaca_prompt(row)
+        if not isinstance(row["output"], str):
+            raise ValueError("output is not a string")
         msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
     elif "prompt" in row and "completion" in row:
         msgs = _messages(row["prompt"], "prompt") + _answer(row["completion"], "completion")

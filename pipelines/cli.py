@@ -244,7 +244,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
 
     import torch
 
-    from llmdata.chat import BadRow, ChatTemplate, read_objects
+    from llmdata.chat import BadRow, ChatTemplate, chat_prompt, read_objects
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
@@ -301,16 +301,24 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
         try:
             if isinstance(item, BadRow):
                 raise ValueError(item.reason)
-            if "prompt" not in item:
-                raise ValueError('the row has no "prompt"')
-            prompt = item["prompt"]
-            if not isinstance(prompt, (str, list)):
-                raise ValueError("prompt must be a string or a list of {role, content} messages")
+            reference = None
+            if "prompt" in item:
+                prompt = item["prompt"]
+                if not isinstance(prompt, (str, list)):
+                    raise ValueError("prompt must be a string or a list of {role, content} messages")
+                if isinstance(item.get("completion"), str):
+                    reference = item["completion"]
+            elif template is not None:
+                prompt, reference = chat_prompt(item)
+            else:
+                raise ValueError('the row has no "prompt" (a "messages" or Alpaca "instruction" row needs --chat)')
             try:
                 json.dumps(prompt, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
             result.update(prompt=prompt, **answer(prompt))
+            if reference is not None:
+                result["reference"] = reference
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             bad += 1
             result["error"] = f"{type(err).__name__}: {err}"
@@ -428,12 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="continue prompts, or answer them (--chat), with a trained model",
                        description="Prompts from --prompt (repeatable) or --input JSONL rows with a \"prompt\" (a string, or "
-                       "with --chat a list of {role, content} messages); one JSON line out per prompt, with the "
+                       "with --chat a list of {role, content} messages); with --chat also the SFT formats' rows "
+                       "(\"messages\", Alpaca \"instruction\"/\"input\"), answered from the turns before their last "
+                       "assistant turn, which is given back as \"reference\". One JSON line out per prompt, with the "
                        "completion, or an error for a row that cannot be used. Greedy at temperature 0 (the default); beam "
                        "search with --num-beams; best-of-N with a reward model with --best-of.")
     p.add_argument("--model", required=True, help="model folder (model.safetensors + model_config.json + tokenizer)")
     p.add_argument("--prompt", action="append", help="a prompt (repeatable); --prompt=-x for one that starts with '-'")
-    p.add_argument("--input", default=None, help="JSONL rows with a prompt")
+    p.add_argument("--input", default=None, help="JSONL rows with a prompt (with --chat: or any SFT row)")
     p.add_argument("--output", default=None, help="JSONL file (default: stdout)")
     p.add_argument("--chat", action="store_true", help="apply the chat template and stop at the end of the answer")
     p.add_argument("--max-new-tokens", type=_positive_int, default=64)

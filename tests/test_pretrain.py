@@ -310,6 +310,43 @@ def test_generate_command_continues_and_answers_prompts(pretrained, tmp_path, ca
     assert "needs --chat" in plain[3]["error"]  # a list of messages without the chat template
 
 
+def test_generate_answers_the_sft_formats_rows_with_their_reference(pretrained, tmp_path, capsys):
+    """With --chat, `generate --input` reads every SFT format (the demo's own held-out file mixes
+    them): the turns before the last assistant turn are the prompt and that turn comes back as
+    "reference"; a conversation ending with a user turn is answered as it stands."""
+    final = str(pretrained / "final")
+    user = [{"role": "user", "content": "What is 3 + 4?"}]
+    rows = [{"prompt": "What is 3 + 4?"},
+            {"messages": [*user, {"role": "assistant", "content": "7"}], "task": "add"},
+            {"messages": user},
+            {"instruction": "What is 3 + 4?", "output": "7"},
+            {"instruction": "What is", "input": "3 + 4?"},
+            {"prompt": "What is 3 + 4?", "completion": "7"},
+            {"messages": [{"role": "assistant", "content": "7"}]},
+            {"text": "What is 3 + 4?"},
+            {"instruction": "What is 3 + 4?", "output": 7}]
+    rows_file = tmp_path / "heldout.jsonl"
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "answers.jsonl"
+    assert main(["generate", "--model", final, "--chat", "--input", str(rows_file), "--output", str(out),
+                 "--max-new-tokens", "5"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in got] == list(range(1, 10))
+    answer = got[0]["completion"]
+    for r in got[1:4] + got[5:6]:  # the same question in four formats: the same greedy answer
+        assert r["completion"] == answer and "error" not in r
+    assert got[1]["prompt"] == user and got[2]["prompt"] == user and got[3]["prompt"] == user
+    assert [r.get("reference") for r in got[:6]] == [None, "7", None, "7", None, "7"]
+    assert got[4]["prompt"] == [{"role": "user", "content": "What is\n\n3 + 4?"}]
+    assert "no turn before the assistant's answer" in got[6]["error"]
+    assert 'no "prompt", "messages" or Alpaca "instruction"' in got[7]["error"]
+    assert "output is not a string" in got[8]["error"]
+    assert "generate: 9 prompts (3 bad)" in capsys.readouterr().out
+    assert main(["generate", "--model", final, "--input", str(rows_file), "--max-new-tokens", "2"]) == 0
+    plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 'needs --chat' in plain[1]["error"] and "error" not in plain[0]
+
+
 def test_generate_refuses_what_it_cannot_use_in_one_line(pretrained, tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 
