@@ -19,7 +19,7 @@ from training.reward import RewardModel, score
 from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
 from training.rl import (Completion, KLController, completion_stats, group_advantages, grpo_loss, pad_completions,
-                         reward_inputs, sample_groups, token_logps)
+                         policy_kl, position_kl, reward_inputs, sample_groups, token_logps)
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +325,59 @@ def test_token_logps_are_the_completion_tokens_log_probs(tok):
         assert logps.sum(-1).tolist() == pytest.approx(sequence_logps(model, batch["input_ids"], batch["labels"]).tolist(), abs=1e-4)
     dropped = pad_completions(comps, pad_id=0, keep=[True, False])
     assert (dropped["labels"][1] == -100).all() and torch.equal(dropped["labels"][0], batch["labels"][0])
+
+
+def test_position_kl_is_the_next_token_distributions_kl():
+    torch.manual_seed(0)
+    logits, ref = torch.randn(3, 5, 11) * 2, torch.randn(3, 5, 11) * 2
+    mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool)
+    got = position_kl(logits, ref, mask)
+    reference = torch.distributions.kl_divergence(torch.distributions.Categorical(logits=logits),
+                                                  torch.distributions.Categorical(logits=ref))
+    assert torch.allclose(got[mask], reference[mask], atol=1e-5)
+    assert (got[~mask] == 0).all() and (got[mask] > 0).all()
+    assert position_kl(logits, logits.clone(), mask).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="shape"):
+        position_kl(logits, ref[:, :4], mask)
+
+
+def test_position_kl_and_k3_estimate_the_same_kl():
+    # k3 on sampled tokens (grpo_loss's kl_sum) is unbiased for the KL that position_kl gives exactly
+    torch.manual_seed(1)
+    logits, ref = torch.randn(1, 1, 7), torch.randn(1, 1, 7)
+    exact = float(position_kl(logits, ref, torch.ones(1, 1, dtype=torch.bool)))
+    n = 200_000
+    tokens = torch.distributions.Categorical(logits=logits[0, 0]).sample((n,))
+    logps = logits[0, 0].log_softmax(-1)[tokens].view(n, 1)
+    ref_logps = ref[0, 0].log_softmax(-1)[tokens].view(n, 1)
+    out = grpo_loss(logps, logps, ref_logps, torch.zeros(n), torch.ones(n, 1), 0.2, 0.0)
+    assert out.kl_mean == pytest.approx(exact, rel=0.02)
+
+
+def test_policy_kl_is_the_mean_next_token_kl_over_the_policys_samples(tok):
+    template = ChatTemplate(tok)
+    reference = small_model(vocab_size=tok.vocab_size).eval()
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        policy.embed.weight.add_(0.3 * torch.randn_like(policy.embed.weight))
+    sampling = Sampling(max_new_tokens=4, temperature=0.7)
+    kl, tokens = policy_kl(policy, reference, template, PROMPTS, 3, sampling, tok.special_ids["<|pad|>"],
+                           torch.Generator().manual_seed(5))
+    # slow path: the same samples one completion at a time, the KL of each next-token distribution
+    gen = torch.Generator().manual_seed(5)  # one generator for both groups, as policy_kl draws them
+    comps = [c for p in PROMPTS for c in sample_groups(policy, template, [p], 3, sampling, gen)]
+    by_hand = []
+    with torch.no_grad():
+        for c in comps:
+            ids = torch.tensor([c.prompt_ids + c.completion_ids])
+            p_logits, r_logits = policy(ids)["logits"][0] / 0.7, reference(ids)["logits"][0] / 0.7
+            for t in range(len(c.prompt_ids) - 1, len(c.prompt_ids) + len(c.completion_ids) - 1):
+                by_hand.append(float(torch.distributions.kl_divergence(
+                    torch.distributions.Categorical(logits=p_logits[t]), torch.distributions.Categorical(logits=r_logits[t]))))
+    assert tokens == len(by_hand) and kl == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-4)
+    assert kl > 0
+    same, _ = policy_kl(reference, copy.deepcopy(reference), template, PROMPTS, 2, sampling, 0)
+    assert same == pytest.approx(0.0, abs=1e-6)
 
 
 def test_grpo_steps_with_the_checker_raise_the_reward(tok):

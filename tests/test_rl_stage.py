@@ -60,8 +60,11 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
                 "reward_errors"} <= set(r)
         assert 1 <= r["completion_tokens"] <= 6 and r["reward_errors"] == 0
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
-    assert rows[-1]["kl"] > 0  # and moves away from it
+    assert rows[-1]["kl"] > 0 and rows[-1]["kl_k3"] > 0  # and moves away from it, measured both ways
     manifest = json.loads((out / "manifest.json").read_text())
+    summary = manifest["summary"]  # fewer than 10 steps: the window is the whole run
+    assert summary["kl_max_10_steps"] == pytest.approx(sum(r["kl"] for r in rows) / 3)
+    assert summary["kl_heldout"] > 0  # the trained policy, measured on the held-out prompts
     assert manifest["rewards"] == {"sources": {"reward_model": 1.0, "length_format": 1.0}, "monitors": ["checker"]}
     assert manifest["exact_match"]["after"]["n"] == 4 and manifest["inputs"]["reward_model"]
     best_of = manifest["exact_match"]["best_of_n_before"]  # best-of-3 beside greedy, chosen both ways

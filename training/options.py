@@ -282,6 +282,9 @@ class RLSection(AlignSection):
     rewards: RLRewards = Field(default_factory=RLRewards, description="the reward sources and their weights")
     eval_generate: int = Field(
         100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
+    kl_heldout_samples: int = Field(
+        4, ge=0, description="after training, the final policy's KL to the reference is measured on this many sampled "
+        "completions of each of those held-out prompts (exact next-token KL); 0: not measured")
     best_of: int = Field(
         0, ge=0, description="also measure best-of-N on the held-out prompts before training: N answers sampled from "
         "the starting policy, the reward model's favourite kept; 0: not measured")

@@ -43,13 +43,13 @@ from training.recipe import Outcome, TunedRecipe
 from training.report import percent
 from training.rewards import (LengthFormatPenalty, RewardModelScorer, RewardSource, exact_match_reward,
                               reward_hacking_rate, score_completions)
-from training.rl import (KLController, completion_stats, group_advantages, grpo_loss, pad_completions, reward_inputs,
-                         sample_groups, token_logps)
+from training.rl import (KLController, completion_stats, group_advantages, grpo_loss, label_logps, pad_completions,
+                         policy_kl, position_kl, reward_inputs, sample_groups, tempered_logits)
 from training.stage import TrainingInputError, folder_fingerprint, require
 
 #: the per-step sums the stage keeps (all-reduced over ranks before they are logged)
 _SUMS = ("completions", "completion_tokens", "truncated", "groups", "zero_variance_groups", "reward_errors",
-         "kl_sum", "clipped", "tokens", "hacked", "hacking_pairs")
+         "kl_sum", "kl_k3_sum", "clipped", "tokens", "hacked", "hacking_pairs")
 
 
 class PromptSet(Dataset):
@@ -225,9 +225,6 @@ class RLRecipe(TunedRecipe):
         adv = group_advantages(scores.total.view(len(indices), section.group_size), section.scale_rewards,
                                baseline="leave_one_out" if section.advantage == "rloo" else "mean")
         batch = pad_completions(completions, self.pad, keep=adv.valid.flatten().tolist())
-        with torch.no_grad():
-            batch["ref_logps"] = token_logps(self.reference, batch["input_ids"].to(device), batch["labels"].to(device),
-                                             section.temperature).cpu()
         batch["advantages"] = adv.advantages.flatten()
         self._record(completions, scores, watched, adv)
         return batch
@@ -256,11 +253,20 @@ class RLRecipe(TunedRecipe):
                 s["hacking_pairs"] += pairs
 
     def loss_fn(self, engine, batch):
-        labels = batch["labels"]
-        logps = token_logps(engine, batch["input_ids"], labels, self.section.temperature)
-        out = grpo_loss(logps, logps.detach(), batch["ref_logps"], batch["advantages"], labels != -100,
+        labels, temperature = batch["labels"], self.section.temperature
+        mask = labels != -100
+        logits = tempered_logits(engine, batch["input_ids"], temperature)
+        logps = label_logps(logits, labels)
+        with torch.no_grad():
+            ref_logits = tempered_logits(self.reference, batch["input_ids"], temperature)
+            ref_logps = label_logps(ref_logits, labels)
+            # the policy that sampled is the one being trained (one optimizer step per rollout),
+            # so these logits give the exact next-token KL along the sampled completions
+            self.sums["kl_sum"] += float(position_kl(logits.detach(), ref_logits, mask).sum())
+        del ref_logits
+        out = grpo_loss(logps, logps.detach(), ref_logps, batch["advantages"], mask,
                         self.section.clip_eps, self.kl_control.value)
-        self.sums["kl_sum"] += float(out.kl_sum)
+        self.sums["kl_k3_sum"] += float(out.kl_sum)
         self.sums["clipped"] += float(out.clipped)
         self.sums["tokens"] += float(out.count)
         return out.loss_sum, out.count
@@ -288,7 +294,8 @@ class RLRecipe(TunedRecipe):
             return a / b if b else None
 
         out = {f"mean_reward_{name}": ratio(t, c) for name, (t, c) in zip(names, rewards)}
-        out.update(kl=ratio(values["kl_sum"], values["tokens"]), clip_fraction=ratio(values["clipped"], values["tokens"]),
+        out.update(kl=ratio(values["kl_sum"], values["tokens"]), kl_k3=ratio(values["kl_k3_sum"], values["tokens"]),
+                   clip_fraction=ratio(values["clipped"], values["tokens"]),
                    completion_tokens=ratio(values["completion_tokens"], values["completions"]),
                    truncated_fraction=ratio(values["truncated"], values["completions"]),
                    zero_variance_groups=ratio(values["zero_variance_groups"], values["groups"]),
@@ -315,6 +322,20 @@ class RLRecipe(TunedRecipe):
         save_model(self.final_dir(), state, self.cfg)
         return self.final_dir(), {"weights": "final/model.safetensors"}
 
+    def held_prompts(self) -> list:
+        """The prompts of the held-out rows answered for exact match (the first `eval_generate`)."""
+        return [p for p in (prompt_and_reference(m)[0] for _, m in self.held_rows[: self.section.eval_generate]) if p]
+
+    def heldout_kl(self, tuned: torch.nn.Module) -> Optional[float]:
+        """training/rl.py `policy_kl` of the trained policy on the held-out prompts (None when not measured)."""
+        section, prompts = self.section, self.held_prompts()
+        if not section.kl_heldout_samples or not prompts:
+            return None
+        reference = self.reference.to(next(tuned.parameters()).device)
+        kl, _ = policy_kl(tuned, reference, self.template, prompts, section.kl_heldout_samples, self.sampling, self.pad,
+                          torch.Generator().manual_seed(section.seed))
+        return kl
+
     def evaluate(self, summary: dict, final_dir: str) -> Outcome:
         from training.export import load_model
         from training.metrics import read_metrics
@@ -328,6 +349,9 @@ class RLRecipe(TunedRecipe):
         forgetting = self.forgetting_after(tuned)
         steps = [r for r in read_metrics(os.path.join(self.out, "metrics.jsonl")) if r.get("event") == "train"]
         kls = [r["kl"] for r in steps if r.get("kl") is not None]
+        window = min(10, len(kls))
+        kl_window_max = max((sum(kls[i:i + window]) / window for i in range(len(kls) - window + 1)), default=None)
+        held_kl = self.heldout_kl(tuned)
         last = steps[-10:]
 
         def mean_of(key: str) -> Optional[float]:
@@ -336,10 +360,15 @@ class RLRecipe(TunedRecipe):
 
         rewards = sorted(k for k in (steps[-1] if steps else {}) if k.startswith("mean_reward_"))
         first = {k: next((r[k] for r in steps if r.get(k) is not None), None) for k in rewards}
+        bounded = [k for k in (kl_window_max, held_kl) if k is not None and not math.isnan(k)]
         run = {"mean KL to the reference, last 10 steps (nats per token)": mean_of("kl"),
-               "largest step KL": max(kls) if kls else None,
+               "largest mean KL over 10 consecutive steps": kl_window_max,
+               "largest step KL (one step's prompts)": max(kls) if kls else None,
+               f"KL of the final policy on {len(self.held_prompts())} held-out prompts "
+               f"({section.kl_heldout_samples} samples each)": held_kl,
                **({"KL target": section.kl_target,
-                   "KL stayed under the target": "yes" if kls and max(kls) <= section.kl_target else "no"}
+                   "KL stayed under the target (10-step mean and held-out)":
+                       "yes" if bounded and max(bounded) <= section.kl_target else "no"}
                   if section.kl_target else {}),
                **({"KL coefficient (adaptive, horizon %g steps): first step -> last step -> next" % section.kl_horizon:
                    f"{steps[0].get('kl_coef', section.kl_coef):.4g} -> {steps[-1].get('kl_coef', section.kl_coef):.4g} -> "
@@ -353,7 +382,8 @@ class RLRecipe(TunedRecipe):
         for k in rewards:
             run[f"{k.replace('_', ' ')}: first step -> last 10 steps"] = (
                 f"{first[k]:.3f} -> {mean_of(k):.3f}" if first[k] is not None and mean_of(k) is not None else "n/a")
-        summary.update(kl_last=mean_of("kl"), kl_max=max(kls) if kls else None, kl_coef_final=self.kl_control.value,
+        summary.update(kl_last=mean_of("kl"), kl_max=max(kls) if kls else None, kl_max_10_steps=kl_window_max,
+                       kl_heldout=held_kl, kl_coef_final=self.kl_control.value,
                        reward_hacking_last=mean_of("reward_hacking"),
                        **{f"{k}_last": mean_of(k) for k in rewards})
         quality, counts = self.data_quality("prompts used", len(self.prompts), {}, self.held_bad)
