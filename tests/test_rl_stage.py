@@ -81,7 +81,8 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     assert any(b[0] == "p" and "Best-of-N" in b[1] for b in rl.blocks)
 
 
-def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path):
+def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path,
+                                                                    monkeypatch):
     """Completions are drawn per (seed, step, prompt): a run stopped at step 2 and resumed, and a
     run with the same global batch in two micro batches, reward and lose exactly as one run. The
     adaptive KL coefficient (a target it is always over, so it grows every step) is in the
@@ -95,8 +96,10 @@ def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained,
     assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2", "--until-step", "2")) == 0
     assert not (resumed / "manifest.json").exists()
     assert main(rl_args(pretrained, prompts, resumed, *common, "--set", "rl.micro_batch=2")) == 0
+    # ... and the reference's log-probs and the exact KL one completion at a time (memory-bounded chunks)
+    monkeypatch.setattr("training.rl_stage._KL_CHUNK_ELEMENTS", 1)
     assert main(rl_args(pretrained, prompts, split, *common, "--set", "rl.micro_batch=1", "--set", "rl.grad_accum=2")) == 0
-    keys = ("loss", "mean_reward_total", "mean_reward_checker", "kl", "completion_tokens", "kl_coef")
+    keys = ("loss", "mean_reward_total", "mean_reward_checker", "kl", "kl_k3", "completion_tokens", "kl_coef")
     expected = [[r[k] for k in keys] for r in train_rows(whole)]
     assert len(expected) == 4 and len({e[1] for e in expected}) > 1  # the rewards change: a real comparison
     # step 1's KL is 0 (the policy is the reference): beta falls by 20%, then grows by 20% a step

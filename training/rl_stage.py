@@ -52,6 +52,11 @@ _SUMS = ("completions", "completion_tokens", "truncated", "groups", "zero_varian
          "kl_sum", "kl_k3_sum", "clipped", "tokens", "hacked", "hacking_pairs")
 
 
+#: logits per chunk of rows when the reference's log-probs and the exact KL are computed (2**24
+#: float32 values: 64 MB per tensor)
+_KL_CHUNK_ELEMENTS = 1 << 24
+
+
 class PromptSet(Dataset):
     """Prompt indices: the trainer's sampler draws them, the rollout collate reads the prompts."""
 
@@ -257,13 +262,19 @@ class RLRecipe(TunedRecipe):
         mask = labels != -100
         logits = tempered_logits(engine, batch["input_ids"], temperature)
         logps = label_logps(logits, labels)
+        ref_logps = torch.zeros_like(logps)
         with torch.no_grad():
-            ref_logits = tempered_logits(self.reference, batch["input_ids"], temperature)
-            ref_logps = label_logps(ref_logits, labels)
-            # the policy that sampled is the one being trained (one optimizer step per rollout),
-            # so these logits give the exact next-token KL along the sampled completions
-            self.sums["kl_sum"] += float(position_kl(logits.detach(), ref_logits, mask).sum())
-        del ref_logits
+            # the reference a few rows at a time (at most _KL_CHUNK_ELEMENTS logits): beside the
+            # policy's logits and their graph, whole-batch reference logits and the KL's two
+            # log-softmaxes would hold four more [rows, T, V] tensors. The policy that sampled is
+            # the one being trained (one optimizer step per rollout), so its logits give the exact
+            # next-token KL along the sampled completions.
+            rows = max(1, _KL_CHUNK_ELEMENTS // max(1, logits.size(1) * logits.size(2)))
+            for start in range(0, logits.size(0), rows):
+                part = slice(start, start + rows)
+                ref_logits = tempered_logits(self.reference, batch["input_ids"][part], temperature)
+                ref_logps[part] = label_logps(ref_logits, labels[part])
+                self.sums["kl_sum"] += float(position_kl(logits[part].detach(), ref_logits, mask[part]).sum())
         out = grpo_loss(logps, logps.detach(), ref_logps, batch["advantages"], mask,
                         self.section.clip_eps, self.kl_control.value)
         self.sums["kl_k3_sum"] += float(out.kl_sum)
