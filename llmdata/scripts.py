@@ -118,24 +118,48 @@ def _same_word_class(ch: str) -> bool:
     return (ch.isalnum() or ch == "_") == bool(_WORD_ANY.fullmatch(ch))
 
 
-def thai_words(run: str) -> list[str]:
-    """A run of Thai letters cut into words by PyThaiNLP's dictionary segmenter (newmm).
+#: The word lists newmm can segment Thai with. "pythainlp": PyThaiNLP's default (62,106 entries), which
+#: adds to single words many multi-word compounds and set phrases (สิ่งอำนวยความสะดวก "facility",
+#: literally thing-provide-NOM-convenient, 18 code points; การเปลี่ยนแปลง "the changing"), the tokenizer
+#: FineWeb-2's Thai thresholds were fit with. "icu": the Thai dictionary of ICU's BreakIterator (the
+#: Unicode word-boundary implementation of ICU; 26,383 entries, shipped in PyThaiNLP as icubrk_th.txt),
+#: which lists the parts of those compounds but not the compounds.
+THAI_DICTIONARIES = ("pythainlp", "icu")
 
-    Source: PyThaiNLP `pythainlp/tokenize/newmm.py` (maximal matching over its bundled
-    dictionary, Thai Character Cluster boundaries). The dictionary ships in the package.
+
+@lru_cache(maxsize=None)
+def _icu_trie():
+    from pythainlp.corpus import thai_icu_words
+    from pythainlp.util import Trie
+
+    return Trie(thai_icu_words())
+
+
+def thai_words(run: str, dictionary: str = "pythainlp") -> list[str]:
+    """A run of Thai letters cut into words by PyThaiNLP's dictionary segmenter (newmm), with the
+    word list `dictionary` ("pythainlp" or "icu", `THAI_DICTIONARIES`).
+
+    Source: PyThaiNLP `pythainlp/tokenize/newmm.py` (maximal matching over the dictionary, Thai
+    Character Cluster boundaries); ICU's list: `pythainlp/corpus/icubrk_th.txt`, from ICU's
+    `icu4c/source/data/brkitr/dictionaries/thaidict.txt`. Both ship in the package. Raises
+    ValueError on another dictionary name.
     """
     from pythainlp.tokenize import word_tokenize  # imported on first Thai text (0.05 s, then 0.4 s to load the dictionary)
 
-    return [w for w in word_tokenize(run, engine="newmm", keep_whitespace=False) if w.strip()]
+    if dictionary not in THAI_DICTIONARIES:
+        raise ValueError(f"Thai dictionary {dictionary!r}: expected one of {', '.join(THAI_DICTIONARIES)}")
+    custom = _icu_trie() if dictionary == "icu" else None
+    return [w for w in word_tokenize(run, custom_dict=custom, engine="newmm", keep_whitespace=False) if w.strip()]
 
 
-def words(text: str) -> list[str]:
+def words(text: str, thai_dictionary: str = "pythainlp") -> list[str]:
     """The words of a text, segmented as its scripts need.
 
     - Han, Hiragana, Katakana: one word per character (with a following iteration or
       prolonged-sound mark);
-    - Thai: PyThaiNLP's newmm dictionary segmenter on each Thai run (an "_" right before a Thai
-      letter is a UI mnemonic marker, "เลิ_กเชื่อมต่อ", and is dropped rather than splitting a word);
+    - Thai: PyThaiNLP's newmm dictionary segmenter on each Thai run, with the word list
+      `thai_dictionary` (`thai_words`; an "_" right before a Thai letter is a UI mnemonic marker,
+      "เลิ_กเชื่อมต่อ", and is dropped rather than splitting a word);
     - Lao, Khmer, Myanmar: one word per letter and its combining marks (no segmenter here);
     - every other script: runs of word characters (letters with their combining marks, digits,
       underscore), which is what Unicode word boundaries give for space-separated scripts,
@@ -154,7 +178,7 @@ def words(text: str) -> list[str]:
     out: list[str] = []
     for m in _WORDS.finditer(text):
         if m.lastindex == 2:
-            out.extend(thai_words(m.group().replace("_", "")))
+            out.extend(thai_words(m.group().replace("_", ""), thai_dictionary))
         else:
             out.append(m.group())
     return out

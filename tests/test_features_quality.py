@@ -251,3 +251,21 @@ def test_gopher_word_counts_on_ascii_text_equal_the_per_word_definitions(text):
     stops = frozenset(w.lower() for w in STOP_WORDS["en"]) | {"x", "a1"}
     assert _alpha_words(toks, True) == sum(has_alpha(w) for w in toks)
     assert _stop_words(toks, stops, True) == sum(1 for w in toks if _bare(w) in stops)
+
+
+def test_thai_word_length_is_measured_on_words_not_dictionary_compounds():
+    """A list of Thai accessibility labels repeats สิ่งอำนวยความสะดวก ("accessible", 18 code points,
+    15 times), a compound in PyThaiNLP's default word list: measured with it, the list's mean word
+    length was 6.52, far above its English source's (5.28), and the multilingual eval rejected it
+    as `mean_word_len:high`. With ICU's dictionary the features count its four words."""
+    import json
+    from pathlib import Path
+
+    from llmdata.scripts import words
+
+    labels = json.loads((Path(__file__).parent / "fixtures" / "thai_accessibility_labels.json").read_text("utf-8"))
+    th, en = document_features("\n".join(labels["th"])), document_features("\n".join(labels["en"]))
+    assert th["mean_word_len"] < en["mean_word_len"]
+    toks = words("\n".join(labels["th"]), thai_dictionary="icu")
+    assert th["n_words"] == len(toks) and "สิ่งอำนวยความสะดวก" not in toks
+    assert th["mean_word_len"] == sum(map(len, toks)) / len(toks)

@@ -101,3 +101,29 @@ def test_words_keeps_marks_and_joiners_inside_words():
     assert words("नमस्ते दुनिया “ok”") == ["नमस्ते", "दुनिया", "ok"]  # vowel signs and virama: no stdlib \w
     assert words("می\u200cخواهم x²") == ["می\u200cخواهم", "x"]  # ZWNJ joins; ² is not regex's \w
     assert words("He said “don’t” — café") == ["He", "said", "don", "t", "café"]
+
+
+def test_thai_words_with_icus_dictionary_split_multi_word_compounds():
+    """PyThaiNLP's default word list holds compounds (สิ่งอำนวยความสะดวก "facility": thing, provide,
+    NOM, convenient); ICU's BreakIterator dictionary lists their parts. The same text either way."""
+    import pytest
+
+    from llmdata.scripts import words
+
+    text = "ค่าของสิ่งอำนวยความสะดวกมีการเปลี่ยนแปลง"
+    assert words(text) == ["ค่า", "ของ", "สิ่งอำนวยความสะดวก", "มี", "การเปลี่ยนแปลง"]
+    assert words(text, thai_dictionary="icu") == ["ค่า", "ของ", "สิ่ง", "อำนวย", "ความ", "สะดวก", "มี", "การ", "เปลี่ยนแปลง"]
+    assert "".join(words(text, thai_dictionary="icu")) == text
+    assert words("เลิ_กเชื่อมต่อ ok", thai_dictionary="icu") == words("เลิกเชื่อมต่อ ok", thai_dictionary="icu")
+    with pytest.raises(ValueError, match="Thai dictionary 'orst'"):
+        words("ระบบ", thai_dictionary="orst")
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x0E00, max_codepoint=0x0E7F) | st.sampled_from(" _a1\n")))
+def test_thai_words_with_either_dictionary_are_the_text_in_order(text):
+    from llmdata.scripts import words
+
+    """The dictionary decides only where a Thai run is cut: the same characters, no empty words."""
+    toks = words(text, thai_dictionary="icu")
+    assert all(t and t.strip() == t for t in toks)
+    assert "".join(toks) == "".join(words(text))
