@@ -151,7 +151,8 @@ def document_features(text: str) -> dict[str, float]:
     below their smallest sample (`MIN_COMPRESSION_BYTES`, `MIN_WORDS`, `MIN_VISIBLE_FOR_RATIO`).
     """
     n_chars = len(text)
-    toks = script_words(text, thai_dictionary=FEATURE_THAI_DICTIONARY)  # one word per Han/kana character
+    # one word per Han/kana character, ICU's words for Thai, a number with its decimal point one word
+    toks = script_words(text, thai_dictionary=FEATURE_THAI_DICTIONARY, whole_numbers=True)
     n_words = len(toks)
     lines = text.split("\n")
     nonblank = [ln.strip() for ln in lines if ln.strip()]

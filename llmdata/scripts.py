@@ -105,6 +105,16 @@ _THAI_RUN = r"(?:_?\p{Thai}+)+"
 _SEA_CLUSTER = r"[\p{Lao}\p{Khmer}\p{Myanmar}]\p{M}*"
 _SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u3005\u309d\u309e\u30fc\u30fd\u30fe\uff70"
 _WORDS = regex.compile(rf"({_CJK_CHAR})|({_THAI_RUN})|({_SEA_CLUSTER})|([\w--[{_SPACELESS}]]+)", regex.V1)
+# A number is one word: digits joined by a separator that Unicode's word boundaries keep inside a
+# number (UAX #29 rules WB11 and WB12: MidNum "," ";", MidNumLet ".", Single_Quote "'"), as in
+# "0.9468822170900693", "1,000", "10.0.94.13". (UAX #29 also joins letters across "." and "'",
+# "os.path.join", "can't"; those stay apart here: in code they are separate identifiers.)
+_NUMBER = r"\p{Word_Break=Numeric}+(?:[\p{Word_Break=MidNum}\p{Word_Break=MidNumLet}\p{Word_Break=Single_Quote}]\p{Word_Break=Numeric}+)+"
+# A number that runs into letters ("1.5x") is left to the plain pattern (UAX #29 joins digits and letters).
+_WORDS_NUMBERS = regex.compile(
+    rf"({_CJK_CHAR})|({_THAI_RUN})|({_SEA_CLUSTER})|({_NUMBER}(?![\w--[{_SPACELESS}]])|[\w--[{_SPACELESS}]]+)", regex.V1)
+_NUMBER_OR_WORD = regex.compile(rf"{_NUMBER}(?!\w)|\w+")
+_NUMBER_OR_WORD_ASCII = re.compile(r"[0-9]+(?:[,;.'][0-9]+)+(?!\w)|\w+")  # the same tokens on ASCII text
 _ANY_SPACELESS = regex.compile(f"[{_SPACELESS}]")
 _WORD_ANY = regex.compile(r"\w+")
 _WORD_ASCII = re.compile(r"\w+")  # the same tokens on ASCII text; the stdlib engine is 1.5x faster here
@@ -152,7 +162,7 @@ def thai_words(run: str, dictionary: str = "pythainlp") -> list[str]:
     return [w for w in word_tokenize(run, custom_dict=custom, engine="newmm", keep_whitespace=False) if w.strip()]
 
 
-def words(text: str, thai_dictionary: str = "pythainlp") -> list[str]:
+def words(text: str, thai_dictionary: str = "pythainlp", whole_numbers: bool = False) -> list[str]:
     """The words of a text, segmented as its scripts need.
 
     - Han, Hiragana, Katakana: one word per character (with a following iteration or
@@ -165,18 +175,24 @@ def words(text: str, thai_dictionary: str = "pythainlp") -> list[str]:
       underscore), which is what Unicode word boundaries give for space-separated scripts,
       code identifiers included.
 
+    With `whole_numbers`, a number is one word, its digits joined by the separators Unicode's word
+    boundaries keep inside a number (UAX #29 WB11, WB12: "0.5", "1,000", "10.0.94.13"); without,
+    "0.5" is the two words "0" and "5".
+
     ASCII text, and text whose non-ASCII characters the stdlib engine's \\w classes as `regex`'s does,
     take the stdlib pattern (several times faster). Returns the words in text order.
     """
     if text.isascii():
-        return _WORD_ASCII.findall(text)
+        return (_NUMBER_OR_WORD_ASCII if whole_numbers else _WORD_ASCII).findall(text)
     rest = _ASCII_RUN.sub("", text)  # the non-ASCII characters: what the patterns below must look at
     if not _ANY_SPACELESS.search(rest):  # no Han, kana, Thai, Lao, Khmer, Myanmar: plain \w+ runs
+        if whole_numbers:
+            return _NUMBER_OR_WORD.findall(text)
         if all(map(_same_word_class, set(rest))):  # e.g. English with typographic quotes
             return _WORD_ASCII.findall(text)
         return _WORD_ANY.findall(text)
     out: list[str] = []
-    for m in _WORDS.finditer(text):
+    for m in (_WORDS_NUMBERS if whole_numbers else _WORDS).finditer(text):
         if m.lastindex == 2:
             out.extend(thai_words(m.group().replace("_", ""), thai_dictionary))
         else:

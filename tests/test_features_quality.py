@@ -297,3 +297,20 @@ def test_thai_word_length_is_measured_on_words_not_dictionary_compounds():
     toks = words("\n".join(labels["th"]), thai_dictionary="icu")
     assert th["n_words"] == len(toks) and "สิ่งอำนวยความสะดวก" not in toks
     assert th["mean_word_len"] == sum(map(len, toks)) / len(toks)
+
+
+def test_a_decimal_number_is_one_word_for_the_features():
+    """colorsys.yiq_to_rgb: one-letter variables and 33 decimal constants. Split at the decimal
+    point, "0.0" was two one-character words and the function's mean word length 2.08 (119 words),
+    below the code group's limit (2.46) in the multilingual eval; a number is one word (UAX #29)."""
+    import json
+    from pathlib import Path
+
+    from llmdata.scripts import words
+
+    text = json.loads((Path(__file__).parent / "fixtures" / "yiq_to_rgb.json").read_text("utf-8"))["text"]
+    f = document_features(text)
+    toks = words(text, whole_numbers=True)
+    assert "0.9468822170900693" in toks and toks.count("0.0") == 6 and toks.count("1.0") == 6
+    assert f["n_words"] == len(toks) == 86
+    assert f["mean_word_len"] == sum(map(len, toks)) / 86 == 280 / 86
