@@ -83,11 +83,21 @@ def test_ratios_of_a_short_text_are_left_out_not_guessed():
 
 
 def _naive_msttr(tokens: list[str], segment: int, max_segments: int) -> float:
-    if len(tokens) <= segment:
-        return len(set(tokens)) / len(tokens) if tokens else 0.0
+    """The definition, slowly: min(ceil(n / segment), max_segments) segments whose starts are spread
+    evenly (exact fractions, rounded down) from 0 to n - segment."""
+    from fractions import Fraction
+
+    n = len(tokens)
+    if n <= segment:
+        return len(set(tokens)) / n if tokens else 0.0
+    count = min(math.ceil(n / segment), max_segments)
+    starts = [math.floor(Fraction(k * (n - segment), count - 1)) for k in range(count)] if count > 1 else [0]
+    return sum(len(set(tokens[s:s + segment])) / segment for s in starts) / count
+
+
+def _johnson_msttr(tokens: list[str], segment: int) -> float:
+    """Johnson's cut: consecutive segments, the remainder dropped."""
     segments = [tokens[i:i + segment] for i in range(0, len(tokens) - segment + 1, segment)]
-    if len(segments) > max_segments:  # evenly spread: the k-th of max_segments at k * count // max_segments
-        segments = [segments[k * len(segments) // max_segments] for k in range(max_segments)]
     return sum(len(set(s)) / segment for s in segments) / len(segments)
 
 
@@ -96,6 +106,22 @@ def _naive_msttr(tokens: list[str], segment: int, max_segments: int) -> float:
 def test_msttr_equals_the_mean_over_its_segments(tokens, segment, max_segments):
     assert math.isclose(msttr(tokens, segment, max_segments), _naive_msttr(tokens, segment, max_segments),
                         rel_tol=1e-12, abs_tol=1e-12)
+
+
+@given(st.lists(st.sampled_from("abcdefghij"), min_size=1, max_size=8).flatmap(
+    lambda seg: st.lists(st.sampled_from("abcdefghijklmnop"), min_size=len(seg) * 2, max_size=len(seg) * 2)
+    .map(lambda toks: (toks, len(seg)))))
+def test_msttr_is_johnsons_where_the_text_is_whole_segments(case):
+    tokens, segment = case
+    assert math.isclose(msttr(tokens, segment), _johnson_msttr(tokens, segment), rel_tol=1e-12)
+
+
+def test_msttr_reads_the_words_after_the_last_whole_segment():
+    """A 91-word list whose first 50 words repeat one term: Johnson's cut judged it by those 50
+    alone (0.02); the segments now reach the last word, and its 41 distinct words count."""
+    tokens = ["layout"] * 50 + [f"name{i}" for i in range(41)]
+    assert _johnson_msttr(tokens, 50) == 1 / 50
+    assert msttr(tokens) == (1 / 50 + 42 / 50) / 2  # segments [0, 50) and [41, 91)
 
 
 def test_msttr_does_not_fall_with_length_as_the_type_token_ratio_does():
@@ -108,7 +134,9 @@ def test_msttr_does_not_fall_with_length_as_the_type_token_ratio_does():
     short, long = text[:300], text
     ttr = lambda t: len(set(t)) / len(t)  # noqa: E731
     assert ttr(short) - ttr(long) > 0.3  # the plain ratio judges the long text far less varied...
-    assert abs(msttr(short) - msttr(long)) < 0.03  # ...the segmental mean does not
+    every = msttr(long, max_segments=len(long))  # all 400 segments
+    assert abs(msttr(short) - every) < 0.03  # ...the segmental mean does not
+    assert abs(msttr(long) - every) < 0.015  # and 40 segments spread over the text estimate it (segment sd 0.06)
     assert msttr(["spam"] * 20_000) == 1 / 50  # and repetition still scores low, at any length
 
 
@@ -251,3 +279,38 @@ def test_gopher_word_counts_on_ascii_text_equal_the_per_word_definitions(text):
     stops = frozenset(w.lower() for w in STOP_WORDS["en"]) | {"x", "a1"}
     assert _alpha_words(toks, True) == sum(has_alpha(w) for w in toks)
     assert _stop_words(toks, stops, True) == sum(1 for w in toks if _bare(w) in stops)
+
+
+def test_thai_word_length_is_measured_on_words_not_dictionary_compounds():
+    """A list of Thai accessibility labels repeats สิ่งอำนวยความสะดวก ("accessible", 18 code points,
+    15 times), a compound in PyThaiNLP's default word list: measured with it, the list's mean word
+    length was 6.52, far above its English source's (5.28), and the multilingual eval rejected it
+    as `mean_word_len:high`. With ICU's dictionary the features count its four words."""
+    import json
+    from pathlib import Path
+
+    from llmdata.scripts import words
+
+    labels = json.loads((Path(__file__).parent / "fixtures" / "thai_accessibility_labels.json").read_text("utf-8"))
+    th, en = document_features("\n".join(labels["th"])), document_features("\n".join(labels["en"]))
+    assert th["mean_word_len"] < en["mean_word_len"]
+    toks = words("\n".join(labels["th"]), thai_dictionary="icu")
+    assert th["n_words"] == len(toks) and "สิ่งอำนวยความสะดวก" not in toks
+    assert th["mean_word_len"] == sum(map(len, toks)) / len(toks)
+
+
+def test_a_decimal_number_is_one_word_for_the_features():
+    """colorsys.yiq_to_rgb: one-letter variables and 33 decimal constants. Split at the decimal
+    point, "0.0" was two one-character words and the function's mean word length 2.08 (119 words),
+    below the code group's limit (2.46) in the multilingual eval; a number is one word (UAX #29)."""
+    import json
+    from pathlib import Path
+
+    from llmdata.scripts import words
+
+    text = json.loads((Path(__file__).parent / "fixtures" / "yiq_to_rgb.json").read_text("utf-8"))["text"]
+    f = document_features(text)
+    toks = words(text, whole_numbers=True)
+    assert "0.9468822170900693" in toks and toks.count("0.0") == 6 and toks.count("1.0") == 6
+    assert f["n_words"] == len(toks) == 86
+    assert f["mean_word_len"] == sum(map(len, toks)) / 86 == 280 / 86

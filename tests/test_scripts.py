@@ -101,3 +101,59 @@ def test_words_keeps_marks_and_joiners_inside_words():
     assert words("नमस्ते दुनिया “ok”") == ["नमस्ते", "दुनिया", "ok"]  # vowel signs and virama: no stdlib \w
     assert words("می\u200cخواهم x²") == ["می\u200cخواهم", "x"]  # ZWNJ joins; ² is not regex's \w
     assert words("He said “don’t” — café") == ["He", "said", "don", "t", "café"]
+
+
+def test_thai_words_with_icus_dictionary_split_multi_word_compounds():
+    """PyThaiNLP's default word list holds compounds (สิ่งอำนวยความสะดวก "facility": thing, provide,
+    NOM, convenient); ICU's BreakIterator dictionary lists their parts. The same text either way."""
+    import pytest
+
+    from llmdata.scripts import words
+
+    text = "ค่าของสิ่งอำนวยความสะดวกมีการเปลี่ยนแปลง"
+    assert words(text) == ["ค่า", "ของ", "สิ่งอำนวยความสะดวก", "มี", "การเปลี่ยนแปลง"]
+    assert words(text, thai_dictionary="icu") == ["ค่า", "ของ", "สิ่ง", "อำนวย", "ความ", "สะดวก", "มี", "การ", "เปลี่ยนแปลง"]
+    assert "".join(words(text, thai_dictionary="icu")) == text
+    assert words("เลิ_กเชื่อมต่อ ok", thai_dictionary="icu") == words("เลิกเชื่อมต่อ ok", thai_dictionary="icu")
+    with pytest.raises(ValueError, match="Thai dictionary 'orst'"):
+        words("ระบบ", thai_dictionary="orst")
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x0E00, max_codepoint=0x0E7F) | st.sampled_from(" _a1\n")))
+def test_thai_words_with_either_dictionary_are_the_text_in_order(text):
+    from llmdata.scripts import words
+
+    """The dictionary decides only where a Thai run is cut: the same characters, no empty words."""
+    toks = words(text, thai_dictionary="icu")
+    assert all(t and t.strip() == t for t in toks)
+    assert "".join(toks) == "".join(words(text))
+
+
+def test_whole_numbers_keep_a_number_one_word():
+    """Digits joined by a separator that Unicode's word boundaries keep inside a number (UAX #29
+    WB11/WB12) are one word: "0.0" is not two one-character words. Letters joined by "." or "'"
+    stay apart (identifiers in code)."""
+    from llmdata.scripts import words
+
+    code = "r = y + 0.9468822170900693*i\nif r < 0.0: os.path.join(a, 3,000, 10.0.94.13) can't 1.5x"
+    assert words(code) == ["r", "y", "0", "9468822170900693", "i", "if", "r", "0", "0", "os", "path", "join",
+                           "a", "3", "000", "10", "0", "94", "13", "can", "t", "1", "5x"]
+    assert words(code, whole_numbers=True) == ["r", "y", "0.9468822170900693", "i", "if", "r", "0.0", "os", "path",
+                                               "join", "a", "3,000", "10.0.94.13", "can", "t", "1", "5x"]
+    assert words("版本3.5，价格 1,299 元", whole_numbers=True) == ["版", "本", "3.5", "价", "格", "1,299", "元"]
+    assert words("café 2.5 “x”", whole_numbers=True) == ["café", "2.5", "x"]
+    assert words("ระบบ 1.0 แล้ว", whole_numbers=True, thai_dictionary="icu") == ["ระบบ", "1.0", "แล้ว"]
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789.,;' _ab\n١٬٫é中ระ")))
+def test_whole_numbers_only_join_neighbouring_words(text):
+    """Each word with `whole_numbers` is one or more consecutive words of the plain split, joined
+    across number separators; ASCII text takes the fast pattern, which gives the Unicode one's words."""
+    import regex as re_
+
+    from llmdata import scripts
+
+    joined = scripts.words(text, whole_numbers=True)
+    assert [w for tok in joined for w in re_.findall(r"\w+", tok)] == scripts.words(text)
+    if text.isascii():
+        assert joined == scripts._NUMBER_OR_WORD.findall(text)
