@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--lora-rank", type=int, default=0,
+                    help="train LoRA adapters of this rank (alpha 2 x rank, the LoRA stage's targets) instead of every weight")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -118,8 +120,13 @@ def main() -> None:
     train = [prompt_and_reference(msgs) for _, msgs in conversations(args.train)]
     if not args.skip_checks:
         setup_checks(model, template, tok, held, pad, args.temperature)
-    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    if args.lora_rank:
+        from training.lora import apply_lora
+
+        apply_lora(model, ["wq", "wk", "wv", "wo", "w1", "w2", "w3"], args.lora_rank, 2.0 * args.lora_rank, 0.0)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trained if p.dim() >= 2], "weight_decay": 0.0 if args.lora_rank else 0.1},
+              {"params": [p for p in trained if p.dim() < 2], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
     rng = random.Random(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -166,7 +173,7 @@ def main() -> None:
             loss = -logps.sum() / (batch["labels"] != -100).sum()
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
     if fixed:
         print(f"greedy exact match on the {len(fixed)} training prompts: {before} before, {fixed_greedy()} after")
