@@ -18,11 +18,12 @@ Training targets are the assistant turns' content and their closing <|end|>; eve
 """
 from __future__ import annotations
 
-import json
+import codecs
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
 from llmdata.reasons import BadRowKind, bad_row_reason
+from llmdata.records import json_value, lone_surrogates
 
 ROLES = ("system", "user", "assistant")
 ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
@@ -78,20 +79,27 @@ def _alpaca_prompt(row: dict) -> str:
     return row["instruction"] + ("\n\n" + extra if extra else "")
 
 
+def _before_last_answer(msgs: list[Message], where: str) -> tuple[list[Message], Optional[str]]:
+    """(the turns a model answers, the reference): a conversation ending with an assistant turn is
+    answered from the turns before it, and that turn is the reference; any other is answered whole."""
+    if msgs[-1]["role"] != "assistant":
+        return msgs, None
+    if len(msgs) == 1:
+        raise ValueError(f"{where}: no turn before the assistant's answer")
+    return msgs[:-1], msgs[-1]["content"] or None
+
+
 def chat_prompt(row: dict) -> tuple[list[Message], Optional[str]]:
     """The turns a chat model is to answer for one row of any format `to_conversation` reads, and
-    the row's reference answer (None when it has none). A "messages" conversation that ends with an
-    assistant turn is answered from the turns before it, and that turn is the reference; one that
-    ends with another role is answered as it stands. {"prompt", "completion"?} and Alpaca rows
-    {"instruction", "input"?, "output"?}: the prompt or instruction (+ input) is the user turn, the
-    completion or output the reference. Raises ValueError naming what is wrong."""
+    the row's reference answer (None when it has none), read in `to_conversation`'s order:
+    "messages", then Alpaca, then "prompt". A "messages" conversation (or a "prompt" list without a
+    "completion") that ends with an assistant turn is answered from the turns before it, and that
+    turn is the reference; one that ends with another role is answered as it stands. {"prompt",
+    "completion"?} and Alpaca rows {"instruction", "input"?, "output"?}: the prompt or instruction
+    (+ input) is the user turn, the completion or output the reference. Raises ValueError naming
+    what is wrong (a completion or output that is not text included)."""
     if "messages" in row:
-        msgs = _messages(row["messages"], "messages")
-        if msgs[-1]["role"] != "assistant":
-            return msgs, None
-        if len(msgs) == 1:
-            raise ValueError("messages: no turn before the assistant's answer")
-        return msgs[:-1], msgs[-1]["content"] or None
+        return _before_last_answer(_messages(row["messages"], "messages"), "messages")
     if "instruction" in row:
         prompt = _alpaca_prompt(row)
         output = row.get("output")
@@ -100,8 +108,9 @@ def chat_prompt(row: dict) -> tuple[list[Message], Optional[str]]:
         return [{"role": "user", "content": prompt}], output or None
     if "prompt" in row:
         msgs = _messages(row["prompt"], "prompt")
-        reference = _answer(row["completion"], "completion")[-1]["content"] if row.get("completion") is not None else None
-        return msgs, reference or None
+        if row.get("completion") is None:
+            return _before_last_answer(msgs, "prompt")
+        return msgs, _answer(row["completion"], "completion")[-1]["content"] or None
     raise ValueError('no "prompt", "messages" or Alpaca "instruction" to answer')
 
 
@@ -136,9 +145,14 @@ def to_preference(row: dict) -> Preference:
 def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
     """(line number, object, text) for each JSON-object line of a JSONL file, and a BadRow for each
     line that is not UTF-8, not JSON, or not an object. Blank lines are skipped. Every reader of
-    user rows goes through here, so a broken line is reported the same way by every command."""
+    user rows goes through here, so a broken line is reported the same way by every command. The
+    JSON is decoded as the clean stage decodes records (llmdata.records `json_value`: too deep a
+    nesting or too long an integer is a bad row, a UTF-8 byte order mark leading a line is ignored),
+    and a row holding an escaped lone surrogate is a bad row ("invalid Unicode"): no text can hold
+    it, and it would fail wherever the row is encoded or written."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
+            raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             try:
@@ -146,13 +160,16 @@ def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
             except UnicodeDecodeError as err:
                 yield BadRow(n, bad_row_reason(BadRowKind.INVALID_UTF8, str(err.start)), raw[:200].decode("utf-8", "replace"))
                 continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as err:
-                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_JSON, err.msg), text[:200])
+            row, why = json_value(text)
+            if why is not None:
+                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_JSON, why), text[:200])
                 continue
             if not isinstance(row, dict):
                 yield BadRow(n, bad_row_reason(BadRowKind.NOT_AN_OBJECT, type(row).__name__), text[:200])
+                continue
+            if lone_surrogates(raw, row):
+                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_UNICODE, "unpaired surrogate escape (\\ud800-\\udfff)"),
+                             text[:200])
                 continue
             yield n, row, text
 

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from llmdata.reasons import LANGUAGE_FIELDS, STAGE_FIELDS, BadRecord, QuarantineField, RecordField
 
@@ -163,6 +163,22 @@ def record_from_object(obj: Any, spec: FieldSpec, source: str, line: int, raw: A
     }
 
 
+def json_value(text: str) -> tuple[Any, Optional[str]]:
+    """(the JSON value `text` holds, None), or (None, why it is not one): the decoder's message and
+    column, "nested too deeply" for nesting past Python's recursion limit, or the message of any
+    other ValueError (an integer longer than Python's 4300-digit conversion limit). Every reader of
+    JSON lines (clean's records, the alignment stages' rows) decodes through here, so a line that
+    is valid JSON to the grammar but not to Python becomes a bad row, never a traceback."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        return None, f"{err.msg}: column {err.colno}"
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError as err:
+        return None, str(err).splitlines()[0][:200]
+
+
 def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Parsed:
     """Parse one jsonl line (without its newline) into a record or a quarantine entry.
 
@@ -177,17 +193,19 @@ def parse_json_line(raw: bytes, spec: FieldSpec, source: str, line: int) -> Pars
         decoded = body.decode("utf-8")
     except UnicodeDecodeError as err:
         return Quarantined(BadRecord.INVALID_UTF8, source, line, f"byte {err.start}: {err.reason}", raw)
-    try:
-        obj = json.loads(decoded)
-    except json.JSONDecodeError as err:
-        return Quarantined(BadRecord.INVALID_JSON, source, line, f"{err.msg}: column {err.colno}", raw)
-    except RecursionError:
-        return Quarantined(BadRecord.INVALID_JSON, source, line, "nested too deeply", raw)
-    except ValueError as err:  # e.g. an integer longer than Python's 4300-digit conversion limit
-        return Quarantined(BadRecord.INVALID_JSON, source, line, str(err).splitlines()[0][:200], raw)
-    if _SURROGATE_ESCAPE.search(raw) and not _encodable(obj):
+    obj, why = json_value(decoded)
+    if why is not None:
+        return Quarantined(BadRecord.INVALID_JSON, source, line, why, raw)
+    if lone_surrogates(raw, obj):
         return Quarantined(BadRecord.INVALID_UNICODE, source, line, "unpaired surrogate escape (\\ud800-\\udfff)", raw)
     return record_from_object(obj, spec, source, line, raw)
+
+
+def lone_surrogates(raw: bytes, obj: Any) -> bool:
+    """Whether the JSON line `raw`, decoded to `obj`, holds a string that is not valid Unicode: an
+    escaped lone surrogate ("\\ud800"), which Python's json decodes to a string no UTF-8 writer
+    can write (checked only when the line has such an escape)."""
+    return bool(_SURROGATE_ESCAPE.search(raw)) and not _encodable(obj)
 
 
 def _encodable(obj: Any) -> bool:

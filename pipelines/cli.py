@@ -287,9 +287,9 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
                     "candidates": [{"completion": a, "reward": r} for a, r in scored]}
         if template is not None:
             return {"completion": chat_reply(model, template, prompt, sampling, generator)}
-        if not isinstance(prompt, str):
-            raise ValueError("a list of messages needs --chat")
         return {"completion": continuation(model, tokenizer, prompt, sampling, generator)}
+
+    room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
 
     rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:
@@ -302,23 +302,28 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
             if isinstance(item, BadRow):
                 raise ValueError(item.reason)
             reference = None
-            if "prompt" in item:
-                prompt = item["prompt"]
-                if not isinstance(prompt, (str, list)):
-                    raise ValueError("prompt must be a string or a list of {role, content} messages")
-                if isinstance(item.get("completion"), str):
-                    reference = item["completion"]
-            elif template is not None:
-                prompt, reference = chat_prompt(item)
-            else:
+            if template is not None:  # any SFT format; "messages", then Alpaca, then "prompt", as SFT reads them
+                messages, reference = chat_prompt(item)
+                given = item.get("prompt")
+                prompt = given if messages == [{"role": "user", "content": given}] else messages
+                ids = template.prompt(messages)
+            elif "prompt" not in item:
                 raise ValueError('the row has no "prompt" (a "messages" or Alpaca "instruction" row needs --chat)')
+            elif not isinstance(item["prompt"], str):
+                raise ValueError("prompt must be a string (a list of messages needs --chat)")
+            else:
+                prompt = messages = item["prompt"]
+                ids = tokenizer.encode(prompt)
             try:
                 json.dumps(prompt, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
-            result.update(prompt=prompt, **answer(prompt))
+            result.update(prompt=prompt, **answer(messages))
             if reference is not None:
                 result["reference"] = reference
+            dropped = len(ids) - room  # the model sees the prompt's last `room` tokens (training/generate.py)
+            if dropped > 0:
+                result["prompt_tokens_dropped"] = dropped
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             bad += 1
             result["error"] = f"{type(err).__name__}: {err}"

@@ -314,6 +314,10 @@ def test_generate_answers_the_sft_formats_rows_with_their_reference(pretrained, 
     """With --chat, `generate --input` reads every SFT format (the demo's own held-out file mixes
     them): the turns before the last assistant turn are the prompt and that turn comes back as
     "reference"; a conversation ending with a user turn is answered as it stands."""
+    from llmdata.chat import ChatTemplate
+    from llmdata.tokenizer_io import BPETokenizer
+    from training.export import load_model
+
     final = str(pretrained / "final")
     user = [{"role": "user", "content": "What is 3 + 4?"}]
     rows = [{"prompt": "What is 3 + 4?"},
@@ -345,6 +349,36 @@ def test_generate_answers_the_sft_formats_rows_with_their_reference(pretrained, 
     assert main(["generate", "--model", final, "--input", str(rows_file), "--max-new-tokens", "2"]) == 0
     plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 'needs --chat' in plain[1]["error"] and "error" not in plain[0]
+
+    # a "prompt" list is read as "messages" is, and "messages" wins over "prompt", as SFT reads rows
+    two = [*user, {"role": "assistant", "content": "7"}]
+    odd = [{"prompt": two}, {"prompt": "What is 1 + 1?", "messages": two},
+           {"instruction": "What is 3 + 4?", "output": "7", "prompt": "What is 1 + 1?"},
+           {"prompt": "What is 3 + 4?", "completion": 7}, {"prompt": []}, {"prompt": [{"role": "tool", "content": "x"}]},
+           {"prompt": "What is 3 + 4?", "completion": "\ud800"}]
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in odd) + '{"prompt": ' + "[" * 100_000 + "]" * 100_000
+                         + "}\n" + '{"prompt": "x", "n": ' + "9" * 5000 + "}\n\ufeff{}\n")
+    assert main(["generate", "--model", final, "--chat", "--input", str(rows_file), "--output", str(out),
+                 "--max-new-tokens", "5"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in got[:3]:
+        assert (r["prompt"], r["completion"], r["reference"]) == (user, answer, "7")
+    assert "completion is neither text nor" in got[3]["error"] and "prompt is neither text nor" in got[4]["error"]
+    assert "each message needs a role" in got[5]["error"]
+    assert "invalid Unicode: unpaired surrogate" in got[6]["error"]  # in the reference: an error row, not a crash
+    assert "invalid JSON: nested too deeply" in got[7]["error"] and "4300 digits" in got[8]["error"]
+    assert got[9]["line"] == 10 and 'no "prompt", "messages"' in got[9]["error"]  # the BOM is skipped: {} is read
+    assert "generate: 10 prompts (7 bad)" in capsys.readouterr().out
+
+    # a prompt longer than the model's context keeps its end, and the answer says how much was cut
+    ctx = load_model(final).cfg.max_seq_len
+    long = "word " * (2 * ctx) + "What is 3 + 4?"
+    assert main(["generate", "--model", final, "--chat", "--prompt", long, "--max-new-tokens", "5"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    ids = ChatTemplate(BPETokenizer.load(final)).prompt([{"role": "user", "content": long}])
+    assert row["prompt_tokens_dropped"] == len(ids) - (ctx - 5) > 0
+    assert main(["generate", "--model", final, "--chat", "--prompt", "What is 3 + 4?", "--max-new-tokens", "5"]) == 0
+    assert "prompt_tokens_dropped" not in json.loads(capsys.readouterr().out)
 
 
 def test_generate_refuses_what_it_cannot_use_in_one_line(pretrained, tmp_path, capsys):

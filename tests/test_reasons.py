@@ -185,12 +185,18 @@ def test_parse_reason_names_or_refuses_any_text(text):
 
 def test_bad_row_reasons_keep_their_text(tmp_path):
     """The alignment readers' BadRow reasons are built by reasons.bad_row_reason, unchanged in wording
-    (training/stage.py counts them by the text before ':' and ' at byte')."""
+    (training/stage.py `bad_row_kind` counts the JSON, UTF-8 and Unicode ones by their kind)."""
+    from training.stage import bad_row_kind
+
     path = tmp_path / "rows.jsonl"
-    path.write_bytes(b'{"messages": [}\n\xff\xfe\n[1]\n{"prompt": "p", "completion": "c"}\n')
+    path.write_bytes(b'{"messages": [}\n\xff\xfe\n[1]\n{"prompt": "p", "completion": "c"}\n{"p": "\\udc00"}\n')
     bad = [item for item in read_objects(str(path)) if isinstance(item, BadRow)]
-    assert [b.reason for b in bad] == ["invalid JSON: Expecting value", "invalid UTF-8 at byte 0", "a JSON list, not an object"]
-    assert [b.line for b in bad] == [1, 2, 3]
+    assert [b.reason for b in bad] == ["invalid JSON: Expecting value: column 15", "invalid UTF-8 at byte 0",
+                                       "a JSON list, not an object",
+                                       "invalid Unicode: unpaired surrogate escape (\\ud800-\\udfff)"]
+    assert [b.line for b in bad] == [1, 2, 3, 5]
+    assert [bad_row_kind(b.reason) for b in bad] == ["invalid JSON", "invalid UTF-8", "a JSON list, not an object",
+                                                     "invalid Unicode"]
 
 
 def test_every_name_has_a_docstring_and_groups_hold_distinct_values():

@@ -141,6 +141,33 @@ def test_a_prompt_file_with_no_usable_row_is_one_line(pretrained, tmp_path, caps
     assert code == 2 and err == f"llmpipe: error: rl: no usable prompt in {rows} (2 bad rows)"
 
 
+def test_a_heldout_file_with_no_usable_row_is_one_line(pretrained, prompts, tmp_path, capsys):
+    held = tmp_path / "held.jsonl"
+    held.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\nnot json\n')
+    code = main(rl_args(pretrained, prompts, tmp_path / "rl", "--set", f"rl.heldout_file={held}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"llmpipe: error: rl: no usable conversation in rl.heldout_file {held} (2 bad rows); "
+                                 "fix it, or set rl.heldout_file: null")
+
+
+def test_bad_rows_of_both_files_are_listed_with_their_lines(pretrained, prompts, tmp_path):
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    good = [json.dumps({"messages": [{"role": "user", "content": f"Repeat: {w}"}, {"role": "assistant", "content": w}]})
+            for w in ("file path", "code line", "name data")]
+    train.write_text("\n".join([good[0], '{"messages": [{"role": "assistant", "content": "x"}]}', good[1],
+                                '{"messages": [{"role": "robot", "content": "x"}]}', good[2]]) + "\n")
+    held.write_text(good[0] + "\n[1, 2]\n")
+    out = tmp_path / "rl"
+    assert main(rl_args(pretrained, prompts, out, "--set", f"rl.train_file={train}", "--set", f"rl.heldout_file={held}",
+                        "--set", "rl.max_steps=1", "--set", "rl.micro_batch=2")) == 0
+    bad = [json.loads(line) for line in (out / "bad_rows.jsonl").read_text().splitlines()]
+    assert [(b["file"], b["line"]) for b in bad] == [(str(train), 2), (str(train), 4), (str(held), 2)]
+    assert bad[0]["reason"] == "no prompt before the assistant's answer" and '"robot"' in bad[1]["raw"]
+    report = (out / "report.md").read_text()
+    assert "bad rows: messages: each message needs a role" in report  # the whole reason, not its first word
+    assert "| held-out bad rows | 1 |" in report
+
+
 def test_sample_seeds_differ_by_step_and_prompt_and_not_by_anything_else():
     seeds = {sample_seed(0, step, prompt) for step in range(20) for prompt in range(50)}
     assert len(seeds) == 1000 and all(0 <= s < 2 ** 63 for s in seeds)

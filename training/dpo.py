@@ -294,7 +294,7 @@ class DPORecipe(TunedRecipe):
                        exact_match_after=em_after["exact_match"] if em_after else None,
                        chosen_nll_before=nll_before, chosen_nll_after=nll_after)
         forgetting = self.forgetting_after(tuned)
-        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, len(self.held_bad))
+        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad)
         extra: dict = {"Data quality": quality,
                        "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting,
                                                                                                           "reference", "dpo")}

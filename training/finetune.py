@@ -159,7 +159,7 @@ class SFTRecipe(TunedRecipe):
         summary["pretrain_val_loss_after"] = forgetting["after"] if forgetting else None
         used = len(self.examples)
         quality, counts = self.data_quality("conversations used", used, {"truncated to seq_len": self.truncated},
-                                            len(self.held_bad))
+                                            self.held_bad)
         if section.pretrain_mix:
             quality["pretraining mix (share of windows)"] = section.pretrain_mix
         extra = {"Data quality": quality,

@@ -233,11 +233,14 @@ class TunedRecipe(Recipe):
     def final_dir(self) -> str:
         return os.path.join(self.out, "final")
 
-    def data_quality(self, used_label: str, used: int, rows: dict[str, Any], held_bad: int) -> tuple[dict, dict]:
-        """Write bad_rows.jsonl; (the report's "Data quality" table, the manifest's counts)."""
-        self.bad_counts = write_bad_rows(self.out, self.section.train_file, self.bad)
+    def data_quality(self, used_label: str, used: int, rows: dict[str, Any], held_bad: list) -> tuple[dict, dict]:
+        """Write bad_rows.jsonl (the training file's bad rows, then the held-out file's, each with its
+        file); (the report's "Data quality" table, the manifest's counts of the training file's)."""
+        self.bad_counts = write_bad_rows(self.out, [(self.section.train_file, self.bad),
+                                                    (self.section.heldout_file, held_bad)])
         table = {"rows read": used + len(self.bad), used_label: used,
-                 **{f"bad rows: {k}": v for k, v in sorted(self.bad_counts.items())}, **rows, "held-out bad rows": held_bad}
+                 **{f"bad rows: {k}": v for k, v in sorted(self.bad_counts.items())}, **rows,
+                 "held-out bad rows": len(held_bad)}
         counts = {"input": used + len(self.bad), "used": used,
                   "bad": {"total": len(self.bad), "by_reason": dict(sorted(self.bad_counts.items()))}}
         return table, counts

@@ -335,7 +335,7 @@ class RewardRecipe(TunedRecipe):
         summary["accuracy_before"] = before["accuracy"] if before else None
         summary["accuracy_after"] = after["accuracy"] if after else None
         forgetting = self.forgetting_after(load_reward_model(final_dir).backbone)
-        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, len(self.held_bad))
+        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad)
         extra = {"Data quality": quality,
                  "Forgetting: next-token loss on the pretraining validation text (the backbone's LM head)":
                      forgetting_rows(forgetting, "base model", "reward model")}

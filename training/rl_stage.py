@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from torch.utils.data import Dataset
 
-from llmdata.chat import BadRow, Message, prompt_and_reference, read_rows
+from llmdata.chat import BadRow, Message, prompt_and_reference, read_objects, read_rows, to_conversation
 from training.exact_match import exact_match, exact_match_rows
 from training.forgetting import forgetting_rows
 from training.generate import Sampling
@@ -75,14 +75,19 @@ def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], l
     conversation up to its last assistant turn is a prompt, that turn its reference (None when it
     has none)."""
     prompts, references, bad = [], [], []
-    for item in read_rows(path, "sft"):
+    for item in read_objects(path):
         if isinstance(item, BadRow):
             bad.append(item)
             continue
-        row, messages = item
+        line, row, text = item
+        try:
+            messages = to_conversation(row)
+        except ValueError as err:
+            bad.append(BadRow(line, str(err), text[:200]))
+            continue
         context, reference = prompt_and_reference(messages)
         if not context:
-            bad.append(BadRow(0, "no prompt before the assistant's answer", ""))
+            bad.append(BadRow(line, "no prompt before the assistant's answer", text[:200]))
             continue
         prompts.append(context)
         references.append(reference)
@@ -124,13 +129,16 @@ class RLRecipe(TunedRecipe):
         self.prompts, self.references, self.bad = read_prompts(section.train_file)
         if not self.prompts:
             raise TrainingInputError(f"rl: no usable prompt in {section.train_file} ({len(self.bad)} bad rows)")
-        self.held_rows, self.held_bad = [], 0
+        self.held_rows, self.held_bad = [], []
         if section.heldout_file:
             for item in read_rows(section.heldout_file, "sft"):
                 if isinstance(item, BadRow):
-                    self.held_bad += 1
+                    self.held_bad.append(item)
                 else:
                     self.held_rows.append((item[0].get("task", "all"), item[1]))
+            if not self.held_rows:  # configured but empty: exact match would silently be n/a
+                raise TrainingInputError(f"rl: no usable conversation in rl.heldout_file {section.heldout_file} "
+                                         f"({len(self.held_bad)} bad rows); fix it, or set rl.heldout_file: null")
         self.model = self.load_base("max_new_tokens")
         self.cfg = self.model.cfg
         self.reference = load_model(self.base_dir).eval()
@@ -360,7 +368,7 @@ class RLRecipe(TunedRecipe):
         forgetting = self.forgetting_after(tuned)
         steps = [r for r in read_metrics(os.path.join(self.out, "metrics.jsonl")) if r.get("event") == "train"]
         kls = [r["kl"] for r in steps if r.get("kl") is not None]
-        window = min(10, len(kls))
+        window = max(1, min(10, len(kls)))
         kl_window_max = max((sum(kls[i:i + window]) / window for i in range(len(kls) - window + 1)), default=None)
         held_kl = self.heldout_kl(tuned)
         last = steps[-10:]
@@ -371,15 +379,17 @@ class RLRecipe(TunedRecipe):
 
         rewards = sorted(k for k in (steps[-1] if steps else {}) if k.startswith("mean_reward_"))
         first = {k: next((r[k] for r in steps if r.get(k) is not None), None) for k in rewards}
-        bounded = [k for k in (kl_window_max, held_kl) if k is not None and not math.isnan(k)]
+        judged = {f"the largest {window}-step mean": kl_window_max, "the held-out KL": held_kl}
+        judged = {name: k for name, k in judged.items() if k is not None and not math.isnan(k)}
         run = {"mean KL to the reference, last 10 steps (nats per token)": mean_of("kl"),
-               "largest mean KL over 10 consecutive steps": kl_window_max,
+               f"largest mean KL over {window} consecutive steps"
+               + (f" (the run has {len(kls)})" if len(kls) < 10 else ""): kl_window_max,
                "largest step KL (one step's prompts)": max(kls) if kls else None,
-               f"KL of the final policy on {len(self.held_prompts())} held-out prompts "
-               f"({section.kl_heldout_samples} samples each)": held_kl,
+               **({f"KL of the final policy on {len(self.held_prompts())} held-out prompts "
+                   f"({section.kl_heldout_samples} samples each)": held_kl} if held_kl is not None else {}),
                **({"KL target": section.kl_target,
-                   "KL stayed under the target (10-step mean and held-out)":
-                       "yes" if bounded and max(bounded) <= section.kl_target else "no"}
+                   f"KL stayed under the target ({' and '.join(judged) or 'nothing measured'})":
+                       "yes" if judged and max(judged.values()) <= section.kl_target else "no"}
                   if section.kl_target else {}),
                **({"KL coefficient (adaptive, horizon %g steps): first step -> last step -> next" % section.kl_horizon:
                    f"{steps[0].get('kl_coef', section.kl_coef):.4g} -> {steps[-1].get('kl_coef', section.kl_coef):.4g} -> "

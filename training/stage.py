@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Callable, Optional
 
 from llmdata.errors import LlmpipeError
+from llmdata.reasons import BadRowKind
 from pipelines.manifest import MANIFEST, PREVIOUS, input_fingerprint, is_complete, read_manifest
 
 FINGERPRINT_FILE = "fingerprint"
@@ -128,10 +129,22 @@ def finished(stage: str, out: str, fingerprint: str, force: bool, log: Callable[
     return read_manifest(out)
 
 
-def write_bad_rows(out: str, source: str, bad: list) -> dict[str, int]:
-    """bad_rows.jsonl (file, line, reason, raw) of the rows a stage could not use, and their
-    counts by kind of reason ("invalid UTF-8 at byte 7" and "invalid JSON: ..." group by kind)."""
+def write_bad_rows(out: str, sources: list[tuple[Optional[str], list]]) -> dict[str, int]:
+    """bad_rows.jsonl (file, line, reason, raw) of the rows a stage could not use, for each
+    (file, its BadRows) of `sources` in order; the counts of the first file's by kind of reason
+    (`bad_row_kind`)."""
     with open(os.path.join(out, "bad_rows.jsonl"), "w", encoding="utf-8") as f:
-        for b in bad:
-            f.write(json.dumps({"file": source, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
-    return dict(sorted(Counter(b.reason.split(":")[0].split(" at byte")[0] for b in bad).items()))
+        for source, bad in sources:
+            for b in bad:
+                f.write(json.dumps({"file": source, "line": b.line, "reason": b.reason, "raw": b.raw}) + "\n")
+    return dict(sorted(Counter(bad_row_kind(b.reason) for b in sources[0][1]).items()) if sources else [])
+
+
+def bad_row_kind(reason: str) -> str:
+    """What a bad row's reason counts under: the kind for the reasons whose detail varies by row
+    ("invalid JSON: Expecting value: column 5" and "invalid UTF-8 at byte 7" count as "invalid JSON"
+    and "invalid UTF-8"; llmdata.reasons BadRowKind), else the whole reason ("messages: each message
+    needs a role in ... and string content")."""
+    kind = next((k for k in (BadRowKind.INVALID_UTF8, BadRowKind.INVALID_JSON, BadRowKind.INVALID_UNICODE)
+                 if reason.startswith(k)), None)
+    return kind or reason
