@@ -32,7 +32,10 @@ from pipelines.runner import beam_pipeline
 from pipelines.beam_io import (
     BAD,
     UNITS,
-    DedupIds,
+    duplicate_id_entry,
+    is_first_of_id,
+    origin_of,
+    repeated_ids,
     Products,
     ReadFileUnits,
     count_outcomes,
@@ -98,6 +101,22 @@ class ScoreDocument(beam.DoFn):
             yield out
 
 
+class Impute(beam.DoFn):
+    """Fill a record's missing meta fields by the imputation plan (`imputed` lists them); with
+    `firsts` (the duplicate-id check, `repeated_ids`), a record that is not the first of its id
+    becomes a `duplicate_id` quarantine entry on `bad` instead."""
+
+    def process(self, record: dict, plan: dict, firsts: Optional[dict] = None) -> Iterator:
+        if firsts is not None and not is_first_of_id(record[F.ID], origin_of(record), firsts):
+            yield beam.pvalue.TaggedOutput(BAD, duplicate_id_entry(record, firsts[record[F.ID]]))
+            return
+        meta, imputed = apply_plan(record[F.META], plan)
+        out = {**record, F.META: meta}
+        if imputed:
+            out[F.IMPUTED] = imputed
+        yield out
+
+
 class ApplyThresholds(beam.DoFn):
     """Judge a record by its group's thresholds; `threshold_group` names the group whose thresholds
     judged it (null: a group too small to have its own, not judged by this filter)."""
@@ -119,10 +138,10 @@ class ApplyThresholds(beam.DoFn):
 # ---------------------------------------------------------------- global statistics
 
 
-def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PCollection:
-    """The imputation plan as a one-element PCollection, from whole-dataset combiners."""
+def imputation_plan(metas: beam.PCollection, section: CleanSection) -> beam.PCollection:
+    """The imputation plan as a one-element PCollection, from whole-dataset combiners over the
+    `meta` dicts of the records."""
     opts = section.missing
-    metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
     presence = metas | "Presence" >> beam.CombineGlobally(PresenceFn())
     numbers = metas | "NumericValues" >> beam.FlatMap(lambda m: [(k, float(v)) for k, v in m.items() if is_number(v)])
     sums = numbers | "Sums" >> beam.CombinePerKey(lambda vs: _sum_count(vs))
@@ -158,7 +177,7 @@ def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PC
 
     side = beam.pvalue
     return (
-        records.pipeline
+        metas.pipeline
         | "PlanSeed" >> beam.Create([None])
         | "Plan"
         >> beam.Map(
@@ -213,11 +232,17 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
     )
 
 
-def feature_summaries(docs: beam.PCollection, phase: str) -> dict:
-    """Per-feature values, moments and quantiles of one population of documents."""
-    vals = docs | f"{phase}Values" >> beam.FlatMap(
-        lambda r: [(k, r[F.SCORES][k]) for k in feats.FEATURES if k in r[F.SCORES]]
-    )
+def _feature_values(record: dict) -> list[tuple[str, float]]:
+    return [(k, record[F.SCORES][k]) for k in feats.FEATURES if k in record[F.SCORES]]
+
+
+def feature_summaries(populations: tuple[beam.PCollection, ...], phase: str) -> dict:
+    """Per-feature values, moments and quantiles of one population of documents, given as one or
+    more collections of records. Each record becomes its (feature, value) pairs where it is made,
+    and only those pairs are flattened: a Flatten of whole records would be materialized, every
+    text encoded and decoded once more, only for the scores to be read."""
+    parts = tuple(docs | f"{phase}Values{i}" >> beam.FlatMap(_feature_values) for i, docs in enumerate(populations))
+    vals = parts[0] if len(parts) == 1 else parts | f"{phase}Values" >> beam.Flatten()
     moments = vals | f"{phase}Moments" >> beam.CombinePerKey(MomentsFn())
     quants = vals | f"{phase}Quantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES)
     return {"values": vals, "moments": moments, "quantiles": quants}
@@ -316,20 +341,24 @@ def build_pipeline(
     records = read.records
     bad_parts = [read[BAD]]
 
+    # The duplicate-id check moves (id, origin) pairs, never a text: the records wait in one buffer
+    # for the imputation plan anyway, and the repeats are taken out where they are read back
+    # (Impute); the plan's statistics see the first record of each id only, as the records do.
     if section.check_duplicate_ids:
-        records, dup_ids = records | "DuplicateIds" >> DedupIds()
-        bad_parts.append(dup_ids)
-
-    plan = imputation_plan(records, section)
-
-    def impute(record: dict, plan: dict) -> dict:
-        meta, imputed = apply_plan(record[F.META], plan)
-        out = {**record, F.META: meta}
-        if imputed:
-            out[F.IMPUTED] = imputed
-        return out
-
-    records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
+        firsts = beam.pvalue.AsDict(records | "DuplicateIds" >> repeated_ids())
+        metas = (
+            records
+            | "IdMetas" >> beam.Map(lambda r: (r[F.ID], origin_of(r), r[F.META]))
+            | "UniqueMetas" >> beam.FlatMap(lambda t, firsts: [t[2]] if is_first_of_id(t[0], t[1], firsts) else [], firsts)
+        )
+        repeats = (firsts,)
+    else:
+        metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
+        repeats = ()
+    plan = imputation_plan(metas, section)
+    imputed = records | "Impute" >> beam.ParDo(Impute(), beam.pvalue.AsSingleton(plan), *repeats).with_outputs(BAD, main="records")
+    records = imputed.records
+    bad_parts.append(imputed[BAD])
     scored = records | "Score" >> beam.ParDo(ScoreDocument(section.model_dump())).with_outputs(
         BAD, ScoreDocument.REJECTED, ScoreDocument.NOTES, main="passed"
     )
@@ -372,16 +401,19 @@ def build_pipeline(
         rejected | "RejLang" >> beam.Map(lambda r: (r.get(F.LANG, "und"), r[F.REASON])),
     ) | "LangOutcomes" >> beam.Flatten() | "CountLang" >> beam.combiners.Count.PerElement()
     products.add(by_lang, "by_lang")
-    by_script = (
-        (kept, rejected) | "ScoredDocs" >> beam.Flatten()
-        | "ScriptOutcome" >> beam.Map(lambda r: ((r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1))
+    def script_outcome(r: dict) -> tuple[tuple[str, str], int]:
+        return (r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1
+
+    by_script = (  # (script, outcome) pairs flattened, not records (see feature_summaries)
+        (kept | "KeptScript" >> beam.Map(script_outcome), rejected | "RejScript" >> beam.Map(script_outcome))
+        | "ScriptOutcome" >> beam.Flatten()
         | "CountScript" >> beam.CombinePerKey(sum)
     )
     products.add(by_script, "by_script")
 
     # Feature statistics before and after filtering, and histogram counts for the report.
-    before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()
-    summaries = {"before": feature_summaries(before_docs, "before"), "after": feature_summaries(kept, "after")}
+    summaries = {"before": feature_summaries((passed, scored[ScoreDocument.REJECTED]), "before"),
+                 "after": feature_summaries((kept,), "after")}
     edges = histogram_edges(summaries["before"]["quantiles"], section.report.histograms)
     products.add(edges, "edges")
     for phase, summary in summaries.items():

@@ -6,7 +6,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from llmdata.records import FieldSpec
 from pipelines.beam_io import BAD, UNITS, ReadFileUnits, glob_base, relative_source
-from pipelines.beam_io import ApplyPolicy, SplitDuplicateIds
+from pipelines.beam_io import ApplyPolicy, repeated_ids
+from pipelines.clean import Impute
 from pipelines.manifest import AccountingError, check_accounting
 
 
@@ -21,15 +22,24 @@ def test_reader_emits_records_bad_units_and_counts(tmp_path):
 
 
 def test_duplicate_ids_keep_the_first_by_position():
+    """Of the records sharing an id, the first by (file, line) goes on, wherever it was read; the
+    others are quarantined naming it; an id seen once is untouched; only ids cross the shuffle."""
     recs = [
-        {"id": "x", "origin": {"file": "b", "line": 1}},
-        {"id": "x", "origin": {"file": "a", "line": 9}},
-        {"id": "x", "origin": {"file": "a", "line": 2}, "text": "first"},
+        {"id": "x", "origin": {"file": "b", "line": 1}, "meta": {}},
+        {"id": "y", "origin": {"file": "b", "line": 2}, "meta": {}},
+        {"id": "x", "origin": {"file": "a", "line": 9}, "meta": {}},
+        {"id": "x", "origin": {"file": "a", "line": 2}, "meta": {}, "text": "first"},
     ]
     with TestPipeline() as p:
-        out = p | beam.Create([("x", recs)]) | beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
-        assert_that(out.unique | beam.Map(lambda r: r["origin"]["line"]), equal_to([2]), label="kept")
-        assert_that(out[BAD] | beam.Map(lambda q: (q["reason"], q["source"], q["line"])), equal_to([("duplicate_id", "a", 9), ("duplicate_id", "b", 1)]), label="dups")
+        records = p | beam.Create(recs)
+        firsts = records | "Firsts" >> repeated_ids()
+        assert_that(firsts, equal_to([("x", ("a", 2))]), label="firsts")
+        plan = p | "Plan" >> beam.Create([{}])
+        out = records | beam.ParDo(Impute(), beam.pvalue.AsSingleton(plan), beam.pvalue.AsDict(firsts)).with_outputs(BAD, main="unique")
+        assert_that(out.unique | beam.Map(lambda r: (r["id"], r["origin"]["line"])), equal_to([("x", 2), ("y", 2)]), label="kept")
+        assert_that(out[BAD] | beam.Map(lambda q: (q["reason"], q["source"], q["line"], q["detail"])),
+                    equal_to([("duplicate_id", "a", 9, "id 'x' first seen at a:2"), ("duplicate_id", "b", 1, "id 'x' first seen at a:2")]),
+                    label="dups")
 
 
 def test_policy_routes_quarantine_and_drop():
