@@ -191,6 +191,29 @@ def split_duplicate_id(doc_id: str, group: list[dict]) -> tuple[dict, list[dict]
     return group[0], [duplicate_id_entry(other, origin_of(group[0])) for other in group[1:]]
 
 
+class SplitDuplicateIds(beam.DoFn):
+    """Of records sharing an id, keep the first by (file, line); quarantine the others."""
+
+    def process(self, item: tuple[str, list[dict]]) -> Iterator:
+        first, repeats = split_duplicate_id(*item)
+        yield first
+        for entry in repeats:
+            yield beam.pvalue.TaggedOutput(BAD, entry)
+
+
+class DedupIds(beam.PTransform):
+    """Records with unique ids, and quarantine entries for the repeats (a keyed GroupByKey)."""
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        out = (
+            records
+            | "ById" >> beam.Map(lambda r: (r["id"], r))
+            | "GroupIds" >> beam.GroupByKey()
+            | "Split" >> beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
+        )
+        return out.unique, out[BAD]
+
+
 @beam.ptransform_fn
 def repeated_ids(records: beam.PCollection) -> beam.PCollection:
     """(id, origin of its first record by (file, line)) for every id that several records carry.

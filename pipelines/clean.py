@@ -32,14 +32,12 @@ from pipelines.runner import beam_pipeline
 from pipelines.beam_io import (
     BAD,
     UNITS,
-    duplicate_id_entry,
-    is_first_of_id,
-    origin_of,
-    repeated_ids,
+    DedupIds,
     Products,
     ReadFileUnits,
     count_outcomes,
     glob_base,
+    origin_of,
     police_bad_records,
     quarantine_record,
     write_docs,
@@ -99,22 +97,6 @@ class ScoreDocument(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.REJECTED, out)
         else:
             yield out
-
-
-class Impute(beam.DoFn):
-    """Fill a record's missing meta fields by the imputation plan (`imputed` lists them); with
-    `firsts` (the duplicate-id check, `repeated_ids`), a record that is not the first of its id
-    becomes a `duplicate_id` quarantine entry on `bad` instead."""
-
-    def process(self, record: dict, plan: dict, firsts: Optional[dict] = None) -> Iterator:
-        if firsts is not None and not is_first_of_id(record[F.ID], origin_of(record), firsts):
-            yield beam.pvalue.TaggedOutput(BAD, duplicate_id_entry(record, firsts[record[F.ID]]))
-            return
-        meta, imputed = apply_plan(record[F.META], plan)
-        out = {**record, F.META: meta}
-        if imputed:
-            out[F.IMPUTED] = imputed
-        yield out
 
 
 class ApplyThresholds(beam.DoFn):
@@ -341,24 +323,32 @@ def build_pipeline(
     records = read.records
     bad_parts = [read[BAD]]
 
-    # The duplicate-id check moves (id, origin) pairs, never a text: the records wait in one buffer
-    # for the imputation plan anyway, and the repeats are taken out where they are read back
-    # (Impute); the plan's statistics see the first record of each id only, as the records do.
+    # Duplicate ids: the records are grouped by id once (a keyed GroupByKey; its output is also what
+    # spreads the records evenly over the workers), and the repeats are split off right where the
+    # groups are read, in the stage that imputes and scores. The imputation plan reads the `meta` of
+    # the first record of each id from a GroupByKey of (id, (origin, meta)) pairs, so it is ready
+    # before that stage starts and the records are not buffered a second time to wait for it.
     if section.check_duplicate_ids:
-        firsts = beam.pvalue.AsDict(records | "DuplicateIds" >> repeated_ids())
         metas = (
             records
-            | "IdMetas" >> beam.Map(lambda r: (r[F.ID], origin_of(r), r[F.META]))
-            | "UniqueMetas" >> beam.FlatMap(lambda t, firsts: [t[2]] if is_first_of_id(t[0], t[1], firsts) else [], firsts)
+            | "IdMetas" >> beam.Map(lambda r: (r[F.ID], (origin_of(r), r[F.META])))
+            | "GroupIdMetas" >> beam.GroupByKey()
+            | "FirstMeta" >> beam.MapTuple(lambda _, seen: min(seen, key=lambda v: v[0])[1])  # origins are unique
         )
-        repeats = (firsts,)
+        records, dup_ids = records | "DuplicateIds" >> DedupIds()
+        bad_parts.append(dup_ids)
     else:
         metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
-        repeats = ()
     plan = imputation_plan(metas, section)
-    imputed = records | "Impute" >> beam.ParDo(Impute(), beam.pvalue.AsSingleton(plan), *repeats).with_outputs(BAD, main="records")
-    records = imputed.records
-    bad_parts.append(imputed[BAD])
+
+    def impute(record: dict, plan: dict) -> dict:
+        meta, imputed = apply_plan(record[F.META], plan)
+        out = {**record, F.META: meta}
+        if imputed:
+            out[F.IMPUTED] = imputed
+        return out
+
+    records = records | "Impute" >> beam.Map(impute, beam.pvalue.AsSingleton(plan))
     scored = records | "Score" >> beam.ParDo(ScoreDocument(section.model_dump())).with_outputs(
         BAD, ScoreDocument.REJECTED, ScoreDocument.NOTES, main="passed"
     )
