@@ -219,8 +219,8 @@ def repeated_ids(records: beam.PCollection) -> beam.PCollection:
     """(id, origin of its first record by (file, line)) for every id that several records carry.
 
     A keyed GroupByKey of (id, origin) pairs: what crosses the shuffle is ids and positions, never
-    a text, and the output holds only the repeated ids (usually none), read as a side input by
-    `DropRepeatedIds`. The records themselves stay where they are.
+    a text, and the output holds only the repeated ids (usually none), small enough to be read as a
+    side input (`is_first_of_id`; the dedup stage's exact groups). The records stay where they are.
     """
 
     def repeated(doc_id: str, origins: Iterable[tuple[str, int]]) -> Iterator[tuple[str, tuple[str, int]]]:

@@ -391,6 +391,7 @@ def build_pipeline(
         rejected | "RejLang" >> beam.Map(lambda r: (r.get(F.LANG, "und"), r[F.REASON])),
     ) | "LangOutcomes" >> beam.Flatten() | "CountLang" >> beam.combiners.Count.PerElement()
     products.add(by_lang, "by_lang")
+
     def script_outcome(r: dict) -> tuple[tuple[str, str], int]:
         return (r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1
 

@@ -1,13 +1,14 @@
 """The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
 
     records ─► repeated ids (GroupByKey of (id, origin); the first origin of each, a side input)
-        ─► group by candidate key (the first record of each id) ─► split at the exact level (verification) ─► keeper
-        per exact group ─► shingles per script, MinHash of the keepers long enough (batched)
-        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (shingle sets
-        joined by id, compared per pair) ─► connected components (large-star / small-star rounds)
-        ─► keeper per component ─► decision per record (join of ids per exact group), optional
-        line dedup (line hashes) ─► per output shard: records joined with their decisions and
-        line drops, repeats of an id quarantined, kept / removed written sorted
+        ─► group by candidate key (the first record of each id) ─► split at the exact level
+        (verification) ─► keeper per exact group ─► shingles per script, MinHash of the keepers
+        long enough (batched) ─► band buckets (GroupByKey per band) ─► candidate pairs
+        ─► verification (shingle sets joined by id, compared per pair) ─► connected components
+        (large-star / small-star rounds) ─► keeper per component ─► decision per record (join of
+        ids per exact group), optional line dedup (line hashes) ─► per output shard: records
+        joined with their decisions and line drops, repeats of an id quarantined, kept / removed
+        written sorted
 
 Whole records move through two shuffles only: the candidate-key groups, which need the texts
 (exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The

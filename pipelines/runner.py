@@ -137,7 +137,7 @@ def beam_pipeline(beam_args: list[str]):
         """Shows the workers' progress (pipelines/progress.py) while the local runner runs it.
 
         Beam's "AUTO" skips its test round trip through the runner API (the whole graph to protos
-        and back, then to protos again to run it: a few seconds on a stage's graph) for the
+        and back, then to protos again to run it: about a second of a clean run) for the
         DirectRunner in batch, recognized by its class name `SwitchingDirectRunner`; `LocalRunner`
         is that runner under another name, so the same choice is made here
         (`apache_beam/pipeline.py`, `Pipeline._run_internal`).
