@@ -11,7 +11,7 @@ import gzip
 import io
 import json
 import os
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -188,9 +188,7 @@ def origin_of(record: dict) -> tuple[str, int]:
 def split_duplicate_id(doc_id: str, group: list[dict]) -> tuple[dict, list[dict]]:
     """Of records sharing an id, the first by (file, line), and quarantine entries for the others."""
     group = sorted(group, key=origin_of)
-    first = group[0]["origin"]
-    detail = f"id {doc_id!r} first seen at {first['file']}:{first['line']}"
-    return group[0], [quarantine_record(other, BadRecord.DUPLICATE_ID, detail) for other in group[1:]]
+    return group[0], [duplicate_id_entry(other, origin_of(group[0])) for other in group[1:]]
 
 
 class SplitDuplicateIds(beam.DoFn):
@@ -214,6 +212,39 @@ class DedupIds(beam.PTransform):
             | "Split" >> beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
         )
         return out.unique, out[BAD]
+
+
+@beam.ptransform_fn
+def repeated_ids(records: beam.PCollection) -> beam.PCollection:
+    """(id, origin of its first record by (file, line)) for every id that several records carry.
+
+    A keyed GroupByKey of (id, origin) pairs: what crosses the shuffle is ids and positions, never
+    a text, and the output holds only the repeated ids (usually none), small enough to be read as a
+    side input (`is_first_of_id`; the dedup stage's exact groups). The records stay where they are.
+    """
+
+    def repeated(doc_id: str, origins: Iterable[tuple[str, int]]) -> Iterator[tuple[str, tuple[str, int]]]:
+        origins = list(origins)
+        if len(origins) > 1:
+            yield doc_id, min(origins)  # origins are unique, so this is the first by (file, line)
+
+    return (
+        records
+        | "IdOrigins" >> beam.Map(lambda r: (r["id"], origin_of(r)))
+        | "GroupIds" >> beam.GroupByKey()
+        | "Repeated" >> beam.FlatMapTuple(repeated)
+    )
+
+
+def is_first_of_id(doc_id: str, origin: tuple[str, int], firsts: dict[str, tuple[str, int]]) -> bool:
+    """Whether the record at `origin` is the first of its id (`firsts` from `repeated_ids`)."""
+    first = firsts.get(doc_id)
+    return first is None or tuple(first) == tuple(origin)
+
+
+def duplicate_id_entry(record: dict, first: tuple[str, int]) -> dict:
+    """The quarantine entry of a record whose id was first seen at `first` (file, line)."""
+    return quarantine_record(record, BadRecord.DUPLICATE_ID, f"id {record['id']!r} first seen at {first[0]}:{first[1]}")
 
 
 class ApplyPolicy(beam.DoFn):

@@ -37,6 +37,7 @@ from pipelines.beam_io import (
     ReadFileUnits,
     count_outcomes,
     glob_base,
+    origin_of,
     police_bad_records,
     quarantine_record,
     write_docs,
@@ -119,10 +120,10 @@ class ApplyThresholds(beam.DoFn):
 # ---------------------------------------------------------------- global statistics
 
 
-def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PCollection:
-    """The imputation plan as a one-element PCollection, from whole-dataset combiners."""
+def imputation_plan(metas: beam.PCollection, section: CleanSection) -> beam.PCollection:
+    """The imputation plan as a one-element PCollection, from whole-dataset combiners over the
+    `meta` dicts of the records."""
     opts = section.missing
-    metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
     presence = metas | "Presence" >> beam.CombineGlobally(PresenceFn())
     numbers = metas | "NumericValues" >> beam.FlatMap(lambda m: [(k, float(v)) for k, v in m.items() if is_number(v)])
     sums = numbers | "Sums" >> beam.CombinePerKey(lambda vs: _sum_count(vs))
@@ -158,7 +159,7 @@ def imputation_plan(records: beam.PCollection, section: CleanSection) -> beam.PC
 
     side = beam.pvalue
     return (
-        records.pipeline
+        metas.pipeline
         | "PlanSeed" >> beam.Create([None])
         | "Plan"
         >> beam.Map(
@@ -213,11 +214,17 @@ def outlier_thresholds(scored: beam.PCollection, section: CleanSection) -> beam.
     )
 
 
-def feature_summaries(docs: beam.PCollection, phase: str) -> dict:
-    """Per-feature values, moments and quantiles of one population of documents."""
-    vals = docs | f"{phase}Values" >> beam.FlatMap(
-        lambda r: [(k, r[F.SCORES][k]) for k in feats.FEATURES if k in r[F.SCORES]]
-    )
+def _feature_values(record: dict) -> list[tuple[str, float]]:
+    return [(k, record[F.SCORES][k]) for k in feats.FEATURES if k in record[F.SCORES]]
+
+
+def feature_summaries(populations: tuple[beam.PCollection, ...], phase: str) -> dict:
+    """Per-feature values, moments and quantiles of one population of documents, given as one or
+    more collections of records. Each record becomes its (feature, value) pairs where it is made,
+    and only those pairs are flattened: a Flatten of whole records would be materialized, every
+    text encoded and decoded once more, only for the scores to be read."""
+    parts = tuple(docs | f"{phase}Values{i}" >> beam.FlatMap(_feature_values) for i, docs in enumerate(populations))
+    vals = parts[0] if len(parts) == 1 else parts | f"{phase}Values" >> beam.Flatten()
     moments = vals | f"{phase}Moments" >> beam.CombinePerKey(MomentsFn())
     quants = vals | f"{phase}Quantiles" >> beam.ApproximateQuantiles.PerKey(_STAT_QUANTILES)
     return {"values": vals, "moments": moments, "quantiles": quants}
@@ -316,11 +323,23 @@ def build_pipeline(
     records = read.records
     bad_parts = [read[BAD]]
 
+    # Duplicate ids: the records are grouped by id once (a keyed GroupByKey; its output is also what
+    # spreads the records evenly over the workers), and the repeats are split off right where the
+    # groups are read, in the stage that imputes and scores. The imputation plan reads the `meta` of
+    # the first record of each id from a GroupByKey of (id, (origin, meta)) pairs, so it is ready
+    # before that stage starts and the records are not buffered a second time to wait for it.
     if section.check_duplicate_ids:
+        metas = (
+            records
+            | "IdMetas" >> beam.Map(lambda r: (r[F.ID], (origin_of(r), r[F.META])))
+            | "GroupIdMetas" >> beam.GroupByKey()
+            | "FirstMeta" >> beam.MapTuple(lambda _, seen: min(seen, key=lambda v: v[0])[1])  # origins are unique
+        )
         records, dup_ids = records | "DuplicateIds" >> DedupIds()
         bad_parts.append(dup_ids)
-
-    plan = imputation_plan(records, section)
+    else:
+        metas = records | "Metas" >> beam.Map(lambda r: r[F.META])
+    plan = imputation_plan(metas, section)
 
     def impute(record: dict, plan: dict) -> dict:
         meta, imputed = apply_plan(record[F.META], plan)
@@ -372,16 +391,20 @@ def build_pipeline(
         rejected | "RejLang" >> beam.Map(lambda r: (r.get(F.LANG, "und"), r[F.REASON])),
     ) | "LangOutcomes" >> beam.Flatten() | "CountLang" >> beam.combiners.Count.PerElement()
     products.add(by_lang, "by_lang")
-    by_script = (
-        (kept, rejected) | "ScoredDocs" >> beam.Flatten()
-        | "ScriptOutcome" >> beam.Map(lambda r: ((r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1))
+
+    def script_outcome(r: dict) -> tuple[tuple[str, str], int]:
+        return (r.get(F.SCRIPT, "none"), Outcome.REJECTED if F.REASON in r else Outcome.KEPT), 1
+
+    by_script = (  # (script, outcome) pairs flattened, not records (see feature_summaries)
+        (kept | "KeptScript" >> beam.Map(script_outcome), rejected | "RejScript" >> beam.Map(script_outcome))
+        | "ScriptOutcome" >> beam.Flatten()
         | "CountScript" >> beam.CombinePerKey(sum)
     )
     products.add(by_script, "by_script")
 
     # Feature statistics before and after filtering, and histogram counts for the report.
-    before_docs = (passed, scored[ScoreDocument.REJECTED]) | "BeforeDocs" >> beam.Flatten()
-    summaries = {"before": feature_summaries(before_docs, "before"), "after": feature_summaries(kept, "after")}
+    summaries = {"before": feature_summaries((passed, scored[ScoreDocument.REJECTED]), "before"),
+                 "after": feature_summaries((kept,), "after")}
     edges = histogram_edges(summaries["before"]["quantiles"], section.report.histograms)
     products.add(edges, "edges")
     for phase, summary in summaries.items():

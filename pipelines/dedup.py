@@ -1,13 +1,14 @@
 """The dedup stage as one Beam pipeline; every step is keyed, nothing gathers the corpus.
 
-    records ─► first record of each id (GroupByKey of (id, origin)) ─► group by candidate key
-        (records joined with those firsts) ─► split at the exact level (verification) ─► keeper
-        per exact group ─► shingles per script, MinHash of the keepers long enough (batched)
-        ─► band buckets (GroupByKey per band) ─► candidate pairs ─► verification (shingle sets
-        joined by id, compared per pair) ─► connected components (large-star / small-star rounds)
-        ─► keeper per component ─► decision per record (join of ids per exact group), optional
-        line dedup (line hashes) ─► per output shard: records joined with their decisions and
-        line drops, repeats of an id quarantined, kept / removed written sorted
+    records ─► repeated ids (GroupByKey of (id, origin); the first origin of each, a side input)
+        ─► group by candidate key (the first record of each id) ─► split at the exact level
+        (verification) ─► keeper per exact group ─► shingles per script, MinHash of the keepers
+        long enough (batched) ─► band buckets (GroupByKey per band) ─► candidate pairs
+        ─► verification (shingle sets joined by id, compared per pair) ─► connected components
+        (large-star / small-star rounds) ─► keeper per component ─► decision per record (join of
+        ids per exact group), optional line dedup (line hashes) ─► per output shard: records
+        joined with their decisions and line drops, repeats of an id quarantined, kept / removed
+        written sorted
 
 Whole records move through two shuffles only: the candidate-key groups, which need the texts
 (exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The
@@ -55,8 +56,10 @@ from pipelines.beam_io import (
     ReadFileUnits,
     count_outcomes,
     glob_base,
+    is_first_of_id,
     origin_of,
     police_bad_records,
+    repeated_ids,
     split_duplicate_id,
 )
 
@@ -95,9 +98,9 @@ class ExactGroups(beam.DoFn):
     """One candidate-key group, verified: split at the exact level (`split_exact`), then in each
     exact group the preferred record is its keeper and the others are exact duplicates.
 
-    Input: the group's records (every record with this candidate key, repeated ids included) and
-    `first`, the (id, origin) of the records that are the first of their id (`first_of_id`): only
-    those take part; the repeats are quarantined at the write. Main output: (exact keeper's id,
+    Input: the group's records (every record with this candidate key, repeated ids included) and,
+    as a side input, the first origin of each repeated id (`repeated_ids`): only the first record
+    of each id takes part; the repeats are quarantined at the write. Main output: (exact keeper's id,
     record id) for every record; `reps`: the keepers (whole records), for MinHash; `rejected`: one
     count per record that shared a candidate key with a different text and so stayed (``x = y + 1``
     beside ``x = y - 1``); `lines` (with line dedup): (id, the record's line hashes).
@@ -114,10 +117,9 @@ class ExactGroups(beam.DoFn):
         self.key_opts = key_opts  # None: no exact stage, every record is its own group
         self.line_min_chars = line_min_chars  # None: no line dedup
 
-    def process(self, item: tuple[str, dict]) -> Iterator:
-        _, grouped = item
-        firsts = set(grouped["first"])
-        group = [r for r in grouped["doc"] if (r[F.ID], origin_of(r)) in firsts]
+    def process(self, item: tuple[str, Iterable[dict]], firsts: dict[str, tuple[str, int]]) -> Iterator:
+        _, docs = item
+        group = [r for r in docs if is_first_of_id(r[F.ID], origin_of(r), firsts)]
         if not group:
             return
         parts = split_exact(group, self.key_opts) if self.key_opts is not None else [group]
@@ -131,22 +133,6 @@ class ExactGroups(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(self.LINES, (rec[F.ID], line_hashes(rec[F.TEXT], self.line_min_chars)))
         if len(parts) > 1:
             yield beam.pvalue.TaggedOutput(self.REJECTED, len(group) - max(len(p) for p in parts))
-
-
-def first_of_id(keyed: beam.PCollection) -> beam.PCollection:
-    """(group key, (id, origin)) of the first record (by file, line) of each id, from (group key,
-    record) pairs: the duplicate-id check, moving (id, origin, key) and never a text."""
-
-    def first(doc_id: str, seen: Iterable[tuple[tuple[str, int], str]]) -> tuple[str, tuple[str, tuple[str, int]]]:
-        origin, key = min(seen)  # origins are unique, so this is the first by (file, line)
-        return key, (doc_id, origin)
-
-    return (
-        keyed
-        | "IdOrigins" >> beam.MapTuple(lambda key, r: (r[F.ID], (origin_of(r), key)))
-        | "GroupIds" >> beam.GroupByKey()
-        | "FirstOfId" >> beam.MapTuple(first)
-    )
 
 
 class Signatures(beam.DoFn):
@@ -266,6 +252,9 @@ def connected_components(edges: beam.PCollection, rounds: int) -> tuple[beam.PCo
         a, b = e
         return (a, b) if b <= a else (b, a)
 
+    # Both steps read a node's neighbours as a set, so an edge that arrives twice counts once: the
+    # rounds carry the repeats on (each step emits one edge per node and distinct neighbour, so they
+    # do not grow), and one Distinct after the last round replaces one per round, each a shuffle.
     current = edges
     for i in range(rounds):
         current = (
@@ -276,8 +265,8 @@ def connected_components(edges: beam.PCollection, rounds: int) -> tuple[beam.PCo
             | f"SmallIn{i}" >> beam.Map(toward_smaller)
             | f"SmallGroup{i}" >> beam.GroupByKey()
             | f"Small{i}" >> beam.FlatMapTuple(small_star)
-            | f"Distinct{i}" >> beam.Distinct()
         )
+    current = current | "DistinctEdges" >> beam.Distinct()
 
     # Converged when every edge is (node, root): no root has an edge to a smaller node.
     def unconverged(item: tuple[str, dict]) -> Iterator:
@@ -472,11 +461,15 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         keyed = records | "CandidateKey" >> beam.Map(lambda r: (key_hash(dedup_key(r[F.TEXT], key_opts)), r))
     else:
         keyed = records | "OwnKey" >> beam.Map(lambda r: (r[F.ID], r))
+    # The repeated ids (usually none) reach the exact groups as a side input, so the records go
+    # from the reader straight into the candidate-key shuffle: a CoGroupByKey with them would first
+    # copy every record through a Flatten of its own.
+    firsts = beam.pvalue.AsDict(records | "DuplicateIds" >> repeated_ids())
     groups = (
-        {"doc": keyed, "first": first_of_id(keyed)}
-        | "GroupExact" >> beam.CoGroupByKey()
+        keyed
+        | "GroupExact" >> beam.GroupByKey()
         | "ExactGroups" >> beam.ParDo(ExactGroups(opts.prefer, opts.prefer_field, key_opts if opts.exact else None,
-                                                  opts.line_min_chars if opts.line_dedup else None))
+                                                  opts.line_min_chars if opts.line_dedup else None), firsts)
         .with_outputs(ExactGroups.REPS, ExactGroups.REJECTED, ExactGroups.LINES, main="docs")
     )
     docs_by_keeper = groups.docs

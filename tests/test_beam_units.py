@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from llmdata.records import FieldSpec
 from pipelines.beam_io import BAD, UNITS, ReadFileUnits, glob_base, relative_source
-from pipelines.beam_io import ApplyPolicy, SplitDuplicateIds
+from pipelines.beam_io import ApplyPolicy, SplitDuplicateIds, duplicate_id_entry, is_first_of_id, repeated_ids
 from pipelines.manifest import AccountingError, check_accounting
 
 
@@ -30,6 +30,23 @@ def test_duplicate_ids_keep_the_first_by_position():
         out = p | beam.Create([("x", recs)]) | beam.ParDo(SplitDuplicateIds()).with_outputs(BAD, main="unique")
         assert_that(out.unique | beam.Map(lambda r: r["origin"]["line"]), equal_to([2]), label="kept")
         assert_that(out[BAD] | beam.Map(lambda q: (q["reason"], q["source"], q["line"])), equal_to([("duplicate_id", "a", 9), ("duplicate_id", "b", 1)]), label="dups")
+
+
+def test_repeated_ids_name_the_first_origin_of_each_repeated_id():
+    """The side input of the dedup stage's exact groups: only ids carried by several records, each
+    with its first (file, line); the same choice and the same quarantine entry as SplitDuplicateIds."""
+    recs = [
+        {"id": "x", "origin": {"file": "b", "line": 1}},
+        {"id": "y", "origin": {"file": "b", "line": 2}},
+        {"id": "x", "origin": {"file": "a", "line": 9}},
+        {"id": "x", "origin": {"file": "a", "line": 2}},
+    ]
+    with TestPipeline() as p:
+        assert_that(p | beam.Create(recs) | repeated_ids(), equal_to([("x", ("a", 2))]))
+    firsts = {"x": ("a", 2)}
+    assert [is_first_of_id(r["id"], (r["origin"]["file"], r["origin"]["line"]), firsts) for r in recs] == [False, True, False, True]
+    entry = duplicate_id_entry(recs[0], firsts["x"])
+    assert (entry["reason"], entry["source"], entry["line"], entry["detail"]) == ("duplicate_id", "b", 1, "id 'x' first seen at a:2")
 
 
 def test_policy_routes_quarantine_and_drop():

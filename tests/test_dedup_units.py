@@ -132,6 +132,8 @@ GRAPHS = {
     "star": [("m", f"leaf{i}") for i in range(20)],
     "cycle": [(f"c{i}", f"c{(i + 1) % 9}") for i in range(9)],
     "two_components_and_a_pair": [("a", "b"), ("b", "c"), ("x", "y"), ("y", "z"), ("z", "x"), ("p", "q")],
+    # every edge three times, both ways round: the rounds carry repeats on (no Distinct per round)
+    "repeated_edges": [e for i in range(12) for e in [(f"r{i:02d}", f"r{i + 1:02d}")] * 2 + [(f"r{i + 1:02d}", f"r{i:02d}")]],
 }
 
 
