@@ -48,8 +48,7 @@ from training.rl import Completion, group_advantages, grpo_loss, pad_completions
 
 
 def conversations(path: str) -> list[tuple[str, list]]:
-    return [(row.get("task", "all"), msgs) for row, msgs in (it for it in read_rows(path, "sft")
-                                                               if not isinstance(it, BadRow))]
+    return [(it.row.get("task", "all"), it.parsed) for it in read_rows(path, "sft") if not isinstance(it, BadRow)]
 
 
 @torch.no_grad()

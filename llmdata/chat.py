@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Iterator, NamedTuple, Optional, Union
 
 from llmdata.reasons import BadRowKind, bad_row_reason
 from llmdata.records import json_value, lone_surrogates
@@ -174,9 +174,19 @@ def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
             yield n, row, text
 
 
-def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Message], Preference]], BadRow]]:
-    """(row, conversation) for kind "sft" or (row, Preference) for kind "preference" from a JSONL
-    file, and a BadRow for each line that is not UTF-8, not JSON, not an object, or not the format."""
+class ParsedRow(NamedTuple):
+    """A usable row of a JSONL file: its line number, the object, what it parsed to (the
+    conversation, or a Preference) and the line's text (for a bad-row entry a later check makes)."""
+    line: int
+    row: dict
+    parsed: Union[list[Message], Preference]
+    text: str
+
+
+def read_rows(path: str, kind: str) -> Iterator[Union[ParsedRow, BadRow]]:
+    """A ParsedRow (its conversation for kind "sft", its Preference for kind "preference") for each
+    usable line of a JSONL file, and a BadRow for each line that is not UTF-8, not JSON, not an
+    object, or not the format."""
     parse = to_conversation if kind == "sft" else to_preference
     for item in read_objects(path):
         if isinstance(item, BadRow):
@@ -188,7 +198,7 @@ def read_rows(path: str, kind: str) -> Iterator[Union[tuple[dict, Union[list[Mes
         except ValueError as err:
             yield BadRow(n, str(err), text[:200])
             continue
-        yield row, parsed
+        yield ParsedRow(n, row, parsed, text)
 
 
 class ChatTemplate:

@@ -62,6 +62,21 @@ def test_any_lines_are_rows_or_bad_rows_never_an_exception(tmp_path_factory, lin
             assert isinstance(item, (BadRow, tuple))
 
 
+def test_a_conversation_cut_to_nothing_is_a_bad_row_at_its_line(tok, tmp_path):
+    """A prompt longer than seq_len leaves no assistant token to learn: a bad row naming its line
+    and text, as the reader's own bad rows do (it was line 0 with no text)."""
+    from training.finetune import load_conversations
+
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]},
+            {"messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples, parsed, bad, truncated = load_conversations(str(path), ChatTemplate(tok), 32)
+    assert len(examples) == len(parsed) == 1 and truncated == 1
+    assert [(b.line, b.reason) for b in bad] == [(2, "no assistant token left after truncation to seq_len")]
+    assert bad[0].raw.startswith('{"messages"')
+
+
 def test_labels_are_exactly_the_assistant_tokens(tok):
     template = ChatTemplate(tok)
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is 3 + 4?"},

@@ -65,17 +65,16 @@ def load_conversations(path: str, template: ChatTemplate, seq_len: int):
         if isinstance(item, BadRow):
             bad.append(item)
             continue
-        row, messages = item
-        ids, mask = template.encode(messages)
+        ids, mask = template.encode(item.parsed)
         if len(ids) > seq_len + 1:
             ids, mask = ids[: seq_len + 1], mask[: seq_len + 1]
             truncated += 1
         inp, lab = inputs_and_labels(ids, mask)
         if all(t == -100 for t in lab):
-            bad.append(BadRow(0, "no assistant token left after truncation to seq_len", ""))
+            bad.append(BadRow(item.line, "no assistant token left after truncation to seq_len", item.text[:200]))
             continue
         examples.append((inp, lab))
-        rows.append((row.get("task", "all"), messages))
+        rows.append((item.row.get("task", "all"), item.parsed))
     return examples, rows, bad, truncated
 
 

@@ -142,11 +142,10 @@ def read_pairs(path: str, template: ChatTemplate, max_len: int, masks: bool = Fa
         if isinstance(item, BadRow):
             bad.append(item)
             continue
-        row, pref = item
-        chosen, rejected, was_cut = encode_pair(template, pref, max_len)
+        chosen, rejected, was_cut = encode_pair(template, item.parsed, max_len)
         cut += was_cut
         pairs.append((chosen, rejected) if masks else (chosen[0], rejected[0]))
-        tasks.append(row.get("task", "all"))
+        tasks.append(item.row.get("task", "all"))
     return pairs, tasks, bad, cut
 
 

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from torch.utils.data import Dataset
 
-from llmdata.chat import BadRow, Message, prompt_and_reference, read_objects, read_rows, to_conversation
+from llmdata.chat import BadRow, Message, prompt_and_reference, read_rows
 from training.exact_match import exact_match, exact_match_rows
 from training.forgetting import forgetting_rows
 from training.generate import Sampling
@@ -75,19 +75,13 @@ def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], l
     conversation up to its last assistant turn is a prompt, that turn its reference (None when it
     has none)."""
     prompts, references, bad = [], [], []
-    for item in read_objects(path):
+    for item in read_rows(path, "sft"):
         if isinstance(item, BadRow):
             bad.append(item)
             continue
-        line, row, text = item
-        try:
-            messages = to_conversation(row)
-        except ValueError as err:
-            bad.append(BadRow(line, str(err), text[:200]))
-            continue
-        context, reference = prompt_and_reference(messages)
+        context, reference = prompt_and_reference(item.parsed)
         if not context:
-            bad.append(BadRow(line, "no prompt before the assistant's answer", text[:200]))
+            bad.append(BadRow(item.line, "no prompt before the assistant's answer", item.text[:200]))
             continue
         prompts.append(context)
         references.append(reference)
@@ -135,7 +129,7 @@ class RLRecipe(TunedRecipe):
                 if isinstance(item, BadRow):
                     self.held_bad.append(item)
                 else:
-                    self.held_rows.append((item[0].get("task", "all"), item[1]))
+                    self.held_rows.append((item.row.get("task", "all"), item.parsed))
             if not self.held_rows:  # configured but empty: exact match would silently be n/a
                 raise TrainingInputError(f"rl: no usable conversation in rl.heldout_file {section.heldout_file} "
                                          f"({len(self.held_bad)} bad rows); fix it, or set rl.heldout_file: null")
@@ -345,9 +339,9 @@ class RLRecipe(TunedRecipe):
         """The prompts of the held-out rows answered for exact match (the first `eval_generate`)."""
         return [p for p in (prompt_and_reference(m)[0] for _, m in self.held_rows[: self.section.eval_generate]) if p]
 
-    def heldout_kl(self, tuned: torch.nn.Module) -> Optional[float]:
-        """training/rl.py `policy_kl` of the trained policy on the held-out prompts (None when not measured)."""
-        section, prompts = self.section, self.held_prompts()
+    def heldout_kl(self, tuned: torch.nn.Module, prompts: list) -> Optional[float]:
+        """training/rl.py `policy_kl` of the trained policy on `prompts` (None when not measured)."""
+        section = self.section
         if not section.kl_heldout_samples or not prompts:
             return None
         reference = self.reference.to(next(tuned.parameters()).device)
@@ -370,7 +364,8 @@ class RLRecipe(TunedRecipe):
         kls = [r["kl"] for r in steps if r.get("kl") is not None]
         window = max(1, min(10, len(kls)))
         kl_window_max = max((sum(kls[i:i + window]) / window for i in range(len(kls) - window + 1)), default=None)
-        held_kl = self.heldout_kl(tuned)
+        held_prompts = self.held_prompts()
+        held_kl = self.heldout_kl(tuned, held_prompts)
         last = steps[-10:]
 
         def mean_of(key: str) -> Optional[float]:
@@ -385,7 +380,7 @@ class RLRecipe(TunedRecipe):
                f"largest mean KL over {window} consecutive steps"
                + (f" (the run has {len(kls)})" if len(kls) < 10 else ""): kl_window_max,
                "largest step KL (one step's prompts)": max(kls) if kls else None,
-               **({f"KL of the final policy on {len(self.held_prompts())} held-out prompts "
+               **({f"KL of the final policy on {len(held_prompts)} held-out prompts "
                    f"({section.kl_heldout_samples} samples each)": held_kl} if held_kl is not None else {}),
                **({"KL target": section.kl_target,
                    f"KL stayed under the target ({' and '.join(judged) or 'nothing measured'})":
