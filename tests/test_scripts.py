@@ -121,9 +121,9 @@ def test_thai_words_with_icus_dictionary_split_multi_word_compounds():
 
 @given(st.text(alphabet=st.characters(min_codepoint=0x0E00, max_codepoint=0x0E7F) | st.sampled_from(" _a1\n")))
 def test_thai_words_with_either_dictionary_are_the_text_in_order(text):
+    """The dictionary decides only where a Thai run is cut: the same characters, no empty words."""
     from llmdata.scripts import words
 
-    """The dictionary decides only where a Thai run is cut: the same characters, no empty words."""
     toks = words(text, thai_dictionary="icu")
     assert all(t and t.strip() == t for t in toks)
     assert "".join(toks) == "".join(words(text))
