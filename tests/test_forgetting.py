@@ -149,6 +149,17 @@ def test_sft_twice_gives_the_same_figures_and_every_stage_reports_forgetting(pre
         assert f["before"] > 0 and f["after"] > 0 and "Forgetting" in (out / "report.md").read_text()
 
 
+def test_a_stage_told_not_to_measure_forgetting_says_so(pretrained, packed, tasks, tmp_path):
+    """forgetting_samples 0 with a pack folder known: the report gives that reason, not a missing
+    pack folder (which it said before, on a GPU run of bench/rl_scale.sh)."""
+    out = tmp_path / "06-sft"
+    assert main(stage_args("sft", pretrained, packed, tasks, out, "--set", "sft.forgetting_samples=0",
+                           "--set", "sft.max_steps=1", "--set", "sft.eval_generate=1")) == 0
+    report = (out / "report.md").read_text()
+    assert "| measured | no (forgetting_samples is 0) |" in report and "no pack stage folder" not in report
+    assert json.loads((out / "manifest.json").read_text())["forgetting"] is None
+
+
 def test_a_mix_without_pretraining_text_is_one_line(pretrained, tasks, tmp_path, capsys):
     code = main(["sft", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output",
                  str(tmp_path / "o"), "--no-progress", "--set", f"sft.train_file={tasks / 'sft' / 'train.jsonl'}",

@@ -296,8 +296,8 @@ class DPORecipe(TunedRecipe):
         forgetting = self.forgetting_after(tuned)
         quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad)
         extra: dict = {"Data quality": quality,
-                       "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting,
-                                                                                                          "reference", "dpo")}
+                       "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
+                           forgetting, "reference", "dpo", self.section.forgetting_samples)}
         if after:
             extra["Held-out pairs"] = {
                 "implicit reward accuracy (β·log π/π_ref, chosen > rejected)": after["reward_accuracy"],

@@ -166,8 +166,8 @@ class SFTRecipe(TunedRecipe):
                                           "share": f"{100 * self.trainable / self.total:.2f}%",
                                           **({"embedding/output rows trained": len(self.token_ids)}
                                              if self.trained_rows() else {})},
-                 "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting, "base model",
-                                                                                                    stage)}
+                 "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
+                     forgetting, "base model", stage, self.section.forgetting_samples)}
         if before and after:
             extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
                                                                  **exact_match_rows(after, stage)}

@@ -70,10 +70,12 @@ def forgetting_summary(before: Optional[dict], after: Optional[dict], pack_dir: 
             "ratio": after["loss"] / before["loss"] if before["loss"] else None}
 
 
-def forgetting_rows(summary: Optional[dict], before_label: str, after_label: str) -> dict:
-    """Rows of a report table for `forgetting_summary`'s result."""
+def forgetting_rows(summary: Optional[dict], before_label: str, after_label: str, samples: int) -> dict:
+    """Rows of a report table for `forgetting_summary`'s result; `samples` is the stage's
+    forgetting_samples, which says why nothing was measured."""
     if not summary:
-        return {"measured": "no (no pack stage folder beside this stage; set pretrain_data)"}
+        why = "forgetting_samples is 0" if samples == 0 else "no pack stage folder beside this stage; set pretrain_data"
+        return {"measured": f"no ({why})"}
     return {f"{before_label}: loss (nats)": summary["before"], f"{after_label}: loss (nats)": summary["after"],
             "after / before": summary["ratio"], "tokens scored": summary["tokens"], "pack folder": summary["pack"]}
 

@@ -337,7 +337,8 @@ class RewardRecipe(TunedRecipe):
         quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad)
         extra = {"Data quality": quality,
                  "Forgetting: next-token loss on the pretraining validation text (the backbone's LM head)":
-                     forgetting_rows(forgetting, "base model", "reward model")}
+                     forgetting_rows(forgetting, "base model", "reward model",
+                                     self.section.forgetting_samples)}
         for label, m in (("base model + untrained head", before), ("reward model", after)):
             if m:
                 extra[f"Held-out pairs: {label}"] = {

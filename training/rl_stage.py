@@ -404,8 +404,8 @@ class RLRecipe(TunedRecipe):
                        **{f"{k}_last": mean_of(k) for k in rewards})
         quality, counts = self.data_quality("prompts used", len(self.prompts), {}, self.held_bad)
         extra = {"Data quality": quality, "Rollouts and rewards": run,
-                 "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(forgetting, "base model",
-                                                                                                    "rl")}
+                 "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
+                     forgetting, "base model", "rl", self.section.forgetting_samples)}
         if before and after:
             extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
                                                                  **exact_match_rows(after, "rl")}
