@@ -16,8 +16,8 @@ from training.dpo import sequence_logps
 from training.generate import Sampling, chat_reply
 from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, score
-from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, exact_match_reward,
-                              reward_hacking_rate, score_completions)
+from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, RewardSourceFailed,
+                              exact_match_reward, require_scored, reward_hacking_rate, score_completions)
 from training.rl import (Completion, KLController, completion_stats, group_advantages, grpo_loss, pad_completions,
                          policy_kl, position_kl, reward_inputs, sample_groups, token_logps)
 
@@ -235,6 +235,43 @@ def test_any_completions_and_failures_give_error_rows_exactly_where_a_source_fai
     for i, (text, fails, ref) in enumerate(rows):
         if i not in bad:
             assert scores.total[i] == pytest.approx(len(text) + 2.0 * (text.strip() == ref.strip()))
+
+
+def test_a_source_that_fails_on_every_completion_stops_the_run_in_one_line():
+    """One failing completion is an error row; all of them is a broken source (a GPU run trained 60
+    steps on nothing and ended "complete" when the reward model's inputs went to the wrong device)."""
+    batch = items(["7", "8", "boom"])
+    some = score_completions(batch, [RewardSource("fragile", lambda b: [1 / 0 if it.text == "boom" else 1.0 for it in b])])
+    require_scored(some, "step 1")  # two of three scored: the run goes on
+    broken = score_completions(batch, [RewardSource("checker", exact_match_reward),
+                                       RewardSource("reward_model", lambda b: [1 / 0 for _ in b])])
+    with pytest.raises(RewardSourceFailed) as err:
+        require_scored(broken, "the rollout of step 3")
+    assert str(err.value) == ("rl: the reward source 'reward_model' failed on all 3 completions of the rollout of step 3; "
+                              "the first: ZeroDivisionError: division by zero")
+
+
+def test_the_reward_model_scorer_sends_its_batches_where_the_model_is_when_called(tok):
+    """The RL stage builds its sources before the engine moves the reward model to the GPU: the
+    scorer must follow the model, not the device it was on when the scorer was made."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=8, n_layers=1, n_heads=1, n_kv_heads=1, max_seq_len=64)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids, lengths):
+            seen.append((ids.device, lengths.device))
+            return torch.zeros(len(lengths))
+
+    model = Spy()
+    scorer = RewardModelScorer(model, ChatTemplate(tok))
+    model.to("meta")  # another device than the one the scorer was made on (the CPU)
+    assert scorer(items(["7", "8"])) == [0.0, 0.0]
+    assert seen == [(torch.device("meta"), torch.device("meta"))]
 
 
 def test_length_and_format_penalty():

@@ -189,6 +189,23 @@ def test_two_ranks_agree_with_one_at_the_same_global_batch(pretrained, prompts, 
         assert [got[k] for k in keys] == pytest.approx([want[k] for k in keys], rel=1e-4, abs=1e-6)
 
 
+def test_a_reward_model_that_fails_on_every_completion_stops_the_stage_in_one_line(pretrained, prompts, reward_model,
+                                                                                   tmp_path, capsys, monkeypatch):
+    from training.rewards import RewardModelScorer
+
+    def broken(self, items):
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    monkeypatch.setattr(RewardModelScorer, "__call__", broken)
+    code = main(rl_args(pretrained, prompts, tmp_path / "rl", "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2",
+                        "--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
+                        "--set", f"rl.rewards.reward_model_dir={reward_model}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err == ("llmpipe: error: rl: the reward source 'reward_model' failed on all 8 completions of the rollout of "
+                   "step 1; the first: RuntimeError: Expected all tensors to be on the same device")
+
+
 def test_scoring_with_a_language_model_folder_is_one_line(pretrained, tmp_path, capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"prompt": "What is 3 + 4?", "response": "7"}\n')

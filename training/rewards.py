@@ -9,6 +9,8 @@ a time to find the completions it fails on. A completion a source fails on (an e
 non-finite reward) becomes an error row (completion index, source, one-line reason) and gets a
 reward of NaN from that source, hence a NaN total: `training.rl.group_advantages` leaves NaN
 completions out of their group and gives them no advantage, so the run goes on with the rest.
+A source that fails on every completion of a batch is broken, not unlucky: `require_scored`
+raises `RewardSourceFailed` (one line) rather than let a run train on nothing and end "complete".
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 from llmdata.chat import ChatTemplate, Message
+from llmdata.errors import LlmpipeError
 
 
 class RewardInput(NamedTuple):
@@ -64,6 +67,20 @@ class RewardScores:
             ok = r[~r.isnan()]
             out[name] = float(ok.mean()) if ok.numel() else math.nan
         return out
+
+
+class RewardSourceFailed(LlmpipeError, RuntimeError):
+    """A reward source failed on every completion it was given (a broken source, not a bad sample)."""
+
+
+def require_scored(scores: RewardScores, where: str) -> None:
+    """Raise RewardSourceFailed when some source of `scores` scored none of its completions: every
+    value NaN and an error row for each. `where` names the batch in the message (e.g. "step 3")."""
+    for name, rewards in scores.per_source.items():
+        failed = [e for e in scores.errors if e.source == name]
+        if rewards.numel() and len(failed) == rewards.numel():
+            raise RewardSourceFailed(f"rl: the reward source {name!r} failed on all {rewards.numel()} completions of "
+                                     f"{where}; the first: {failed[0].reason}")
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:
@@ -158,14 +175,14 @@ class RewardModelScorer:
     read at each sequence's last real token (`RewardModel.forward(input_ids, lengths)`).
 
     The text is re-encoded rather than the sampled ids reused: the reward model was trained on the
-    template's encoding of text, and a sampler can emit a non-canonical tokenization of it."""
+    template's encoding of text, and a sampler can emit a non-canonical tokenization of it. The
+    batches go to the device the model is on when called (the RL stage moves it to the engine's
+    device after building its sources)."""
 
-    def __init__(self, model, template: ChatTemplate, batch_size: int = 32, max_len: int = 4096,
-                 device: Optional[torch.device] = None):
+    def __init__(self, model, template: ChatTemplate, batch_size: int = 32, max_len: int = 4096):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         self.model, self.template, self.batch_size, self.max_len = model, template, batch_size, max_len
-        self.device = device or next(model.parameters()).device
         self.pad_id = template.tok.special_ids.get("<|pad|>", template.eot_id)
 
     def encode(self, item: RewardInput) -> list[int]:
@@ -177,6 +194,7 @@ class RewardModelScorer:
         was_training = self.model.training
         self.model.eval()
         try:
+            device = next(self.model.parameters()).device
             out: list[float] = []
             for start in range(0, len(items), self.batch_size):
                 seqs = [self.encode(it) for it in items[start : start + self.batch_size]]
@@ -184,7 +202,7 @@ class RewardModelScorer:
                 for i, s in enumerate(seqs):
                     ids[i, : len(s)] = torch.tensor(s)
                 lengths = torch.tensor([len(s) for s in seqs])
-                out += self.model(ids.to(self.device), lengths.to(self.device)).float().tolist()
+                out += self.model(ids.to(device), lengths.to(device)).float().tolist()
             return out
         finally:
             self.model.train(was_training)

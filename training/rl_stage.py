@@ -41,7 +41,7 @@ from training.generate import Sampling
 from training.options import RLSection
 from training.recipe import Outcome, TunedRecipe
 from training.report import percent
-from training.rewards import (LengthFormatPenalty, RewardModelScorer, RewardSource, exact_match_reward,
+from training.rewards import (LengthFormatPenalty, RewardModelScorer, RewardSource, exact_match_reward, require_scored,
                               reward_hacking_rate, score_completions)
 from training.rl import (KLController, completion_stats, group_advantages, grpo_loss, label_logps, pad_completions,
                          policy_kl, position_kl, reward_inputs, sample_groups, tempered_logits)
@@ -229,6 +229,9 @@ class RLRecipe(TunedRecipe):
         inputs = reward_inputs(completions, [self.prompts[i] for i in indices], [self.references[i] for i in indices])
         scores = score_completions(inputs, self.sources)
         watched = score_completions(inputs, self.monitors) if self.monitors else None
+        for scored in (scores, watched):
+            if scored is not None:
+                require_scored(scored, f"the rollout of step {self.trainer.step + 1}")
         adv = group_advantages(scores.total.view(len(indices), section.group_size), section.scale_rewards,
                                baseline="leave_one_out" if section.advantage == "rloo" else "mean")
         batch = pad_completions(completions, self.pad, keep=adv.valid.flatten().tolist())
