@@ -314,6 +314,9 @@ def _alignment(manifests: dict, sections: list[Section]) -> None:
                 ["log-likelihood ranks chosen first", pct(before.get("loglik_accuracy")), pct(after["loglik_accuracy"])],
                 ["mean margin", fmt(before.get("mean_margin")), fmt(after["mean_margin"])],
                 ["exact match on held-out prompts", pct(em_before.get("exact_match")), pct(em_after.get("exact_match"))]]
+        if "unseen" in em_after:
+            rows.append([f"... on the {em_after['unseen']['n']} not among the preference prompts",
+                         pct((em_before.get("unseen") or {}).get("exact_match")), pct(em_after["unseen"]["exact_match"])])
         rows += [[f"implicit reward accuracy: {t}", "", pct(v)] for t, v in after["by_task"].items()]
         sections.append(Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows))
     _rl(manifests, sections)
@@ -327,10 +330,11 @@ def _rl(manifests: dict, sections: list[Section]) -> None:
     if not em.get("after"):
         return
     before, after = em.get("before") or {}, em["after"]
-    rows = [["all", pct(before.get("exact_match")), pct(after["exact_match"])]]
+    rows = [["all", pct(before.get("exact_match")), pct(after["exact_match"])], *_unseen_row(before, [after])]
     rows += [[t, pct(before.get("by_task", {}).get(t)), pct(v)] for t, v in after["by_task"].items()]
     sec = Section(f"RL (GRPO): exact match on {after['n']} held-out prompts (greedy)").table(
         ["task", "start (SFT)", "RL policy"], rows)
+    _overlap_note(sec, after, "RL prompt file")
     sources = (rl.get("rewards") or {}).get("sources") or {}
     sec.p("Reward: " + ", ".join(f"{name} x{w:g}" for name, w in sources.items()) + ".")
     best = em.get("best_of_n_before")
@@ -352,13 +356,15 @@ def _exact_match(manifests: dict, sections: list[Section]) -> None:
         return
     before = next((em["before"] for em in tuned.values() if em.get("before")), None) or {}
     tasks = sorted(set(before.get("by_task", {})).union(*(em["after"]["by_task"] for em in tuned.values())))
-    rows = [["all", pct(before.get("exact_match")), *(pct(em["after"]["exact_match"]) for em in tuned.values())]]
+    rows = [["all", pct(before.get("exact_match")), *(pct(em["after"]["exact_match"]) for em in tuned.values())],
+            *_unseen_row(before, [em["after"] for em in tuned.values()])]
     rows += [[t, pct(before.get("by_task", {}).get(t)), *(pct(em["after"]["by_task"].get(t)) for em in tuned.values())]
              for t in tasks]
     n = sorted({em["after"]["n"] for em in tuned.values()})
     label = {"sft": "SFT", "lora": "LoRA"}
     sec = Section(f"{' and '.join(label[s] for s in tuned)}: exact match on {'/'.join(map(str, n))} held-out prompts (greedy)")
     sec.table(["task", "base model", *(label[s] for s in tuned)], rows)
+    _overlap_note(sec, next(iter(tuned.values()))["after"], "training file")
     counts = [f"{label[s]} {manifests[s]['trainable_parameters']:,}" for s in tuned if manifests[s].get("trainable_parameters")]
     if counts:
         sec.p("Trainable parameters: " + ", ".join(counts) + ".")
@@ -366,6 +372,24 @@ def _exact_match(manifests: dict, sections: list[Section]) -> None:
         sec.p(f"LoRA reaches {tuned['lora']['after']['exact_match'] / tuned['sft']['after']['exact_match']:.2f}x "
               "SFT's exact match.")
     sections.append(sec)
+
+
+def _unseen_row(before: dict, afters: list[dict]) -> list[list[str]]:
+    """The table row of exact match on the held-out prompts that are not training prompts (none
+    when the manifests predate the check)."""
+    if not afters or not all("unseen" in a for a in afters):
+        return []
+    n = afters[0]["unseen"]["n"]
+    return [[f"not among the training prompts ({n})", pct((before.get("unseen") or {}).get("exact_match")),
+             *(pct(a["unseen"]["exact_match"]) for a in afters)]]
+
+
+def _overlap_note(sec: Section, em: dict, what: str) -> None:
+    """One sentence on how many held-out prompts the stage also trained on."""
+    if "in_training" in em:
+        per_task = ", ".join(f"{t} {k}" for t, k in em["in_training_by_task"].items() if k)
+        sec.p(f"{em['in_training']} of the {em['n']} held-out prompts are also in the {what}"
+              + (f" ({per_task})" if per_task else "") + ": an answer to one of them can be recalled, not worked out.")
 
 
 def _forgetting(manifests: dict, sections: list[Section]) -> None:

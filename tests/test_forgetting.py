@@ -127,6 +127,10 @@ def test_sft_twice_gives_the_same_figures_and_every_stage_reports_forgetting(pre
         losses = [r.get("loss", r.get("val_loss")) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
         runs.append((losses, m["exact_match"]["after"], m["forgetting"]))
     assert runs[0] == runs[1]
+    em = json.loads((tmp_path / "a" / "06-sft" / "manifest.json").read_text())["exact_match"]["after"]
+    assert em["in_training"] + em["unseen"]["n"] == em["n"] == 8 and em["in_training"] >= 1  # "What is a + b?" repeats
+    assert f"| held-out prompts also among the training prompts | {em['in_training']} of 8" in \
+        (tmp_path / "a" / "06-sft" / "report.md").read_text()
     from pipelines.run_report import build
 
     _, sections = build(str(tmp_path / "a"))
@@ -145,8 +149,12 @@ def test_sft_twice_gives_the_same_figures_and_every_stage_reports_forgetting(pre
         for kv in kind:
             args += ["--set", kv]
         assert main(args) == 0
-        f = json.loads((out / "manifest.json").read_text())["forgetting"]
+        manifest = json.loads((out / "manifest.json").read_text())
+        f = manifest["forgetting"]
         assert f["before"] > 0 and f["after"] > 0 and "Forgetting" in (out / "report.md").read_text()
+        if stage == "dpo":  # its held-out prompts checked against the preference prompts
+            em = manifest["exact_match"]["after"]
+            assert em["in_training"] + em["unseen"]["n"] == em["n"] == 2
 
 
 def test_a_stage_told_not_to_measure_forgetting_says_so(pretrained, packed, tasks, tmp_path):
@@ -194,3 +202,26 @@ def test_run_report_puts_lora_beside_sft_and_lists_forgetting(tmp_path):
     (forget,) = [s for s in sections if s.title.startswith("Forgetting")]
     rows = [b for b in forget.blocks if b[0] == "table"][0][2]
     assert rows == [["sft", "5", "5.25", "1.05", "100"], ["lora", "5", "5.1", "1.02", "100"]]
+
+
+def test_run_report_gives_exact_match_on_the_prompts_not_trained_on(tmp_path):
+    """Manifests with the overlap check: a row of exact match on the held-out prompts that are not
+    training prompts, and a sentence saying how many are, per task (SFT/LoRA table and RL's)."""
+    def em(value, unseen, by_task):
+        return {"exact_match": value, "n": 4, "by_task": by_task, "examples": [], "in_training": 2,
+                "in_training_by_task": {"add": 2, "sort": 0}, "unseen": {"exact_match": unseen, "n": 2}}
+
+    base, tuned = em(0.0, 0.0, {"add": 0.0, "sort": 0.0}), em(0.75, 0.5, {"add": 1.0, "sort": 0.5})
+    for folder in ("06-sft", "10-rl"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "manifest.json").write_text(json.dumps(
+            {"stage": folder[3:], "status": "complete", "summary": {"steps": 2}, "exact_match": {"before": base, "after": tuned}}))
+    from pipelines.run_report import build
+
+    _, sections = build(str(tmp_path))
+    for title, what in (("SFT: exact match", "training file"), ("RL (GRPO)", "RL prompt file")):
+        (sec,) = [s for s in sections if s.title.startswith(title)]
+        table = [b for b in sec.blocks if b[0] == "table"][0]
+        assert table[2][1] == ["not among the training prompts (2)", "0.0%", "50.0%"]
+        assert ("p", f"2 of the 4 held-out prompts are also in the {what} (add 2): an answer to one of them can be "
+                     "recalled, not worked out.") in sec.blocks

@@ -67,6 +67,8 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     assert summary["kl_heldout"] > 0  # the trained policy, measured on the held-out prompts
     assert manifest["rewards"] == {"sources": {"reward_model": 1.0, "length_format": 1.0}, "monitors": ["checker"]}
     assert manifest["exact_match"]["after"]["n"] == 4 and manifest["inputs"]["reward_model"]
+    after = manifest["exact_match"]["after"]  # held-out prompts checked against the RL prompts
+    assert after["in_training"] + after["unseen"]["n"] == 4 and "unseen" in manifest["exact_match"]["best_of_n_before"]["max"]
     best_of = manifest["exact_match"]["best_of_n_before"]  # best-of-3 beside greedy, chosen both ways
     assert best_of["max"]["n"] == best_of["vote"]["n"] == 4
     assert manifest["summary"]["best_of_n_vote_exact_match"] == best_of["vote"]["exact_match"]

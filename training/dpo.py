@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from llmdata.chat import inputs_and_labels
-from training.exact_match import exact_match, exact_match_rows
+from llmdata.chat import BadRow, inputs_and_labels, read_rows
+from training.exact_match import exact_match, exact_match_rows, overlap_rows, prompt_key
 from training.forgetting import forgetting_rows
 from training.options import DPOSection
 from training.recipe import Outcome, TunedRecipe
@@ -208,6 +208,8 @@ class DPORecipe(TunedRecipe):
         self.pairs, self.held = sides(raw), sides(held_raw)
         self.eval_rows = (load_conversations(section.eval_file, self.template, section.max_len)[1]
                           if section.eval_file else [])
+        self.train_prompts = frozenset(prompt_key(item.parsed.prompt) for item in
+                                       read_rows(section.train_file, "preference") if not isinstance(item, BadRow))
         self.model = self.load_base("max_len")
         self.cfg = self.model.cfg
         self.pretrain_text(None)
@@ -216,7 +218,8 @@ class DPORecipe(TunedRecipe):
 
     def model_to_train(self, rank: int) -> torch.nn.Module:
         model, section = self.model, self.section
-        self.em_before = (exact_match(model, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens)
+        self.em_before = (exact_match(model, self.template, self.eval_rows, section.eval_generate,
+                                      section.max_new_tokens, train_prompts=self.train_prompts)
                           if rank == 0 and self.eval_rows else None)
         # the fp32 reference on held-out pairs, for the fp32 final weights' metrics after training
         self.ref_held_fp32 = pair_logps(model, self.held, self.pad) if rank == 0 and self.held else []
@@ -285,8 +288,8 @@ class DPORecipe(TunedRecipe):
         held_after = pair_logps(tuned, self.held, self.pad) if self.held else []
         after = preference_metrics(held_after, self.ref_held_fp32, self.held_tasks, section.beta) if self.held else None
         nll_before, nll_after = chosen_nll(self.ref_held_fp32, self.held), chosen_nll(held_after, self.held)
-        em_after = (exact_match(tuned, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens)
-                    if self.eval_rows else None)
+        em_after = (exact_match(tuned, self.template, self.eval_rows, section.eval_generate, section.max_new_tokens,
+                                train_prompts=self.train_prompts) if self.eval_rows else None)
         summary.update(reward_accuracy_after=after["reward_accuracy"] if after else None,
                        loglik_accuracy_before=before["loglik_accuracy"] if before else None,
                        loglik_accuracy_after=after["loglik_accuracy"] if after else None,
@@ -309,8 +312,9 @@ class DPORecipe(TunedRecipe):
                 "chosen responses' NLL per token (nats): DPO policy": nll_after,
                 **{f"implicit reward accuracy: {t}": v for t, v in after["by_task"].items()}}
         if em_before and em_after:
-            extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(em_before, "reference"),
-                                                                 **exact_match_rows(em_after, "dpo")}
+            extra["Exact match on held-out prompts (greedy)"] = {
+                **overlap_rows(em_after), **exact_match_rows(em_before, "reference"),
+                **exact_match_rows(em_after, "dpo")}
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (em_after or {}).get("examples", [])]
         data = {"pairs": len(self.pairs), "held-out pairs": len(self.held), "beta": section.beta,

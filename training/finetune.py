@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, read_rows
 from llmdata.packing import best_fit_plan
-from training.exact_match import exact_match, exact_match_rows
+from training.exact_match import exact_match, exact_match_rows, overlap_rows, training_prompts
 from training.forgetting import forgetting_rows
 from training.options import LoraSection, SFTSection
 from training.recipe import Outcome, TunedRecipe
@@ -88,7 +88,9 @@ class SFTRecipe(TunedRecipe):
     def prepare(self) -> None:
         section, stage = self.section, self.stage
         self.load_tokenizer(section.train_on_prompt)
-        self.examples, _, self.bad, self.truncated = load_conversations(section.train_file, self.template, section.seq_len)
+        self.examples, train_rows, self.bad, self.truncated = load_conversations(section.train_file, self.template,
+                                                                                  section.seq_len)
+        self.train_prompts = training_prompts(messages for _, messages in train_rows)
         if not self.examples:
             raise TrainingInputError(f"{stage}: no usable conversation in {section.train_file} ({len(self.bad)} bad rows)")
         held_examples, self.held_rows, self.held_bad, _ = (
@@ -112,8 +114,8 @@ class SFTRecipe(TunedRecipe):
         from training.lora import trainable_parameters
 
         model, section = self.model, self.section
-        self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
-                       if rank == 0 and self.held_rows else None)
+        self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
+                                   train_prompts=self.train_prompts) if rank == 0 and self.held_rows else None)
         self.measure_forgetting_before(model, rank)
         model.train()
         self.adapt(model)
@@ -149,8 +151,8 @@ class SFTRecipe(TunedRecipe):
 
     def evaluate(self, summary: dict, final_dir: str) -> Outcome:
         section, stage, before = self.section, self.stage, self.before
-        after = (exact_match(self.tuned, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
-                 if self.held_rows else None)
+        after = (exact_match(self.tuned, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
+                             train_prompts=self.train_prompts) if self.held_rows else None)
         summary["exact_match_before"] = before["exact_match"] if before else None
         summary["exact_match_after"] = after["exact_match"] if after else None
         forgetting = self.forgetting_after(self.tuned)
@@ -169,8 +171,9 @@ class SFTRecipe(TunedRecipe):
                  "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
                      forgetting, "base model", stage, self.section.forgetting_samples)}
         if before and after:
-            extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
-                                                                 **exact_match_rows(after, stage)}
+            extra["Exact match on held-out prompts (greedy)"] = {
+                **overlap_rows(after), **exact_match_rows(before, "base model"),
+                **exact_match_rows(after, stage)}
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (after or {}).get("examples", [])]
         data = {"conversations": used, "packed windows": len(self.train_set), "sequence length": section.seq_len,

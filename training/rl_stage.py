@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llmdata.chat import BadRow, Message, prompt_and_reference, read_rows
-from training.exact_match import exact_match, exact_match_rows
+from training.exact_match import exact_match, exact_match_rows, overlap_rows, prompt_key
 from training.forgetting import forgetting_rows
 from training.generate import Sampling
 from training.options import RLSection
@@ -121,6 +121,7 @@ class RLRecipe(TunedRecipe):
         section = self.section
         self.load_tokenizer()
         self.prompts, self.references, self.bad = read_prompts(section.train_file)
+        self.train_prompts = frozenset(prompt_key(p) for p in self.prompts)
         if not self.prompts:
             raise TrainingInputError(f"rl: no usable prompt in {section.train_file} ({len(self.bad)} bad rows)")
         self.held_rows, self.held_bad = [], []
@@ -167,8 +168,8 @@ class RLRecipe(TunedRecipe):
 
     def model_to_train(self, rank: int) -> torch.nn.Module:
         model, section = self.model, self.section
-        self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
-                       if rank == 0 and self.held_rows else None)
+        self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
+                                   train_prompts=self.train_prompts) if rank == 0 and self.held_rows else None)
         self.best_of_before = self.best_of_n_exact_match(model) if rank == 0 and self.held_rows and section.best_of else None
         self.measure_forgetting_before(model, rank)
         model.train()
@@ -193,10 +194,11 @@ class RLRecipe(TunedRecipe):
             return best
 
         results = {"max": exact_match(model, self.template, self.held_rows, section.eval_generate,
-                                      section.max_new_tokens, answer=sample_and_keep)}
+                                      section.max_new_tokens, answer=sample_and_keep, train_prompts=self.train_prompts)}
         votes = iter([select(c, "vote", section.best_of_vote_temperature) for c in scored])
         results["vote"] = exact_match(model, self.template, self.held_rows, section.eval_generate,
-                                      section.max_new_tokens, answer=lambda context: next(votes))
+                                      section.max_new_tokens, answer=lambda context: next(votes),
+                                      train_prompts=self.train_prompts)
         return results
 
     def describe(self) -> str:
@@ -358,8 +360,8 @@ class RLRecipe(TunedRecipe):
 
         section, before = self.section, self.before
         tuned = load_model(final_dir)
-        after = (exact_match(tuned, self.template, self.held_rows, section.eval_generate, section.max_new_tokens)
-                 if self.held_rows else None)
+        after = (exact_match(tuned, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
+                             train_prompts=self.train_prompts) if self.held_rows else None)
         summary["exact_match_before"] = before["exact_match"] if before else None
         summary["exact_match_after"] = after["exact_match"] if after else None
         forgetting = self.forgetting_after(tuned)
@@ -410,8 +412,9 @@ class RLRecipe(TunedRecipe):
                  "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
                      forgetting, "base model", "rl", self.section.forgetting_samples)}
         if before and after:
-            extra["Exact match on held-out prompts (greedy)"] = {**exact_match_rows(before, "base model"),
-                                                                 **exact_match_rows(after, "rl")}
+            extra["Exact match on held-out prompts (greedy)"] = {
+                **overlap_rows(after), **exact_match_rows(before, "base model"),
+                **exact_match_rows(after, "rl")}
         if self.best_of_before:
             extra[f"Exact match on held-out prompts: best-of-{section.best_of} with the reward model, from the base model"] = {
                 **exact_match_rows(self.best_of_before["max"], f"best-of-{section.best_of}, highest reward"),
