@@ -208,6 +208,39 @@ def test_a_reward_model_that_fails_on_every_completion_stops_the_stage_in_one_li
                    "step 1; the first: RuntimeError: Expected all tensors to be on the same device")
 
 
+def test_a_checker_that_fails_on_some_completions_gives_error_rows_and_the_run_goes_on(pretrained, prompts, tmp_path,
+                                                                                      monkeypatch):
+    """The issue's "a checker that fails on one sample gives a clear error row, not a crashed
+    stage": the rows (prompt, completion, source, one-line reason) are in each step's metrics and
+    the first ten in the report; the stage completes."""
+    import itertools
+
+    from training import rl_stage
+    from training.rewards import exact_match_reward
+
+    calls = itertools.count()
+
+    def flaky(items):
+        if len(items) > 1:
+            raise RuntimeError("a batch: score one at a time")
+        if next(calls) % 2 == 0:
+            raise RuntimeError("the checker's service timed out\nretry later")
+        return exact_match_reward(items)
+
+    monkeypatch.setattr(rl_stage, "exact_match_reward", flaky)
+    out = tmp_path / "rl"
+    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2")) == 0
+    rows = train_rows(out)
+    for r in rows:  # 2 prompts x 4 completions a step, every other one failing
+        assert r["reward_errors"] == 4 and len(r["reward_error_rows"]) == 4
+        for row in r["reward_error_rows"]:
+            assert row["source"] == "checker" and row["reason"] == "RuntimeError: the checker's service timed out"
+            assert row["prompt"] and set(row) == {"prompt", "completion", "source", "reason"}
+    report = (out / "report.md").read_text()
+    assert "Reward errors: the first 10" in report and report.count("| step 1, checker (") == 4
+    assert "| reward errors (all steps) | 8 |" in report
+
+
 def test_scoring_with_a_language_model_folder_is_one_line(pretrained, tmp_path, capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"prompt": "What is 3 + 4?", "response": "7"}\n')

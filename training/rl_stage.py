@@ -48,6 +48,7 @@ from training.rl import (KLController, completion_stats, group_advantages, grpo_
 from training.stage import TrainingInputError, folder_fingerprint, require
 
 #: the per-step sums the stage keeps (all-reduced over ranks before they are logged)
+_ERROR_ROWS_PER_STEP = 8  # reward error rows kept in a step's metrics (all of them are counted)
 _SUMS = ("completions", "completion_tokens", "truncated", "groups", "zero_variance_groups", "reward_errors",
          "kl_sum", "kl_k3_sum", "clipped", "tokens", "hacked", "hacking_pairs")
 
@@ -146,6 +147,7 @@ class RLRecipe(TunedRecipe):
         self.sources, self.monitors = self.reward_sources()
         self.sums = dict.fromkeys(_SUMS, 0.0)
         self.reward_sums: dict[str, list[float]] = {}
+        self.error_rows: list[dict] = []  # this step's reward error rows on this rank (the first few)
         self.kl_control = KLController(section.kl_coef, section.kl_control, section.kl_target, section.kl_horizon)
 
     def reward_sources(self) -> tuple[list[RewardSource], list[RewardSource]]:
@@ -239,6 +241,12 @@ class RLRecipe(TunedRecipe):
         batch = pad_completions(completions, self.pad, keep=adv.valid.flatten().tolist())
         batch["advantages"] = adv.advantages.flatten()
         self._record(completions, scores, watched, adv)
+        for scored in (scores, watched):
+            for e in (scored.errors if scored is not None else []):
+                if len(self.error_rows) < _ERROR_ROWS_PER_STEP:
+                    it = inputs[e.sample]
+                    self.error_rows.append({"prompt": it.messages[-1]["content"][:200] if it.messages else "",
+                                            "completion": it.text[:200], "source": e.source, "reason": e.reason})
         return batch
 
     def _record(self, completions, scores, watched, adv) -> None:
@@ -289,20 +297,27 @@ class RLRecipe(TunedRecipe):
         self.sums["tokens"] += float(out.count)
         return out.loss_sum, out.count
 
-    def step_metrics(self) -> dict[str, float]:
+    def step_metrics(self) -> dict:
         """This step's rollout metrics over all ranks (called by the trainer on every rank), and a
         fresh start for the next step: `kl_coef` is the β this step used; the KL controller then
-        moves it for the next step (the same on every rank: the KL is all-reduced first)."""
+        moves it for the next step (the same on every rank: the KL is all-reduced first).
+        `reward_error_rows` holds the step's first `_ERROR_ROWS_PER_STEP` reward error rows over
+        all ranks ({"prompt", "completion", "source", "reason"}); `reward_errors` counts them all."""
         names = sorted(self.reward_sums)
         local = torch.tensor([self.sums[k] for k in _SUMS] + [v for n in names for v in self.reward_sums[n]],
                              dtype=torch.float64)
         world = self.trainer.world
+        error_rows = self.error_rows
         if world > 1:
             import torch.distributed as dist
 
             local = local.to(self.trainer.engine.device)
             dist.all_reduce(local)
             local = local.cpu()
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, error_rows)
+            error_rows = [row for rows in gathered for row in rows][:_ERROR_ROWS_PER_STEP]
+        self.error_rows = []
         values = dict(zip(_SUMS, local[: len(_SUMS)].tolist()))
         rewards = local[len(_SUMS):].view(-1, 2).tolist() if names else []
         self.sums = dict.fromkeys(_SUMS, 0.0)
@@ -317,7 +332,7 @@ class RLRecipe(TunedRecipe):
                    completion_tokens=ratio(values["completion_tokens"], values["completions"]),
                    truncated_fraction=ratio(values["truncated"], values["completions"]),
                    zero_variance_groups=ratio(values["zero_variance_groups"], values["groups"]),
-                   reward_errors=values["reward_errors"],
+                   reward_errors=values["reward_errors"], reward_error_rows=error_rows,
                    reward_hacking=ratio(values["hacked"], values["hacking_pairs"]), kl_coef=self.kl_control.value)
         self.kl_control.update(out["kl"])
         return out
@@ -422,6 +437,11 @@ class RLRecipe(TunedRecipe):
                                    f"(temperature {section.best_of_vote_temperature:g})")}
             summary["best_of_n_exact_match"] = self.best_of_before["max"]["exact_match"]
             summary["best_of_n_vote_exact_match"] = self.best_of_before["vote"]["exact_match"]
+        errors = [(r["step"], row) for r in steps for row in r.get("reward_error_rows") or []]
+        if errors:
+            extra["Reward errors: the first 10 (metrics.jsonl's reward_error_rows keep 8 a step)"] = {
+                f"step {step}, {row['source']} ({k + 1})": f"{row['reason']} (completion {row['completion']!r} to "
+                                                          f"{row['prompt']!r})" for k, (step, row) in enumerate(errors[:10])}
         samples = [{"prompt": f"[{e['task']}] {e['prompt']}", "completion": f"\n→ {e['answer']}   (reference: {e['reference']})"}
                    for e in (after or {}).get("examples", [])]
         data = {"prompts": len(self.prompts), "completions per prompt": section.group_size,
