@@ -23,7 +23,7 @@ import gzip
 import hashlib
 import io
 import itertools
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import apache_beam as beam
 import mmh3
@@ -385,13 +385,19 @@ def write_shard(records: list[dict], folder: str, shard: int, num_shards: int) -
 
 class WriteShards(beam.DoFn):
     """One output shard: every record whose id hashes to it (repeated ids included, so the repeats
-    are quarantined here), the decisions for those ids and the line drops. Each first record of
-    its id gets its decision's fields (and loses its dropped lines) and is written to the kept or
-    the removed shard file, sorted by id. Outputs the written records (main: kept, `removed`) and
-    the repeats' quarantine entries (`bad`).
+    are quarantined here), with, as side inputs keyed by shard (`AsMultiMap`: the runner hands over
+    this shard's entries only), the decisions for those ids and the line drops. Each first record
+    of its id gets its decision's fields (and loses its dropped lines) and is written to the kept
+    or the removed shard file, sorted by id. Outputs the written records (main: kept, `removed`)
+    and the repeats' quarantine entries (`bad`).
 
-    Raises RuntimeError when an id has records but no decision or a decision but no records: the
-    join must never drop or invent a document.
+    The records are a plain GroupByKey and the decisions side inputs, not one CoGroupByKey of the
+    three: the local runner copies the inputs of a CoGroupByKey (a Flatten) through a stage of
+    their own, here every whole record once more.
+
+    Raises RuntimeError when an id of the shard has records but no decision or a decision but no
+    records: the join must never drop or invent a document. (A shard no record hashes to is not
+    visited, so a decision there would go unnoticed; it could write nothing, having no text.)
     """
 
     REMOVED = Outcome.REMOVED
@@ -401,17 +407,19 @@ class WriteShards(beam.DoFn):
         self.num_shards = num_shards
         self.line_min_chars = line_min_chars  # None: no line dedup
 
-    def process(self, item: tuple[int, dict]) -> Iterator:
-        shard, grouped = item
+    def process(self, item: tuple[int, Iterable[dict]], decisions_by_shard: Mapping[int, Iterable[tuple[str, tuple]]],
+                drops_by_shard: Mapping[int, Iterable[tuple[str, str]]]) -> Iterator:
+        shard, docs = item
         by_id: dict[str, list[dict]] = {}
-        for rec in grouped["doc"]:
+        for rec in docs:
             by_id.setdefault(rec[F.ID], []).append(rec)
-        decisions = dict(grouped["decision"])
-        if len(decisions) != len(grouped["decision"]) or decisions.keys() != by_id.keys():
+        shard_decisions = list(decisions_by_shard[shard])
+        decisions = dict(shard_decisions)
+        if len(decisions) != len(shard_decisions) or decisions.keys() != by_id.keys():
             odd = sorted(set(by_id) ^ set(decisions))[:3] or sorted(decisions)[:3]
             raise RuntimeError(f"dedup: shard {shard}: records and decisions do not match one to one (ids {odd})")
         drops: dict[str, set[str]] = {}
-        for doc_id, h in grouped["drop"]:
+        for doc_id, h in drops_by_shard[shard]:
             drops.setdefault(doc_id, set()).add(h)
         kept, removed = [], []
         for doc_id, group in by_id.items():
@@ -528,10 +536,11 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         return pcoll | f"{label}ByShard" >> beam.Map(lambda e: (shard_of(doc_id(e), num_shards), e))
 
     written = (
-        {"doc": by_shard("Docs", records, lambda r: r[F.ID]), "decision": by_shard("Decisions", decisions, lambda d: d[0]),
-         "drop": by_shard("Drops", drops, lambda d: d[0])}
-        | "JoinShards" >> beam.CoGroupByKey()
-        | "WriteShards" >> beam.ParDo(WriteShards(out, num_shards, opts.line_min_chars if opts.line_dedup else None))
+        by_shard("Docs", records, lambda r: r[F.ID])
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShards(out, num_shards, opts.line_min_chars if opts.line_dedup else None),
+                                      beam.pvalue.AsMultiMap(by_shard("Decisions", decisions, lambda d: d[0])),
+                                      beam.pvalue.AsMultiMap(by_shard("Drops", drops, lambda d: d[0])))
         .with_outputs(WriteShards.REMOVED, BAD, main="kept")
     )
     kept, removed = written.kept, written[WriteShards.REMOVED]

@@ -92,11 +92,9 @@ def test_every_record_once_for_any_id_layout(layout, num_shards):
 def test_write_refuses_a_record_without_decision_and_a_decision_without_record(tmp_path):
     rec = {"id": "a", "text": "x", "origin": {"file": "f", "line": 1}}
     write = WriteShards(str(tmp_path), 1, None)
-    for grouped in ({"doc": [rec], "decision": [], "drop": []},
-                    {"doc": [], "decision": [("a", (False, {}))], "drop": []},
-                    {"doc": [rec], "decision": [("a", (False, {})), ("a", (True, {}))], "drop": []}):
+    for docs, decisions in (([rec], []), ([], [("a", (False, {}))]), ([rec], [("a", (False, {})), ("a", (True, {}))])):
         with pytest.raises(RuntimeError, match="do not match one to one"):
-            list(write.process((0, grouped)))
+            list(write.process((0, docs), {0: decisions}, {0: []}))
     assert not list(tmp_path.iterdir())  # nothing written
 
 
