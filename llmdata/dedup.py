@@ -217,15 +217,34 @@ def shingle_strings(key: str, n: int, unit: Literal["word", "char"] = "word") ->
     character, PyThaiNLP words for Thai, \\w+ runs elsewhere) or of its characters with whitespace
     removed (for scripts without spaces). A text shorter than n units is one shingle; a text
     without any is none."""
+    return set(shingle_list(key, n, unit))
+
+
+def shingle_list(key: str, n: int, unit: Literal["word", "char"] = "word") -> list[str]:
+    """The shingles of `shingle_strings` in text order, repeats included (a caller that hashes
+    them and keeps the distinct hashes need not build the set of strings first)."""
     if unit == "char":
         chars = "".join(key.split())
-        grams = {chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))}
+        grams = [chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))]
     else:
-        toks = words(key)
+        toks = key_words(key)
         # the n-word windows toks[i:i+n] (one shingle of all the words when there are fewer than n)
-        grams = set(map(" ".join, zip(*[toks[k:] for k in range(n)]))) if len(toks) > n else {" ".join(toks)}
-    grams.discard("")
-    return grams
+        grams = list(map(" ".join, zip(*[toks[k:] for k in range(n)]))) if len(toks) > n else [" ".join(toks)]
+    # "" only as the one shingle of a key without units; every other shingle has a unit in it
+    return [] if grams == [""] else grams
+
+
+# ASCII word characters (\w) and the ASCII characters str.split() splits on
+_WORD_OR_SPACE = (string.ascii_letters + string.digits + "_" + " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f").encode("ascii")
+
+
+def key_words(key: str) -> list[str]:
+    """`llmdata.scripts.words` of a candidate key. A key of ASCII word characters and whitespace
+    only (most keys: punctuation is already spaces) is split on whitespace, which gives the same
+    \\w+ runs without a regex (tested equal)."""
+    if key.isascii() and not key.encode("ascii").translate(None, _WORD_OR_SPACE):
+        return key.split()
+    return words(key)
 
 
 def shingles(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[bytes]:

@@ -40,7 +40,7 @@ from llmdata.dedup import (
     large_star,
     line_hash,
     preference_key,
-    shingle_strings,
+    shingle_list,
     small_star,
     split_exact,
 )
@@ -72,7 +72,7 @@ def document_shingles(text: str, opts: DedupOptions) -> tuple[np.ndarray, str, i
     with the unit ("word" | "char") and n chosen for the document's script (`shingle_plan`)."""
     key = dedup_key(text, opts.key)
     unit, n = opts.shingle_plan(key)
-    grams = shingle_strings(key, n, unit)
+    grams = shingle_list(key, n, unit)  # repeats included: their hashes are made unique below
     # mmh3's signed 32-bit hashes read as unsigned: the same bits as signed=False, without a Python
     # call per shingle (map runs in C); then np.unique by a sort (several times faster at this size)
     hashes = np.fromiter(map(mmh3.hash, grams, itertools.repeat(opts.seed, len(grams))), dtype=np.int32,

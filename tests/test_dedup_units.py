@@ -205,6 +205,41 @@ def test_word_shingles_are_the_n_word_windows(toks, n):
     expected = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))} - {""}
     assert shingle_strings(" ".join(toks), n) == expected
 
+_KEYISH = st.text(alphabet=st.sampled_from(list("ab_Z09 \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0.-é中")), max_size=40)
+
+
+@given(_KEYISH | st.text(max_size=40))
+@settings(max_examples=400)
+def test_key_words_are_the_words_of_any_key(text):
+    """The whitespace split of plain ASCII keys gives `words`' \\w+ runs, for keys as the stage
+    makes them and for any text (ASCII whitespace and control characters, \\x85 and NBSP, which
+    str.split also splits on, and non-ASCII letters take `words` itself)."""
+    from llmdata.dedup import key_words
+    from llmdata.scripts import words
+
+    for key in (text, dedup_key(text, KeyOptions()), dedup_key(text, KeyOptions(strip_punctuation=False))):
+        assert key_words(key) == words(key)
+
+
+@given(st.lists(st.sampled_from(["the", "cat", "sat", "on", "mat", "Ünï", "中", "!", "x_y", "42"]), max_size=30)
+       | st.sampled_from(["", "   ", "!!!", "a", "a a a a a a a a a a a a"]))
+@settings(max_examples=200)
+def test_shingle_hashes_are_the_distinct_hashes_of_the_shingle_set(toks):
+    """Repeated shingles are hashed once each in the set the stage compares: the reference is the
+    set of n-word windows of `words` (no fast path), hashed, sorted."""
+    import mmh3
+
+    from llmdata.scripts import words
+
+    opts = DedupOptions()
+    text = toks if isinstance(toks, str) else " ".join(toks)
+    key = dedup_key(text, opts.key)
+    unit, n = opts.shingle_plan(key)  # char 5-grams when most letters are Han
+    w = words(key) if unit == "word" else list("".join(key.split()))
+    grams = {("" if unit == "char" else " ").join(w[i : i + n]) for i in range(max(len(w) - n + 1, 1))} - {""}
+    assert shingle_hashes(text, opts).tolist() == sorted({mmh3.hash(g, opts.seed, signed=False) for g in grams})
+
+
 def test_shingle_hashes_are_the_hashes_of_the_shingles():
     import mmh3
 
