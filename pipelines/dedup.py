@@ -170,14 +170,26 @@ def minhash_template(opts: DedupOptions):
 
 
 def minhash_signature(hashes: np.ndarray, opts: DedupOptions, template=None) -> np.ndarray:
-    """datasketch MinHash signature (num_perm uint64 values) of a shingle hash set."""
+    """datasketch MinHash signature (num_perm values, the scheme's dtype) of a shingle hash set
+    (uint32 array; the 32-bit shingle hashes are the MinHash's input hash values).
+
+    The whole array is handed to `MinHash.update_batch` as one batch item whose "hash value" is the
+    array itself (hashfunc the identity): update_batch turns its list of hash values into a column
+    with numpy, so the array becomes the same column a list of one int per shingle gives (the
+    documented use, ``hashfunc=int`` with ``hashes.tolist()``, tested equal on any set), without a
+    Python call and a Python int per shingle (a third of the signature's cost)."""
     from datasketch import MinHash
 
     template = template if template is not None else minhash_template(opts)
-    m = MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=int, permutations=template.permutations,
+    m = MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=_same, permutations=template.permutations,
                 scheme=template.scheme)
-    m.update_batch(hashes.tolist())
+    if hashes.size:  # an empty batch leaves the signature as it is
+        m.update_batch([hashes])
     return np.asarray(m.hashvalues)
+
+
+def _same(x):
+    return x
 
 
 def near_pair(a: str, b: str, opts: DedupOptions, bands: int, rows: int, template=None) -> tuple[bool, float]:

@@ -35,6 +35,7 @@ from pipelines.dedup import (
     connected_components,
     document_shingles,
     exact_jaccard,
+    minhash_signature,
     minhash_template,
     near_pair,
     shingle_hashes,
@@ -466,3 +467,22 @@ def test_char_sizes_are_checked():
     with pytest.raises(ValueError, match="1-50"):
         DedupOptions(char_shingle_size={"han": 0})
     assert DedupOptions(char_shingle_size={"other": 4}).char_shingle_size == {"other": 4}
+
+
+@given(st.sets(st.integers(0, 2**32 - 1), max_size=300), st.sampled_from(["affine32", "affine64", "legacy"]),
+       st.sampled_from([16, 128]))
+@settings(max_examples=150, deadline=None)
+def test_minhash_signature_is_datasketchs_signature_of_one_int_per_shingle(values, scheme, num_perm):
+    """`minhash_signature` hands the hash set to datasketch as one array; the documented use, one
+    Python int per shingle (hashfunc=int), gives the same values in the same dtype, for each of
+    datasketch's permutation schemes, the empty set included."""
+    import numpy as np
+    from datasketch import MinHash
+
+    opts = DedupOptions(num_perm=num_perm)
+    template = MinHash(num_perm=num_perm, seed=opts.seed, hashfunc=int, scheme=scheme)
+    hashes = np.array(sorted(values), dtype=np.uint32)
+    reference = MinHash(num_perm=num_perm, seed=opts.seed, hashfunc=int, permutations=template.permutations, scheme=scheme)
+    reference.update_batch(hashes.tolist())
+    got = minhash_signature(hashes, opts, template)
+    assert got.dtype == reference.hashvalues.dtype and got.tolist() == reference.hashvalues.tolist()
