@@ -140,11 +140,23 @@ def dedup_key_unicode(text: str, opts: KeyOptions) -> str:
 def punctuation_to_spaces(text: str) -> str:
     """Each punctuation, symbol or control character (\\p{P}, \\p{S}, \\p{Cc}) replaced by a space.
 
-    The text's own non-ASCII punctuation is found one distinct character at a time, and the
-    replacement runs as one explicit character class in the stdlib engine (3x `regex`'s Unicode
-    class on mostly-ASCII text; `_PUNCT.sub(" ", text)` is the reference, tested equal)."""
-    extra = "".join(sorted(c for c in set(_NON_ASCII.findall(text)) if _PUNCT.match(c)))
-    return _punctuation_class(extra).sub(" ", text)
+    The text's own non-ASCII punctuation is found one distinct character at a time. The ASCII
+    ones are replaced in the UTF-8 bytes by one bytes.translate table (a byte below 0x80 is always
+    a whole ASCII character in UTF-8), the few non-ASCII ones by str.replace each; a text with
+    many distinct ones takes one explicit character class in the stdlib engine (3x `regex`'s
+    Unicode class). `_PUNCT.sub(" ", text)` is the reference, tested equal."""
+    extra = sorted(c for c in set(_NON_ASCII.findall(text)) if _PUNCT.match(c))
+    if len(extra) > _FEW_EXTRA:
+        return _punctuation_class("".join(extra)).sub(" ", text)
+    # surrogatepass: a lone surrogate (JSON allows one) goes through as the same code point
+    out = text.encode("utf-8", "surrogatepass").translate(_ASCII_PUNCT_SPACES).decode("utf-8", "surrogatepass")
+    for c in extra:
+        out = out.replace(c, " ")
+    return out
+
+
+_ASCII_PUNCT_SPACES = bytes.maketrans(_ASCII_PUNCT.encode("ascii"), b" " * len(_ASCII_PUNCT))
+_FEW_EXTRA = 8  # distinct non-ASCII punctuation characters replaced one str.replace pass each
 
 
 @lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmdata.dedup import (
@@ -192,6 +192,8 @@ _PUNCTUATED = st.text(alphabet=st.sampled_from(list("aZ9 .,;-_\\]^[()\x00\x1f\x7
 
 
 @given(_PUNCTUATED | st.text())
+@example("a\u00a7b\u2014c\u2019d\u201ce\u3001f\u3002g\uff0ch\u20aci\U0001f600j\x85k.")  # > 8 distinct: one class
+@example("x\ud800. \u2014y")  # a lone surrogate passes through
 @settings(max_examples=400)
 def test_punctuation_to_spaces_equals_the_unicode_class(text):
     import regex
