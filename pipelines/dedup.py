@@ -7,13 +7,13 @@
         ─► verification (shingle sets joined by id, compared per pair) ─► connected components
         (large-star / small-star rounds) ─► keeper per component ─► decision per record (join of
         ids per exact group), optional line dedup (line hashes) ─► per output shard: records
-        joined with their decisions and line drops, repeats of an id quarantined, kept / removed
-        written sorted
+        (GroupByKey) with their decisions and line drops (side inputs keyed by shard), repeats of
+        an id quarantined, kept / removed written sorted
 
-Whole records move through two shuffles only: the candidate-key groups, which need the texts
-(exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The
-steps that only decide (which id repeats, which record is kept, clusters, line drops) move ids,
-hashes and small tuples.
+Whole records move through two shuffles only, both plain GroupByKeys: the candidate-key groups,
+which need the texts (exact-level verification, MinHash of the keepers), and the per-shard groups
+that are written. The steps that only decide (which id repeats, which record is kept, clusters,
+line drops) move ids, hashes and small tuples.
 
 Outputs are written in sorted, hash-assigned shards, so a rerun gives byte-identical files.
 """
