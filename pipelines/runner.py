@@ -17,7 +17,8 @@ import contextlib
 import difflib
 import logging
 import threading
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from llmdata.errors import LlmpipeError
 
@@ -114,8 +115,9 @@ def local_runner():
 @contextlib.contextmanager
 def parallel_worker_shutdown() -> Iterator[None]:
     """While the local runner runs: its `--workers` processes are told to stop all at once and
-    then awaited, where Beam stops them one after the other (each takes about half a second to
-    exit after its last bundle, so 2 workers cost a second of the run, in series).
+    then awaited, where Beam stops them one after the other, each waited for until its process
+    has ended (with Beam's own worker main about half a second each, 2 workers a second of the
+    run in series; see `quick_worker_exit`).
 
     Source: `apache_beam/runners/portability/fn_api_runner/worker_handlers.py`
     (`WorkerHandlerManager.close_all` closes each handler in turn; a handler's `close` closes its
@@ -129,13 +131,13 @@ def parallel_worker_shutdown() -> Iterator[None]:
     serial_close_all = manager.close_all
 
     def close_all(self) -> None:
-        handlers = {h for handlers in self._cached_handlers.values() for h in handlers}  # noqa: SLF001
+        handlers = {h for handlers in self._cached_handlers.values() for h in handlers}
         threads = [threading.Thread(target=_close_handler, args=(h,), name="close_worker") for h in handlers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        self._cached_handlers.clear()  # noqa: SLF001
+        self._cached_handlers.clear()
         serial_close_all(self)
 
     manager.close_all = close_all
@@ -180,8 +182,8 @@ def quick_worker_exit() -> Iterator[None]:
 def _close_handler(handler) -> None:
     try:
         handler.close()
-    except Exception:  # noqa: BLE001 - logged as Beam's close_all logs it
-        logging.getLogger(__name__).error("Error closing worker_handler %s", handler, exc_info=True)
+    except Exception:  # logged and passed over, as Beam's close_all does
+        logging.getLogger(__name__).exception("Error closing worker_handler %s", handler)
 
 
 def beam_pipeline(beam_args: list[str]):
