@@ -140,11 +140,23 @@ def dedup_key_unicode(text: str, opts: KeyOptions) -> str:
 def punctuation_to_spaces(text: str) -> str:
     """Each punctuation, symbol or control character (\\p{P}, \\p{S}, \\p{Cc}) replaced by a space.
 
-    The text's own non-ASCII punctuation is found one distinct character at a time, and the
-    replacement runs as one explicit character class in the stdlib engine (3x `regex`'s Unicode
-    class on mostly-ASCII text; `_PUNCT.sub(" ", text)` is the reference, tested equal)."""
-    extra = "".join(sorted(c for c in set(_NON_ASCII.findall(text)) if _PUNCT.match(c)))
-    return _punctuation_class(extra).sub(" ", text)
+    The text's own non-ASCII punctuation is found one distinct character at a time. The ASCII
+    ones are replaced in the UTF-8 bytes by one bytes.translate table (a byte below 0x80 is always
+    a whole ASCII character in UTF-8), the few non-ASCII ones by str.replace each; a text with
+    many distinct ones takes one explicit character class in the stdlib engine (3x `regex`'s
+    Unicode class). `_PUNCT.sub(" ", text)` is the reference, tested equal."""
+    extra = sorted(c for c in set(_NON_ASCII.findall(text)) if _PUNCT.match(c))
+    if len(extra) > _FEW_EXTRA:
+        return _punctuation_class("".join(extra)).sub(" ", text)
+    # surrogatepass: a lone surrogate (JSON allows one) goes through as the same code point
+    out = text.encode("utf-8", "surrogatepass").translate(_ASCII_PUNCT_SPACES).decode("utf-8", "surrogatepass")
+    for c in extra:
+        out = out.replace(c, " ")
+    return out
+
+
+_ASCII_PUNCT_SPACES = bytes.maketrans(_ASCII_PUNCT.encode("ascii"), b" " * len(_ASCII_PUNCT))
+_FEW_EXTRA = 8  # distinct non-ASCII punctuation characters replaced one str.replace pass each
 
 
 @lru_cache(maxsize=4096)
@@ -217,15 +229,34 @@ def shingle_strings(key: str, n: int, unit: Literal["word", "char"] = "word") ->
     character, PyThaiNLP words for Thai, \\w+ runs elsewhere) or of its characters with whitespace
     removed (for scripts without spaces). A text shorter than n units is one shingle; a text
     without any is none."""
+    return set(shingle_list(key, n, unit))
+
+
+def shingle_list(key: str, n: int, unit: Literal["word", "char"] = "word") -> list[str]:
+    """The shingles of `shingle_strings` in text order, repeats included (a caller that hashes
+    them and keeps the distinct hashes need not build the set of strings first)."""
     if unit == "char":
         chars = "".join(key.split())
-        grams = {chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))}
+        grams = [chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))]
     else:
-        toks = words(key)
+        toks = key_words(key)
         # the n-word windows toks[i:i+n] (one shingle of all the words when there are fewer than n)
-        grams = set(map(" ".join, zip(*[toks[k:] for k in range(n)]))) if len(toks) > n else {" ".join(toks)}
-    grams.discard("")
-    return grams
+        grams = list(map(" ".join, zip(*[toks[k:] for k in range(n)]))) if len(toks) > n else [" ".join(toks)]
+    # "" only as the one shingle of a key without units; every other shingle has a unit in it
+    return [] if grams == [""] else grams
+
+
+# ASCII word characters (\w) and the ASCII characters str.split() splits on
+_WORD_OR_SPACE = (string.ascii_letters + string.digits + "_" + " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f").encode("ascii")
+
+
+def key_words(key: str) -> list[str]:
+    """`llmdata.scripts.words` of a candidate key. A key of ASCII word characters and whitespace
+    only (most keys: punctuation is already spaces) is split on whitespace, which gives the same
+    \\w+ runs without a regex (tested equal)."""
+    if key.isascii() and not key.encode("ascii").translate(None, _WORD_OR_SPACE):
+        return key.split()
+    return words(key)
 
 
 def shingles(key: str, n: int, unit: Literal["word", "char"] = "word") -> set[bytes]:

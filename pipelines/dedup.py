@@ -7,13 +7,13 @@
         ─► verification (shingle sets joined by id, compared per pair) ─► connected components
         (large-star / small-star rounds) ─► keeper per component ─► decision per record (join of
         ids per exact group), optional line dedup (line hashes) ─► per output shard: records
-        joined with their decisions and line drops, repeats of an id quarantined, kept / removed
-        written sorted
+        (GroupByKey) with their decisions and line drops (side inputs keyed by shard), repeats of
+        an id quarantined, kept / removed written sorted
 
-Whole records move through two shuffles only: the candidate-key groups, which need the texts
-(exact-level verification, MinHash of the keepers), and the per-shard join that writes them. The
-steps that only decide (which id repeats, which record is kept, clusters, line drops) move ids,
-hashes and small tuples.
+Whole records move through two shuffles only, both plain GroupByKeys: the candidate-key groups,
+which need the texts (exact-level verification, MinHash of the keepers), and the per-shard groups
+that are written. The steps that only decide (which id repeats, which record is kept, clusters,
+line drops) move ids, hashes and small tuples.
 
 Outputs are written in sorted, hash-assigned shards, so a rerun gives byte-identical files.
 """
@@ -23,7 +23,7 @@ import gzip
 import hashlib
 import io
 import itertools
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import apache_beam as beam
 import mmh3
@@ -40,7 +40,7 @@ from llmdata.dedup import (
     large_star,
     line_hash,
     preference_key,
-    shingle_strings,
+    shingle_list,
     small_star,
     split_exact,
 )
@@ -72,7 +72,7 @@ def document_shingles(text: str, opts: DedupOptions) -> tuple[np.ndarray, str, i
     with the unit ("word" | "char") and n chosen for the document's script (`shingle_plan`)."""
     key = dedup_key(text, opts.key)
     unit, n = opts.shingle_plan(key)
-    grams = shingle_strings(key, n, unit)
+    grams = shingle_list(key, n, unit)  # repeats included: their hashes are made unique below
     # mmh3's signed 32-bit hashes read as unsigned: the same bits as signed=False, without a Python
     # call per shingle (map runs in C); then np.unique by a sort (several times faster at this size)
     hashes = np.fromiter(map(mmh3.hash, grams, itertools.repeat(opts.seed, len(grams))), dtype=np.int32,
@@ -170,14 +170,26 @@ def minhash_template(opts: DedupOptions):
 
 
 def minhash_signature(hashes: np.ndarray, opts: DedupOptions, template=None) -> np.ndarray:
-    """datasketch MinHash signature (num_perm uint64 values) of a shingle hash set."""
+    """datasketch MinHash signature (num_perm values, the scheme's dtype) of a shingle hash set
+    (uint32 array; the 32-bit shingle hashes are the MinHash's input hash values).
+
+    The whole array is handed to `MinHash.update_batch` as one batch item whose "hash value" is the
+    array itself (hashfunc the identity): update_batch turns its list of hash values into a column
+    with numpy, so the array becomes the same column a list of one int per shingle gives (the
+    documented use, ``hashfunc=int`` with ``hashes.tolist()``, tested equal on any set), without a
+    Python call and a Python int per shingle (a third of the signature's cost)."""
     from datasketch import MinHash
 
     template = template if template is not None else minhash_template(opts)
-    m = MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=int, permutations=template.permutations,
+    m = MinHash(num_perm=opts.num_perm, seed=opts.seed, hashfunc=_same, permutations=template.permutations,
                 scheme=template.scheme)
-    m.update_batch(hashes.tolist())
+    if hashes.size:  # an empty batch leaves the signature as it is
+        m.update_batch([hashes])
     return np.asarray(m.hashvalues)
+
+
+def _same(x):
+    return x
 
 
 def near_pair(a: str, b: str, opts: DedupOptions, bands: int, rows: int, template=None) -> tuple[bool, float]:
@@ -385,13 +397,19 @@ def write_shard(records: list[dict], folder: str, shard: int, num_shards: int) -
 
 class WriteShards(beam.DoFn):
     """One output shard: every record whose id hashes to it (repeated ids included, so the repeats
-    are quarantined here), the decisions for those ids and the line drops. Each first record of
-    its id gets its decision's fields (and loses its dropped lines) and is written to the kept or
-    the removed shard file, sorted by id. Outputs the written records (main: kept, `removed`) and
-    the repeats' quarantine entries (`bad`).
+    are quarantined here), with, as side inputs keyed by shard (`AsMultiMap`: the runner hands over
+    this shard's entries only), the decisions for those ids and the line drops. Each first record
+    of its id gets its decision's fields (and loses its dropped lines) and is written to the kept
+    or the removed shard file, sorted by id. Outputs the written records (main: kept, `removed`)
+    and the repeats' quarantine entries (`bad`).
 
-    Raises RuntimeError when an id has records but no decision or a decision but no records: the
-    join must never drop or invent a document.
+    The records are a plain GroupByKey and the decisions side inputs, not one CoGroupByKey of the
+    three: the local runner copies the inputs of a CoGroupByKey (a Flatten) through a stage of
+    their own, here every whole record once more.
+
+    Raises RuntimeError when an id of the shard has records but no decision or a decision but no
+    records: the join must never drop or invent a document. (A shard no record hashes to is not
+    visited, so a decision there would go unnoticed; it could write nothing, having no text.)
     """
 
     REMOVED = Outcome.REMOVED
@@ -401,17 +419,19 @@ class WriteShards(beam.DoFn):
         self.num_shards = num_shards
         self.line_min_chars = line_min_chars  # None: no line dedup
 
-    def process(self, item: tuple[int, dict]) -> Iterator:
-        shard, grouped = item
+    def process(self, item: tuple[int, Iterable[dict]], decisions_by_shard: Mapping[int, Iterable[tuple[str, tuple]]],
+                drops_by_shard: Mapping[int, Iterable[tuple[str, str]]]) -> Iterator:
+        shard, docs = item
         by_id: dict[str, list[dict]] = {}
-        for rec in grouped["doc"]:
+        for rec in docs:
             by_id.setdefault(rec[F.ID], []).append(rec)
-        decisions = dict(grouped["decision"])
-        if len(decisions) != len(grouped["decision"]) or decisions.keys() != by_id.keys():
+        shard_decisions = list(decisions_by_shard[shard])
+        decisions = dict(shard_decisions)
+        if len(decisions) != len(shard_decisions) or decisions.keys() != by_id.keys():
             odd = sorted(set(by_id) ^ set(decisions))[:3] or sorted(decisions)[:3]
             raise RuntimeError(f"dedup: shard {shard}: records and decisions do not match one to one (ids {odd})")
         drops: dict[str, set[str]] = {}
-        for doc_id, h in grouped["drop"]:
+        for doc_id, h in drops_by_shard[shard]:
             drops.setdefault(doc_id, set()).add(h)
         kept, removed = [], []
         for doc_id, group in by_id.items():
@@ -528,10 +548,11 @@ def build_pipeline(p: beam.Pipeline, files: list[str], base: str, out: str, opts
         return pcoll | f"{label}ByShard" >> beam.Map(lambda e: (shard_of(doc_id(e), num_shards), e))
 
     written = (
-        {"doc": by_shard("Docs", records, lambda r: r[F.ID]), "decision": by_shard("Decisions", decisions, lambda d: d[0]),
-         "drop": by_shard("Drops", drops, lambda d: d[0])}
-        | "JoinShards" >> beam.CoGroupByKey()
-        | "WriteShards" >> beam.ParDo(WriteShards(out, num_shards, opts.line_min_chars if opts.line_dedup else None))
+        by_shard("Docs", records, lambda r: r[F.ID])
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShards(out, num_shards, opts.line_min_chars if opts.line_dedup else None),
+                                      beam.pvalue.AsMultiMap(by_shard("Decisions", decisions, lambda d: d[0])),
+                                      beam.pvalue.AsMultiMap(by_shard("Drops", drops, lambda d: d[0])))
         .with_outputs(WriteShards.REMOVED, BAD, main="kept")
     )
     kept, removed = written.kept, written[WriteShards.REMOVED]

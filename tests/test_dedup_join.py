@@ -92,11 +92,9 @@ def test_every_record_once_for_any_id_layout(layout, num_shards):
 def test_write_refuses_a_record_without_decision_and_a_decision_without_record(tmp_path):
     rec = {"id": "a", "text": "x", "origin": {"file": "f", "line": 1}}
     write = WriteShards(str(tmp_path), 1, None)
-    for grouped in ({"doc": [rec], "decision": [], "drop": []},
-                    {"doc": [], "decision": [("a", (False, {}))], "drop": []},
-                    {"doc": [rec], "decision": [("a", (False, {})), ("a", (True, {}))], "drop": []}):
+    for docs, decisions in (([rec], []), ([], [("a", (False, {}))]), ([rec], [("a", (False, {})), ("a", (True, {}))])):
         with pytest.raises(RuntimeError, match="do not match one to one"):
-            list(write.process((0, grouped)))
+            list(write.process((0, docs), {0: decisions}, {0: []}))
     assert not list(tmp_path.iterdir())  # nothing written
 
 
@@ -123,3 +121,21 @@ def test_verification_accepts_what_a_direct_comparison_accepts(verify):
     with beam_pipeline(["--runner=DirectRunner"]) as p:
         accepted = verify_edges(p | "Edges" >> beam.Create(edges), p | "Data" >> beam.Create(sorted(data.items())), opts)
         assert_that(accepted, equal_to(want))
+
+
+def test_two_worker_processes_write_what_one_process_writes(clean_run, tmp_path):
+    """With --workers 2 (worker processes that read the decisions per shard as a side input and
+    exit through pipelines.local_worker) the stage writes the same records, with the same fields,
+    in the same shards, as with the in-process runner."""
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        args = ["dedup", "--input", str(clean_run / "kept" / "*.jsonl.gz"), "--output", str(out),
+                "--set", "dedup.num_shards=3", "--set", "dedup.line_dedup=true"]
+        assert main(args + (["--workers", "2"] if workers == 2 else [])) == 0
+        outs[workers] = {sub: {p.name: sorted(gzip.open(p, "rt", encoding="utf-8").read().splitlines())
+                               for p in sorted((out / sub).glob("*.gz"))} for sub in ("kept", "removed", "quarantine")}
+    assert outs[2] == outs[1]
+    kept = [json.loads(line) for lines in outs[1]["kept"].values() for line in lines]
+    assert sum(len(lines) for lines in outs[1]["removed"].values()) > 0  # decisions that remove
+    assert any(r.get("lines_removed") for r in kept)  # and line drops: both side inputs carry entries

@@ -7,7 +7,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmdata.dedup import (
@@ -35,6 +35,7 @@ from pipelines.dedup import (
     connected_components,
     document_shingles,
     exact_jaccard,
+    minhash_signature,
     minhash_template,
     near_pair,
     shingle_hashes,
@@ -191,6 +192,8 @@ _PUNCTUATED = st.text(alphabet=st.sampled_from(list("aZ9 .,;-_\\]^[()\x00\x1f\x7
 
 
 @given(_PUNCTUATED | st.text())
+@example("a\u00a7b\u2014c\u2019d\u201ce\u3001f\u3002g\uff0ch\u20aci\U0001f600j\x85k.")  # > 8 distinct: one class
+@example("x\ud800. \u2014y")  # a lone surrogate passes through
 @settings(max_examples=400)
 def test_punctuation_to_spaces_equals_the_unicode_class(text):
     import regex
@@ -204,6 +207,41 @@ def test_word_shingles_are_the_n_word_windows(toks, n):
     from llmdata.dedup import shingle_strings
     expected = {" ".join(toks[i : i + n]) for i in range(max(len(toks) - n + 1, 1))} - {""}
     assert shingle_strings(" ".join(toks), n) == expected
+
+_KEYISH = st.text(alphabet=st.sampled_from(list("ab_Z09 \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0.-é中")), max_size=40)
+
+
+@given(_KEYISH | st.text(max_size=40))
+@settings(max_examples=400)
+def test_key_words_are_the_words_of_any_key(text):
+    """The whitespace split of plain ASCII keys gives `words`' \\w+ runs, for keys as the stage
+    makes them and for any text (ASCII whitespace and control characters, \\x85 and NBSP, which
+    str.split also splits on, and non-ASCII letters take `words` itself)."""
+    from llmdata.dedup import key_words
+    from llmdata.scripts import words
+
+    for key in (text, dedup_key(text, KeyOptions()), dedup_key(text, KeyOptions(strip_punctuation=False))):
+        assert key_words(key) == words(key)
+
+
+@given(st.lists(st.sampled_from(["the", "cat", "sat", "on", "mat", "Ünï", "中", "!", "x_y", "42"]), max_size=30)
+       | st.sampled_from(["", "   ", "!!!", "a", "a a a a a a a a a a a a"]))
+@settings(max_examples=200)
+def test_shingle_hashes_are_the_distinct_hashes_of_the_shingle_set(toks):
+    """Repeated shingles are hashed once each in the set the stage compares: the reference is the
+    set of n-word windows of `words` (no fast path), hashed, sorted."""
+    import mmh3
+
+    from llmdata.scripts import words
+
+    opts = DedupOptions()
+    text = toks if isinstance(toks, str) else " ".join(toks)
+    key = dedup_key(text, opts.key)
+    unit, n = opts.shingle_plan(key)  # char 5-grams when most letters are Han
+    w = words(key) if unit == "word" else list("".join(key.split()))
+    grams = {("" if unit == "char" else " ").join(w[i : i + n]) for i in range(max(len(w) - n + 1, 1))} - {""}
+    assert shingle_hashes(text, opts).tolist() == sorted({mmh3.hash(g, opts.seed, signed=False) for g in grams})
+
 
 def test_shingle_hashes_are_the_hashes_of_the_shingles():
     import mmh3
@@ -431,3 +469,22 @@ def test_char_sizes_are_checked():
     with pytest.raises(ValueError, match="1-50"):
         DedupOptions(char_shingle_size={"han": 0})
     assert DedupOptions(char_shingle_size={"other": 4}).char_shingle_size == {"other": 4}
+
+
+@given(st.sets(st.integers(0, 2**32 - 1), max_size=300), st.sampled_from(["affine32", "affine64", "legacy"]),
+       st.sampled_from([16, 128]))
+@settings(max_examples=150, deadline=None)
+def test_minhash_signature_is_datasketchs_signature_of_one_int_per_shingle(values, scheme, num_perm):
+    """`minhash_signature` hands the hash set to datasketch as one array; the documented use, one
+    Python int per shingle (hashfunc=int), gives the same values in the same dtype, for each of
+    datasketch's permutation schemes, the empty set included."""
+    import numpy as np
+    from datasketch import MinHash
+
+    opts = DedupOptions(num_perm=num_perm)
+    template = MinHash(num_perm=num_perm, seed=opts.seed, hashfunc=int, scheme=scheme)
+    hashes = np.array(sorted(values), dtype=np.uint32)
+    reference = MinHash(num_perm=num_perm, seed=opts.seed, hashfunc=int, permutations=template.permutations, scheme=scheme)
+    reference.update_batch(hashes.tolist())
+    got = minhash_signature(hashes, opts, template)
+    assert got.dtype == reference.hashvalues.dtype and got.tolist() == reference.hashvalues.tolist()

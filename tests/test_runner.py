@@ -72,3 +72,23 @@ def test_option_values_workers_and_training_stages_are_checked_in_one_line(capsy
     with pytest.raises(SystemExit):  # argparse's usage error
         main(["clean", "--input", "x", "--workers", "0"])
     assert "a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_worker_processes_run_the_quick_exit_module_and_the_patches_are_undone():
+    """`--workers 2` starts pipelines.local_worker (Beam's harness, then os._exit) in each worker
+    process, the run gives every element back, and Beam's own command line and close_all are
+    restored afterwards."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.testing.util import assert_that, equal_to
+    from apache_beam.transforms import environments
+
+    from pipelines.runner import WORKER_MODULE, beam_pipeline
+
+    beam_close_all = worker_handlers.WorkerHandlerManager.__dict__["close_all"]
+    beam_command = environments.SubprocessSDKEnvironment.__dict__["from_command_string"]
+    with beam_pipeline(resolve_beam_args([], 2)) as p:
+        modules = p | beam.Create(range(40)) | beam.Reshuffle() | beam.Map(lambda _: __import__("sys").modules["__main__"].__spec__.name) | beam.Distinct()
+        assert_that(modules, equal_to([WORKER_MODULE]))
+    assert worker_handlers.WorkerHandlerManager.__dict__["close_all"] is beam_close_all
+    assert environments.SubprocessSDKEnvironment.__dict__["from_command_string"] is beam_command
