@@ -123,21 +123,28 @@ def parallel_worker_shutdown() -> Iterator[None]:
     (`WorkerHandlerManager.close_all` closes each handler in turn; a handler's `close` closes its
     control and data connections and joins the thread that waits for its process). The handlers
     are closed by the same `close`, each in a thread of its own; Beam's `close_all` then finds
-    none left and closes the gRPC server as before.
+    none left and closes the gRPC server as before. Where a Beam release lacks what this relies on
+    (the method, the handler cache), Beam's own close_all runs: slower, never broken.
     """
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
     manager = worker_handlers.WorkerHandlerManager
-    serial_close_all = manager.close_all
+    serial_close_all = manager.__dict__.get("close_all")
+    if not callable(serial_close_all):  # another Beam: its own shutdown, only slower
+        yield
+        return
 
     def close_all(self) -> None:
-        handlers = {h for handlers in self._cached_handlers.values() for h in handlers}
+        cached = getattr(self, "_cached_handlers", None)
+        if not isinstance(cached, dict):  # another Beam's handler bookkeeping: its own close_all
+            return serial_close_all(self)
+        handlers = {h for handlers in cached.values() for h in handlers}
         threads = [threading.Thread(target=_close_handler, args=(h,), name="close_worker") for h in handlers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        self._cached_handlers.clear()
+        cached.clear()
         serial_close_all(self)
 
     manager.close_all = close_all
@@ -161,12 +168,16 @@ def quick_worker_exit() -> Iterator[None]:
     Source: `apache_beam/runners/portability/fn_api_runner/fn_runner.py` (`run_pipeline` builds
     the multi_processing environment from the command line ``<python> -m
     apache_beam.runners.worker.sdk_worker_main`` with `SubprocessSDKEnvironment.from_command_string`;
-    only the module name in that command line is replaced).
+    only the module name in that command line is replaced). Where a Beam release builds the
+    environment otherwise, nothing is replaced and Beam's worker main runs.
     """
     from apache_beam.transforms import environments
 
     env = environments.SubprocessSDKEnvironment
-    beam_from_command_string = env.__dict__["from_command_string"]
+    beam_from_command_string = env.__dict__.get("from_command_string")
+    if not isinstance(beam_from_command_string, classmethod):  # another Beam: its own worker main
+        yield
+        return
 
     def from_command_string(cls, command_string: str):
         return beam_from_command_string.__func__(cls, command_string.replace(f"-m {BEAM_WORKER_MODULE}",

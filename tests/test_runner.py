@@ -92,3 +92,30 @@ def test_worker_processes_run_the_quick_exit_module_and_the_patches_are_undone()
         assert_that(modules, equal_to([WORKER_MODULE]))
     assert worker_handlers.WorkerHandlerManager.__dict__["close_all"] is beam_close_all
     assert environments.SubprocessSDKEnvironment.__dict__["from_command_string"] is beam_command
+
+
+def test_the_worker_patches_step_aside_for_a_beam_built_otherwise(monkeypatch):
+    """A Beam release whose worker command or shutdown is built otherwise gets its own behaviour
+    (slower, never broken): nothing is replaced, and a manager without the handler cache this
+    relies on closes with Beam's own close_all."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.transforms import environments
+
+    from pipelines.runner import parallel_worker_shutdown, quick_worker_exit
+
+    other = staticmethod(lambda command: ("built otherwise", command))
+    monkeypatch.setattr(environments.SubprocessSDKEnvironment, "from_command_string", other)
+    with quick_worker_exit():
+        assert environments.SubprocessSDKEnvironment.__dict__["from_command_string"] is other
+    closed = []
+
+    class Manager:  # Beam's close_all, but no _cached_handlers
+        def close_all(self):
+            closed.append(self)
+
+    beams_own = Manager.__dict__["close_all"]
+    monkeypatch.setattr(worker_handlers, "WorkerHandlerManager", Manager)
+    with parallel_worker_shutdown():
+        manager = Manager()
+        Manager.close_all(manager)
+    assert closed == [manager] and Manager.__dict__["close_all"] is beams_own
