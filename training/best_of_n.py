@@ -90,7 +90,7 @@ def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
     """The reward model in `folder` (a reward stage's final/), checked to share `tokenizer` (the
     policy's: the same merges, pre-tokenizer pattern and reserved tokens). Raises
     TrainingInputError (one line) for a missing folder or file, a folder that holds no reward
-    head, or another tokenizer."""
+    head, an unreadable tokenizer or weights that do not fit the config, or another tokenizer."""
     from llmdata.tokenizer_io import BPETokenizer
 
     if not os.path.isdir(folder):
@@ -106,7 +106,12 @@ def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
         raise TrainingInputError(f"{folder}/model_config.json is not readable ({type(err).__name__}: {err})") from None
     if not is_reward:
         raise TrainingInputError(f"{folder} is a language model, not a reward model (no reward head)")
-    theirs = BPETokenizer.load(folder)
+    try:
+        theirs = BPETokenizer.load(folder)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise TrainingInputError(f"{folder}/llmpipe_tokenizer.json is not a usable tokenizer "
+                                 f"({type(err).__name__}: {detail})") from None
     if (theirs.merges, theirs.pattern, theirs.specials) != (tokenizer.merges, tokenizer.pattern, tokenizer.specials):
         raise TrainingInputError(f"the reward model in {folder} has another tokenizer than the policy "
                                  f"({theirs.vocab_size} vs {tokenizer.vocab_size} tokens, or other merges): "
