@@ -70,7 +70,7 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
     reward model's chat template: they must share a tokenizer). Ties go to the earliest sample.
     Deterministic for a seeded `generator`. Raises ValueError when n < 1, when n > 1 at
     temperature 0 (greedy decoding gives n identical answers), with beam search, or when the
-    two models' vocabularies differ in size.
+    two models' vocabularies differ in size; TrainingInputError when a reward is NaN or infinite.
     """
     if n < 1:
         raise ValueError(f"best-of-N needs N >= 1 (got {n})")
@@ -83,6 +83,10 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
                          f"({model.cfg.vocab_size}): it scores another tokenizer's ids")
     answers = chat_replies(model, template, prompt, sampling, n, generator)
     scored = [(a, score(reward_model, template, prompt, a)) for a in answers]
+    bad = next((r for _, r in scored if not math.isfinite(r)), None)
+    if bad is not None:  # NaN compares false: max / vote would quietly pick the first sample
+        raise TrainingInputError(f"the reward model gave a non-finite reward ({bad}) to a best-of-{n} answer: "
+                                 "its weights are broken (a diverged reward run?)")
     return select(scored, selection, vote_temperature), scored
 
 
