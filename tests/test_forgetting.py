@@ -243,7 +243,8 @@ def test_run_report_says_how_many_dpo_held_out_prompts_are_preference_prompts(tm
 
     _, sections = build(str(tmp_path))
     (sec,) = [s for s in sections if s.title.startswith("DPO on")]
-    rows = [b for b in sec.blocks if b[0] == "table"][0][2]
+    rows = next(b for b in sec.blocks if b[0] == "table")[2]
     assert ["... on the 1 not among the preference prompts", "0.0%", "100.0%"] in rows
-    assert ("p", "3 of the 4 held-out prompts are also in the preference file (add 3): an answer to one of them can be "
-                 "recalled, not worked out.") in sec.blocks
+    note = ("3 of the 4 held-out prompts are also in the preference file (add 3): an answer to one of them can be "
+            "recalled, not worked out.")
+    assert ("p", note) in sec.blocks
