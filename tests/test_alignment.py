@@ -253,6 +253,7 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, packed, tasks, 
     ("reward", [], "reward: no usable preference pair"),
     ("dpo", [], "dpo: no usable preference pair"),
     ("dpo", ["--set", "dpo.max_len=100000", "good data"], "dpo: max_len 100000 is beyond"),
+    ("dpo", ["good data", "empty eval"], "dpo: no usable conversation in dpo.eval_file"),
 ])
 def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrained, tasks, tmp_path, capsys,
                                                                          stage, extra, says):
@@ -271,9 +272,13 @@ def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrai
         held_file.write_text("not json\n")
     held = ["--set", f"{stage}.heldout_file={held_file}"]
     if stage == "dpo":
-        held += ["--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}"]
+        eval_file = tasks / "sft" / "heldout.jsonl"
+        if "empty eval" in extra:  # configured but without one usable row: exact match would be n/a unnoticed
+            eval_file = tmp_path / "empty_eval.jsonl"
+            eval_file.write_text('not json\n{"prompt": 3}\n')
+        held += ["--set", f"dpo.eval_file={eval_file}"]
     code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
-                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out")]])
+                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out", "empty eval")]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"llmpipe: error: {says}") and "\n" not in err
     assert (out / "checkpoints" / "step_5").is_dir()
