@@ -318,7 +318,9 @@ def _alignment(manifests: dict, sections: list[Section]) -> None:
             rows.append([f"... on the {em_after['unseen']['n']} not among the preference prompts",
                          pct((em_before.get("unseen") or {}).get("exact_match")), pct(em_after["unseen"]["exact_match"])])
         rows += [[f"implicit reward accuracy: {t}", "", pct(v)] for t, v in after["by_task"].items()]
-        sections.append(Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows))
+        sec = Section(f"DPO on {after['pairs']} held-out pairs").table(["", "reference (start)", "DPO policy"], rows)
+        _overlap_note(sec, em_after, "preference file")
+        sections.append(sec)
     _rl(manifests, sections)
     _forgetting(manifests, sections)
 

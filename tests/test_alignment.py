@@ -253,6 +253,7 @@ def test_sft_and_lora_stages_train_export_and_report(pretrained, packed, tasks, 
     ("reward", [], "reward: no usable preference pair"),
     ("dpo", [], "dpo: no usable preference pair"),
     ("dpo", ["--set", "dpo.max_len=100000", "good data"], "dpo: max_len 100000 is beyond"),
+    ("dpo", ["good data", "empty eval"], "dpo: no usable conversation in dpo.eval_file"),
 ])
 def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrained, tasks, tmp_path, capsys,
                                                                          stage, extra, says):
@@ -271,9 +272,13 @@ def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrai
         held_file.write_text("not json\n")
     held = ["--set", f"{stage}.heldout_file={held_file}"]
     if stage == "dpo":
-        held += ["--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}"]
+        eval_file = tasks / "sft" / "heldout.jsonl"
+        if "empty eval" in extra:  # configured but without one usable row: exact match would be n/a unnoticed
+            eval_file = tmp_path / "empty_eval.jsonl"
+            eval_file.write_text('not json\n{"prompt": 3}\n')
+        held += ["--set", f"dpo.eval_file={eval_file}"]
     code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
-                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out")]])
+                 "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out", "empty eval")]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"llmpipe: error: {says}") and "\n" not in err
     assert (out / "checkpoints" / "step_5").is_dir()
@@ -441,3 +446,30 @@ def test_a_pair_without_reference_log_probs_raises_instead_of_training_on_nothin
     assert data[0]["ref"] == (-1.0, -2.0)
     with pytest.raises(RuntimeError, match="pair 1 has no reference log-probs"):
         data[1]
+
+
+def test_a_broken_reward_model_folder_is_one_line(tok, tmp_path):
+    """What `llmpipe rl` / `reward score` is given as a reward model: damaged tokenizer file, a
+    model_config.json whose shapes do not fit the weights: one-line TrainingInputErrors."""
+    from training.best_of_n import load_matching_reward_model
+    from training.reward import save_reward_model
+    from training.stage import TrainingInputError
+
+    torch.manual_seed(0)
+    model = RewardModel(Transformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2,
+                                                max_seq_len=64, ffn_multiple_of=16)))
+    folder = tmp_path / "rm"
+    save_reward_model(str(folder), model.state_dict(), model.cfg)
+    tok.save(str(folder))
+    assert load_matching_reward_model(str(folder), tok) is not None
+    config = json.loads((folder / "model_config.json").read_text())
+    (folder / "model_config.json").write_text(json.dumps({**config, "d_model": 64}))
+    with pytest.raises(TrainingInputError, match="the weights do not fit its model_config.json") as err:
+        load_matching_reward_model(str(folder), tok)
+    assert "\n" not in str(err.value)
+    (folder / "model_config.json").write_text(json.dumps(config))
+    for broken in ('{"merges": [', "[]", '{"merges": [[1, 2]]}'):
+        (folder / "llmpipe_tokenizer.json").write_text(broken)
+        with pytest.raises(TrainingInputError, match="llmpipe_tokenizer.json") as err:
+            load_matching_reward_model(str(folder), tok)
+        assert "\n" not in str(err.value)

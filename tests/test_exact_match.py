@@ -26,9 +26,10 @@ def test_held_out_prompts_in_the_training_file_are_counted_and_left_out_of_the_u
     held = [("add", conv("What is 3 + 4?", "7")), ("add", conv("What is 1 + 1?", "2")), ("repeat", conv("Repeat: a b", "a b")),
             ("repeat", conv("Repeat: c d", "c d")), ("larger", conv("Which is larger, 5 or 9?", "9"))]
     keys = training_prompts(train)
-    assert len(keys) == 4 and prompt_key([{"role": "user", "content": "What is 3 + 4?"}]) in keys
+    assert len(keys) == 5 and prompt_key([{"role": "user", "content": "What is 3 + 4?"}]) in keys
     em = exact_match(torch.nn.Module(), None, held, 10, 4, answer=reply, train_prompts=keys)
     # in training: both adds and "Repeat: a b" (the prompt-only row); "Repeat: c d" was trained
+    # (keys: the 3 one-turn prompts, and "hi" and "hi, hello, Repeat: c d" from the 2-answer row)
     # after two other turns, a different prompt; right: 3 + 4, Repeat: a b, larger
     assert em["n"] == 5 and em["exact_match"] == 3 / 5
     assert em["in_training"] == 3 and em["in_training_by_task"] == {"add": 2, "larger": 0, "repeat": 1}
@@ -48,3 +49,14 @@ def test_a_prompt_keys_the_same_whatever_spaces_surround_it(text, before, after)
     padded = prompt_key([{"role": "user", "content": before + text + after}])
     assert padded == prompt_key([{"role": "user", "content": text.strip()}])
     assert padded != prompt_key([{"role": "system", "content": text}])
+
+
+def test_a_held_out_prompt_answered_in_an_earlier_turn_of_a_training_conversation_is_in_training():
+    # SFT's loss is on every assistant turn (llmdata/chat.py ChatTemplate.encode), so a multi-turn
+    # training conversation teaches the reply to each of its prefixes, not only to the last one
+    train = [conv("And 2 + 2?", "4", "What is 3 + 4?", "7")]
+    keys = training_prompts(train)
+    assert prompt_key([{"role": "user", "content": "What is 3 + 4?"}]) in keys
+    held = [("add", conv("What is 3 + 4?", "7")), ("larger", conv("Which is larger, 5 or 9?", "9"))]
+    em = exact_match(torch.nn.Module(), None, held, 10, 4, answer=reply, train_prompts=keys)
+    assert em["in_training"] == 1 and em["unseen"] == {"exact_match": 1.0, "n": 1}

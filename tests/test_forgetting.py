@@ -225,3 +225,26 @@ def test_run_report_gives_exact_match_on_the_prompts_not_trained_on(tmp_path):
         assert table[2][1] == ["not among the training prompts (2)", "0.0%", "50.0%"]
         assert ("p", f"2 of the 4 held-out prompts are also in the {what} (add 2): an answer to one of them can be "
                      "recalled, not worked out.") in sec.blocks
+
+
+def test_run_report_says_how_many_dpo_held_out_prompts_are_preference_prompts(tmp_path):
+    """DPO's section gives the exact match on the prompts not among the preference prompts and,
+    like SFT's and RL's, the sentence saying how many held-out prompts are preference prompts."""
+    def em(value, unseen):
+        return {"exact_match": value, "n": 4, "by_task": {"add": value}, "examples": [], "in_training": 3,
+                "in_training_by_task": {"add": 3}, "unseen": {"exact_match": unseen, "n": 1}}
+
+    held = {"pairs": 6, "reward_accuracy": 0.5, "loglik_accuracy": 0.5, "mean_margin": 0.1, "by_task": {"add": 0.5}}
+    (tmp_path / "09-dpo").mkdir()
+    (tmp_path / "09-dpo" / "manifest.json").write_text(json.dumps(
+        {"stage": "dpo", "status": "complete", "summary": {"steps": 2}, "heldout": {"before": held, "after": held},
+         "exact_match": {"before": em(0.25, 0.0), "after": em(0.5, 1.0)}}))
+    from pipelines.run_report import build
+
+    _, sections = build(str(tmp_path))
+    (sec,) = [s for s in sections if s.title.startswith("DPO on")]
+    rows = next(b for b in sec.blocks if b[0] == "table")[2]
+    assert ["... on the 1 not among the preference prompts", "0.0%", "100.0%"] in rows
+    note = ("3 of the 4 held-out prompts are also in the preference file (add 3): an answer to one of them can be "
+            "recalled, not worked out.")
+    assert ("p", note) in sec.blocks

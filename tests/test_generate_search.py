@@ -446,3 +446,20 @@ def test_cli_generate_with_nothing_usable_exits_2_after_writing_its_error_rows(m
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == content.count(b"\n") and says in captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):
+    """A reward model whose weights went NaN (a diverged reward run): comparing NaN rewards would
+    silently pick the first sample as "the best"; it is a one-line TrainingInputError instead."""
+    import copy
+
+    from training.stage import TrainingInputError
+
+    _, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
+    broken = copy.deepcopy(rewards[1.0][1])
+    with torch.no_grad():
+        broken.value.weight.fill_(float("nan"))
+    with pytest.raises(TrainingInputError, match="non-finite reward") as err:
+        best_of_n(policy, broken, template, "Sort: b a", 3, SAMPLE, torch.Generator().manual_seed(3))
+    assert "\n" not in str(err.value)

@@ -70,7 +70,7 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
     reward model's chat template: they must share a tokenizer). Ties go to the earliest sample.
     Deterministic for a seeded `generator`. Raises ValueError when n < 1, when n > 1 at
     temperature 0 (greedy decoding gives n identical answers), with beam search, or when the
-    two models' vocabularies differ in size.
+    two models' vocabularies differ in size; TrainingInputError when a reward is NaN or infinite.
     """
     if n < 1:
         raise ValueError(f"best-of-N needs N >= 1 (got {n})")
@@ -83,6 +83,10 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
                          f"({model.cfg.vocab_size}): it scores another tokenizer's ids")
     answers = chat_replies(model, template, prompt, sampling, n, generator)
     scored = [(a, score(reward_model, template, prompt, a)) for a in answers]
+    bad = next((r for _, r in scored if not math.isfinite(r)), None)
+    if bad is not None:  # NaN compares false: max / vote would quietly pick the first sample
+        raise TrainingInputError(f"the reward model gave a non-finite reward ({bad}) to a best-of-{n} answer: "
+                                 "its weights are broken (a diverged reward run?)")
     return select(scored, selection, vote_temperature), scored
 
 
@@ -90,7 +94,7 @@ def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
     """The reward model in `folder` (a reward stage's final/), checked to share `tokenizer` (the
     policy's: the same merges, pre-tokenizer pattern and reserved tokens). Raises
     TrainingInputError (one line) for a missing folder or file, a folder that holds no reward
-    head, or another tokenizer."""
+    head, an unreadable tokenizer or weights that do not fit the config, or another tokenizer."""
     from llmdata.tokenizer_io import BPETokenizer
 
     if not os.path.isdir(folder):
@@ -106,7 +110,12 @@ def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:
         raise TrainingInputError(f"{folder}/model_config.json is not readable ({type(err).__name__}: {err})") from None
     if not is_reward:
         raise TrainingInputError(f"{folder} is a language model, not a reward model (no reward head)")
-    theirs = BPETokenizer.load(folder)
+    try:
+        theirs = BPETokenizer.load(folder)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise TrainingInputError(f"{folder}/llmpipe_tokenizer.json is not a usable tokenizer "
+                                 f"({type(err).__name__}: {detail})") from None
     if (theirs.merges, theirs.pattern, theirs.specials) != (tokenizer.merges, tokenizer.pattern, tokenizer.specials):
         raise TrainingInputError(f"the reward model in {folder} has another tokenizer than the policy "
                                  f"({theirs.vocab_size} vs {tokenizer.vocab_size} tokens, or other merges): "

@@ -206,8 +206,11 @@ class DPORecipe(TunedRecipe):
         held_raw, self.held_tasks, self.held_bad, _ = (read_pairs(section.heldout_file, self.template, section.max_len,
                                                                   masks=True) if section.heldout_file else ([], [], [], 0))
         self.pairs, self.held = sides(raw), sides(held_raw)
-        self.eval_rows = (load_conversations(section.eval_file, self.template, section.max_len)[1]
-                          if section.eval_file else [])
+        _, self.eval_rows, eval_bad, _ = (load_conversations(section.eval_file, self.template, section.max_len)
+                                          if section.eval_file else ([], [], [], 0))
+        if section.eval_file and not self.eval_rows:  # configured but empty: exact match would silently be n/a
+            raise TrainingInputError(f"dpo: no usable conversation in dpo.eval_file {section.eval_file} "
+                                     f"({len(eval_bad)} bad rows); fix it, or set dpo.eval_file: null")
         self.train_prompts = frozenset(prompt_key(item.parsed.prompt) for item in
                                        read_rows(section.train_file, "preference") if not isinstance(item, BadRow))
         self.model = self.load_base("max_len")

@@ -26,9 +26,13 @@ def prompt_key(context: list[Message]) -> str:
 
 
 def training_prompts(conversations: Iterable[list[Message]]) -> frozenset[str]:
-    """`prompt_key` of each conversation's prompt: the turns before its last assistant turn (a
-    conversation without one is all prompt)."""
-    return frozenset(prompt_key(prompt_and_reference(messages)[0]) for messages in conversations)
+    """`prompt_key` of each conversation's prompts: the turns before each of its assistant turns,
+    since the SFT loss is on every assistant turn (a conversation without one is all prompt)."""
+    keys = set()
+    for messages in conversations:
+        answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        keys.update(prompt_key(messages[:i]) for i in answers or [len(messages)])
+    return frozenset(keys)
 
 
 @torch.no_grad()

@@ -192,7 +192,8 @@ def save_reward_model(folder: str, state: dict[str, torch.Tensor], cfg) -> None:
 
 def load_reward_model(folder: str) -> RewardModel:
     """The reward model saved in `folder` (save_reward_model), in eval mode. A folder whose
-    weights hold no reward head (a language model) is a TrainingInputError."""
+    weights hold no reward head (a language model) or do not fit its model_config.json is a
+    TrainingInputError."""
     from training.export import read_config, read_weights
 
     cfg = read_config(folder)
@@ -203,8 +204,12 @@ def load_reward_model(folder: str) -> RewardModel:
         raise TrainingInputError(f"{folder} is a language model, not a reward model (no reward head)")
     if cfg.tie_embeddings:
         state["head.weight"] = state["embed.weight"]
-    model.backbone.load_state_dict(state, strict=True)
-    model.value.load_state_dict(value, strict=True)
+    try:
+        model.backbone.load_state_dict(state, strict=True)
+        model.value.load_state_dict(value, strict=True)
+    except RuntimeError as err:  # weights of another shape or naming than model_config.json says
+        detail = " ".join(str(err).split())[:300]
+        raise TrainingInputError(f"{folder}: the weights do not fit its model_config.json ({detail})") from None
     return model.eval()
 
 
