@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Optional
@@ -169,7 +170,8 @@ def quick_worker_exit() -> Iterator[None]:
     the multi_processing environment from the command line ``<python> -m
     apache_beam.runners.worker.sdk_worker_main`` with `SubprocessSDKEnvironment.from_command_string`;
     only the module name in that command line is replaced). Where a Beam release builds the
-    environment otherwise, nothing is replaced and Beam's worker main runs.
+    environment otherwise, nothing is replaced and Beam's worker main runs. The workers are told
+    this process's id (`pipelines.local_worker.RUNNER_PID_ENV`) and exit once it is gone.
     """
     from apache_beam.transforms import environments
 
@@ -183,11 +185,19 @@ def quick_worker_exit() -> Iterator[None]:
         return beam_from_command_string.__func__(cls, command_string.replace(f"-m {BEAM_WORKER_MODULE}",
                                                                              f"-m {WORKER_MODULE}"))
 
+    from pipelines.local_worker import RUNNER_PID_ENV
+
     env.from_command_string = classmethod(from_command_string)
+    had_pid = os.environ.get(RUNNER_PID_ENV)
+    os.environ[RUNNER_PID_ENV] = str(os.getpid())  # the workers inherit it and exit once we are gone
     try:
         yield
     finally:
         env.from_command_string = beam_from_command_string
+        if had_pid is None:
+            os.environ.pop(RUNNER_PID_ENV, None)
+        else:
+            os.environ[RUNNER_PID_ENV] = had_pid
 
 
 def _close_handler(handler) -> None:

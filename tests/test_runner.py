@@ -119,3 +119,32 @@ def test_the_worker_patches_step_aside_for_a_beam_built_otherwise(monkeypatch):
         manager = Manager()
         Manager.close_all(manager)
     assert closed == [manager] and Manager.__dict__["close_all"] is beams_own
+
+
+def test_a_worker_exits_once_the_runner_that_started_it_is_gone():
+    """A runner killed by a SIGTERM sent to it alone left Beam's workers waiting for ever while they
+    started up; pipelines.local_worker watches the runner's pid and ends with status 1."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.local_worker import RUNNER_PID_ENV
+    from pipelines.runner import quick_worker_exit
+
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time\nfrom pipelines.local_worker import exit_when_gone\n"
+                               f"exit_when_gone({runner.pid}, 0.05)\ntime.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        assert worker.poll() is None  # the runner lives: the worker stays
+        runner.kill()
+        runner.wait()
+        assert worker.wait(timeout=10) == 1
+    finally:
+        for p in (runner, worker):
+            p.kill()
+    before = os.environ.get(RUNNER_PID_ENV)
+    with quick_worker_exit():
+        assert os.environ[RUNNER_PID_ENV] == str(os.getpid())
+    assert os.environ.get(RUNNER_PID_ENV) == before
