@@ -365,9 +365,11 @@ def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
     tiny test model reaches 57.5% in these 40 steps.)"""
     seen = forty_pairs(tasks, tmp_path)
     out = tmp_path / "run" / "09-dpo"
+    eval_file = tmp_path / "eval.jsonl"  # the held-out conversations and one broken row, listed as such
+    eval_file.write_text((tasks / "sft" / "heldout.jsonl").read_text() + '{"prompt": "unterminated\n')
     assert main(["dpo", "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
                  "--no-progress", "--set", f"dpo.train_file={seen}", "--set", f"dpo.heldout_file={seen}",
-                 "--set", f"dpo.eval_file={tasks / 'sft' / 'heldout.jsonl'}", "--set", "dpo.eval_generate=5",
+                 "--set", f"dpo.eval_file={eval_file}", "--set", "dpo.eval_generate=5",
                  "--set", "dpo.max_new_tokens=4", "--set", "dpo.max_steps=40", "--set", "dpo.lr=1e-3",
                  "--set", "dpo.eval_every=20", "--set", "dpo.tensorboard=false",
                  "--set", "dpo.rpo_alpha=0"]) == 0  # plain DPO (the demo config adds RPO's NLL term)
@@ -379,6 +381,10 @@ def test_dpo_stage_learns_the_demo_preferences(pretrained, tasks, tmp_path):
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert all(e["val_loss"] < 0.6932 for e in evals)  # below log 2, where DPO starts
     assert "implicit reward accuracy" in (out / "report.md").read_text()
+    assert "| exact-match file bad rows | 1 |" in (out / "report.md").read_text()
+    bad = [json.loads(line) for line in (out / "bad_rows.jsonl").read_text().splitlines()]
+    last = len(eval_file.read_text().splitlines())
+    assert [(b["file"], b["line"]) for b in bad] == [(str(eval_file), last)] and "invalid JSON" in bad[0]["reason"]
     assert (out / "final" / "chat_template.json").exists() and (out / "hf" / "config.json").exists()
     specials = BPETokenizer.load(str(out / "final")).special_ids  # a chat model: it stops at its end of turn
     stops = json.loads((out / "hf" / "generation_config.json").read_text())["eos_token_id"]

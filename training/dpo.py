@@ -206,11 +206,11 @@ class DPORecipe(TunedRecipe):
         held_raw, self.held_tasks, self.held_bad, _ = (read_pairs(section.heldout_file, self.template, section.max_len,
                                                                   masks=True) if section.heldout_file else ([], [], [], 0))
         self.pairs, self.held = sides(raw), sides(held_raw)
-        _, self.eval_rows, eval_bad, _ = (load_conversations(section.eval_file, self.template, section.max_len)
-                                          if section.eval_file else ([], [], [], 0))
+        _, self.eval_rows, self.eval_bad, _ = (load_conversations(section.eval_file, self.template, section.max_len)
+                                               if section.eval_file else ([], [], [], 0))
         if section.eval_file and not self.eval_rows:  # configured but empty: exact match would silently be n/a
             raise TrainingInputError(f"dpo: no usable conversation in dpo.eval_file {section.eval_file} "
-                                     f"({len(eval_bad)} bad rows); fix it, or set dpo.eval_file: null")
+                                     f"({len(self.eval_bad)} bad rows); fix it, or set dpo.eval_file: null")
         self.train_prompts = frozenset(prompt_key(item.parsed.prompt) for item in
                                        read_rows(section.train_file, "preference") if not isinstance(item, BadRow))
         self.model = self.load_base("max_len")
@@ -300,7 +300,8 @@ class DPORecipe(TunedRecipe):
                        exact_match_after=em_after["exact_match"] if em_after else None,
                        chosen_nll_before=nll_before, chosen_nll_after=nll_after)
         forgetting = self.forgetting_after(tuned)
-        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad)
+        quality, counts = self.data_quality("pairs used", len(self.pairs), {"cut to max_len": self.cut}, self.held_bad,
+                                            (("exact-match file bad rows", section.eval_file, self.eval_bad),))
         extra: dict = {"Data quality": quality,
                        "Forgetting: next-token loss on the pretraining validation text": forgetting_rows(
                            forgetting, "reference", "dpo", self.section.forgetting_samples)}

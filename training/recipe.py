@@ -233,14 +233,17 @@ class TunedRecipe(Recipe):
     def final_dir(self) -> str:
         return os.path.join(self.out, "final")
 
-    def data_quality(self, used_label: str, used: int, rows: dict[str, Any], held_bad: list) -> tuple[dict, dict]:
-        """Write bad_rows.jsonl (the training file's bad rows, then the held-out file's, each with its
-        file); (the report's "Data quality" table, the manifest's counts of the training file's)."""
+    def data_quality(self, used_label: str, used: int, rows: dict[str, Any], held_bad: list,
+                     more: tuple[tuple[str, Optional[str], list], ...] = ()) -> tuple[dict, dict]:
+        """Write bad_rows.jsonl (the training file's bad rows, then the held-out file's, then those of
+        `more`'s (label, file, bad rows), each with its file); (the report's "Data quality" table,
+        with a row per label of `more`, the manifest's counts of the training file's)."""
         self.bad_counts = write_bad_rows(self.out, [(self.section.train_file, self.bad),
-                                                    (self.section.heldout_file, held_bad)])
+                                                    (self.section.heldout_file, held_bad),
+                                                    *((path, bad) for _, path, bad in more)])
         table = {"rows read": used + len(self.bad), used_label: used,
                  **{f"bad rows: {k}": v for k, v in sorted(self.bad_counts.items())}, **rows,
-                 "held-out bad rows": len(held_bad)}
+                 "held-out bad rows": len(held_bad), **{label: len(bad) for label, _, bad in more}}
         counts = {"input": used + len(self.bad), "used": used,
                   "bad": {"total": len(self.bad), "by_reason": dict(sorted(self.bad_counts.items()))}}
         return table, counts
