@@ -388,10 +388,11 @@ def _unseen_row(before: dict, afters: list[dict]) -> list[list[str]]:
 
 def _overlap_note(sec: Section, em: dict, what: str) -> None:
     """One sentence on how many held-out prompts the stage also trained on."""
-    if "in_training" in em:
-        per_task = ", ".join(f"{t} {k}" for t, k in em["in_training_by_task"].items() if k)
-        sec.p(f"{em['in_training']} of the {em['n']} held-out prompts are also in the {what}"
-              + (f" ({per_task})" if per_task else "") + ": an answer to one of them can be recalled, not worked out.")
+    from training.exact_match import in_training_text  # torch-free
+
+    text = in_training_text(em)
+    if text:
+        sec.p(f"Held-out prompts also in the {what}: {text}; an answer to one of them can be recalled, not worked out.")
 
 
 def _forgetting(manifests: dict, sections: list[Section]) -> None:

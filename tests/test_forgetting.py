@@ -223,7 +223,7 @@ def test_run_report_gives_exact_match_on_the_prompts_not_trained_on(tmp_path):
         (sec,) = [s for s in sections if s.title.startswith(title)]
         table = [b for b in sec.blocks if b[0] == "table"][0]
         assert table[2][1] == ["not among the training prompts (2)", "0.0%", "50.0%"]
-        assert ("p", f"2 of the 4 held-out prompts are also in the {what} (add 2): an answer to one of them can be "
+        assert ("p", f"Held-out prompts also in the {what}: 2 of 4 (add 2); an answer to one of them can be "
                      "recalled, not worked out.") in sec.blocks
 
 
@@ -245,6 +245,6 @@ def test_run_report_says_how_many_dpo_held_out_prompts_are_preference_prompts(tm
     (sec,) = [s for s in sections if s.title.startswith("DPO on")]
     rows = next(b for b in sec.blocks if b[0] == "table")[2]
     assert ["... on the 1 not among the preference prompts", "0.0%", "100.0%"] in rows
-    note = ("3 of the 4 held-out prompts are also in the preference file (add 3): an answer to one of them can be "
+    note = ("Held-out prompts also in the preference file: 3 of 4 (add 3); an answer to one of them can be "
             "recalled, not worked out.")
     assert ("p", note) in sec.blocks

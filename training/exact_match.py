@@ -15,8 +15,6 @@ import json
 from collections import Counter
 from typing import Callable, Iterable, Optional
 
-import torch
-
 from llmdata.chat import ChatTemplate, Message, prompt_and_reference
 
 
@@ -35,7 +33,6 @@ def training_prompts(conversations: Iterable[list[Message]]) -> frozenset[str]:
     return frozenset(keys)
 
 
-@torch.no_grad()
 def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Message]]], limit: int,
                 max_new_tokens: int, answer: Optional[Callable[[list[Message]], str]] = None,
                 train_prompts: Optional[frozenset[str]] = None) -> dict:
@@ -44,37 +41,41 @@ def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Messag
     `train_prompts` (`training_prompts`) also "in_training" (how many of the n prompts are among
     them, per task in "in_training_by_task") and "unseen" ({"exact_match", "n"} over the others,
     exact_match None when there are none)."""
+    import torch  # here, not at the top: the run report reads in_training_text without torch
+
     from training.generate import Sampling, chat_reply
 
-    model.eval()
-    greedy = Sampling(max_new_tokens)
-    answer = answer or (lambda context: chat_reply(model, template, context, greedy))
-    hits: Counter = Counter()
-    seen: Counter = Counter()
-    overlap: Counter = Counter()
-    unseen_hits = 0
-    examples = []
-    for task, messages in rows[:limit]:
-        context, reference = prompt_and_reference(messages)
-        reply = answer(context).strip()
-        ok = reply == (reference or "").strip()
-        hits[task] += ok
-        seen[task] += 1
+    with torch.no_grad():
+        model.eval()
+        greedy = Sampling(max_new_tokens)
+        answer = answer or (lambda context: chat_reply(model, template, context, greedy))
+        hits: Counter = Counter()
+        seen: Counter = Counter()
+        overlap: Counter = Counter()
+        unseen_hits = 0
+        examples = []
+        for task, messages in rows[:limit]:
+            context, reference = prompt_and_reference(messages)
+            reply = answer(context).strip()
+            ok = reply == (reference or "").strip()
+            hits[task] += ok
+            seen[task] += 1
+            if train_prompts is not None:
+                if prompt_key(context) in train_prompts:
+                    overlap[task] += 1
+                else:
+                    unseen_hits += ok
+            if len(examples) < 8:
+                examples.append({"task": task, "prompt": context[-1]["content"], "reference": reference,
+                                 "answer": reply, "ok": ok})
+        total = sum(seen.values())
+        result = {"exact_match": sum(hits.values()) / total if total else None, "n": total,
+                  "by_task": {t: hits[t] / seen[t] for t in sorted(seen)}, "examples": examples}
         if train_prompts is not None:
-            if prompt_key(context) in train_prompts:
-                overlap[task] += 1
-            else:
-                unseen_hits += ok
-        if len(examples) < 8:
-            examples.append({"task": task, "prompt": context[-1]["content"], "reference": reference, "answer": reply, "ok": ok})
-    total = sum(seen.values())
-    result = {"exact_match": sum(hits.values()) / total if total else None, "n": total,
-              "by_task": {t: hits[t] / seen[t] for t in sorted(seen)}, "examples": examples}
-    if train_prompts is not None:
-        unseen = total - sum(overlap.values())
-        result.update(in_training=total - unseen, in_training_by_task={t: overlap[t] for t in sorted(seen)},
-                      unseen={"exact_match": unseen_hits / unseen if unseen else None, "n": unseen})
-    return result
+            unseen = total - sum(overlap.values())
+            result.update(in_training=total - unseen, in_training_by_task={t: overlap[t] for t in sorted(seen)},
+                          unseen={"exact_match": unseen_hits / unseen if unseen else None, "n": unseen})
+        return result
 
 
 def exact_match_rows(em: dict, label: str) -> dict:
@@ -89,9 +90,15 @@ def exact_match_rows(em: dict, label: str) -> dict:
 def overlap_rows(em: Optional[dict]) -> dict:
     """Report rows saying how many held-out prompts are also training prompts, overall and per
     task (empty without the check)."""
+    text = in_training_text(em)
+    return {"held-out prompts also among the training prompts": text} if text else {}
+
+
+def in_training_text(em: Optional[dict]) -> Optional[str]:
+    """"53 of 200 (add 40, larger 4, ...)": how many of `exact_match`'s prompts are training
+    prompts, per task where any; None without the check. Torch-free, for the run report too."""
     if not em or "in_training" not in em:
-        return {}
+        return None
     per_task = ", ".join(f"{t} {k}" for t, k in em["in_training_by_task"].items() if k)
-    return {"held-out prompts also among the training prompts": f"{em['in_training']} of {em['n']}"
-            + (f" ({per_task})" if per_task else "")}
+    return f"{em['in_training']} of {em['n']}" + (f" ({per_task})" if per_task else "")
 
