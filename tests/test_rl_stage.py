@@ -208,11 +208,13 @@ def test_a_reward_model_that_fails_on_every_completion_stops_the_stage_in_one_li
                    "step 1; the first: RuntimeError: Expected all tensors to be on the same device")
 
 
-def test_a_checker_that_fails_on_some_completions_gives_error_rows_and_the_run_goes_on(pretrained, prompts, tmp_path,
-                                                                                      monkeypatch):
+@pytest.mark.parametrize("checker_role", ["reward", "monitor"])
+def test_a_checker_that_fails_on_some_completions_gives_error_rows_and_the_run_goes_on(pretrained, prompts, reward_model,
+                                                                                      tmp_path, monkeypatch, checker_role):
     """The issue's "a checker that fails on one sample gives a clear error row, not a crashed
     stage": the rows (prompt, completion, source, one-line reason) are in each step's metrics and
-    the first ten in the report; the stage completes."""
+    the first ten in the report, and counted, whether the checker is the reward or only watches
+    the reward model's run; the stage completes."""
     import itertools
 
     from training import rl_stage
@@ -229,7 +231,9 @@ def test_a_checker_that_fails_on_some_completions_gives_error_rows_and_the_run_g
 
     monkeypatch.setattr(rl_stage, "exact_match_reward", flaky)
     out = tmp_path / "rl"
-    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2")) == 0
+    role = [] if checker_role == "reward" else ["--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
+                                                "--set", f"rl.rewards.reward_model_dir={reward_model}"]
+    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2", *role)) == 0
     rows = train_rows(out)
     for r in rows:  # 2 prompts x 4 completions a step, every other one failing
         assert r["reward_errors"] == 4 and len(r["reward_error_rows"]) == 4

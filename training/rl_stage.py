@@ -258,7 +258,7 @@ class RLRecipe(TunedRecipe):
         s["truncated"] += stats["truncated_fraction"] * n
         s["groups"] += adv.zero_variance.numel()
         s["zero_variance_groups"] += float(adv.zero_variance.sum())
-        s["reward_errors"] += len(scores.errors)
+        s["reward_errors"] += len(scores.errors) + (len(watched.errors) if watched else 0)  # monitors' too
         per_source = {**scores.per_source, "total": scores.total, **(watched.per_source if watched else {})}
         for name, r in per_source.items():
             ok = r[~r.isnan()]
@@ -302,7 +302,8 @@ class RLRecipe(TunedRecipe):
         fresh start for the next step: `kl_coef` is the β this step used; the KL controller then
         moves it for the next step (the same on every rank: the KL is all-reduced first).
         `reward_error_rows` holds the step's first `_ERROR_ROWS_PER_STEP` reward error rows over
-        all ranks ({"prompt", "completion", "source", "reason"}); `reward_errors` counts them all."""
+        all ranks ({"prompt", "completion", "source", "reason"}), gathered only in a step that has
+        any; `reward_errors` counts them all, the monitors' (reported, unweighted sources) too."""
         names = sorted(self.reward_sums)
         local = torch.tensor([self.sums[k] for k in _SUMS] + [v for n in names for v in self.reward_sums[n]],
                              dtype=torch.float64)
@@ -314,11 +315,12 @@ class RLRecipe(TunedRecipe):
             local = local.to(self.trainer.engine.device)
             dist.all_reduce(local)
             local = local.cpu()
+        values = dict(zip(_SUMS, local[: len(_SUMS)].tolist()))
+        if world > 1 and values["reward_errors"]:  # the all-reduced count: every rank gathers, or none
             gathered: list = [None] * world
             dist.all_gather_object(gathered, error_rows)
             error_rows = [row for rows in gathered for row in rows][:_ERROR_ROWS_PER_STEP]
         self.error_rows = []
-        values = dict(zip(_SUMS, local[: len(_SUMS)].tolist()))
         rewards = local[len(_SUMS):].view(-1, 2).tolist() if names else []
         self.sums = dict.fromkeys(_SUMS, 0.0)
         self.reward_sums = {}
