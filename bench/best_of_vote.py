@@ -51,12 +51,12 @@ def main() -> None:
         for _, messages in rows:
             context, reference = prompt_and_reference(messages)
             ref = (reference or "").strip()
-            _, scored = best_of_n(model, reward_model, template, context, args.n, sampling, gen)
+            _, scored, _ = best_of_n(model, reward_model, template, context, args.n, sampling, gen)
             answers = [a.strip() for a, _ in scored]
             greedy_answer = chat_reply(model, template, context, greedy)
             hits["greedy"] += greedy_answer.strip() == ref
             # the greedy answer as one of the N candidates, with N - 1 samples
-            with_greedy = [(greedy_answer, score(reward_model, template, context, greedy_answer)), *scored[: args.n - 1]]
+            with_greedy = [(greedy_answer, score(reward_model, template, context, greedy_answer)[0]), *scored[: args.n - 1]]
             hits[f"greedy + {args.n - 1} samples, highest reward"] += select(with_greedy, "max").strip() == ref
             hits[f"greedy + {args.n - 1} samples, reward-weighted vote, temperature 2"] += select(with_greedy, "vote", 2.0).strip() == ref
             hits[f"best-of-{args.n}, highest reward"] += select(scored, "max").strip() == ref

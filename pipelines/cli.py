@@ -281,10 +281,11 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
 
     def answer(prompt) -> dict:
         if reward_model is not None:
-            best, scored = best_of_n(model, reward_model, template, prompt, args.best_of, sampling, generator,
-                                     args.select, args.vote_temperature or 2.0)
+            best, scored, cut = best_of_n(model, reward_model, template, prompt, args.best_of, sampling, generator,
+                                          args.select, args.vote_temperature or 2.0)
             return {"completion": best, "reward": next(r for a, r in scored if a == best),
-                    "candidates": [{"completion": a, "reward": r} for a, r in scored]}
+                    "candidates": [{"completion": a, "reward": r, **({"cut": True} if c else {})}
+                                   for (a, r), c in zip(scored, cut)]}
         if template is not None:
             return {"completion": chat_reply(model, template, prompt, sampling, generator)}
         return {"completion": continuation(model, tokenizer, prompt, sampling, generator)}

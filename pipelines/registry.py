@@ -12,6 +12,7 @@ module when called, so reading the registry imports neither Beam nor DeepSpeed.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
@@ -175,9 +176,11 @@ def _reward_score(call: StageCall) -> int:
     from training.stage import require_usable_rows
 
     model_dir = call.arg("model") or os.path.join(stage_dir(call.cfg, "reward"), "final")
-    rows, bad = score_file(model_dir, call.arg("input"), call.out)
-    if call.out:
-        print(f"reward score: {rows} rows scored ({bad} bad) -> {call.out}")
+    rows, bad, cut = score_file(model_dir, call.arg("input"), call.out)
+    shortened = f", {cut} responses scored cut to the model's length (\"<key>_cut\")" if cut else ""
+    if call.out or cut:
+        print(f"reward score: {rows} rows scored ({bad} bad{shortened})" + (f" -> {call.out}" if call.out else ""),
+              file=sys.stdout if call.out else sys.stderr)
     require_usable_rows("reward score", call.arg("input"), rows, bad)
     return 0
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmdata.bpe import PATTERNS, learn_merges
-from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, read_rows, to_conversation, to_preference
+from llmdata.chat import BadRow, ChatTemplate, Preference, inputs_and_labels, read_rows, to_conversation, to_preference
 from llmdata.sample_tasks import write_tasks
 from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
@@ -310,12 +310,20 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     # a pairwise loss has no perplexity: none is reported
     assert "val_ppl" not in manifest["summary"] and "perplexity" not in (out / "report.md").read_text()
     rows = tmp_path / "score.jsonl"
-    rows.write_bytes(b'{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n{"prompt": "\xff"}\n')
+    long_row = json.dumps({"prompt": "Repeat: " + "file list " * 400, "chosen": "file", "rejected": "list"}).encode()
+    rows.write_bytes(b'{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n{"prompt": "\xff"}\n'
+                     + long_row + b"\n")
     capsys.readouterr()
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 0
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    captured = capsys.readouterr()
+    lines = [json.loads(x) for x in captured.out.splitlines()]
     assert isinstance(lines[0]["response_reward"], float) and "invalid JSON" in lines[1]["error"]
     assert lines[2] == {"line": 3, "error": "ValueError: invalid UTF-8 at byte 12"}
+    assert "response_cut" not in lines[0]  # it fits the model
+    # 800 prompt tokens do not fit the model's 512: scored cut as its training pairs were, and said so
+    assert lines[3]["chosen_cut"] is True and lines[3]["rejected_cut"] is True
+    assert lines[3]["chosen_reward"] != lines[3]["rejected_reward"]
+    assert "2 responses scored cut to the model's length" in captured.err and captured.err.count("\n") == 1
     rows.write_bytes(b'not json\n{"prompt": "SFT rows are not scored", "completion": "x"}\n')
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 2  # nothing scored
     captured = capsys.readouterr()
@@ -425,6 +433,22 @@ def test_pairs_are_cut_with_the_same_prompt_tokens_on_both_sides(tok, prompt, ch
         assert ids[:keep] == full_prompt[len(full_prompt) - keep:]  # the same prompt tokens on both sides
         response = ids[keep:]
         assert response == answer or (response[:-1] == answer[: len(response) - 1] and response[-1] == template.eot_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(prompt=words, response=words, max_len=st.integers(4, 60))
+def test_a_scored_response_is_cut_as_the_training_pairs_are(tok, prompt, response, max_len):
+    """What the reward model scores (reward score, best-of-N, RL) is cut by the rule its training
+    pairs were cut by: the same ids as a pair's side with that response, and the same flag."""
+    from training.reward import encode_pair, encode_response
+
+    template = ChatTemplate(tok)
+    pref = to_preference({"prompt": prompt, "chosen": response, "rejected": response + " x"})
+    ids, cut = encode_response(template, pref.prompt, response, max_len)
+    alone = Preference(pref.prompt, pref.chosen, pref.chosen)  # the rule with this response as the longest
+    (side_ids, _), _, side_cut = encode_pair(template, alone, max_len)
+    assert (ids, cut) == (side_ids, side_cut)
+    assert len(ids) <= max_len and ids[-1] == template.eot_id
 
 
 @pytest.mark.parametrize("precision", ["bf16"])

@@ -183,7 +183,7 @@ def test_the_exported_reward_model_scores_template_text_like_score(tok_dir, tmp_
     chats = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in QA]
     chats.append([{"role": "system", "content": "be brief"}, *chats[0], {"role": "user", "content": "Repeat: path"},
                   {"role": "assistant", "content": "path path"}])
-    ours = torch.tensor([score(reward, template, c[:-1], c[-1]["content"]) for c in chats])
+    ours = torch.tensor([score(reward, template, c[:-1], c[-1]["content"])[0] for c in chats])
     batch = hf_tok.apply_chat_template(chats, padding=True, return_tensors="pt", return_dict=True)  # right-padded
     assert (batch["input_ids"] == tok.special_ids["<|pad|>"]).any()
     with torch.no_grad():

@@ -258,21 +258,22 @@ def test_best_of_n_picks_the_highest_reward_and_is_deterministic(models, rewards
     _, policy = models["chat"]
     template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
     prompt = "Sort: b a"
-    best, scored = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    best, scored, cut = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
     answers = [a for a, _ in scored]
     assert len(set(answers)) > 2  # sampled, not one answer six times
     assert answers == chat_replies(policy, template, prompt, SAMPLE, 6, torch.Generator().manual_seed(3))
-    assert [r for _, r in scored] == [score(rewards[1.0][1], template, prompt, a) for a in answers]
+    assert [r for _, r in scored] == [score(rewards[1.0][1], template, prompt, a)[0] for a in answers]
+    assert cut == [False] * 6
     assert best == max(scored, key=lambda x: x[1])[0] and best != min(scored, key=lambda x: x[1])[0]
     # the same seed: the same answers and pick; the negated head picks the lowest of the same answers
     again = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
-    assert again == (best, scored)
-    flipped, flipped_scored = best_of_n(policy, rewards[-1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    assert again == (best, scored, cut)
+    flipped, flipped_scored, _ = best_of_n(policy, rewards[-1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
     assert [a for a, _ in flipped_scored] == answers
     assert [r for _, r in flipped_scored] == pytest.approx([-r for _, r in scored])
     assert flipped == min(scored, key=lambda x: x[1])[0]
     # all rewards equal (a zero head): the first sample wins
-    first, zero = best_of_n(policy, rewards[0.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
+    first, zero, _ = best_of_n(policy, rewards[0.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(3))
     assert {r for _, r in zero} == {0.0} and first == answers[0]
     other = best_of_n(policy, rewards[1.0][1], template, prompt, 6, SAMPLE, torch.Generator().manual_seed(4))
     assert [a for a, _ in other[1]] != answers  # another seed, other samples
@@ -284,7 +285,7 @@ def test_best_of_n_on_any_prompt_returns_a_top_scored_candidate(models, rewards,
     _, policy = models["chat"]
     template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
     sampling = Sampling(max_new_tokens=4, temperature=1.0, top_k=20)
-    best, scored = best_of_n(policy, rewards[1.0][1], template, text, n, sampling, torch.Generator().manual_seed(seed))
+    best, scored, _ = best_of_n(policy, rewards[1.0][1], template, text, n, sampling, torch.Generator().manual_seed(seed))
     assert len(scored) == n and best == next(a for a, r in scored if r == max(r for _, r in scored))
 
 
@@ -311,9 +312,10 @@ def test_cli_best_of_n_returns_the_best_with_every_candidate(models, rewards, ca
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     generator = torch.Generator().manual_seed(7)
     for row in rows:  # the prompts share one generator, in order, as the CLI's
-        best, scored = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 5, SAMPLE, generator)
+        best, scored, _ = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 5, SAMPLE, generator)
         assert row["completion"] == best and len(row["candidates"]) == 5
         assert [(c["completion"], c["reward"]) for c in row["candidates"]] == scored
+        assert not any("cut" in c for c in row["candidates"])  # short prompts fit
         assert row["reward"] == max(r for _, r in scored)
 
 
@@ -392,7 +394,7 @@ def test_cli_best_of_n_vote_is_select_over_the_same_candidates(models, rewards, 
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     generator = torch.Generator().manual_seed(7)
     for row in rows:
-        _, scored = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 6, SAMPLE, generator)
+        _, scored, _ = best_of_n(policy, rewards[1.0][1], template, row["prompt"], 6, SAMPLE, generator)
         assert [(c["completion"], c["reward"]) for c in row["candidates"]] == scored
         assert row["completion"] == select(scored, "vote", 0.5)
         assert row["reward"] == next(r for a, r in scored if a == row["completion"])

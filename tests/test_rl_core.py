@@ -285,11 +285,14 @@ def test_reward_model_scoring_in_batches_equals_one_at_a_time(tok):
     model = RewardModel(small_model(vocab_size=tok.vocab_size)).eval()
     texts = ["7", "path type data file list name", "", "What is 3 + 4? 7 7 7 7 7 7 7 7"]
     batch = [RewardInput(p, None, t, [], True) for p in PROMPTS for t in texts]
-    for max_len in (4096, 12):  # 12: the longer ones are cut from the left, as score() cuts them
-        one_by_one = [score(model, template, it.messages, it.text, max_len=max_len) for it in batch]
+    for max_len in (4096, 12):  # 12: the longer ones are cut, as score() cuts them, and counted
+        scored = [score(model, template, it.messages, it.text, max_len=max_len) for it in batch]
+        one_by_one = [r for r, _ in scored]
         for size in (1, 3, 64):
-            batched = RewardModelScorer(model, template, batch_size=size, max_len=max_len)(batch)
-            assert batched == pytest.approx(one_by_one, abs=1e-5)
+            scorer = RewardModelScorer(model, template, batch_size=size, max_len=max_len)
+            assert scorer(batch) == pytest.approx(one_by_one, abs=1e-5)
+            assert scorer.cut == sum(cut for _, cut in scored)
+        assert (sum(cut for _, cut in scored) > 0) == (max_len == 12)
     assert len(set(round(x, 5) for x in one_by_one)) > 1  # the texts do score differently
 
 

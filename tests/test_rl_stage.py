@@ -83,6 +83,23 @@ def test_rl_with_the_reward_model_trains_reports_and_monitors_reward_hacking(pre
     assert any(b[0] == "p" and "Best-of-N" in b[1] for b in rl.blocks)
 
 
+def test_reward_model_inputs_longer_than_it_takes_are_counted_per_step(pretrained, prompts, reward_model, tmp_path):
+    """Prompts of ~800 tokens do not fit the 512-token reward model with their answers: each
+    completion is scored cut (as its training pairs were cut) and counted, in the step's metrics
+    and the report, not silently."""
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps({"prompt": f"Repeat: {'file list ' * 400}{w}", "completion": w}) + "\n"
+                            for w in ("file", "list")))
+    out = tmp_path / "10-rl"
+    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=1", "--set", "rl.micro_batch=2",
+                        "--set", f"rl.train_file={long}", "--set", "rl.rewards.reward_model=1",
+                        "--set", f"rl.rewards.reward_model_dir={reward_model}",
+                        "--set", "rl.kl_heldout_samples=0", "--set", "rl.forgetting_samples=0")) == 0
+    (row,) = train_rows(out)
+    assert row["reward_model_cut"] == 8 and row["reward_errors"] == 0  # 2 prompts x group_size 4
+    assert "| completions the reward model scored on a shortened input (all steps) | 8 |" in (out / "report.md").read_text()
+
+
 def test_resume_and_another_micro_batch_split_give_the_same_rollouts(pretrained, prompts, reward_model, tmp_path,
                                                                     monkeypatch):
     """Completions are drawn per (seed, step, prompt): a run stopped at step 2 and resumed, and a

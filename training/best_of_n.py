@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Literal, Optional, Union
+from typing import Literal, NamedTuple, Optional, Union
 
 import torch
 
@@ -33,6 +33,12 @@ from training.stage import TrainingInputError
 
 
 Selection = Literal["max", "vote"]
+
+
+class BestOfN(NamedTuple):
+    best: str  # the chosen answer
+    scored: list[tuple[str, float]]  # (answer, reward) of every sample, in the order drawn
+    cut: list[bool]  # per sample: its prompt + answer were shortened to fit the reward model
 
 
 def select(scored: list[tuple[str, float]], selection: Selection = "max", vote_temperature: float = 2.0) -> str:
@@ -62,12 +68,14 @@ def select(scored: list[tuple[str, float]], selection: Selection = "max", vote_t
 
 def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTemplate, prompt: Union[str, list[Message]],
               n: int, sampling: Sampling, generator: Optional[torch.Generator] = None, selection: Selection = "max",
-              vote_temperature: float = 2.0) -> tuple[str, list[tuple[str, float]]]:
-    """(the chosen answer (`select`), [(answer, reward)] for all `n` samples in the order drawn).
+              vote_temperature: float = 2.0) -> BestOfN:
+    """The chosen answer (`select`), [(answer, reward)] for all `n` samples in the order drawn, and
+    for each whether the reward model scored it on a shortened input (`BestOfN`).
 
     The `n` answers are sampled in one batch with `sampling` (`chat_replies`) and each scored by
     `reward.score` on the conversation prompt + answer, through `template` (the policy's and the
-    reward model's chat template: they must share a tokenizer). Ties go to the earliest sample.
+    reward model's chat template: they must share a tokenizer), cut as the reward model's
+    training pairs were when they do not fit it. Ties go to the earliest sample.
     Deterministic for a seeded `generator`. Raises ValueError when n < 1, when n > 1 at
     temperature 0 (greedy decoding gives n identical answers), with beam search, or when the
     two models' vocabularies differ in size; TrainingInputError when a reward is NaN or infinite.
@@ -82,12 +90,13 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
         raise ValueError(f"the reward model's vocabulary ({reward_model.cfg.vocab_size} tokens) is not the policy's "
                          f"({model.cfg.vocab_size}): it scores another tokenizer's ids")
     answers = chat_replies(model, template, prompt, sampling, n, generator)
-    scored = [(a, score(reward_model, template, prompt, a)) for a in answers]
+    results = [score(reward_model, template, prompt, a) for a in answers]
+    scored = [(a, r) for a, (r, _) in zip(answers, results)]
     bad = next((r for _, r in scored if not math.isfinite(r)), None)
     if bad is not None:  # NaN compares false: max / vote would quietly pick the first sample
         raise TrainingInputError(f"the reward model gave a non-finite reward ({bad}) to a best-of-{n} answer: "
                                  "its weights are broken (a diverged reward run?)")
-    return select(scored, selection, vote_temperature), scored
+    return BestOfN(select(scored, selection, vote_temperature), scored, [cut for _, cut in results])
 
 
 def load_matching_reward_model(folder: str, tokenizer) -> RewardModel:

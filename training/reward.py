@@ -62,31 +62,50 @@ class RewardModel(nn.Module):
         return rewards, loss_sum, count
 
 
-def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[tuple, tuple, bool]:
-    """(ids, training mask) of prompt+chosen and of prompt+rejected, at most `max_len` tokens
-    each, and whether they were cut. Both sides keep the same prompt tokens, so they differ only
-    in the responses (as TRL's DPO truncation: one prompt, the completions cut): when the prompt
-    and the longer response do not fit, the prompt is cut from the left only as much as that
-    response needs, but keeps at least min(len(prompt), max_len // 2) tokens; a response still
-    too long is then cut from the right, keeping its final <|endoftext|>, the token a reward is
-    read at (never a DPO target)."""
-    prompt = template.encode(pref.prompt, eot=False)
-    answers = [template.encode(pref.chosen), template.encode(pref.rejected)]
-    longest = max(len(ids) for ids, _ in answers)
+Encoded = tuple[list[int], list[bool]]  # token ids and, for each, whether it is a training target
+
+
+def fit_to_length(prompt: Encoded, responses: list[Encoded], max_len: int) -> tuple[list[Encoded], bool]:
+    """prompt + each response, at most `max_len` tokens each, and whether they were cut. Every
+    side keeps the same prompt tokens, so they differ only in the responses (as TRL's DPO
+    truncation: one prompt, the completions cut): when the prompt and the longest response do not
+    fit, the prompt is cut from the left only as much as that response needs, but keeps at least
+    min(len(prompt), max_len // 2) tokens; a response still too long is then cut from the right,
+    keeping its final token (<|endoftext|>, the token a reward is read at, never a DPO target).
+    Raises ValueError when max_len < 2 (no room for a prompt token and the final token)."""
+    if max_len < 2:
+        raise ValueError(f"max_len must be at least 2 tokens (got {max_len})")
+    longest = max(len(ids) for ids, _ in responses)
     if len(prompt[0]) + longest <= max_len:
-        chosen, rejected = ((prompt[0] + ids, prompt[1] + mask) for ids, mask in answers)
-        return chosen, rejected, False
+        return [(prompt[0] + ids, prompt[1] + mask) for ids, mask in responses], False
     keep = max(max_len - longest, min(len(prompt[0]), max_len // 2))
     room = max_len - keep
     kept = tuple(x[len(x) - keep:] for x in prompt)
 
-    def side(ids: list[int], mask: list[bool]) -> tuple[list[int], list[bool]]:
+    def side(ids: list[int], mask: list[bool]) -> Encoded:
         if len(ids) > room:
             ids, mask = ids[: room - 1] + ids[-1:], mask[: room - 1] + mask[-1:]
         return kept[0] + ids, kept[1] + mask
 
-    chosen, rejected = (side(*a) for a in answers)
-    return chosen, rejected, True
+    return [side(*r) for r in responses], True
+
+
+def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple[Encoded, Encoded, bool]:
+    """(ids, training mask) of prompt+chosen and of prompt+rejected, at most `max_len` tokens
+    each, and whether they were cut (`fit_to_length`'s rule)."""
+    (chosen, rejected), cut = fit_to_length(template.encode(pref.prompt, eot=False),
+                                            [template.encode(pref.chosen), template.encode(pref.rejected)], max_len)
+    return chosen, rejected, cut
+
+
+def encode_response(template: ChatTemplate, messages: list[Message], response: str, max_len: int) -> tuple[list[int], bool]:
+    """The ids a reward model scores for `response` to the turns `messages` (the turns, then the
+    assistant's turn <|end|><|endoftext|>), at most `max_len` tokens cut by the rule its training
+    pairs were cut by (`fit_to_length`: the prompt from the left, down to half of max_len, then
+    the response from the right), and whether they were cut."""
+    (side,), cut = fit_to_length(template.encode(messages, eot=False),
+                                 [template.encode([{"role": "assistant", "content": response}])], max_len)
+    return side[0], cut
 
 
 class PairSet(Dataset):
@@ -214,19 +233,22 @@ def load_reward_model(folder: str) -> RewardModel:
 
 
 @torch.no_grad()
-def score(model: RewardModel, template: ChatTemplate, prompt: list[Message] | str, response: str, max_len: int = 4096) -> float:
-    """The reward of one response to a prompt (a string is one user turn)."""
+def score(model: RewardModel, template: ChatTemplate, prompt: list[Message] | str, response: str,
+          max_len: int = 4096) -> tuple[float, bool]:
+    """(the reward of one response to a prompt (a string is one user turn), whether its input was
+    cut to min(max_len, the model's max_seq_len) tokens: `encode_response`)."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    ids, _ = template.encode(messages + [{"role": "assistant", "content": response}])
-    ids = ids[-min(max_len, model.cfg.max_seq_len):]
-    return float(model(torch.tensor([ids]), torch.tensor([len(ids)]))[0])
+    ids, cut = encode_response(template, messages, response, min(max_len, model.cfg.max_seq_len))
+    device = next(model.parameters()).device
+    return float(model(torch.tensor([ids], device=device), torch.tensor([len(ids)], device=device))[0]), cut
 
 
-def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tuple[int, int]:
+def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tuple[int, int, int]:
     """Score each JSONL row of `path` ({"prompt", "response"}, or preference rows: every string
     response, chosen or rejected gets a reward) with the reward model in `model_dir`, one JSON line
-    per row to `output` (None: stdout): {"line", "<key>_reward"...}, or {"line", "error"} for a row
-    that cannot be scored. Returns (rows, bad rows). A missing model or input is a
+    per row to `output` (None: stdout): {"line", "<key>_reward"..., "<key>_cut": true where the
+    prompt + response did not fit the model and were shortened (`encode_response`)}, or {"line",
+    "error"} for a row that cannot be scored. Returns (rows, bad rows, responses scored cut). A missing model or input is a
     TrainingInputError."""
     import json
     import sys
@@ -242,7 +264,7 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     model = load_reward_model(model_dir)
     template = ChatTemplate(BPETokenizer.load(model_dir))
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
-    bad = rows = 0
+    bad = rows = shortened = 0
     try:
         for item in read_objects(path):
             rows += 1
@@ -255,7 +277,12 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
                 keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
                 if not keys or not isinstance(prompt, (str, list)):
                     raise ValueError("needs a prompt and a string response, chosen or rejected")
-                result = {"line": n, **{f"{k}_reward": score(model, template, prompt, row[k]) for k in keys}}
+                result = {"line": n}
+                for k in keys:
+                    result[f"{k}_reward"], cut = score(model, template, prompt, row[k])
+                    if cut:  # scored on a shortened input, as its training pairs were when too long
+                        result[f"{k}_cut"] = True
+                        shortened += 1
             except (ValueError, KeyError, TypeError) as err:
                 bad += 1
                 result = {"line": n, "error": f"{type(err).__name__}: {err}"}
@@ -263,7 +290,7 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     finally:
         if output:
             out.close()
-    return rows, bad
+    return rows, bad, shortened
 
 
 class RewardRecipe(TunedRecipe):

@@ -177,17 +177,21 @@ class RewardModelScorer:
     The text is re-encoded rather than the sampled ids reused: the reward model was trained on the
     template's encoding of text, and a sampler can emit a non-canonical tokenization of it. The
     batches go to the device the model is on when called (the RL stage moves it to the engine's
-    device after building its sources)."""
+    device after building its sources). An input longer than min(max_len, max_seq_len) is cut by
+    the rule the reward model's training pairs were cut by (training/reward.py `encode_response`)
+    and counted in `cut` (completions of calls that returned; the RL stage reads and resets it)."""
 
     def __init__(self, model, template: ChatTemplate, batch_size: int = 32, max_len: int = 4096):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         self.model, self.template, self.batch_size, self.max_len = model, template, batch_size, max_len
         self.pad_id = template.tok.special_ids.get("<|pad|>", template.eot_id)
+        self.cut = 0
 
-    def encode(self, item: RewardInput) -> list[int]:
-        ids, _ = self.template.encode(item.messages + [{"role": "assistant", "content": item.text}])
-        return ids[-min(self.max_len, self.model.cfg.max_seq_len):]
+    def encode(self, item: RewardInput) -> tuple[list[int], bool]:
+        from training.reward import encode_response
+
+        return encode_response(self.template, item.messages, item.text, min(self.max_len, self.model.cfg.max_seq_len))
 
     @torch.no_grad()
     def __call__(self, items: list[RewardInput]) -> list[float]:
@@ -196,13 +200,17 @@ class RewardModelScorer:
         try:
             device = next(self.model.parameters()).device
             out: list[float] = []
+            cut = 0
             for start in range(0, len(items), self.batch_size):
-                seqs = [self.encode(it) for it in items[start : start + self.batch_size]]
+                encoded = [self.encode(it) for it in items[start : start + self.batch_size]]
+                seqs = [ids for ids, _ in encoded]
+                cut += sum(was_cut for _, was_cut in encoded)
                 ids = torch.full((len(seqs), max(len(s) for s in seqs)), self.pad_id, dtype=torch.long)
                 for i, s in enumerate(seqs):
                     ids[i, : len(s)] = torch.tensor(s)
                 lengths = torch.tensor([len(s) for s in seqs])
                 out += self.model(ids.to(device), lengths.to(device)).float().tolist()
+            self.cut += cut  # only a call that returns counts: a failed batch is scored again one by one
             return out
         finally:
             self.model.train(was_training)

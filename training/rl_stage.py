@@ -50,7 +50,7 @@ from training.stage import TrainingInputError, folder_fingerprint, require
 #: the per-step sums the stage keeps (all-reduced over ranks before they are logged)
 _ERROR_ROWS_PER_STEP = 8  # reward error rows kept in a step's metrics (all of them are counted)
 _SUMS = ("completions", "completion_tokens", "truncated", "groups", "zero_variance_groups", "reward_errors",
-         "kl_sum", "kl_k3_sum", "clipped", "tokens", "hacked", "hacking_pairs")
+         "reward_model_cut", "kl_sum", "kl_k3_sum", "clipped", "tokens", "hacked", "hacking_pairs")
 
 
 #: logits per chunk of rows when the reference's log-probs and the exact KL are computed (2**24
@@ -161,8 +161,9 @@ class RLRecipe(TunedRecipe):
             sources.append(checker)
         else:
             monitors.append(checker)
-        if self.reward_model is not None:
-            scorer = RewardSource("reward_model", RewardModelScorer(self.reward_model, self.template), r.reward_model)
+        self.reward_scorer = RewardModelScorer(self.reward_model, self.template) if self.reward_model is not None else None
+        if self.reward_scorer is not None:
+            scorer = RewardSource("reward_model", self.reward_scorer, r.reward_model)
             (sources if r.reward_model else monitors).append(scorer)
         if r.truncated or r.per_token:
             sources.append(RewardSource("length_format", LengthFormatPenalty(r.truncated, r.per_token), 1.0))
@@ -172,6 +173,7 @@ class RLRecipe(TunedRecipe):
         model, section = self.model, self.section
         self.before = (exact_match(model, self.template, self.held_rows, section.eval_generate, section.max_new_tokens,
                                    train_prompts=self.train_prompts) if rank == 0 and self.held_rows else None)
+        self.best_of_cut = 0
         self.best_of_before = self.best_of_n_exact_match(model) if rank == 0 and self.held_rows and section.best_of else None
         self.measure_forgetting_before(model, rank)
         model.train()
@@ -190,9 +192,10 @@ class RLRecipe(TunedRecipe):
         scored: list[list[tuple[str, float]]] = []
 
         def sample_and_keep(context) -> str:
-            best, candidates = best_of_n(model, self.reward_model, self.template, context, section.best_of,
-                                         self.sampling, gen)
+            best, candidates, cut = best_of_n(model, self.reward_model, self.template, context, section.best_of,
+                                              self.sampling, gen)
             scored.append(candidates)
+            self.best_of_cut += sum(cut)
             return best
 
         results = {"max": exact_match(model, self.template, self.held_rows, section.eval_generate,
@@ -259,6 +262,9 @@ class RLRecipe(TunedRecipe):
         s["groups"] += adv.zero_variance.numel()
         s["zero_variance_groups"] += float(adv.zero_variance.sum())
         s["reward_errors"] += len(scores.errors) + (len(watched.errors) if watched else 0)  # monitors' too
+        if self.reward_scorer is not None:
+            s["reward_model_cut"] += self.reward_scorer.cut
+            self.reward_scorer.cut = 0
         per_source = {**scores.per_source, "total": scores.total, **(watched.per_source if watched else {})}
         for name, r in per_source.items():
             ok = r[~r.isnan()]
@@ -335,6 +341,7 @@ class RLRecipe(TunedRecipe):
                    truncated_fraction=ratio(values["truncated"], values["completions"]),
                    zero_variance_groups=ratio(values["zero_variance_groups"], values["groups"]),
                    reward_errors=values["reward_errors"], reward_error_rows=error_rows,
+                   reward_model_cut=values["reward_model_cut"],
                    reward_hacking=ratio(values["hacked"], values["hacking_pairs"]), kl_coef=self.kl_control.value)
         self.kl_control.update(out["kl"])
         return out
@@ -416,6 +423,8 @@ class RLRecipe(TunedRecipe):
                "truncated completions, last 10 steps": mean_of("truncated_fraction"),
                "groups with zero reward variance, last 10 steps": mean_of("zero_variance_groups"),
                "reward errors (all steps)": sum(r.get("reward_errors") or 0 for r in steps),
+               **({"completions the reward model scored on a shortened input (all steps)":
+                   sum(r.get("reward_model_cut") or 0 for r in steps)} if self.reward_model is not None else {}),
                "reward hacking: reward model prefers a wrong answer, last 10 steps": mean_of("reward_hacking")}
         for k in rewards:
             run[f"{k.replace('_', ' ')}: first step -> last 10 steps"] = (
@@ -436,7 +445,8 @@ class RLRecipe(TunedRecipe):
             extra[f"Exact match on held-out prompts: best-of-{section.best_of} with the reward model, from the base model"] = {
                 **exact_match_rows(self.best_of_before["max"], f"best-of-{section.best_of}, highest reward"),
                 **exact_match_rows(self.best_of_before["vote"], f"best-of-{section.best_of}, reward-weighted vote "
-                                   f"(temperature {section.best_of_vote_temperature:g})")}
+                                   f"(temperature {section.best_of_vote_temperature:g})"),
+                "answers the reward model scored on a shortened input": self.best_of_cut}
             summary["best_of_n_exact_match"] = self.best_of_before["max"]["exact_match"]
             summary["best_of_n_vote_exact_match"] = self.best_of_before["vote"]["exact_match"]
         errors = [(r["step"], row) for r in steps for row in r.get("reward_error_rows") or []]
