@@ -277,3 +277,22 @@ def prompt_and_reference(messages: list[Message]) -> tuple[list[Message], Option
     if last is None:
         return messages, None
     return messages[:last], messages[last]["content"]
+
+
+def unaskable(messages: list[Message]) -> Optional[str]:
+    """Why a conversation cannot be asked as a question (a held-out prompt, an RL prompt): its
+    turns before the last assistant turn hold no text besides earlier answers (a model would be
+    scored on answering nothing). None when it can be asked."""
+    context, _ = prompt_and_reference(messages)
+    if not any(m["content"].strip() for m in context if m["role"] != "assistant"):
+        return "no prompt to ask: no text before the assistant's answer"
+    return None
+
+
+def question_row(item: Union[ParsedRow, BadRow]) -> Union[ParsedRow, BadRow]:
+    """`item` (a `read_rows(path, "sft")` item) as a question to ask: a BadRow with the reason
+    when it is a conversation with nothing to ask (`unaskable`), else unchanged."""
+    if isinstance(item, BadRow):
+        return item
+    reason = unaskable(item.parsed)
+    return BadRow(item.line, reason, item.text[:200]) if reason else item

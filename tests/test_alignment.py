@@ -267,15 +267,17 @@ def test_unusable_data_or_settings_are_one_line_and_clear_no_checkpoints(pretrai
     (out / "checkpoints" / "step_5").mkdir(parents=True)
     (out / "checkpoints" / "fingerprint").write_text("an earlier run's")
     held_file = tasks / kind / "heldout.jsonl"
+    nothing_to_ask = ('{"messages": [{"role": "assistant", "content": "x"}]}\n'  # exact match crashed on it
+                      '{"prompt": " ", "completion": "x"}\n')  # and scored an answer to nothing
     if "empty held-out" in extra:  # configured but without one usable row: exact match would be n/a unnoticed
         held_file = tmp_path / "empty.jsonl"
-        held_file.write_text("not json\n")
+        held_file.write_text("not json\n" + nothing_to_ask)
     held = ["--set", f"{stage}.heldout_file={held_file}"]
     if stage == "dpo":
         eval_file = tasks / "sft" / "heldout.jsonl"
         if "empty eval" in extra:  # configured but without one usable row: exact match would be n/a unnoticed
             eval_file = tmp_path / "empty_eval.jsonl"
-            eval_file.write_text('not json\n{"prompt": 3}\n')
+            eval_file.write_text('not json\n{"prompt": 3}\n' + nothing_to_ask)
         held += ["--set", f"dpo.eval_file={eval_file}"]
     code = main([stage, "--config", "configs/pipeline.yaml", "--base", str(pretrained / "final"), "--output", str(out),
                  "--no-progress", "--set", f"{stage}.train_file={train}", *held, *[a for a in extra if a not in ("good data", "empty held-out", "empty eval")]])

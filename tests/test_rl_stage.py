@@ -175,16 +175,16 @@ def test_bad_rows_of_both_files_are_listed_with_their_lines(pretrained, prompts,
             for w in ("file path", "code line", "name data")]
     train.write_text("\n".join([good[0], '{"messages": [{"role": "assistant", "content": "x"}]}', good[1],
                                 '{"messages": [{"role": "robot", "content": "x"}]}', good[2]]) + "\n")
-    held.write_text(good[0] + "\n[1, 2]\n")
+    held.write_text(good[0] + '\n[1, 2]\n{"prompt": "", "completion": "x"}\n')
     out = tmp_path / "rl"
     assert main(rl_args(pretrained, prompts, out, "--set", f"rl.train_file={train}", "--set", f"rl.heldout_file={held}",
                         "--set", "rl.max_steps=1", "--set", "rl.micro_batch=2")) == 0
     bad = [json.loads(line) for line in (out / "bad_rows.jsonl").read_text().splitlines()]
-    assert [(b["file"], b["line"]) for b in bad] == [(str(train), 2), (str(train), 4), (str(held), 2)]
-    assert bad[0]["reason"] == "no prompt before the assistant's answer" and '"robot"' in bad[1]["raw"]
+    assert [(b["file"], b["line"]) for b in bad] == [(str(train), 2), (str(train), 4), (str(held), 2), (str(held), 3)]
+    assert bad[0]["reason"] == "no prompt to ask: no text before the assistant's answer" and '"robot"' in bad[1]["raw"]
     report = (out / "report.md").read_text()
     assert "bad rows: messages: each message needs a role" in report  # the whole reason, not its first word
-    assert "| held-out bad rows | 1 |" in report
+    assert "| held-out bad rows | 2 |" in report
 
 
 def test_sample_seeds_differ_by_step_and_prompt_and_not_by_anything_else():

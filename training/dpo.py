@@ -206,7 +206,7 @@ class DPORecipe(TunedRecipe):
         held_raw, self.held_tasks, self.held_bad, _ = (read_pairs(section.heldout_file, self.template, section.max_len,
                                                                   masks=True) if section.heldout_file else ([], [], [], 0))
         self.pairs, self.held = sides(raw), sides(held_raw)
-        _, self.eval_rows, self.eval_bad, _ = (load_conversations(section.eval_file, self.template, section.max_len)
+        _, self.eval_rows, self.eval_bad, _ = (load_conversations(section.eval_file, self.template, section.max_len, questions=True)
                                                if section.eval_file else ([], [], [], 0))
         if section.eval_file and not self.eval_rows:  # configured but empty: exact match would silently be n/a
             raise TrainingInputError(f"dpo: no usable conversation in dpo.eval_file {section.eval_file} "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, read_rows
+from llmdata.chat import BadRow, ChatTemplate, inputs_and_labels, question_row, read_rows
 from llmdata.packing import best_fit_plan
 from training.exact_match import exact_match, exact_match_rows, overlap_rows, training_prompts
 from training.forgetting import forgetting_rows
@@ -58,10 +58,13 @@ class ConversationPack(Dataset):
                 "position_ids": torch.from_numpy(positions), "doc_ids": torch.from_numpy(docs)}
 
 
-def load_conversations(path: str, template: ChatTemplate, seq_len: int):
-    """Training pairs, the parsed rows (for evaluation), the bad rows, and how many were cut."""
+def load_conversations(path: str, template: ChatTemplate, seq_len: int, questions: bool = False):
+    """Training pairs, the parsed rows (for evaluation), the bad rows, and how many were cut.
+    `questions`: the rows are held-out questions (exact match), so a row with nothing to ask
+    (`llmdata.chat.question_row`) is a bad row too."""
     examples, rows, bad, truncated = [], [], [], 0
     for item in read_rows(path, "sft"):
+        item = question_row(item) if questions else item
         if isinstance(item, BadRow):
             bad.append(item)
             continue
@@ -94,7 +97,7 @@ class SFTRecipe(TunedRecipe):
         if not self.examples:
             raise TrainingInputError(f"{stage}: no usable conversation in {section.train_file} ({len(self.bad)} bad rows)")
         held_examples, self.held_rows, self.held_bad, _ = (
-            load_conversations(section.heldout_file, self.template, section.seq_len) if section.heldout_file
+            load_conversations(section.heldout_file, self.template, section.seq_len, questions=True) if section.heldout_file
             else ([], [], [], 0))
         if section.heldout_file and not held_examples:  # configured but empty: exact match would silently be n/a
             raise TrainingInputError(f"{stage}: no usable conversation in {stage}.heldout_file {section.heldout_file} "

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from torch.utils.data import Dataset
 
-from llmdata.chat import BadRow, Message, prompt_and_reference, read_rows
+from llmdata.chat import BadRow, Message, prompt_and_reference, question_row, read_rows
 from training.exact_match import exact_match, exact_match_rows, overlap_rows, prompt_key
 from training.forgetting import forgetting_rows
 from training.generate import Sampling
@@ -76,14 +76,11 @@ def read_prompts(path: str) -> tuple[list[list[Message]], list[Optional[str]], l
     conversation up to its last assistant turn is a prompt, that turn its reference (None when it
     has none)."""
     prompts, references, bad = [], [], []
-    for item in read_rows(path, "sft"):
+    for item in map(question_row, read_rows(path, "sft")):
         if isinstance(item, BadRow):
             bad.append(item)
             continue
         context, reference = prompt_and_reference(item.parsed)
-        if not context:
-            bad.append(BadRow(item.line, "no prompt before the assistant's answer", item.text[:200]))
-            continue
         prompts.append(context)
         references.append(reference)
     return prompts, references, bad
@@ -127,7 +124,7 @@ class RLRecipe(TunedRecipe):
             raise TrainingInputError(f"rl: no usable prompt in {section.train_file} ({len(self.bad)} bad rows)")
         self.held_rows, self.held_bad = [], []
         if section.heldout_file:
-            for item in read_rows(section.heldout_file, "sft"):
+            for item in map(question_row, read_rows(section.heldout_file, "sft")):
                 if isinstance(item, BadRow):
                     self.held_bad.append(item)
                 else:
