@@ -248,7 +248,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from llmdata.tokenizer_io import BPETokenizer
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
-    from training.generate import Sampling, chat_reply, continuation
+    from training.generate import Sampling, chat_reply, continuation, inference_device
     from training.stage import TrainingInputError, require, require_usable_rows
 
     if not args.prompt and not args.input:
@@ -273,11 +273,15 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
         raise TrainingInputError(f"generate: {err}") from None
     if args.best_of is not None and args.best_of > 1 and args.temperature <= 0:
         raise TrainingInputError("--best-of N samples: give --temperature > 0 (greedy decoding gives N identical answers)")
-    model = load_model(args.model)
+    try:
+        device = inference_device(args.device)
+    except ValueError as err:
+        raise TrainingInputError(f"generate: {err}") from None
+    model = load_model(args.model).to(device)
     tokenizer = BPETokenizer.load(args.model)
-    reward_model = load_matching_reward_model(args.reward_model, tokenizer) if args.best_of is not None else None
+    reward_model = load_matching_reward_model(args.reward_model, tokenizer).to(device) if args.best_of is not None else None
     template = ChatTemplate(tokenizer) if args.chat else None
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
 
     def answer(prompt) -> dict:
         if reward_model is not None:
@@ -456,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 is greedy")
     p.add_argument("--top-k", type=_positive_int, default=None)
     p.add_argument("--top-p", type=_probability, default=None)
-    p.add_argument("--seed", type=_seed, default=0, help="sampling seed")
+    p.add_argument("--seed", type=_seed, default=0, help="sampling seed (a GPU draws other samples than the CPU "
+                   "for the same seed)")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda "
+                   "or cuda:N; the models run in float32")
     p.add_argument("--num-beams", type=_positive_int, default=1,
                    help="beam search with this many beams (at temperature 0); the same answer as transformers' "
                    "generate(num_beams=...) on the exported model")

@@ -15,7 +15,7 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
 from training.best_of_n import best_of_n, select
 from training.export import save_model
-from training.generate import Sampling, beam_search, chat_replies
+from training.generate import Sampling, beam_search, chat_replies, inference_device
 from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, save_reward_model, score
 from training.stage import complete_model_dir
@@ -405,6 +405,9 @@ def test_cli_best_of_n_vote_is_select_over_the_same_candidates(models, rewards, 
     (["--input", "DIR"], "Is a directory"),
     (["--output", "DIR"], "Is a directory"),
     (["--output", "DIR/no/such/o.jsonl"], "No such file or directory"),
+    (["--device", "gpu0"], "--device 'gpu0' is not a device"),
+    (["--device", "meta"], "runs on the CPU or a CUDA GPU"),
+    (["--device", "cuda:64"], "torch sees"),  # no machine has 65 GPUs; a CPU build sees none
 ])
 def test_cli_generate_paths_and_seeds_a_user_gets_wrong_are_one_line(models, tmp_path, capsys, flags, says):
     folder, _ = models["chat"]
@@ -421,6 +424,22 @@ def test_cli_generate_paths_and_seeds_a_user_gets_wrong_are_one_line(models, tmp
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("llmpipe: error: ") and err.count("\n") == 1 and says in err, err
+
+
+def test_cli_generate_on_the_device_auto_picks_gives_the_cpu_answers_here(models, rewards, capsys):
+    """--device auto is the CPU on a machine without a GPU: the same sampled and best-of answers as
+    --device cpu, for the same seed (on a GPU the answers are the GPU generator's draws)."""
+    folder, _ = models["chat"]
+    args = ["generate", "--model", str(folder), "--chat", "--max-new-tokens", str(MAX_NEW), "--temperature", "1.0",
+            "--best-of", "3", "--reward-model", str(rewards[1.0][0]), "--seed", "5", "--prompt", "Sort: b a"]
+    outputs = []
+    for device in ("cpu", "auto"):
+        capsys.readouterr()
+        assert main([*args, "--device", device]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and len(json.loads(outputs[0])["candidates"]) == 3
+    if not torch.cuda.is_available():
+        assert str(inference_device("auto")) == "cpu"
 
 
 def test_a_chat_answer_ends_at_any_stop_token_as_transformers_does(models, monkeypatch):

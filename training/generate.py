@@ -143,10 +143,32 @@ def _answers_after(model: Transformer, tokenizer, ids: list[int], stop_ids: list
                               sampling.length_penalty, sampling.early_stopping)
         news = [best] * copies
     else:
-        seq = model.generate(torch.tensor([ids] * copies), sampling.max_new_tokens, temperature=sampling.temperature,
-                             top_k=sampling.top_k, top_p=sampling.top_p, eos_id=stop_id, generator=generator)
+        device = next(model.parameters()).device  # the generator, when given, must be on it too
+        seq = model.generate(torch.tensor([ids] * copies, device=device), sampling.max_new_tokens,
+                             temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                             eos_id=stop_id, generator=generator)
         news = [[int(t) for t in row[len(ids):]] for row in seq]
     return [tokenizer.decode(new[: next((i for i, t in enumerate(new) if t in stop_ids), len(new))]) for new in news]
+
+
+def inference_device(name: str) -> torch.device:
+    """The device `llmpipe generate --device` names: "auto" is the first CUDA GPU when torch sees
+    one, else the CPU; "cpu", "cuda" or "cuda:N" as given. Raises ValueError (one line) for a name
+    torch does not know or a CUDA device it cannot see."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device (auto, cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: generate runs on the CPU or a CUDA GPU")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {name!r}: torch sees {count} CUDA device(s)"
+                             + ("" if count else " (a CPU build of torch, or no GPU); use --device cpu"))
+    return device
 
 
 def continuation(model: Transformer, tokenizer, prompt: str, sampling: Sampling,
