@@ -19,6 +19,7 @@ Training targets are the assistant turns' content and their closing <|end|>; eve
 from __future__ import annotations
 
 import codecs
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -127,9 +128,21 @@ def to_conversation(row: dict) -> list[Message]:
         msgs = _messages(row["prompt"], "prompt") + _answer(row["completion"], "completion")
     else:
         raise ValueError("not a chat, prompt/completion or Alpaca row")
-    if not any(m["role"] == "assistant" and m["content"] for m in msgs):
+    if not any(m["role"] == "assistant" and has_text(m["content"]) for m in msgs):
         raise ValueError("no non-empty assistant turn to learn from")
     return msgs
+
+
+def scoring_row(row: dict) -> tuple[list[Message], dict[str, list[Message]]]:
+    """A row a reward model scores: (its prompt turns, {key: answer turns} for each of "response",
+    "chosen" and "rejected" it has), each text or messages as in a preference row. Raises
+    ValueError naming what is wrong (no prompt, no answer, a value that is neither)."""
+    if "prompt" not in row:
+        raise ValueError("missing 'prompt'")
+    keys = [k for k in ("response", "chosen", "rejected") if k in row]
+    if not keys:
+        raise ValueError("needs a 'response', or 'chosen' and 'rejected'")
+    return _messages(row["prompt"], "prompt"), {k: _answer(row[k], k) for k in keys}
 
 
 def to_preference(row: dict) -> Preference:
@@ -279,12 +292,22 @@ def prompt_and_reference(messages: list[Message]) -> tuple[list[Message], Option
     return messages[:last], messages[last]["content"]
 
 
+#: what a text can hold and still say nothing: control and format characters (zero-width spaces and
+#: joiners, a byte order mark, bidi marks) and separators (every Unicode space, line and paragraph)
+_INVISIBLE = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
+
+
+def has_text(content: str) -> bool:
+    """Whether `content` holds a character a reader sees (not only spaces, zero-width or control characters)."""
+    return any(unicodedata.category(ch) not in _INVISIBLE for ch in content)
+
+
 def unaskable(messages: list[Message]) -> Optional[str]:
     """Why a conversation cannot be asked as a question (a held-out prompt, an RL prompt): its
     turns before the last assistant turn hold no text besides earlier answers (a model would be
     scored on answering nothing). None when it can be asked."""
     context, _ = prompt_and_reference(messages)
-    if not any(m["content"].strip() for m in context if m["role"] != "assistant"):
+    if not any(has_text(m["content"]) for m in context if m["role"] != "assistant"):
         return "no prompt to ask: no text before the assistant's answer"
     return None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -249,7 +250,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
     from training.generate import Sampling, chat_reply, continuation, inference_device
-    from training.stage import TrainingInputError, require, require_usable_rows
+    from training.stage import TrainingInputError, jsonl_output, require, require_usable_rows
 
     if not args.prompt and not args.input:
         raise TrainingInputError("generate needs --prompt TEXT (repeatable) or --input FILE.jsonl of {\"prompt\": ...} rows")
@@ -299,43 +300,42 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:
         rows += [(item.line, item) if isinstance(item, BadRow) else item[:2] for item in read_objects(args.input)]
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     bad = 0
-    for n, item in rows:
-        result: dict = {} if n is None else {"line": n}
-        try:
-            if isinstance(item, BadRow):
-                raise ValueError(item.reason)
-            reference = None
-            if template is not None:  # any SFT format; "messages", then Alpaca, then "prompt", as SFT reads them
-                messages, reference = chat_prompt(item)
-                given = item.get("prompt")
-                prompt = given if messages == [{"role": "user", "content": given}] else messages
-                ids = template.prompt(messages)
-            elif "prompt" not in item:
-                raise ValueError('the row has no "prompt" (a "messages" or Alpaca "instruction" row needs --chat)')
-            elif not isinstance(item["prompt"], str):
-                raise ValueError("prompt must be a string (a list of messages needs --chat)")
-            else:
-                prompt = messages = item["prompt"]
-                ids = tokenizer.encode(prompt)
+    with jsonl_output(args.output, [args.input]) as out:  # a file is written whole, or an earlier one stays
+        for n, item in rows:
+            result: dict = {} if n is None else {"line": n}
             try:
-                json.dumps(prompt, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
-            result.update(prompt=prompt, **answer(messages))
-            if reference is not None:
-                result["reference"] = reference
-            dropped = len(ids) - room  # the model sees the prompt's last `room` tokens (training/generate.py)
-            if dropped > 0:
-                result["prompt_tokens_dropped"] = dropped
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            bad += 1
-            result["error"] = f"{type(err).__name__}: {err}"
-        out.write(_json_line(result))
-        out.flush()
+                if isinstance(item, BadRow):
+                    raise ValueError(item.reason)
+                reference = None
+                if template is not None:  # any SFT format; "messages", then Alpaca, then "prompt", as SFT reads them
+                    messages, reference = chat_prompt(item)
+                    given = item.get("prompt")
+                    prompt = given if messages == [{"role": "user", "content": given}] else messages
+                    ids = template.prompt(messages)
+                elif "prompt" not in item:
+                    raise ValueError('the row has no "prompt" (a "messages" or Alpaca "instruction" row needs --chat)')
+                elif not isinstance(item["prompt"], str):
+                    raise ValueError("prompt must be a string (a list of messages needs --chat)")
+                else:
+                    prompt = messages = item["prompt"]
+                    ids = tokenizer.encode(prompt)
+                try:
+                    json.dumps(prompt, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("prompt holds a lone surrogate (or bytes that are not UTF-8), not text") from None
+                result.update(prompt=prompt, **answer(messages))
+                if reference is not None:
+                    result["reference"] = reference
+                dropped = len(ids) - room  # the model sees the prompt's last `room` tokens (training/generate.py)
+                if dropped > 0:
+                    result["prompt_tokens_dropped"] = dropped
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                bad += 1
+                result["error"] = f"{type(err).__name__}: {err}"
+            out.write(_json_line(result))
+            out.flush()
     if args.output:
-        out.close()
         print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}")
     require_usable_rows("generate", args.input or "--prompt", len(rows), bad)
     return 0
@@ -513,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+#: OSErrors that are the machine's state, not a bug: no space or quota left, an I/O error, a read-only file system
+_MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 
 def _one_line(err: BaseException) -> Optional[str]:
@@ -526,6 +528,8 @@ def _one_line(err: BaseException) -> Optional[str]:
             return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
         if isinstance(cur, _PATH_ERRORS) and cur.filename:  # a path the user gave: a folder for a file, ...
             return f"{cur.strerror or type(cur).__name__}: {cur.filename}"
+        if type(cur) is OSError and cur.errno in _MACHINE_ERRNOS:  # the machine's, not ours: a full disk, ...
+            return f"{cur.strerror}{f': {cur.filename}' if cur.filename else ''}"
         cur = cur.__cause__ or cur.__context__
     text = str(err)
     for name in error_names():
@@ -553,6 +557,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         return func(args, beam_args)
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE, as the shell reports a tool it ended
     except KeyboardInterrupt:
         print("llmpipe: interrupted", file=sys.stderr)
         return 130

@@ -177,9 +177,9 @@ def _reward_score(call: StageCall) -> int:
 
     model_dir = call.arg("model") or os.path.join(stage_dir(call.cfg, "reward"), "final")
     rows, bad, cut = score_file(model_dir, call.arg("input"), call.out)
-    shortened = f", {cut} responses scored cut to the model's length (\"<key>_cut\")" if cut else ""
+    shortened = f", {cut} answers scored cut to the model's length (\"<key>_cut\")" if cut else ""
     if call.out or cut:
-        print(f"reward score: {rows} rows scored ({bad} bad{shortened})" + (f" -> {call.out}" if call.out else ""),
+        print(f"reward score: {rows} rows, {rows - bad} scored, {bad} bad{shortened}" + (f" -> {call.out}" if call.out else ""),
               file=sys.stdout if call.out else sys.stderr)
     require_usable_rows("reward score", call.arg("input"), rows, bad)
     return 0

@@ -32,13 +32,30 @@ def test_the_three_supervised_formats_become_the_same_conversation():
     assert to_conversation({"instruction": "Q", "input": "", "output": "A"}) == expected
     assert to_conversation({"instruction": "Q", "input": "x", "output": "A"})[0]["content"] == "Q\n\nx"
     for bad in ({"instruction": "Q"}, {"messages": [{"role": "robot", "content": "x"}]},
-                {"messages": [{"role": "user", "content": "only a question"}]}, {"prompt": 3, "completion": "A"}):
+                {"messages": [{"role": "user", "content": "only a question"}]}, {"prompt": 3, "completion": "A"},
+                {"prompt": "Q", "completion": " \t\u3000\u200b"}):  # an answer of spaces and zero-width characters
         with pytest.raises(ValueError):
             to_conversation(bad)
     pref = to_preference({"prompt": "Q", "chosen": "A", "rejected": "B"})
     assert pref.chosen == [{"role": "assistant", "content": "A"}]
     with pytest.raises(ValueError, match="the same"):
         to_preference({"prompt": "Q", "chosen": "A", "rejected": "A"})
+
+
+def test_a_question_needs_text_a_reader_sees():
+    """Held-out, exact-match and RL prompt rows must ask something: spaces of any script,
+    zero-width characters, a byte order mark or an assistant turn alone ask nothing."""
+    from llmdata.chat import has_text, unaskable
+
+    answer = {"role": "assistant", "content": "5"}
+    for blank in ("", "   ", "\u3000\u00a0", "\u200b", "\ufeff", "\u200e\n\t"):
+        assert not has_text(blank)
+        assert unaskable([{"role": "user", "content": blank}, answer])
+        assert unaskable([{"role": "system", "content": blank}, {"role": "user", "content": " "}, answer])
+    assert unaskable([answer]) and unaskable([{"role": "user", "content": " "}, answer, {"role": "user", "content": ""}, answer])
+    for asked in ("What is 2 + 3?", "几", "\u0301", "🙂"):
+        assert has_text(asked) and unaskable([{"role": "user", "content": asked}, answer]) is None
+    assert unaskable([{"role": "system", "content": "Answer with a number."}, answer]) is None
 
 
 def test_bad_rows_are_reported_with_their_line(tmp_path):
@@ -312,9 +329,13 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     # a pairwise loss has no perplexity: none is reported
     assert "val_ppl" not in manifest["summary"] and "perplexity" not in (out / "report.md").read_text()
     rows = tmp_path / "score.jsonl"
-    long_row = json.dumps({"prompt": "Repeat: " + "file list " * 400, "chosen": "file", "rejected": "list"}).encode()
+    long_prompt = "Repeat: " + "file list " * 400
+    more = [{"prompt": long_prompt, "chosen": "file", "rejected": "list"},
+            {"prompt": long_prompt, "chosen": "file", "rejected": "list " * 300},  # one side fits, the pair does not
+            {"prompt": "Repeat: file", "chosen": [{"role": "assistant", "content": "file"}], "rejected": "list"},
+            {"prompt": "q", "chosen": "a", "rejected": 3}, {"prompt": [{"role": "tool", "content": "q"}], "response": "a"}]
     rows.write_bytes(b'{"prompt": "Repeat: file list", "response": "file list"}\nnot json\n{"prompt": "\xff"}\n'
-                     + long_row + b"\n")
+                     + b"".join(json.dumps(r).encode() + b"\n" for r in more))
     capsys.readouterr()
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 0
     captured = capsys.readouterr()
@@ -325,7 +346,42 @@ def test_reward_stage_learns_the_demo_preferences_and_scores(pretrained, tasks, 
     # 800 prompt tokens do not fit the model's 512: scored cut as its training pairs were, and said so
     assert lines[3]["chosen_cut"] is True and lines[3]["rejected_cut"] is True
     assert lines[3]["chosen_reward"] != lines[3]["rejected_reward"]
-    assert "2 responses scored cut to the model's length" in captured.err and captured.err.count("\n") == 1
+    # a pair is cut as one (the same prompt tokens on both sides, as in training): both sides say so,
+    # and the short side scores as it does beside the long one in the reward model's own pair encoding
+    from training.reward import RewardModel, encode_pair, load_reward_model
+
+    assert lines[4]["chosen_cut"] is True and lines[4]["rejected_cut"] is True
+    model, template = load_reward_model(str(out / "final")), ChatTemplate(BPETokenizer.load(str(out / "final")))
+    (chosen_ids, _), _, was_cut = encode_pair(template, to_preference(more[1]), model.cfg.max_seq_len)
+    assert was_cut and lines[4]["chosen_reward"] == pytest.approx(
+        float(RewardModel.forward(model, torch.tensor([chosen_ids]), torch.tensor([len(chosen_ids)]))[0]), abs=1e-5)
+    assert isinstance(lines[5]["chosen_reward"], float) and "rejected_reward" in lines[5]  # messages, as preference rows
+    assert "rejected" in lines[6]["error"] and "role" in lines[7]["error"]  # never dropped, never a Python KeyError
+    assert "8 rows, 4 scored, 4 bad, 4 answers scored cut to the model's length" in captured.err
+    assert captured.err.count("\n") == 1
+    # --output never replaces the input, and a failed run leaves an earlier output whole
+    before = rows.read_bytes()
+    assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows), "--output", str(rows)]) == 2
+    assert rows.read_bytes() == before and "is the input file" in capsys.readouterr().err
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("an earlier run's scores\n")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    import training.reward
+
+    original = training.reward.score_responses
+    training.reward.score_responses = broken
+    try:
+        with pytest.raises(RuntimeError):
+            main(["reward", "score", "--model", str(out / "final"), "--input", str(rows), "--output", str(scores)])
+    finally:
+        training.reward.score_responses = original
+    assert scores.read_text() == "an earlier run's scores\n" and [p.name for p in tmp_path.glob("scores*")] == ["scores.jsonl"]
+    assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows), "--output", str(scores)]) == 0
+    assert [json.loads(x) for x in scores.read_text().splitlines()] == lines
+    capsys.readouterr()
     rows.write_bytes(b'not json\n{"prompt": "SFT rows are not scored", "completion": "x"}\n')
     assert main(["reward", "score", "--model", str(out / "final"), "--input", str(rows)]) == 2  # nothing scored
     captured = capsys.readouterr()

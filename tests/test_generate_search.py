@@ -442,6 +442,28 @@ def test_cli_generate_on_the_device_auto_picks_gives_the_cpu_answers_here(models
         assert str(inference_device("auto")) == "cpu"
 
 
+def test_cli_generate_never_writes_over_its_input_and_a_full_disk_or_closed_pipe_is_no_traceback(models, tmp_path,
+                                                                                                  capsys, monkeypatch):
+    import errno
+
+    folder, _ = models["chat"]
+    rows = tmp_path / "p.jsonl"
+    rows.write_text('{"prompt": "Sort: b a"}\n')
+    args = ["generate", "--model", str(folder), "--chat", "--max-new-tokens", "2", "--input", str(rows)]
+    capsys.readouterr()
+    assert main([*args, "--output", str(rows)]) == 2
+    assert "is the input file" in capsys.readouterr().err and rows.read_text() == '{"prompt": "Sort: b a"}\n'
+    for raised, code, says in ((OSError(errno.ENOSPC, "No space left on device"), 2, "No space left on device"),
+                               (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, "")):
+        def failing(*a, raised=raised, **k):
+            raise raised
+
+        monkeypatch.setattr("training.generate.chat_reply", failing)
+        assert main(args) == code
+        err = capsys.readouterr().err
+        assert err == (f"llmpipe: error: {says}\n" if says else "")
+
+
 def test_a_chat_answer_ends_at_any_stop_token_as_transformers_does(models, monkeypatch):
     """An end-of-text before the end of the turn ends the answer (transformers' generate stops at
     every id in generation_config's eos_token_id, which lists both)."""

@@ -98,14 +98,21 @@ def encode_pair(template: ChatTemplate, pref: Preference, max_len: int) -> tuple
     return chosen, rejected, cut
 
 
+def encode_responses(template: ChatTemplate, messages: list[Message], answers: list[list[Message]],
+                     max_len: int) -> tuple[list[list[int]], bool]:
+    """The ids a reward model scores for each of `answers` (assistant turns) to the turns
+    `messages`: the turns, then the answer's, <|end|><|endoftext|>; at most `max_len` tokens each,
+    cut by the rule its training pairs were cut by (`fit_to_length`: one prompt cut for all the
+    answers, from the left down to half of max_len, then each answer from the right), and whether
+    they were cut."""
+    sides, cut = fit_to_length(template.encode(messages, eot=False), [template.encode(a) for a in answers], max_len)
+    return [ids for ids, _ in sides], cut
+
+
 def encode_response(template: ChatTemplate, messages: list[Message], response: str, max_len: int) -> tuple[list[int], bool]:
-    """The ids a reward model scores for `response` to the turns `messages` (the turns, then the
-    assistant's turn <|end|><|endoftext|>), at most `max_len` tokens cut by the rule its training
-    pairs were cut by (`fit_to_length`: the prompt from the left, down to half of max_len, then
-    the response from the right), and whether they were cut."""
-    (side,), cut = fit_to_length(template.encode(messages, eot=False),
-                                 [template.encode([{"role": "assistant", "content": response}])], max_len)
-    return side[0], cut
+    """`encode_responses` of one text answer: (ids, whether they were cut)."""
+    (ids,), cut = encode_responses(template, messages, [[{"role": "assistant", "content": response}]], max_len)
+    return ids, cut
 
 
 class PairSet(Dataset):
@@ -233,29 +240,43 @@ def load_reward_model(folder: str) -> RewardModel:
 
 
 @torch.no_grad()
+def score_responses(model: RewardModel, template: ChatTemplate, messages: list[Message], answers: list[list[Message]],
+                    max_len: int = 4096) -> tuple[list[float], bool]:
+    """(the reward of each of `answers` to the turns `messages`, in one batch, and whether their
+    inputs were cut to min(max_len, the model's max_seq_len) tokens: `encode_responses`, so a
+    chosen/rejected pair is cut as one, as in training)."""
+    seqs, cut = encode_responses(template, messages, answers, min(max_len, model.cfg.max_seq_len))
+    device = next(model.parameters()).device
+    pad = template.tok.special_ids.get("<|pad|>", template.eot_id)
+    ids = torch.full((len(seqs), max(len(x) for x in seqs)), pad, dtype=torch.long)
+    for i, x in enumerate(seqs):
+        ids[i, : len(x)] = torch.tensor(x)
+    lengths = torch.tensor([len(x) for x in seqs])
+    return model(ids.to(device), lengths.to(device)).float().tolist(), cut
+
+
 def score(model: RewardModel, template: ChatTemplate, prompt: list[Message] | str, response: str,
           max_len: int = 4096) -> tuple[float, bool]:
     """(the reward of one response to a prompt (a string is one user turn), whether its input was
     cut to min(max_len, the model's max_seq_len) tokens: `encode_response`)."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    ids, cut = encode_response(template, messages, response, min(max_len, model.cfg.max_seq_len))
-    device = next(model.parameters()).device
-    return float(model(torch.tensor([ids], device=device), torch.tensor([len(ids)], device=device))[0]), cut
+    (reward,), cut = score_responses(model, template, messages, [[{"role": "assistant", "content": response}]], max_len)
+    return reward, cut
 
 
 def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tuple[int, int, int]:
-    """Score each JSONL row of `path` ({"prompt", "response"}, or preference rows: every string
-    response, chosen or rejected gets a reward) with the reward model in `model_dir`, one JSON line
-    per row to `output` (None: stdout): {"line", "<key>_reward"..., "<key>_cut": true where the
-    prompt + response did not fit the model and were shortened (`encode_response`)}, or {"line",
-    "error"} for a row that cannot be scored. Returns (rows, bad rows, responses scored cut). A missing model or input is a
-    TrainingInputError."""
+    """Score each JSONL row of `path` ({"prompt", "response"}, or preference rows {"prompt",
+    "chosen", "rejected"}; each text or messages, llmdata.chat `scoring_row`) with the reward model
+    in `model_dir`, one JSON line per row to `output` (None: stdout; a file is written whole or
+    not at all, `jsonl_output`): {"line", "<key>_reward"..., "<key>_cut": true for each answer when
+    the row did not fit the model and was shortened, its answers as one pair (`score_responses`)},
+    or {"line", "error"} for a row that cannot be scored. Returns (rows, bad rows, answers scored
+    cut). A missing model or input, or an output that is the input, is a TrainingInputError."""
     import json
-    import sys
 
-    from llmdata.chat import read_objects
+    from llmdata.chat import read_objects, scoring_row
     from llmdata.tokenizer_io import BPETokenizer
-    from training.stage import require
+    from training.stage import jsonl_output, require
 
     require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
     if not path:
@@ -263,33 +284,25 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     require(path, "input")
     model = load_reward_model(model_dir)
     template = ChatTemplate(BPETokenizer.load(model_dir))
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
     bad = rows = shortened = 0
-    try:
+    with jsonl_output(output, [path]) as out:
         for item in read_objects(path):
             rows += 1
             n = item.line if isinstance(item, BadRow) else item[0]
             try:
                 if isinstance(item, BadRow):
                     raise ValueError(item.reason)
-                row = item[1]
-                prompt = row.get("prompt")
-                keys = [k for k in ("response", "chosen", "rejected") if isinstance(row.get(k), str)]
-                if not keys or not isinstance(prompt, (str, list)):
-                    raise ValueError("needs a prompt and a string response, chosen or rejected")
-                result = {"line": n}
-                for k in keys:
-                    result[f"{k}_reward"], cut = score(model, template, prompt, row[k])
-                    if cut:  # scored on a shortened input, as its training pairs were when too long
-                        result[f"{k}_cut"] = True
-                        shortened += 1
+                messages, answers = scoring_row(item[1])
+                rewards, cut = score_responses(model, template, messages, list(answers.values()))
+                result = {"line": n, **{f"{k}_reward": r for k, r in zip(answers, rewards)}}
+                if cut:  # scored on a shortened input, as its training pairs were when too long
+                    result.update({f"{k}_cut": True for k in answers})
+                    shortened += len(answers)
             except (ValueError, KeyError, TypeError) as err:
                 bad += 1
                 result = {"line": n, "error": f"{type(err).__name__}: {err}"}
             out.write(json.dumps(result) + "\n")
-    finally:
-        if output:
-            out.close()
+            out.flush()
     return rows, bad, shortened
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections import Counter
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, TextIO
 
 from llmdata.errors import LlmpipeError
 from llmdata.reasons import BadRowKind
@@ -56,6 +58,53 @@ def require_usable_rows(what: str, source: str, rows: int, bad: int) -> None:
     if bad == rows:
         raise TrainingInputError(f"{what}: none of the {rows} rows of {source} could be used "
                                  "(each has its error row in the output)")
+
+
+@contextmanager
+def jsonl_output(path: Optional[str], inputs: list[Optional[str]]) -> Iterator[TextIO]:
+    """Where a command writes its JSON lines: stdout when `path` is None, else a temporary file
+    beside `path` (beside the file a symlink names) that becomes it when the block ends (also by
+    a TrainingInputError raised after the rows are written, e.g. `require_usable_rows`), so an
+    interrupted or failed run leaves an earlier file at `path` whole; a path that exists and is no
+    regular file (/dev/stdout, a named pipe) is written directly. Raises TrainingInputError before anything is opened when
+    `path` is one of `inputs` (the input would be replaced by the output)."""
+    if path is None:
+        yield sys.stdout
+        return
+    for source in inputs:
+        if source and os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            raise TrainingInputError(f"--output {path} is the input file {source}: give another path")
+    if os.path.isdir(path):
+        raise TrainingInputError(f"--output {path}: Is a directory")
+    target = os.path.realpath(path)  # through a symlink: replace the file it names, not the link
+    special = os.path.exists(target) and not os.path.isfile(target)  # /dev/null, a pipe: written as they are
+    tmp = target if special else f"{target}.tmp-{os.getpid()}"
+    try:
+        out = open(tmp, "w", encoding="utf-8")
+    except OSError as err:  # a missing folder, no permission: about the path the user gave
+        raise TrainingInputError(f"--output {path}: {err.strerror or type(err).__name__}") from None
+    if special:
+        with out:
+            yield out
+        return
+    publish = False
+    try:
+        yield out
+        publish = True
+    except TrainingInputError:  # the rows are written; the error is about them (nothing usable)
+        publish = True
+        raise
+    finally:
+        try:
+            out.close()  # a full disk may only say so here
+        except OSError:
+            publish = False
+            raise
+        finally:
+            if publish:
+                os.replace(tmp, target)
+            elif os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def require(path: str, what: str) -> None:
