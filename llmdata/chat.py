@@ -18,8 +18,11 @@ Training targets are the assistant turns' content and their closing <|end|>; eve
 """
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -162,29 +165,48 @@ def read_objects(path: str) -> Iterator[Union[tuple[int, dict, str], BadRow]]:
     JSON is decoded as the clean stage decodes records (llmdata.records `json_value`: too deep a
     nesting or too long an integer is a bad row, a UTF-8 byte order mark leading a line is ignored),
     and a row holding an escaped lone surrogate is a bad row ("invalid Unicode"): no text can hold
-    it, and it would fail wherever the row is encoded or written."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            raw = raw.removeprefix(codecs.BOM_UTF8)
-            if not raw.strip():
-                continue
+    it, and it would fail wherever the row is encoded or written. A file named .gz or .bz2 is
+    decompressed; one that breaks off (truncated, corrupt) ends with one bad row for the rest
+    ("unreadable file: after line N: ..."), as the clean stage quarantines such a shard's rest."""
+    compressed = path.lower().endswith((".gz", ".bz2"))
+    n = 0
+    with (gzip.open(path, "rb") if path.lower().endswith(".gz") else
+          bz2.open(path, "rb") if compressed else open(path, "rb")) as f:
+        lines = enumerate(f, start=1)
+        while True:
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_UTF8, str(err.start)), raw[:200].decode("utf-8", "replace"))
-                continue
-            row, why = json_value(text)
-            if why is not None:
-                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_JSON, why), text[:200])
-                continue
-            if not isinstance(row, dict):
-                yield BadRow(n, bad_row_reason(BadRowKind.NOT_AN_OBJECT, type(row).__name__), text[:200])
-                continue
-            if lone_surrogates(raw, row):
-                yield BadRow(n, bad_row_reason(BadRowKind.INVALID_UNICODE, "unpaired surrogate escape (\\ud800-\\udfff)"),
-                             text[:200])
-                continue
-            yield n, row, text
+                n, raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, OSError, zlib.error) as err:  # the stream breaks off: the rest is one bad row
+                if not compressed:
+                    raise
+                detail = f"after line {n}: {type(err).__name__}: {err}".splitlines()[0][:300]
+                yield BadRow(n + 1, bad_row_reason(BadRowKind.UNREADABLE_FILE, detail), "")
+                return
+            row = _line_object(n, raw)
+            if row is not None:
+                yield row
+
+
+def _line_object(n: int, raw: bytes) -> Union[tuple[int, dict, str], BadRow, None]:
+    """`read_objects`' item for line `n` (None for a blank line)."""
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return BadRow(n, bad_row_reason(BadRowKind.INVALID_UTF8, str(err.start)), raw[:200].decode("utf-8", "replace"))
+    row, why = json_value(text)
+    if why is not None:
+        return BadRow(n, bad_row_reason(BadRowKind.INVALID_JSON, why), text[:200])
+    if not isinstance(row, dict):
+        return BadRow(n, bad_row_reason(BadRowKind.NOT_AN_OBJECT, type(row).__name__), text[:200])
+    if lone_surrogates(raw, row):
+        return BadRow(n, bad_row_reason(BadRowKind.INVALID_UNICODE, "unpaired surrogate escape (\\ud800-\\udfff)"),
+                      text[:200])
+    return n, row, text
 
 
 class ParsedRow(NamedTuple):

@@ -392,18 +392,20 @@ class BadRowKind(Names):
     """The line is JSON but not an object."""
     INVALID_UNICODE = "invalid Unicode"
     """A string of the line escapes a lone surrogate (\ud800-\udfff): no UTF-8 writer can write it."""
+    UNREADABLE_FILE = "unreadable file"
+    """The file breaks off (a truncated or corrupt .gz / .bz2 stream): the rest of it is one bad row."""
 
 
 def bad_row_reason(kind: str, detail: str) -> str:
     """The reason of a BadRow (`llmdata.chat`) of kind `kind` (a BadRowKind):
     invalid UTF-8 -> "invalid UTF-8 at byte <detail>", invalid JSON and invalid Unicode ->
-    "<kind>: <detail>", not an object -> "a JSON <detail>, not an object" (detail: the JSON type's
+    "<kind>: <detail>" (unreadable file too), not an object -> "a JSON <detail>, not an object" (detail: the JSON type's
     Python name).
     A row in the wrong format carries the ValueError message of `chat.to_conversation` instead."""
     BadRowKind.check(kind)
     if kind == BadRowKind.INVALID_UTF8:
         return f"{kind} at byte {detail}"
-    if kind in (BadRowKind.INVALID_JSON, BadRowKind.INVALID_UNICODE):
+    if kind in (BadRowKind.INVALID_JSON, BadRowKind.INVALID_UNICODE, BadRowKind.UNREADABLE_FILE):
         return f"{kind}: {detail}"
     return f"a JSON {detail}, not an object"
 

@@ -69,6 +69,32 @@ def test_bad_rows_are_reported_with_their_line(tmp_path):
     assert {b.reason.split(":")[0] for b in bad} >= {"invalid JSON", "a JSON list, not an object"}
 
 
+def test_compressed_row_files_are_read_and_a_broken_one_ends_in_one_bad_row(tmp_path):
+    """.gz and .bz2 are read as the clean stage reads them; a stream that breaks off keeps the rows
+    before the break and ends with one bad row naming where (never a traceback, never a silent end)."""
+    import bz2
+    import gzip
+
+    rows = "".join(json.dumps({"prompt": f"Repeat: file {i}", "completion": f"file {i}"}) + "\n" for i in range(400))
+    plain = list(read_rows(_write(tmp_path / "r.jsonl", rows.encode()), "sft"))
+    assert len(plain) == 400 and not any(isinstance(r, BadRow) for r in plain)
+    packed = gzip.compress(rows.encode(), mtime=0)
+    for name, data in (("r.jsonl.gz", packed), ("r.jsonl.bz2", bz2.compress(rows.encode()))):
+        assert list(read_rows(_write(tmp_path / name, data), "sft")) == plain
+    cut = list(read_rows(_write(tmp_path / "cut.jsonl.gz", packed[: len(packed) // 2]), "sft"))
+    *good, last = cut
+    assert good == plain[: len(good)] and 0 < len(good) < 400
+    assert isinstance(last, BadRow) and last.line == len(good) + 1
+    assert last.reason.startswith(f"unreadable file: after line {len(good)}: EOFError")
+    (only,) = read_rows(_write(tmp_path / "not.jsonl.gz", rows.encode()), "sft")  # named .gz, not gzip
+    assert isinstance(only, BadRow) and only.reason.startswith("unreadable file: after line 0: BadGzipFile")
+
+
+def _write(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), max_size=8))
 def test_any_lines_are_rows_or_bad_rows_never_an_exception(tmp_path_factory, lines):

@@ -194,6 +194,7 @@ def bad_row_kind(reason: str) -> str:
     ("invalid JSON: Expecting value: column 5" and "invalid UTF-8 at byte 7" count as "invalid JSON"
     and "invalid UTF-8"; llmdata.reasons BadRowKind), else the whole reason ("messages: each message
     needs a role in ... and string content")."""
-    kind = next((k for k in (BadRowKind.INVALID_UTF8, BadRowKind.INVALID_JSON, BadRowKind.INVALID_UNICODE)
+    kind = next((k for k in (BadRowKind.INVALID_UTF8, BadRowKind.INVALID_JSON, BadRowKind.INVALID_UNICODE,
+                             BadRowKind.UNREADABLE_FILE)
                  if reason.startswith(k)), None)
     return kind or reason
