@@ -62,7 +62,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace) -> PipelineConfig:
     overrides = list(args.overrides)
-    if args.run_name:
+    if args.run_name is not None:  # "" too: validation says a name needs a character
         overrides.append(f"run.name={args.run_name}")
     return load_config(args.config, overrides)
 
@@ -539,6 +539,19 @@ def _one_line(err: BaseException) -> Optional[str]:
     return None
 
 
+def _interrupted(err: BaseException) -> bool:
+    """Whether `err` is a KeyboardInterrupt that something wrapped (Beam re-raises a worker's as a
+    RuntimeError naming it: "KeyboardInterrupt [while running 'Score/...']")."""
+    seen = set()
+    cur: Optional[BaseException] = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, KeyboardInterrupt) or str(cur).startswith("KeyboardInterrupt"):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ours, beam_args = _split_beam_args(argv)
@@ -552,6 +565,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     # Multi-process DirectRunner workers relay start-up notices (no semi_persistent_directory,
     # discarded args) as warnings on every run; they say nothing about the user's data.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel("ERROR" if level == "WARNING" else level)
+    # A Ctrl-C inside a DoFn is logged by Beam with its traceback before it reaches us: we say "interrupted".
+    logging.getLogger("apache_beam.runners.common").addFilter(
+        lambda record: not record.getMessage().startswith("KeyboardInterrupt"))
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
     from training.stage import StageInterrupted
 
@@ -568,6 +584,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"llmpipe: {err}", file=sys.stderr)
         return 128 + err.signum
     except Exception as err:  # noqa: BLE001 - turned into one line, or re-raised if unknown
+        if _interrupted(err):  # Ctrl-C inside a Beam worker reaches us as the runner's RuntimeError
+            print("llmpipe: interrupted", file=sys.stderr)
+            return 130
         line = _one_line(err)
         if line is None:
             raise

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmdata.bpe import TokenizerOptions
 from llmdata.dedup import DedupOptions
@@ -36,9 +36,17 @@ class _Section(BaseModel):
 
 
 class RunSection(_Section):
-    name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name under root")
+    name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="run folder name under root (letters, digits, _ . -; not . or ..)")
     root: str = Field("runs", description="folder (any Beam filesystem path) that holds the runs")
     input: Optional[str] = Field(None, description="raw input glob of the first stage")
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_of_its_own(cls, name: str) -> str:
+        if name in (".", ".."):  # the pattern lets them through: they name root or its parent, not a run folder
+            raise ValueError(f"{name!r} is not a run folder name")
+        return name
 
 
 class BadRecordPolicy(_Section):
@@ -178,6 +186,26 @@ class PipelineConfig(_Section):
         "model and verifiable checkers")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with a key twice (PyYAML keeps the last silently: a
+    section written twice would lose its first half's settings)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text) if text != "" else ""
@@ -251,16 +279,22 @@ def read_config(path: Optional[str], overrides: list[str] | None = None) -> dict
     """The YAML (safe_load) with the overrides applied, before the `train:` defaults and before
     validation; any problem reading it is one ConfigError line."""
     data: dict = {}
-    if path:
+    if path is not None:
         p = Path(path)
+        if path == "" or not p.exists():
+            raise ConfigError(f"config file not found: {path!r}")
+        if p.is_dir():
+            raise ConfigError(f"config file {path} is a directory: give the YAML file (e.g. configs/pipeline.yaml)")
         if not p.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file {path} is not a regular file")
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            loaded = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config file {path}{where}: not valid YAML") from None
+            problem = str(getattr(err, "problem", "") or "")
+            why = f": {problem}" if problem.startswith("duplicate key") else ""
+            raise ConfigError(f"config file {path}{where}: not valid YAML{why}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path}: not UTF-8 text") from None
         if loaded is None:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from llmdata.display import shown, table_cell
 from llmdata.reasons import Outcome
 from pipelines import fs
-from pipelines.manifest import MANIFEST, read_manifest
+from pipelines.manifest import MANIFEST, input_fingerprint, read_manifest
 from pipelines.rundir import STAGE_FOLDERS
 
 TRAINING = ("pretrain", "sft", "lora", "reward", "dpo", "rl")
@@ -177,6 +177,37 @@ def _stage_seconds(manifest: dict) -> Optional[float]:
     return None
 
 
+def changed_input(manifest: dict) -> Optional[str]:
+    """The first input of a stage's manifest whose fingerprint (pipelines/manifest.py
+    `input_fingerprint`, the one the run's up-to-date check uses) is no longer the one the stage
+    was made from: its pattern, or None when every input still matches. An input that cannot be
+    found from here (a relative path of a run made elsewhere, a deleted file) is not judged."""
+    inputs = manifest.get("inputs")
+    for recorded in inputs.values() if isinstance(inputs, dict) else []:
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("pattern"), str):
+            continue
+        try:
+            now = input_fingerprint(recorded["pattern"])
+        except Exception:  # noqa: BLE001 - an unreachable filesystem, a pattern Beam refuses: not judged
+            continue
+        if ("upstream_manifest" in now or now.get("files")) and now != recorded:
+            return recorded["pattern"]
+    return None
+
+
+def _input_in(manifest: dict, folders: list[str]) -> Optional[str]:
+    """The first input pattern of `manifest` inside one of `folders` (stale stages: what is made
+    from them is stale too), or None."""
+    inputs = manifest.get("inputs")
+    for recorded in inputs.values() if isinstance(inputs, dict) else []:
+        pattern = recorded.get("pattern") if isinstance(recorded, dict) else None
+        if isinstance(pattern, str) and fs.is_local(pattern):
+            where = os.path.abspath(pattern)
+            if any(where == (top := os.path.abspath(f)) or where.startswith(top + os.sep) for f in folders if fs.is_local(f)):
+                return pattern
+    return None
+
+
 def build(root: str) -> tuple[str, list[Section]]:
     """The report's title and sections for the run folder `root`.
 
@@ -196,17 +227,25 @@ def build(root: str) -> tuple[str, list[Section]]:
     sections: list[Section] = []
 
     overview = Section("Stages")
-    rows, total = [], 0.0
+    rows, total, stale = [], 0.0, []
     for stage, folder in STAGE_FOLDERS.items():
         m = manifests.get(stage)
         wall = _stage_seconds(m) if m else None
         total += wall or 0.0
         status = "unreadable manifest" if stage in unreadable else str(m.get("status", "complete")) if m else "not run"
+        changed = (changed_input(m) or _input_in(m, [fs.join(root, f) for f in stale])) if m else None
+        if changed:
+            status += f"; stale: its input {changed} changed since (rerun it)"
+            stale.append(folder)
         rows.append([f"{folder}", status, fmt(wall), (m or {}).get("finished_at", "-")])
     rows.append(["all stages", "", fmt(total), ""])
     overview.p("Wall time is each stage's own run (a training stage's includes reading its data, evaluating before "
                "and after, and export; its report gives the training loop alone); a stage skipped as up to date "
                "shows the time of the run that made it.")
+    if stale:
+        overview.p(f"Stale: {', '.join(stale)} {'was' if len(stale) == 1 else 'were'} made from inputs that have changed "
+                   "since (an earlier stage was rerun, or an input file changed); their figures below describe the "
+                   "earlier inputs. `llmpipe run` reruns them.")
     overview.table(["stage", "status", "wall time (s)", "finished"], rows)
     sections.append(overview)
 

@@ -25,6 +25,9 @@ def test_defaults_without_a_file():
         ("clean.bad_records.per_kind.bogus=drop", "unknown bad-record kind 'bogus'"),
         ("clean.bad_records.default=explode", "clean.bad_records.default: Input should be 'quarantine', 'drop' or 'fail'"),
         ("run.name=has space", "run.name: String should match pattern"),
+        ("run.name=..", "run.name: Value error, '..' is not a run folder name"),  # the runs folder's parent
+        ("run.name=.", "run.name: Value error, '.' is not a run folder name"),
+        ("run.name=", "run.name: String should have at least 1 character"),
         ("clean.missing.fields.x.rule=constant", "config error: clean.missing.fields.x: Value error, rule 'constant' needs a 'value'"),
         ("nokey", "expected KEY=VALUE"),
     ],
@@ -51,3 +54,42 @@ def test_bad_files(tmp_path):
     unsafe.write_text("run: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError):
         load_config(str(unsafe))
+
+
+def test_a_key_written_twice_is_refused_and_merge_keys_still_work(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a section written twice lost its first
+    half. `<<: *anchor` merges stay legal, and a key after one overrides the merged value."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("dedup:\n  threshold: 0.8\n  threshold: 0.9\n")
+    with pytest.raises(ConfigError, match="line 3: not valid YAML: duplicate key 'threshold' \\(first on line 2\\)"):
+        load_config(str(twice))
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("dedup:\n  threshold: 0.8\nclean: {}\ndedup:\n  threshold: 0.9\n")
+    with pytest.raises(ConfigError, match="duplicate key 'dedup'"):
+        load_config(str(sections))
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("train: &shared\n  lr: 0.002\nsft:\n  <<: *shared\n  max_steps: 7\nlora:\n  <<: *shared\n  lr: 0.004\n")
+    cfg = load_config(str(merged))
+    assert (cfg.sft.lr, cfg.sft.max_steps, cfg.lora.lr) == (0.002, 7, 0.004)
+
+
+def test_a_config_path_that_is_not_a_file_says_what_it_is(tmp_path):
+    for path, says in ((str(tmp_path), "is a directory"), ("/dev/null", "is not a regular file"), ("", "not found: ''")):
+        with pytest.raises(ConfigError, match=says):
+            load_config(path)
+
+
+def test_cli_run_name_empty_is_refused_and_a_wrapped_ctrl_c_counts_as_one(capsys):
+    from pipelines import cli
+
+    assert cli.main(["config", "--show", "--config", "configs/pipeline.yaml", "--run-name", ""]) == 2
+    assert "run.name: String should have at least 1 character" in capsys.readouterr().err
+    try:  # what Beam raises for a Ctrl-C inside a DoFn: main says "interrupted" (130), not a traceback
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("KeyboardInterrupt [while running 'Score/ParDo(ScoreDocument)']") from None
+    except RuntimeError as err:
+        wrapped = err
+    assert cli._interrupted(wrapped) and cli._interrupted(KeyboardInterrupt())
+    assert not cli._interrupted(RuntimeError("ValueError: bad [while running 'Score']"))

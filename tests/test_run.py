@@ -96,3 +96,23 @@ def test_report_survives_hand_edited_manifests(small_corpus, tmp_path, capsys):
     assert funnel_section.blocks[0][1].startswith("Not shown: the manifests do not hold what this section reads")
     capsys.readouterr()
     assert main(["report", "--run-dir", str(tmp_path / "k")]) == 0
+
+
+def test_a_stage_made_from_an_input_that_changed_since_is_reported_stale(small_corpus, tmp_path):
+    """Rerunning clean alone (another threshold) leaves dedup made from the earlier clean output:
+    the report says so, where it said "complete"; and a rerun of dedup clears it."""
+    args = run_args(small_corpus[0], tmp_path)
+    dedup = [*args[:5], "--to", "dedup", *args[7:]]
+    assert main(dedup) == 0
+
+    def statuses() -> dict:
+        _, sections = build(str(tmp_path / "k"))
+        return {row[0]: row[1] for row in sections[0].blocks[-1][2]}
+
+    assert statuses()["02-dedup"] == "complete"
+    assert main([*args[:5], "--to", "clean", *args[7:], "--set", "clean.outliers.iqr_k=2.5"]) == 0
+    now = statuses()
+    assert now["01-clean"] == "complete"
+    assert now["02-dedup"] == f"complete; stale: its input {tmp_path / 'k' / '01-clean'} changed since (rerun it)"
+    assert main([*dedup, "--set", "clean.outliers.iqr_k=2.5"]) == 0
+    assert statuses()["02-dedup"] == "complete"
