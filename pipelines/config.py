@@ -311,11 +311,30 @@ def load_config(path: Optional[str], overrides: list[str] | None = None) -> Pipe
     """Read the YAML (safe_load), apply overrides, validate; any problem is one ConfigError line."""
     data = with_train_defaults(read_config(path, overrides))
     try:
-        return PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
     except ValueError as err:  # raised from model_post_init
         raise ConfigError(f"config error: {err}") from None
+    where = _bool_as_number(data, cfg)
+    if where:
+        raise ConfigError(f"config error: {where[0]}: Input should be a number, not a boolean (got {str(where[1]).lower()})")
+    return cfg
+
+
+def _bool_as_number(data: dict, model: Any, path: str = "") -> Optional[tuple[str, bool]]:
+    """(key, value) of the first true/false in `data` that validation turned into a number
+    (pydantic's lax mode reads `max_steps: true` as 1), or None."""
+    for key, raw in data.items():
+        value = model.get(key) if isinstance(model, dict) else getattr(model, str(key), None)
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(raw, bool) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return where, raw
+        if isinstance(raw, dict) and value is not None:
+            found = _bool_as_number(raw, value, where)
+            if found:
+                return found
+    return None
 
 
 def keys_from_train(data: dict) -> dict[str, set[str]]:

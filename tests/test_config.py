@@ -30,6 +30,7 @@ def test_defaults_without_a_file():
         ("run.name=", "run.name: String should have at least 1 character"),
         ("clean.missing.fields.x.rule=constant", "config error: clean.missing.fields.x: Value error, rule 'constant' needs a 'value'"),
         ("nokey", "expected KEY=VALUE"),
+        ("sft.max_steps=true", "sft.max_steps: Input should be a number, not a boolean (got true)"),  # was 1 step
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(override, expected):
