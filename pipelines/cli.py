@@ -345,11 +345,17 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Every stage from --from to --to, in order, each skipped when its manifest is up to date."""
     from pipelines.rundir import run_root
     from pipelines.run_report import write_run_report
-    from pipelines.registry import StageCall, stage_dir, stage_range
+    from pipelines.registry import STAGES, StageCall, settings_drift, stage_dir, stage_range
 
     cfg = _load(args)
     stages = stage_range(args.from_stage, args.to_stage)
     options = resolve_beam_args(beam_args, args.workers)
+    for earlier in STAGES[: STAGES.index(stages[0])]:  # what --from takes as it is
+        drift = settings_drift(cfg, earlier.name)
+        if drift:
+            print(f"run: warning: {stage_dir(cfg, earlier.name)} was made with other {earlier.name} settings than the "
+                  f"config's ({drift}); --from {stages[0].name} uses it as it is (--from {earlier.name} remakes it)",
+                  file=sys.stderr)
     for stage in stages:
         stage.run(StageCall(cfg, stage_dir(cfg, stage.name), args.force, options if stage.kind == "data" else []))
     report = write_run_report(run_root(cfg))

@@ -11,6 +11,7 @@ module when called, so reading the registry imports neither Beam nor DeepSpeed.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -277,6 +278,30 @@ def spec(name: str) -> StageSpec:
         if stage.name == name:
             return stage
     raise UnknownStageError(f"unknown stage {name!r} (stages: {', '.join(stage_names())})")
+
+
+def settings_drift(cfg: "PipelineConfig", stage: str) -> Optional[str]:
+    """How the settings a finished stage folder of the run was made with (its manifest's `config`)
+    differ from `cfg`'s section for it: the first differing key, "key: old -> new", or None (the
+    same, or no finished folder to compare)."""
+    from pipelines.manifest import read_manifest
+
+    manifest = read_manifest(stage_dir(cfg, stage))
+    made = manifest.get("config") if isinstance(manifest, dict) else None
+    if not isinstance(made, dict):
+        return None
+    now = json.loads(json.dumps(getattr(cfg, stage).model_dump(mode="json")))
+    return _first_difference(made, now)
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> Optional[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{path}: {json.dumps(old)} -> {json.dumps(new)}"
 
 
 def stage_range(first: str, last: str) -> tuple[StageSpec, ...]:

@@ -98,7 +98,7 @@ def test_report_survives_hand_edited_manifests(small_corpus, tmp_path, capsys):
     assert main(["report", "--run-dir", str(tmp_path / "k")]) == 0
 
 
-def test_a_stage_made_from_an_input_that_changed_since_is_reported_stale(small_corpus, tmp_path):
+def test_a_stage_made_from_an_input_that_changed_since_is_reported_stale(small_corpus, tmp_path, capsys):
     """Rerunning clean alone (another threshold) leaves dedup made from the earlier clean output:
     the report says so, where it said "complete"; and a rerun of dedup clears it."""
     args = run_args(small_corpus[0], tmp_path)
@@ -116,3 +116,11 @@ def test_a_stage_made_from_an_input_that_changed_since_is_reported_stale(small_c
     assert now["02-dedup"] == f"complete; stale: its input {tmp_path / 'k' / '01-clean'} changed since (rerun it)"
     assert main([*dedup, "--set", "clean.outliers.iqr_k=2.5"]) == 0
     assert statuses()["02-dedup"] == "complete"
+    # --from takes the stages before it as they are: one made with other settings than the config's is named
+    capsys.readouterr()
+    assert main([*args[:5], "--from", "dedup", "--to", "dedup", *args[7:]]) == 0
+    err = capsys.readouterr().err
+    assert (f"run: warning: {tmp_path / 'k' / '01-clean'} was made with other clean settings than the config's "
+            "(outliers.iqr_k: 2.5 -> 3.0); --from dedup uses it as it is (--from clean remakes it)") in err
+    assert main([*args[:5], "--from", "dedup", "--to", "dedup", *args[7:], "--set", "clean.outliers.iqr_k=2.5"]) == 0
+    assert "warning" not in capsys.readouterr().err
