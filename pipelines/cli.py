@@ -545,17 +545,34 @@ def _one_line(err: BaseException) -> Optional[str]:
     return None
 
 
-def _interrupted(err: BaseException) -> bool:
-    """Whether `err` is a KeyboardInterrupt that something wrapped (Beam re-raises a worker's as a
-    RuntimeError naming it: "KeyboardInterrupt [while running 'Score/...']")."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): unwinds as Ctrl-C does, so a data stage's `.partial`
+    folder and the Beam workers are cleaned up the same way, and the CLI says so."""
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise _Terminated()
+
+
+#: how Beam names a _Terminated raised inside a DoFn when it re-raises it as text
+_TERMINATED_NAME = f"{_Terminated.__module__}.{_Terminated.__qualname__}"
+
+
+def _interrupted(err: BaseException) -> Optional[str]:
+    """"terminated" or "interrupted" when `err` is a SIGTERM or a KeyboardInterrupt that something
+    wrapped (Beam re-raises one raised in a DoFn as a RuntimeError naming it: "KeyboardInterrupt
+    [while running 'Score/...']"), else None."""
     seen = set()
     cur: Optional[BaseException] = err
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, KeyboardInterrupt) or str(cur).startswith("KeyboardInterrupt"):
-            return True
+        text = str(cur)
+        if isinstance(cur, _Terminated) or text.startswith(_TERMINATED_NAME):
+            return "terminated"
+        if isinstance(cur, KeyboardInterrupt) or text.startswith("KeyboardInterrupt"):
+            return "interrupted"
         cur = cur.__cause__ or cur.__context__
-    return False
+    return None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -573,12 +590,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel("ERROR" if level == "WARNING" else level)
     # A Ctrl-C inside a DoFn is logged by Beam with its traceback before it reaches us: we say "interrupted".
     logging.getLogger("apache_beam.runners.common").addFilter(
-        lambda record: not record.getMessage().startswith("KeyboardInterrupt"))
+        lambda record: not record.getMessage().startswith(("KeyboardInterrupt", _TERMINATED_NAME)))
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
     from training.stage import StageInterrupted
 
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous_term = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # training puts its own in
     try:
         return func(args, beam_args)
+    except _Terminated:
+        print("llmpipe: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, as Unix tools do
         with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -590,14 +614,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"llmpipe: {err}", file=sys.stderr)
         return 128 + err.signum
     except Exception as err:  # noqa: BLE001 - turned into one line, or re-raised if unknown
-        if _interrupted(err):  # Ctrl-C inside a Beam worker reaches us as the runner's RuntimeError
-            print("llmpipe: interrupted", file=sys.stderr)
-            return 130
+        stopped = _interrupted(err)  # Ctrl-C or SIGTERM inside a Beam DoFn reaches us as the runner's RuntimeError
+        if stopped:
+            print(f"llmpipe: {stopped}", file=sys.stderr)
+            return 128 + (signal.SIGTERM if stopped == "terminated" else signal.SIGINT)
         line = _one_line(err)
         if line is None:
             raise
         print(f"llmpipe: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 if __name__ == "__main__":

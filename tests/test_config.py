@@ -92,5 +92,28 @@ def test_cli_run_name_empty_is_refused_and_a_wrapped_ctrl_c_counts_as_one(capsys
             raise RuntimeError("KeyboardInterrupt [while running 'Score/ParDo(ScoreDocument)']") from None
     except RuntimeError as err:
         wrapped = err
-    assert cli._interrupted(wrapped) and cli._interrupted(KeyboardInterrupt())
-    assert not cli._interrupted(RuntimeError("ValueError: bad [while running 'Score']"))
+    assert cli._interrupted(wrapped) == cli._interrupted(KeyboardInterrupt()) == "interrupted"
+    assert cli._interrupted(RuntimeError(f"{cli._TERMINATED_NAME} [while running 'Score']")) == "terminated"
+    assert cli._interrupted(RuntimeError("ValueError: bad [while running 'Score']")) is None
+
+
+def test_sigterm_stops_a_command_with_one_line_and_status_143(monkeypatch, capsys):
+    """A scheduler's SIGTERM unwinds as Ctrl-C does (Python's default ends the process without a
+    word): one line, exit 128 + 15, and the handler from before main is back after it."""
+    import os
+    import signal
+
+    from pipelines import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    args = cli.build_parser().parse_args(["config", "--show"])
+
+    def killed(*_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal did not stop the command")
+
+    args.func = killed
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    capsys.readouterr()
+    assert cli.main(["config", "--show"]) == 143
+    assert capsys.readouterr().err == "llmpipe: terminated\n" and signal.getsignal(signal.SIGTERM) is before
