@@ -506,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "overrides and the train: defaults applied, validated, each key with its meaning.")
     _common(p)
     p.add_argument("--show", action="store_true", help="print the resolved config (the default action)")
+    p.add_argument("show", nargs="?", choices=["show"], help="the same as --show (`llmpipe config show`)")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("report", help="rebuild the run report (report.html + report.md) from the stage folders",
