@@ -292,8 +292,8 @@ def read_config(path: Optional[str], overrides: list[str] | None = None) -> dict
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            problem = str(getattr(err, "problem", "") or "")
-            why = f": {problem}" if problem.startswith("duplicate key") else ""
+            problem = " ".join(str(getattr(err, "problem", "") or "").split())  # e.g. "found character '\t' ..."
+            why = f": {problem}" if problem else ""
             raise ConfigError(f"config file {path}{where}: not valid YAML{why}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path}: not UTF-8 text") from None

@@ -47,6 +47,9 @@ def test_bad_files(tmp_path):
     bad.write_text("run: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(bad))
+    bad.write_text("run:\n\tname: x\n")  # what YAML found, not only where
+    with pytest.raises(ConfigError, match="line 2: not valid YAML: found character '\\\\t' that cannot start any token"):
+        load_config(str(bad))
     listy = tmp_path / "list.yaml"
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):

@@ -41,7 +41,7 @@ def test_show_prints_every_key_with_its_meaning_and_loads_back(capsys):
     assert shown == load_config("configs/pipeline.yaml", ["train.seed=3"])
     assert "  name: demo  # run folder name under root" in text
     assert "  num_shards: 4  # output shards, fixed so reruns are identical" in text
-    assert main(["config", "show", "--config", "configs/pipeline.yaml", "--set", "train.seed=3"]) == 0  # as git says it
+    assert main(["config", "show", "--config", "configs/pipeline.yaml", "--set", "train.seed=3"]) == 0  # the subcommand form
     assert capsys.readouterr().out == text
 
 
