@@ -22,6 +22,7 @@ import torch
 
 from llmdata.chat import ChatTemplate, Message
 from llmdata.errors import LlmpipeError
+from training.reward import encode_response
 
 
 class RewardInput(NamedTuple):
@@ -189,8 +190,6 @@ class RewardModelScorer:
         self.cut = 0
 
     def encode(self, item: RewardInput) -> tuple[list[int], bool]:
-        from training.reward import encode_response
-
         return encode_response(self.template, item.messages, item.text, min(self.max_len, self.model.cfg.max_seq_len))
 
     @torch.no_grad()
