@@ -97,7 +97,10 @@ def test_sigterm_stops_a_command_with_one_line_and_status_143(monkeypatch, capsy
 
     from pipelines import cli
 
-    before = signal.getsignal(signal.SIGTERM)
+    def unhandled(*_):  # were main to leave SIGTERM alone, this fails the test instead of ending pytest
+        raise AssertionError("main did not handle SIGTERM")
+
+    before = signal.signal(signal.SIGTERM, unhandled)
     args = cli.build_parser().parse_args(["config", "--show"])
 
     def killed(*_):
@@ -107,5 +110,8 @@ def test_sigterm_stops_a_command_with_one_line_and_status_143(monkeypatch, capsy
     args.func = killed
     monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
     capsys.readouterr()
-    assert cli.main(["config", "--show"]) == 143
-    assert capsys.readouterr().err == "llmpipe: terminated\n" and signal.getsignal(signal.SIGTERM) is before
+    try:
+        assert cli.main(["config", "--show"]) == 143
+        assert capsys.readouterr().err == "llmpipe: terminated\n" and signal.getsignal(signal.SIGTERM) is unhandled
+    finally:
+        signal.signal(signal.SIGTERM, before)
