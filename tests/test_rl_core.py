@@ -315,8 +315,9 @@ def test_sample_groups_gives_g_completions_per_prompt_deterministic_for_a_seed(t
     assert [c.prompt for c in out] == [0] * 5 + [1] * 5
     for c in out:
         assert c.prompt_ids == template.prompt(PROMPTS[c.prompt])
-        assert c.finished == (template.end_id in c.completion_ids)
-        assert c.finished == (c.completion_ids[-1] == template.end_id) and c.completion_ids.count(template.end_id) <= 1
+        stops = (template.end_id, template.eot_id)
+        assert c.finished == any(t in stops for t in c.completion_ids)
+        assert c.finished == (c.completion_ids[-1] in stops) and sum(t in stops for t in c.completion_ids) <= 1
         assert len(c.completion_ids) <= 8
         assert c.text == tok.decode(c.completion_ids[:-1] if c.finished else c.completion_ids)
     # greedy: every completion of a group is the taught answer, ended at the end of turn, as chat_reply gives it
@@ -337,6 +338,24 @@ def test_sample_groups_gives_g_completions_per_prompt_deterministic_for_a_seed(t
     sample_groups(taught, template, PROMPTS[:1], 2, Sampling(max_new_tokens=1))
     assert taught.training is True  # the mode is restored
     taught.eval()
+
+
+def test_a_completion_ends_at_endoftext_as_exact_match_reads_it(tok, monkeypatch):
+    """A sample "7<|endoftext|> file<|end|>" is the answer "7" to held-out exact match (generate's
+    stops are the HF export's: <|end|> and <|endoftext|>); RL's checker and reward model see the
+    same answer, and the loss trains the ids up to that stop."""
+    template = ChatTemplate(tok)
+    model = small_model(vocab_size=tok.vocab_size).eval()
+    written = tok.encode("7") + [template.eot_id] + tok.encode(" file") + [template.end_id]
+
+    def scripted(self, prompt, max_new_tokens, **kw):
+        return torch.cat([prompt, torch.tensor([written[:max_new_tokens]] * prompt.size(0))], 1)
+
+    monkeypatch.setattr(Transformer, "generate", scripted)
+    (c,) = sample_groups(model, template, PROMPTS[:1], 1, Sampling(8, temperature=1.0))
+    assert (c.text, c.completion_ids, c.finished) == ("7", tok.encode("7") + [template.eot_id], True)
+    assert exact_match_reward(reward_inputs([c], PROMPTS[:1], ["7"])) == [1.0]
+    assert chat_reply(model, template, PROMPTS[0], Sampling(8)) == "7"
 
 
 def test_token_logps_are_the_completion_tokens_log_probs(tok):

@@ -250,8 +250,11 @@ def test_a_checker_that_fails_on_some_completions_gives_error_rows_and_the_run_g
     out = tmp_path / "rl"
     role = [] if checker_role == "reward" else ["--set", "rl.rewards.checker=0", "--set", "rl.rewards.reward_model=1",
                                                 "--set", f"rl.rewards.reward_model_dir={reward_model}"]
-    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2", *role)) == 0
+    # log_every 2: the stage still records every step, which its whole-run figures count
+    assert main(rl_args(pretrained, prompts, out, "--set", "rl.max_steps=2", "--set", "rl.micro_batch=2",
+                        "--set", "rl.log_every=2", *role)) == 0
     rows = train_rows(out)
+    assert [r["step"] for r in rows] == [1, 2]
     for r in rows:  # 2 prompts x 4 completions a step, every other one failing
         assert r["reward_errors"] == 4 and len(r["reward_error_rows"]) == 4
         for row in r["reward_error_rows"]:

@@ -163,7 +163,8 @@ class Trainer:
         for the reward model's or DPO's pairwise losses). `count_fn` gives, from a batch alone, the
         count `loss_fn` will return for it: the step's losses are averaged over that unit.
         `step_metrics`, called on every rank after each optimizer step, returns more values for
-        that step's metrics record (RL's rewards and KL), already reduced over the ranks.
+        that step's metrics record (RL's rewards and KL), already reduced over the ranks; with it
+        every step's record is written, whatever `log_every`.
         `stage_state` (an object with `state_dict()` / `load_state_dict(dict)`, e.g. RL's KL
         controller) is saved in every checkpoint and restored on resume."""
         import torch.distributed as dist
@@ -427,7 +428,8 @@ class Trainer:
                 if progress and not interactive and (self.step % every == 0 or self.step == s.max_steps):
                     self.log(f"step {self.step}/{s.max_steps}: loss {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s, "
                              + elapsed_eta(time.perf_counter() - started, self.step - first_step, s.max_steps - self.step))
-                if metrics and (self.step % s.log_every == 0 or self.step == s.max_steps):
+                # a stage with per-step metrics (RL) builds its report from every step's record: all written
+                if metrics and (self.step_metrics or self.step % s.log_every == 0 or self.step == s.max_steps):
                     norm = self.engine.get_global_grad_norm() if not self.pipeline else None
                     metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
                                    "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,

@@ -44,7 +44,8 @@ class TrainSection(BaseModel):
     eval_batches: int = Field(8, ge=1, description="micro batches per rank in one validation pass")
     save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints (and one at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept; older ones are deleted")
-    log_every: int = Field(1, ge=1, description="optimizer steps between metrics lines (metrics.jsonl, TensorBoard)")
+    log_every: int = Field(1, ge=1, description="optimizer steps between metrics lines (metrics.jsonl, TensorBoard); "
+                           "the RL stage writes every step (its report is built from them)")
     tensorboard: bool = Field(True, description="also write the metrics as TensorBoard events (tensorboard/)")
     peak_tflops: Optional[float] = Field(
         None, gt=0, description="peak TFLOP/s per device for MFU; null: a known GPU's dense bf16 peak, or measured "

@@ -32,9 +32,9 @@ class Completion:
     """One sampled completion of a prompt."""
     prompt: int  # index of its prompt in the batch of prompts
     prompt_ids: list[int]  # the ids the model continued (the template's prompt, left end cut to fit)
-    completion_ids: list[int]  # sampled ids, ending with the end-of-turn id when `finished`
-    text: str  # the completion decoded, without the end-of-turn token
-    finished: bool  # ended with the end-of-turn token; False: cut at max_new_tokens or max_seq_len
+    completion_ids: list[int]  # sampled ids, ending with the stop id (<|end|> or <|endoftext|>) when `finished`
+    text: str  # the completion decoded, without the stop token
+    finished: bool  # ended with a stop token; False: cut at max_new_tokens or max_seq_len
 
 
 def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], group_size: int, sampling: Sampling,
@@ -45,7 +45,8 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
     Each group is one batched call of the model's KV-cache `generate` (training/model.py) on the
     prompt repeated `group_size` times (prompts of different lengths are not batched together:
     `generate` has no left padding). Sampling is `sampling`'s temperature / top-k / top-p, up to
-    `max_new_tokens`, stopping at the template's end-of-turn token <|end|>. As in
+    `max_new_tokens`, stopping at the template's end-of-turn token <|end|>; a completion ends at
+    its first <|end|> or <|endoftext|> (exact match's and the HF export's stops), which it keeps. As in
     training/generate.py, a prompt that leaves no room for max_new_tokens keeps its right end.
     The same `generator` state gives the same completions; it must live on the model's device
     (torch.multinomial draws there). The model's train/eval mode is restored. `model` is the
@@ -56,6 +57,7 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1 (got {group_size})")
     stop = template.end_id
+    stops = (stop, template.eot_id)  # where an answer ends, as held-out exact match reads it (generate._answers_after)
     room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
     device = next(model.parameters()).device
     if generator is not None and generator.device.type != device.type:
@@ -70,8 +72,9 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
             seq = model.generate(batch, sampling.max_new_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
                                  top_p=sampling.top_p, eos_id=stop, generator=generator)
             for row in seq[:, len(ids):].tolist():
-                finished = stop in row
-                new = row[: row.index(stop) + 1] if finished else row
+                end = next((i for i, t in enumerate(row) if t in stops), None)
+                finished = end is not None
+                new = row[: end + 1] if finished else row
                 text = template.tok.decode(new[:-1] if finished else new)
                 out.append(Completion(b, list(ids), new, text, finished))
     finally:
