@@ -150,6 +150,26 @@ def test_bad_rl_settings_are_one_line(pretrained, prompts, tmp_path, capsys, set
     assert not (tmp_path / "rl").exists()
 
 
+def test_an_output_folder_the_stage_would_destroy_is_refused_in_one_line(pretrained, prompts, tmp_path, capsys):
+    """Another stage's finished folder, or the folder the base model lies in, is not an RL output:
+    starting over would move it aside and delete it when RL finished."""
+    import shutil
+
+    other = tmp_path / "08-reward"
+    shutil.copytree(pretrained, other)  # a finished stage folder (its manifest says pretrain)
+    sft = tmp_path / "06-sft"
+    shutil.copytree(pretrained / "final", sft / "final")
+    for base, out, says in ((pretrained / "final", other, f"output {other} holds the pretrain stage's output"),
+                            (sft / "final", sft, f"output {sft} holds this stage's base input ({sft / 'final'}/*)")):
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        args = rl_args(pretrained, prompts, out)
+        args[args.index("--base") + 1] = str(base)
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err, err
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_a_prompt_file_with_no_usable_row_is_one_line(pretrained, tmp_path, capsys):
     rows = tmp_path / "p.jsonl"
     rows.write_text('{"messages": [{"role": "user", "content": "a question and no answer"}]}\nnot json\n')

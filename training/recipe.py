@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 
 from pipelines.manifest import stage_fingerprint, write_manifest
 from training.options import AlignSection, TrainSection
-from training.stage import (TrainingInputError, complete_model_dir, finished, folder_fingerprint, model_stage_inputs, require, start_stage,
-                            write_bad_rows)
+from training.stage import (TrainingInputError, check_output_folder, complete_model_dir, finished, folder_fingerprint,
+                            model_stage_inputs, require, start_stage, write_bad_rows)
 
 
 @dataclass
@@ -115,6 +115,7 @@ def run_recipe(recipe: Recipe, force: bool = False, until_step: Optional[int] = 
 
     section, out, stage = recipe.section, recipe.out, recipe.stage
     inputs = recipe.inputs()
+    check_output_folder(stage, out, inputs)
     config = section.model_dump(mode="json")
     fingerprint = stage_fingerprint(stage, config, inputs)
     done = finished(stage, out, fingerprint, force, recipe.say)
