@@ -69,8 +69,10 @@ def _messages(value, where: str) -> list[Message]:
 def _answer(value, where: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": "assistant", "content": value}]
-    msgs = _messages(value, where)
-    return [m for m in msgs if m["role"] == "assistant"] or msgs
+    answer = [m for m in _messages(value, where) if m["role"] == "assistant"]
+    if not answer:
+        raise ValueError(f"{where} has no assistant turn (an answer given as messages is the assistant's)")
+    return answer
 
 
 def _alpaca_prompt(row: dict) -> str:
@@ -325,12 +327,18 @@ def has_text(content: str) -> bool:
 
 
 def unaskable(messages: list[Message]) -> Optional[str]:
-    """Why a conversation cannot be asked as a question (a held-out prompt, an RL prompt): its
-    turns before the last assistant turn hold no text besides earlier answers (a model would be
-    scored on answering nothing). None when it can be asked."""
-    context, _ = prompt_and_reference(messages)
+    """Why a conversation cannot be asked as a question with a reference answer (a held-out prompt,
+    an RL prompt): its turns before the last assistant turn hold no text besides earlier answers (a
+    model would be scored on answering nothing), it ends with another turn than the assistant's
+    (asking the turns before the last answer would drop the last question), or that answer is
+    blank (nothing to check against). None when it can be asked."""
+    context, reference = prompt_and_reference(messages)
     if not any(has_text(m["content"]) for m in context if m["role"] != "assistant"):
         return "no prompt to ask: no text before the assistant's answer"
+    if messages[-1]["role"] != "assistant":
+        return f"ends with a {messages[-1]['role']} turn, not the assistant's answer to check against"
+    if not has_text(reference or ""):
+        return "the assistant's answer to check against is blank"
     return None
 
 

@@ -56,6 +56,26 @@ def test_a_question_needs_text_a_reader_sees():
     for asked in ("What is 2 + 3?", "几", "\u0301", "🙂"):
         assert has_text(asked) and unaskable([{"role": "user", "content": asked}, answer]) is None
     assert unaskable([{"role": "system", "content": "Answer with a number."}, answer]) is None
+    # the reference is the last turn, and it says something: else the question or the check would be lost
+    question = {"role": "user", "content": "What is 2 + 2?"}
+    assert "ends with a user turn" in unaskable([question, answer, {"role": "user", "content": "And 3 + 3?"}])
+    for blank in ("", "   ", "\u200b"):
+        assert "blank" in unaskable([question, answer, question, {"role": "assistant", "content": blank}])
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": "Q", "chosen": [{"role": "user", "content": "not an answer"}], "rejected": "x"},
+    {"prompt": "Q", "chosen": "A", "rejected": [{"role": "system", "content": "x"}]},
+])
+def test_an_answer_given_as_messages_needs_an_assistant_turn(row):
+    """A preference (or scored) answer of user or system turns only is a bad row, not an answer
+    with no target tokens (log-probability 0, a free win or loss for DPO)."""
+    from llmdata.chat import scoring_row
+
+    with pytest.raises(ValueError, match="has no assistant turn"):
+        to_preference(row)
+    with pytest.raises(ValueError, match="has no assistant turn"):
+        scoring_row(row)
 
 
 def test_bad_rows_are_reported_with_their_line(tmp_path):
