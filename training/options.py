@@ -229,7 +229,8 @@ class RLRewards(BaseModel):
     reward_model: float = Field(
         0.0, ge=0, description="weight of the trained reward model's score (08-reward); 0: not used")
     reward_model_dir: Optional[str] = Field(
-        None, description="reward model folder; default: the run's 08-reward/final")
+        None, description="reward model folder; default: 08-reward/final beside the stage's output "
+        "folder (the run's own unless --output puts RL elsewhere)")
     truncated: float = Field(
         0.0, ge=0, description="penalty subtracted from a completion cut at max_new_tokens (a format penalty)")
     per_token: float = Field(
