@@ -18,8 +18,9 @@ from training.model import ModelConfig, Transformer
 from training.reward import RewardModel, score
 from training.rewards import (LengthFormatPenalty, RewardInput, RewardModelScorer, RewardSource, RewardSourceFailed,
                               exact_match_reward, require_scored, reward_hacking_rate, score_completions)
-from training.rl import (Completion, KLController, completion_stats, group_advantages, grpo_loss, pad_completions,
-                         policy_kl, position_kl, reward_inputs, sample_groups, token_logps)
+from training.rl import (Completion, KLController, completion_stats, group_advantages, grpo_loss, label_logps,
+                         pad_completions, policy_kl, position_kl, reward_inputs, sample_groups, tempered_logits,
+                         token_logps)
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +385,34 @@ def test_token_logps_are_the_completion_tokens_log_probs(tok):
         assert logps.sum(-1).tolist() == pytest.approx(sequence_logps(model, batch["input_ids"], batch["labels"]).tolist(), abs=1e-4)
     dropped = pad_completions(comps, pad_id=0, keep=[True, False])
     assert (dropped["labels"][1] == -100).all() and torch.equal(dropped["labels"][0], batch["labels"][0])
+
+
+def test_logits_at_the_labelled_positions_are_the_full_logits_there(tok):
+    """The RL loss's logits only at completion tokens ([K, V]) give the log-probs, gradients and
+    exact KL of the full [N, T, V] logits, at a fraction of the head's cost."""
+    template = ChatTemplate(tok)
+    comps = [Completion(0, template.prompt(PROMPTS[0]), tok.encode("7") + [template.end_id], "7", True),
+             Completion(1, template.prompt(PROMPTS[1]), tok.encode("type path data"), "type path data", False)]
+    batch = pad_completions(comps, pad_id=tok.special_ids["<|pad|>"])
+    ids, labels = batch["input_ids"], batch["labels"]
+    mask = labels != -100
+    model, ref = small_model(vocab_size=tok.vocab_size), small_model(vocab_size=tok.vocab_size, init_std=0.05)
+    grads = []
+    for at in (None, mask):
+        model.zero_grad()
+        logits = tempered_logits(model, ids, 0.7, at=at)
+        assert logits.shape == ((int(mask.sum()), tok.vocab_size) if at is not None else (*ids.shape, tok.vocab_size))
+        logps = label_logps(logits, labels)
+        ref_logits = tempered_logits(ref, ids, 0.7, at=at)
+        kl = position_kl(logits.detach(), ref_logits, mask if at is None else mask[mask])
+        logps.sum().backward()
+        grads.append((logps.detach(), float(kl.sum()), [p.grad.clone() for p in model.parameters()]))
+    (full, full_kl, full_grads), (packed, packed_kl, packed_grads) = grads
+    assert torch.allclose(full, packed, atol=1e-6) and (packed[~mask] == 0).all()
+    assert packed_kl == pytest.approx(full_kl, rel=1e-5) and packed_kl > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full_grads, packed_grads))
+    with pytest.raises(ValueError, match="logits_at"):
+        model(ids, labels=labels, logits_at=mask)
 
 
 def test_position_kl_is_the_next_token_distributions_kl():

@@ -318,12 +318,15 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: Optional[torch.Tensor] = None,
                 position_ids: Optional[torch.Tensor] = None, doc_ids: Optional[torch.Tensor] = None,
-                cache: Optional[list[dict]] = None, start: int = 0) -> dict:
+                cache: Optional[list[dict]] = None, start: int = 0, logits_at: Optional[torch.Tensor] = None) -> dict:
         """Logits, and the mean next-token loss over labels != -100 when labels are given.
 
         `position_ids` default to start..start+T; `doc_ids` (same shape) keep attention inside
         documents; `cache` (one dict per layer) makes generation incremental, `start` being the
-        index of the first new token.
+        index of the first new token. `logits_at`, a bool (batch, seq) mask, gives the logits of
+        those positions only, (K, vocab) in row-major order: the head's matmul and whatever reads
+        the logits skip the rest (RL scores only the completion tokens). Raises ValueError for a
+        position beyond max_seq_len, or `logits_at` with `labels`.
         """
         b, t = input_ids.shape
         device = input_ids.device
@@ -331,7 +334,12 @@ class Transformer(nn.Module):
         positions = index if position_ids is None else position_ids
         if int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.cfg.max_seq_len}")
-        logits = self.head(self.hidden(input_ids, positions, index, doc_ids, cache))
+        hidden = self.hidden(input_ids, positions, index, doc_ids, cache)
+        if logits_at is not None:
+            if labels is not None:
+                raise ValueError("logits_at gives the logits of some positions; the loss needs all of them (labels)")
+            return {"logits": self.head(hidden[logits_at])}
+        logits = self.head(hidden)
         out = {"logits": logits}
         if labels is not None:
             total, count = token_loss(logits, labels)
@@ -366,10 +374,12 @@ class Transformer(nn.Module):
         for _ in range(max_new_tokens):
             if seq.size(1) >= self.cfg.max_seq_len:
                 break
+            last = torch.zeros(step_input.shape if use_cache else seq.shape, dtype=torch.bool, device=seq.device)
+            last[:, -1] = True  # the head only where the next token is read (a prompt's other positions skip it)
             if use_cache:
-                logits = self(step_input, cache=cache, start=start)["logits"][:, -1]
+                logits = self(step_input, cache=cache, start=start, logits_at=last)["logits"]
             else:
-                logits = self(seq)["logits"][:, -1]
+                logits = self(seq, logits_at=last)["logits"]
             nxt = sample_next(logits, temperature, top_k, top_p, generator)
             if eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)

@@ -122,34 +122,45 @@ def pad_completions(completions: list[Completion], pad_id: int,
     return {"input_ids": input_ids, "labels": labels}
 
 
-def tempered_logits(model: Callable, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The next-token logits of `model` at every position divided by `temperature`, [N, T, V]
-    float32 (`model`: a Transformer or a DeepSpeed engine around one, called as model(input_ids),
-    full causal attention over each right-padded row; the padding lies after every label, so it
-    changes nothing). The division is TRL's `_get_per_token_logps`: the distribution the
-    completions were sampled from (top-k / top-p truncation aside)."""
-    logits = model(input_ids)["logits"].float()
+def tempered_logits(model: Callable, input_ids: torch.Tensor, temperature: float = 1.0,
+                    at: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The next-token logits of `model` divided by `temperature`, float32: [N, T, V] at every
+    position, or with `at` (a bool [N, T] mask, e.g. labels != -100) [K, V] at its K positions in
+    row-major order, the head computed only there (`model`: a Transformer or a DeepSpeed engine
+    around one, called as model(input_ids[, logits_at=at]), full causal attention over each
+    right-padded row; the padding lies after every label, so it changes nothing). The division is
+    TRL's `_get_per_token_logps`: the distribution the completions were sampled from (top-k /
+    top-p truncation aside)."""
+    logits = (model(input_ids) if at is None else model(input_ids, logits_at=at))["logits"].float()
     return logits / temperature if temperature != 1.0 else logits
 
 
 def label_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log softmax(logits)[label] at every position, [N, T] float32, 0 where labels == -100
-    (logits [N, T, V], labels [N, T] aligned with them)."""
-    nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
-    return -nll.view(labels.shape)
+    (labels [N, T]; logits [N, T, V] aligned with them, or [K, V] at the K positions where
+    labels != -100 in row-major order, as `tempered_logits(..., at=labels != -100)` gives them)."""
+    if logits.dim() == 3:
+        nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+        return -nll.view(labels.shape)
+    mask = labels != -100
+    out = torch.zeros(labels.shape, dtype=logits.dtype, device=logits.device)
+    out[mask] = -F.cross_entropy(logits, labels[mask], reduction="none")
+    return out
 
 
 def token_logps(model: Callable, input_ids: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log p(label_t | ids_<=t) at every position, [N, T] float32, 0 where labels == -100:
-    `label_logps` of `tempered_logits`. The per-token counterpart of training/dpo.py
-    `sequence_logps` (whose sum over a row this equals at temperature 1)."""
-    return label_logps(tempered_logits(model, input_ids, temperature), labels)
+    `label_logps` of `tempered_logits` computed at the labelled positions only. The per-token
+    counterpart of training/dpo.py `sequence_logps` (whose sum over a row this equals at
+    temperature 1)."""
+    return label_logps(tempered_logits(model, input_ids, temperature, at=labels != -100), labels)
 
 
 def position_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """KL(π(·|prefix) || π_ref(·|prefix)) at each position, [N, T] float32, 0 where `mask` is false:
     the exact divergence of the two next-token distributions, summed over the vocabulary
-    (logits and ref_logits [N, T, V], already divided by the sampling temperature; mask [N, T]).
+    (logits and ref_logits [N, T, V], already divided by the sampling temperature; mask [N, T];
+    or any leading shape: [K, V] logits of K positions with a [K] mask).
 
     Averaged over the completion tokens of samples from π it estimates the same per-token KL as
     `grpo_loss`'s k3 on the sampled token (the sequence KL is the sum over its positions of the
@@ -159,8 +170,8 @@ def position_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tens
     demo's RL policy, twelve batches of 32 prompts x 8 samples gave k3 0.027-0.092 (sd 0.021) and
     this 0.029-0.069 (sd 0.012) (`python bench/rl_kl_check.py`). Raises ValueError for mismatched
     shapes."""
-    if logits.shape != ref_logits.shape or logits.shape[:2] != mask.shape:
-        raise ValueError(f"logits and ref_logits must be one [N, T, V] shape with mask [N, T] (got "
+    if logits.shape != ref_logits.shape or logits.shape[:-1] != mask.shape:
+        raise ValueError(f"logits and ref_logits must be one [..., V] shape with mask [...] (got "
                          f"{tuple(logits.shape)}, {tuple(ref_logits.shape)}, {tuple(mask.shape)})")
     logp = F.log_softmax(logits.float(), dim=-1)
     ref = F.log_softmax(ref_logits.float(), dim=-1)
@@ -185,8 +196,9 @@ def policy_kl(policy, reference, template: ChatTemplate, prompts: list[list[Mess
             mask = batch["labels"] != -100
             device = next(policy.parameters()).device
             ids = batch["input_ids"].to(device)
-            kl = position_kl(tempered_logits(policy, ids, sampling.temperature or 1.0),
-                             tempered_logits(reference, ids, sampling.temperature or 1.0), mask.to(device))
+            at = mask.to(device)
+            kl = position_kl(tempered_logits(policy, ids, sampling.temperature or 1.0, at),
+                             tempered_logits(reference, ids, sampling.temperature or 1.0, at), at.new_ones(int(at.sum())))
             total += float(kl.sum())
             count += int(mask.sum())
     return (total / count if count else math.nan), count

@@ -278,21 +278,25 @@ class RLRecipe(TunedRecipe):
     def loss_fn(self, engine, batch):
         labels, temperature = batch["labels"], self.section.temperature
         mask = labels != -100
-        logits = tempered_logits(engine, batch["input_ids"], temperature)
+        # logits at the completion tokens only, [K, V] (the prompts' positions would be most of [N, T, V])
+        logits = tempered_logits(engine, batch["input_ids"], temperature, at=mask)
         logps = label_logps(logits, labels)
         ref_logps = torch.zeros_like(logps)
         with torch.no_grad():
             # the reference a few rows at a time (at most _KL_CHUNK_ELEMENTS logits): beside the
             # policy's logits and their graph, whole-batch reference logits and the KL's two
-            # log-softmaxes would hold four more [rows, T, V] tensors. The policy that sampled is
-            # the one being trained (one optimizer step per rollout), so its logits give the exact
+            # log-softmaxes would hold four more [K, V] tensors. The policy that sampled is the one
+            # being trained (one optimizer step per rollout), so its logits give the exact
             # next-token KL along the sampled completions.
-            rows = max(1, _KL_CHUNK_ELEMENTS // max(1, logits.size(1) * logits.size(2)))
-            for start in range(0, logits.size(0), rows):
+            per_row = mask.sum(1)
+            first = torch.cumsum(per_row, 0) - per_row  # each row's first index into the [K, V] logits
+            rows = max(1, _KL_CHUNK_ELEMENTS // max(1, int(per_row.max()) * logits.size(-1)))
+            for start in range(0, mask.size(0), rows):
                 part = slice(start, start + rows)
-                ref_logits = tempered_logits(self.reference, batch["input_ids"][part], temperature)
+                ref_logits = tempered_logits(self.reference, batch["input_ids"][part], temperature, at=mask[part])
                 ref_logps[part] = label_logps(ref_logits, labels[part])
-                self.sums["kl_sum"] += float(position_kl(logits[part].detach(), ref_logits, mask[part]).sum())
+                own = logits[int(first[start]): int(first[start]) + ref_logits.size(0)].detach()
+                self.sums["kl_sum"] += float(position_kl(own, ref_logits, mask.new_ones(ref_logits.size(0))).sum())
         out = grpo_loss(logps, logps.detach(), ref_logps, batch["advantages"], mask,
                         self.section.clip_eps, self.kl_control.value)
         self.sums["kl_k3_sum"] += float(out.kl_sum)
