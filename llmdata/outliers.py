@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from collections import Counter
 
 from llmdata.features import feature_scale
+from llmdata.fields import PathStr
 from llmdata.reasons import OutlierSide, outlier_reason
 from llmdata.scripts import dominant_script
 #: the key of the thresholds computed from every document
@@ -113,7 +114,7 @@ class OutlierOptions(BaseModel):
     features: dict[str, FeatureRule] = Field(
         default_factory=_default_rules, description="the judged features and each one's rule, by feature name "
         "(llmdata/features.py): given rules change or add to the default ones field by field; null turns one off")
-    thresholds_file: Optional[str] = Field(
+    thresholds_file: Optional[PathStr] = Field(
         None, description="apply a saved thresholds.json instead of computing thresholds from this data")
     num_quantiles: int = Field(
         101, ge=5, le=10001, description="quantiles computed per feature and group (Beam ApproximateQuantiles) for "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llmdata.bpe import TokenizerOptions
 from llmdata.dedup import DedupOptions
 from llmdata.errors import LlmpipeError
+from llmdata.fields import PathStr
 from llmdata.missing import MissingOptions
 from llmdata.normalize import NormalizeOptions
 from llmdata.outliers import OutlierOptions
@@ -38,8 +39,8 @@ class _Section(BaseModel):
 class RunSection(_Section):
     name: str = Field("demo", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="run folder name under root (letters, digits, _ . -; not . or ..)")
-    root: str = Field("runs", description="folder (any Beam filesystem path) that holds the runs")
-    input: Optional[str] = Field(None, description="raw input glob of the first stage")
+    root: PathStr = Field("runs", description="folder (any Beam filesystem path) that holds the runs")
+    input: Optional[PathStr] = Field(None, description="raw input glob of the first stage")
 
     @field_validator("name")
     @classmethod
@@ -106,7 +107,7 @@ class CleanSection(_Section):
         "are computed from the data")
     output: OutputSection = Field(default_factory=OutputSection, description="how the kept documents are written")
     report: ReportSection = Field(default_factory=ReportSection, description="what the stage report shows")
-    eval_labels: Optional[str] = Field(
+    eval_labels: Optional[PathStr] = Field(
         None, description="JSONL of {\"id\", \"label\"} (the demo generator's), to report junk removed and good "
         "documents kept; null: none")
 
@@ -114,19 +115,19 @@ class CleanSection(_Section):
 class DedupSection(DedupOptions):
     """Exact and near-duplicate removal; see llmdata/dedup.py for the options' meaning."""
 
-    input: Optional[str] = Field(
+    input: Optional[PathStr] = Field(
         None, description="input glob of documents; default: the clean stage's kept documents in the run dir")
     num_shards: int = Field(4, ge=1, le=100_000, description="output shards, fixed so reruns are identical")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
-    eval_labels: Optional[str] = Field(
+    eval_labels: Optional[PathStr] = Field(
         None, description="the demo generator's labels.jsonl, to report the recall of planted duplicates; null: none")
 
 
 class TokenizerSection(TokenizerOptions):
     """Byte-level BPE training; see pipelines/tokenizer.py for the options' meaning."""
 
-    input: Optional[str] = Field(
+    input: Optional[PathStr] = Field(
         None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
@@ -135,15 +136,15 @@ class TokenizerSection(TokenizerOptions):
 class PackSection(PackOptions):
     """Encoding and packing into Megatron token files; see pipelines/pack.py."""
 
-    input: Optional[str] = Field(
+    input: Optional[PathStr] = Field(
         None, description="input glob of documents; default: the dedup stage's kept documents in the run dir")
-    tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
+    tokenizer: Optional[PathStr] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
     bad_records: BadRecordPolicy = Field(
         default_factory=BadRecordPolicy, description="what becomes of an input record that cannot be used, per kind")
 
 
 class SampleDataSection(_Section):
-    output: str = Field("data/demo", description="folder of the demo corpus")
+    output: PathStr = Field("data/demo", description="folder of the demo corpus")
     seed: int = Field(0, description="the generator's seed: the same seed, the same corpus")
     shards: int = Field(4, ge=1, le=1000, description="jsonl.gz files the corpus is split into")
     max_docs: Optional[int] = Field(None, ge=10, description="keep only this many good documents (small test corpora)")

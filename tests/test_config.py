@@ -40,6 +40,18 @@ def test_mistakes_are_one_line_naming_the_key(override, expected):
     assert expected in message and "\n" not in message
 
 
+@pytest.mark.parametrize("key", [
+    "rl.train_file", "sft.train_file", "reward.train_file", "dpo.train_file", "lora.heldout_file", "dpo.eval_file",
+    "rl.rewards.reward_model_dir", "rl.base", "sft.pretrain_data", "pretrain.input", "pretrain.init_from",
+    "pack.tokenizer", "run.root", "clean.outliers.thresholds_file", "sample_data.output",
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder_or_a_default(key):
+    # `--set rl.train_file=$UNSET` was a FileNotFoundError traceback; an empty thresholds_file silently computed them
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/pipeline.yaml", [f"{key}="])
+    assert f"{key}: Value error, a path cannot be empty" in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("content, says", [
     ("run: [unclosed\n", "not valid YAML"),
     ("run:\n\tname: x\n", "line 2: not valid YAML: found character '\\\\t' that cannot start any token"),  # what, not only where

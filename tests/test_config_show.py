@@ -143,7 +143,7 @@ def test_every_key_of_the_schema_says_what_it_means():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(word_map=st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=4),
        prompts=st.lists(st.text(max_size=200), max_size=3),
-       text=st.text(max_size=300))
+       text=st.text(min_size=1, max_size=300))  # a path: never empty
 @example(word_map={}, prompts=[], text="\xa0")  # str.strip() would take it away
 @example(word_map={"k\n#": "v  # x"}, prompts=["line one\nline two"], text="a\u2028b\x85")  # YAML line breaks
 def test_show_loads_back_whatever_text_the_values_hold(word_map, prompts, text):

@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmdata.fields import PathStr
+
 
 class TrainSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -90,15 +92,15 @@ class PretrainSection(TrainSection):
 
     pipeline_parallel: ClassVar[bool] = True
 
-    input: Optional[str] = Field(
+    input: Optional[PathStr] = Field(
         None, description="pack stage folder with the token files; default: the run's 04-pack folder")
-    tokenizer: Optional[str] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
+    tokenizer: Optional[PathStr] = Field(None, description="tokenizer folder; default: the run's 03-tokenizer folder")
     model: str = Field("tiny", description="model preset name in `presets` (packaged: tiny, 125m, 350m, 1b)")
-    presets: Optional[str] = Field(
+    presets: Optional[PathStr] = Field(
         None, description="a YAML of your own model presets; default: the packaged training/models.yaml")
     model_overrides: dict[str, Any] = Field(
         default_factory=dict, description="changes to the preset, e.g. {position: alibi, n_layers: 2}")
-    init_from: Optional[str] = Field(
+    init_from: Optional[PathStr] = Field(
         None, description="a model folder (another run's final/) to continue pretraining from instead of random "
         "weights; its architecture is kept, so model_overrides must stay empty")
     generate: GenerateSection = Field(
@@ -115,12 +117,12 @@ class AlignSection(TrainSection):
     """What every alignment stage (SFT, LoRA, reward, DPO) shares: the pretraining text on which
     forgetting is measured, before and after (training/forgetting.py)."""
 
-    pretrain_data: Optional[str] = Field(
+    pretrain_data: Optional[PathStr] = Field(
         None, description="pack stage folder whose val split measures forgetting (and whose train split pretrain_mix "
         "draws from); default: the run's 04-pack, when there is one")
     forgetting_samples: int = Field(
         64, ge=0, description="pack val windows scored (pretraining loss) before and after training; 0: not measured")
-    base: Optional[str] = Field(
+    base: Optional[PathStr] = Field(
         None, description="model folder to start from; default: the `final` model of the run's `start_from` stage")
     start_from: Literal["pretrain", "sft"] = Field(
         "pretrain", description="the run's stage whose final model is the base when `base` is not set")
@@ -129,10 +131,10 @@ class AlignSection(TrainSection):
 class PreferenceSection(AlignSection):
     """What the stages trained on preference pairs (reward model, DPO) share."""
 
-    train_file: str = Field(
+    train_file: PathStr = Field(
         "data/demo/preferences/train.jsonl", description="training preference pairs, JSONL of {prompt, chosen, "
         "rejected}")
-    heldout_file: Optional[str] = Field(
+    heldout_file: Optional[PathStr] = Field(
         "data/demo/preferences/heldout.jsonl", description="held-out preference pairs for the held-out accuracy, "
         "rewards and margin; null: none")
     max_len: int = Field(
@@ -143,8 +145,8 @@ class PreferenceSection(AlignSection):
 class SFTSection(AlignSection):
     """Supervised fine-tuning of a trained model on conversations (see llmdata/chat.py)."""
 
-    train_file: str = Field("data/demo/sft/train.jsonl", description="training conversations, JSONL (llmdata/chat.py)")
-    heldout_file: Optional[str] = Field(
+    train_file: PathStr = Field("data/demo/sft/train.jsonl", description="training conversations, JSONL (llmdata/chat.py)")
+    heldout_file: Optional[PathStr] = Field(
         "data/demo/sft/heldout.jsonl", description="held-out conversations for validation loss and exact match; "
         "null: none")
     seq_len: int = Field(
@@ -199,7 +201,7 @@ class DPOSection(PreferenceSection):
     """Direct preference optimization (Rafailov et al. 2023) of a trained model on preference
     pairs, against a frozen copy of itself as the reference."""
 
-    base: Optional[str] = Field(
+    base: Optional[PathStr] = Field(
         None, description="model folder to start from (also the frozen reference); default: the `final` model of the "
         "run's `start_from` stage")
     start_from: Literal["pretrain", "sft"] = Field(
@@ -212,7 +214,7 @@ class DPOSection(PreferenceSection):
     rpo_alpha: float = Field(
         0.0, ge=0, description="weight of the next-token loss on the chosen responses (RPO), a mean over the step's "
         "chosen tokens; 0: plain DPO")
-    eval_file: Optional[str] = Field(
+    eval_file: Optional[PathStr] = Field(
         "data/demo/sft/heldout.jsonl", description="conversations answered greedily for exact match; null: none")
     eval_generate: int = Field(
         100, ge=0, description="held-out examples answered by greedy generation for exact match; 0: none")
@@ -228,7 +230,7 @@ class RLRewards(BaseModel):
         "answer, else 0; 0: the checker only monitors (reward hacking)")
     reward_model: float = Field(
         0.0, ge=0, description="weight of the trained reward model's score (08-reward); 0: not used")
-    reward_model_dir: Optional[str] = Field(
+    reward_model_dir: Optional[PathStr] = Field(
         None, description="reward model folder; default: 08-reward/final beside the stage's output "
         "folder (the run's own unless --output puts RL elsewhere)")
     truncated: float = Field(
@@ -247,16 +249,16 @@ class RLSection(AlignSection):
     """Online RL of a trained model with group-relative policy optimization (GRPO, Shao et al.
     2024) or RLOO, against a frozen copy of itself as the KL reference (training/rl_stage.py)."""
 
-    base: Optional[str] = Field(
+    base: Optional[PathStr] = Field(
         None, description="policy to start from (also the frozen KL reference); default: the `final` model of the "
         "run's `start_from` stage")
     start_from: Literal["pretrain", "sft"] = Field(
         "sft", description="the run's stage whose final model is the base when `base` is not set")
-    train_file: str = Field(
+    train_file: PathStr = Field(
         "data/demo/sft/train.jsonl", description="prompts: conversations in an SFT format (each needs an assistant "
         "answer); the last assistant turn is the reference answer the checker compares with, the turns before it the "
         "prompt")
-    heldout_file: Optional[str] = Field(
+    heldout_file: Optional[PathStr] = Field(
         "data/demo/sft/heldout.jsonl", description="held-out conversations answered greedily for exact match before "
         "and after; null: none")
     group_size: int = Field(8, ge=2, description="completions G sampled per prompt (the group of GRPO's baseline)")
