@@ -31,6 +31,12 @@ def test_defaults_without_a_file():
         ("clean.missing.fields.x.rule=constant", "config error: clean.missing.fields.x: Value error, rule 'constant' needs a 'value'"),
         ("nokey", "expected KEY=VALUE"),
         ("sft.max_steps=true", "sft.max_steps: Input should be a number, not a boolean (got true)"),  # was 1 step
+        # numpy's seeding raised these as a traceback after the stage had started
+        ("rl.seed=-1", "rl.seed: Input should be greater than or equal to 0 (got -1)"),
+        ("sft.seed=4294967296", "sft.seed: Input should be less than 4294967296 (got 4294967296)"),
+        ("dpo.seed=-5", "dpo.seed: Input should be greater than or equal to 0"),
+        ("pretrain.seed=4294967296", "pretrain.seed: Input should be less than 4294967296"),
+        ("train.seed=-1", "train.seed: Input should be greater than or equal to 0"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(override, expected):

@@ -41,7 +41,8 @@ class TrainSection(BaseModel):
         "memory, more compute")
     compile: bool = Field(
         False, description="torch.compile each transformer block (worth it on GPUs; minutes of compiling on a CPU)")
-    seed: int = Field(0, description="seed of the weights' initialization, data order and dropout")
+    seed: int = Field(0, ge=0, lt=2 ** 32, description="seed of the weights' initialization, data order and "
+                      "dropout (numpy's range: 0 to 2**32 - 1)")
     eval_every: int = Field(50, ge=1, description="optimizer steps between validation passes (and one at the end)")
     eval_batches: int = Field(8, ge=1, description="micro batches per rank in one validation pass")
     save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints (and one at the end)")
