@@ -37,6 +37,14 @@ def test_defaults_without_a_file():
         ("dpo.seed=-5", "dpo.seed: Input should be greater than or equal to 0"),
         ("pretrain.seed=4294967296", "pretrain.seed: Input should be less than 4294967296"),
         ("train.seed=-1", "train.seed: Input should be greater than or equal to 0"),
+        # an inf learning rate was a sampling traceback; an inf KL weight a "complete" run of skipped steps
+        ("rl.lr=inf", "rl.lr: Input should be a finite number (got 'inf')"),
+        ("rl.kl_coef=.inf", "rl.kl_coef: Input should be a finite number (got inf)"),
+        ("sft.grad_clip=1e999", "sft.grad_clip: Input should be a finite number"),
+        ("dpo.beta=.nan", "dpo.beta: Input should be a finite number"),
+        ("rl.rewards.per_token=.inf", "rl.rewards.per_token: Input should be a finite number"),
+        ("pretrain.generate.temperature=.inf", "pretrain.generate.temperature: Input should be a finite number"),
+        ("train.lr=.inf", "train.lr: Input should be a finite number"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(override, expected):

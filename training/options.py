@@ -12,8 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llmdata.fields import PathStr
 
 
-class TrainSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Section(BaseModel):
+    """The base of every training section: no unknown key, and every float finite (an inf
+    learning rate or KL weight would make every step's loss or gradients non-finite)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TrainSection(Section):
     pipeline_parallel: ClassVar[bool] = False  # whether the stage can build its model as a PipelineModule
     micro_batch: int = Field(8, ge=1, description="sequences per rank per forward pass (micro batch size)")
     grad_accum: int = Field(
@@ -73,10 +79,9 @@ class TrainSection(BaseModel):
         return self
 
 
-class GenerateSection(BaseModel):
+class GenerateSection(Section):
     """A few continuations written to the stage's report, so a person can see what was learned."""
 
-    model_config = ConfigDict(extra="forbid")
     prompts: list[str] = Field(
         default_factory=lambda: ["def ", "Return the", "The following"],
         description="prompts whose continuations the stage report shows")
@@ -222,10 +227,9 @@ class DPOSection(PreferenceSection):
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer, at most")
 
 
-class RLRewards(BaseModel):
+class RLRewards(Section):
     """The reward of a sampled completion: a weighted sum of sources (training/rewards.py)."""
 
-    model_config = ConfigDict(extra="forbid")
     checker: float = Field(
         1.0, ge=0, description="weight of the verifiable checker: 1 when the answer equals the prompt's reference "
         "answer, else 0; 0: the checker only monitors (reward hacking)")
