@@ -13,9 +13,10 @@ import torch
 import torch.multiprocessing as mp
 
 from training.engine import param_groups
-from training.loop import Trainer, pair_count
+from training.loop import Trainer, causal_lm_loss, pair_count
 from training.model import ModelConfig, Transformer, token_loss
 from training.options import TrainSection
+from training.stage import TrainingDiverged
 
 SEQ = 16
 #: targets per sequence: 15, 1, 8, 2 (uneven, so a mean of means is visibly wrong)
@@ -154,6 +155,46 @@ def test_metrics_log_the_learning_rate_each_step_used(tmp_path):
     trainer.fit(progress=False)
     logged = {r["step"]: r["lr"] for r in read_metrics(str(tmp_path / "metrics.jsonl")) if r["event"] == "train"}
     assert logged == pytest.approx({s: 1e-3 * lr_factor(s - 1, section) for s in range(1, 6)}, rel=1e-9)
+
+
+def _overflowing(bad_calls: range):
+    """causal_lm_loss with, on the calls in `bad_calls`, a weight beyond float32 (an rl.kl_coef of
+    1e39): an infinite loss and non-finite gradients."""
+    calls = iter(range(10 ** 6))
+
+    def loss_fn(model, batch):
+        total, count = causal_lm_loss(model, batch)
+        return (total * torch.tensor(1e39) if next(calls) in bad_calls else total), count
+    return loss_fn
+
+
+def _diverging_trainer(folder, zero_stage: int, bad_calls: range) -> Trainer:
+    section = TrainSection(micro_batch=2, zero_stage=zero_stage, warmup_steps=0, max_steps=3, tensorboard=False,
+                           precision="fp32", eval_every=100, save_every=100)
+    return Trainer(tiny_model(), section, str(folder), samples(), None, tokens_per_sample=SEQ, flops_per_token=1.0,
+                   log=lambda _m: None, loss_fn=_overflowing(bad_calls))
+
+
+def test_a_run_whose_every_step_was_skipped_fails_and_leaves_no_final_checkpoint(tmp_path):
+    """ZeRO skips a step with non-finite gradients; a run of nothing but skipped steps ended
+    "complete" with the starting weights. A rerun must not find a finished run's checkpoint."""
+    trainer = _diverging_trainer(tmp_path, zero_stage=1, bad_calls=range(10 ** 6))
+    with pytest.raises(TrainingDiverged, match="none of the 3 optimizer steps trained: each had a non-finite loss"):
+        trainer.fit(progress=False)
+    assert trainer.engine.skipped_steps == 3 and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_non_finite_step_the_optimizer_applies_fails_at_once(tmp_path):
+    """Without ZeRO nothing skips it: the weights turn non-finite (RL then sampled from nan
+    probabilities, a traceback)."""
+    trainer = _diverging_trainer(tmp_path, zero_stage=0, bad_calls=range(1, 2))
+    with pytest.raises(TrainingDiverged, match="step 2: the loss is inf and the optimizer applied the step"):
+        trainer.fit(progress=False)
+
+
+def test_one_skipped_step_of_a_run_is_no_failure(tmp_path):
+    trainer = _diverging_trainer(tmp_path, zero_stage=1, bad_calls=range(1, 2))
+    assert trainer.fit(progress=False)["finished"] and trainer.engine.skipped_steps == 1
 
 
 def _with_positions(items: list[dict]) -> list[dict]:

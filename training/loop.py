@@ -46,7 +46,7 @@ from training.export import consolidated_state
 from training.metrics import MetricsLog, peak_tflops
 from training.model import ModelConfig, token_loss
 from training.options import TrainSection
-from training.stage import StageInterrupted, TrainingInputError
+from training.stage import StageInterrupted, TrainingDiverged, TrainingInputError
 
 Batch = dict[str, torch.Tensor]
 #: (model, batch) -> (sum of the per-target losses, number of targets); the mean is sum / count.
@@ -409,12 +409,17 @@ class Trainer:
         started = time.perf_counter()
         first_step = self.step  # a resumed run's rate counts only its own steps
         stopped_by = 0
+        failed_steps = 0  # skipped by the optimizer (non-finite gradients) or with a non-finite loss
+        diverged = ""
         with StopRequest() as stop_request:  # SIGTERM / SIGUSR1: checkpoint after this step and stop
             while self.step < s.max_steps:
                 lr = self.engine.get_lr()[0]  # the rate this step uses (the scheduler moves on in step())
                 t0 = time.perf_counter()
+                skipped = self.engine.skipped_steps
                 loss = self._train_step()
                 dt = time.perf_counter() - t0
+                applied = self.engine.skipped_steps == skipped  # not skipped for non-finite gradients (ZeRO)
+                failed_steps += not applied or not math.isfinite(loss)
                 extra = self.step_metrics() if self.step_metrics else {}
                 self.step += 1
                 self.consumed += self.global_batch
@@ -434,6 +439,15 @@ class Trainer:
                     metrics.write({"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
                                    "tokens_per_s": tok_s, "mfu": mfu, "step_s": dt,
                                    "grad_norm": float(norm) if norm is not None else None, **extra})
+                if applied and not math.isfinite(loss):
+                    diverged = (f"step {self.step}: the loss is {loss} and the optimizer applied the step, so the weights "
+                                "are no longer finite")
+                elif self.step == s.max_steps and failed_steps == self.step - first_step:
+                    diverged = (f"none of the {failed_steps} optimizer steps trained: each had a non-finite loss (last "
+                                f"{loss}) or non-finite gradients, which the optimizer skipped")
+                if diverged:
+                    diverged += "; lower lr or the loss's weights (e.g. kl_coef, beta)"
+                    break  # no checkpoint of it: a rerun would resume from it, or take it for a finished run
                 if self.step % s.eval_every == 0 or self.step == s.max_steps:
                     last_eval = self.evaluate()
                     if metrics and last_eval:
@@ -450,6 +464,8 @@ class Trainer:
         bar.close()
         if metrics:
             metrics.close()
+        if diverged:
+            raise TrainingDiverged(diverged)
         timed = step_times[1:] or step_times  # the first step pays for warm-up
         tok_s = self.tokens_per_step * len(timed) / sum(timed) if timed else 0.0
         return {

@@ -21,6 +21,11 @@ class TrainingInputError(LlmpipeError, ValueError):
     """The stage's input folders are missing or unusable (one line for the CLI)."""
 
 
+class TrainingDiverged(LlmpipeError):
+    """A run whose loss or gradients went non-finite: every step skipped, or one applied to the
+    weights (one line for the CLI)."""
+
+
 class StageInterrupted(Exception):
     """A training stage checkpointed and stopped on a signal (a scheduler's preemption or time
     limit); the CLI says so in one line and exits with 128 + the signal's number, as the shell does."""
