@@ -45,6 +45,7 @@ def test_defaults_without_a_file():
         ("rl.rewards.per_token=.inf", "rl.rewards.per_token: Input should be a finite number"),
         ("pretrain.generate.temperature=.inf", "pretrain.generate.temperature: Input should be a finite number"),
         ("train.lr=.inf", "train.lr: Input should be a finite number"),
+        ("rl.lr=1e39", "rl.lr: Input should be less than or equal to 1"),  # finite, but a float32 overflow in AdamW
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(override, expected):

@@ -33,7 +33,8 @@ class TrainSection(Section):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 where the accelerator supports it, else fp32 | bf16 | fp32")
     grad_clip: float = Field(1.0, ge=0, description="gradient clipping: the largest global gradient L2 norm; 0: off")
-    lr: float = Field(3e-4, gt=0, description="peak learning rate of AdamW, reached after warmup")
+    lr: float = Field(3e-4, gt=0, le=1, description="peak learning rate of AdamW, reached after warmup (at most 1: "
+                      "AdamW moves each weight by about lr a step)")
     min_lr: float = Field(3e-5, ge=0, description="learning rate at the end of the cosine decay (at max_steps)")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay, on matrices only (not norms, biases)")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW beta1, beta2 (moment decay rates)")
