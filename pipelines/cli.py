@@ -300,7 +300,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:
         rows += [(item.line, item) if isinstance(item, BadRow) else item[:2] for item in read_objects(args.input)]
-    bad = 0
+    bad, first_error = 0, None
     with jsonl_output(args.output, [args.input]) as out:  # a file is written whole, or an earlier one stays
         for n, item in rows:
             result: dict = {} if n is None else {"line": n}
@@ -333,11 +333,12 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 bad += 1
                 result["error"] = f"{type(err).__name__}: {err}"
+                first_error = first_error or ("" if n is None else f"line {n}: ") + result["error"]
             out.write(_json_line(result))
             out.flush()
+        require_usable_rows("generate", args.input or "--prompt", len(rows), bad, first_error)  # a failure writes no file
     if args.output:
         print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}")
-    require_usable_rows("generate", args.input or "--prompt", len(rows), bad)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Search at generation time: beam search equal to transformers' on the exported model, token for
 token, and best-of-N with a reward model (`llmpipe generate --num-beams / --best-of`)."""
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -489,6 +490,24 @@ def test_cli_generate_with_nothing_usable_exits_2_after_writing_its_error_rows(m
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == content.count(b"\n") and says in captured.err
     assert captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content, says", [(b"not json\n[1]\n", "none of the 2 rows of .* could be used .the first: line 1: ValueError"),
+                                           (b"", "holds no rows")])
+def test_generate_and_reward_score_with_nothing_usable_leave_an_earlier_output_whole(models, rewards, tmp_path, capsys,
+                                                                                     content, says):
+    """A run that ends in an error (exit 2) writes no --output file: an earlier one stays as it was."""
+    rows = tmp_path / "p.jsonl"
+    rows.write_bytes(content)
+    out = tmp_path / "out.jsonl"
+    out.write_text("an earlier run's rows\n")
+    for command in (["generate", "--model", str(models["chat"][0]), "--chat", "--max-new-tokens", "2"],
+                    ["reward", "score", "--model", str(rewards[1.0][0])]):
+        capsys.readouterr()
+        assert main([*command, "--input", str(rows), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert re.search(says, err) and err.count("\n") == 1, err
+        assert out.read_text() == "an earlier run's rows\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "p.jsonl"]
 
 
 def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):

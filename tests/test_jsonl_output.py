@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from training.stage import TrainingInputError, jsonl_output
+from training.stage import TrainingInputError, jsonl_output, require_usable_rows
 
 
 def test_a_failed_run_leaves_the_earlier_output_whole_and_no_temporary_file(tmp_path):
@@ -22,14 +22,16 @@ def test_a_failed_run_leaves_the_earlier_output_whole_and_no_temporary_file(tmp_
     assert out.read_text() == "new\n" and os.listdir(tmp_path) == ["o.jsonl"]
 
 
-def test_rows_written_before_a_complaint_about_them_are_kept(tmp_path):
-    """`require_usable_rows` raises after every row has its error line: the lines are the answer."""
+def test_a_run_that_fails_on_its_rows_leaves_the_earlier_output_whole(tmp_path):
+    """`require_usable_rows` raises after every row has its error line: the command fails (exit 2),
+    so the earlier file stays and the error line quotes the first row's reason."""
     out = tmp_path / "o.jsonl"
-    with pytest.raises(TrainingInputError):
+    out.write_text("earlier\n")
+    with pytest.raises(TrainingInputError, match="none of the 1 rows of in.jsonl could be used .the first: line 1: bad"):
         with jsonl_output(str(out), []) as f:
             f.write('{"error": "x"}\n')
-            raise TrainingInputError("nothing usable")
-    assert out.read_text() == '{"error": "x"}\n'
+            require_usable_rows("generate", "in.jsonl", 1, 1, "line 1: bad\nrow")
+    assert out.read_text() == "earlier\n" and os.listdir(tmp_path) == ["o.jsonl"]
 
 
 def test_the_input_is_never_the_output(tmp_path):

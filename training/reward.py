@@ -271,12 +271,14 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     not at all, `jsonl_output`): {"line", "<key>_reward"..., "<key>_cut": true for each answer when
     the row did not fit the model and was shortened, its answers as one pair (`score_responses`)},
     or {"line", "error"} for a row that cannot be scored. Returns (rows, bad rows, answers scored
-    cut). A missing model or input, or an output that is the input, is a TrainingInputError."""
+    cut). A missing model or input, an output that is the input, or an input with no rows or
+    only rows that cannot be scored (`require_usable_rows`: a file output is then not written)
+    is a TrainingInputError."""
     import json
 
     from llmdata.chat import read_objects, scoring_row
     from llmdata.tokenizer_io import BPETokenizer
-    from training.stage import jsonl_output, require
+    from training.stage import jsonl_output, require, require_usable_rows
 
     require(os.path.join(model_dir, "model.safetensors"), "reward model (model.safetensors)")
     if not path:
@@ -285,6 +287,7 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     model = load_reward_model(model_dir)
     template = ChatTemplate(BPETokenizer.load(model_dir))
     bad = rows = shortened = 0
+    first_error = None
     with jsonl_output(output, [path]) as out:
         for item in read_objects(path):
             rows += 1
@@ -301,8 +304,10 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
             except (ValueError, KeyError, TypeError) as err:
                 bad += 1
                 result = {"line": n, "error": f"{type(err).__name__}: {err}"}
+                first_error = first_error or f"line {n}: {result['error']}"
             out.write(json.dumps(result) + "\n")
             out.flush()
+        require_usable_rows("reward score", path, rows, bad, first_error)
     return rows, bad, shortened
 
 

@@ -55,24 +55,27 @@ def model_stage_inputs(stage: str, base_dir: str, files: dict[str, Optional[str]
     return inputs
 
 
-def require_usable_rows(what: str, source: str, rows: int, bad: int) -> None:
+def require_usable_rows(what: str, source: str, rows: int, bad: int, first_error: Optional[str] = None) -> None:
     """After a command wrote one output row per input row: TrainingInputError (one line, exit 2)
-    when `source` held no rows, or when every row was an error row (nothing was done)."""
+    when `source` held no rows, or when every row was an error row (nothing was done; the message
+    quotes `first_error`, the first row's). Call it inside `jsonl_output`, so that a file output
+    is then not written and an earlier one stays."""
     if rows == 0:
         raise TrainingInputError(f"{what}: {source} holds no rows")
     if bad == rows:
-        raise TrainingInputError(f"{what}: none of the {rows} rows of {source} could be used "
-                                 "(each has its error row in the output)")
+        first = f": {' '.join(first_error.split())[:300]}" if first_error else ""
+        raise TrainingInputError(f"{what}: none of the {rows} rows of {source} could be used (the first{first})")
 
 
 @contextmanager
 def jsonl_output(path: Optional[str], inputs: list[Optional[str]]) -> Iterator[TextIO]:
     """Where a command writes its JSON lines: stdout when `path` is None, else a temporary file
-    beside `path` (beside the file a symlink names) that becomes it when the block ends (also by
-    a TrainingInputError raised after the rows are written, e.g. `require_usable_rows`), so an
-    interrupted or failed run leaves an earlier file at `path` whole; a path that exists and is no
-    regular file (/dev/stdout, a named pipe) is written directly. Raises TrainingInputError before anything is opened when
-    `path` is one of `inputs` (the input would be replaced by the output)."""
+    beside `path` (beside the file a symlink names) that becomes it when the block ends without
+    an exception, so an interrupted or failed run (a TrainingInputError such as
+    `require_usable_rows`' too) leaves an earlier file at `path` whole; a path that exists and is
+    no regular file (/dev/stdout, a named pipe) is written directly. Raises TrainingInputError
+    before anything is opened when `path` is one of `inputs` (the input would be replaced by the
+    output), is a folder, or cannot be opened."""
     if path is None:
         yield sys.stdout
         return
@@ -96,9 +99,6 @@ def jsonl_output(path: Optional[str], inputs: list[Optional[str]]) -> Iterator[T
     try:
         yield out
         publish = True
-    except TrainingInputError:  # the rows are written; the error is about them (nothing usable)
-        publish = True
-        raise
     finally:
         try:
             out.close()  # a full disk may only say so here
