@@ -250,7 +250,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
     from training.generate import Sampling, chat_reply, continuation, inference_device
-    from training.stage import TrainingInputError, jsonl_output, require, require_usable_rows
+    from training.stage import TrainingInputError, jsonl_output, require, require_usable_rows, summary_stream
 
     if not args.prompt and not args.input:
         raise TrainingInputError("generate needs --prompt TEXT (repeatable) or --input FILE.jsonl of {\"prompt\": ...} rows")
@@ -338,7 +338,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
             out.flush()
         require_usable_rows("generate", args.input or "--prompt", len(rows), bad, first_error)  # a failure writes no file
     if args.output:
-        print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}")
+        print(f"generate: {len(rows)} prompts ({bad} bad) -> {args.output}", file=summary_stream(args.output))
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
@@ -174,13 +173,14 @@ def _model_stage(stage: str, recipe: str) -> Callable[[StageCall], dict]:
 
 def _reward_score(call: StageCall) -> int:
     from training.reward import score_file
+    from training.stage import summary_stream
 
     model_dir = call.arg("model") or os.path.join(stage_dir(call.cfg, "reward"), "final")
     rows, bad, cut = score_file(model_dir, call.arg("input"), call.out)
     shortened = f", {cut} answers scored cut to the model's length (\"<key>_cut\")" if cut else ""
     if call.out or cut:
         print(f"reward score: {rows} rows, {rows - bad} scored, {bad} bad{shortened}" + (f" -> {call.out}" if call.out else ""),
-              file=sys.stdout if call.out else sys.stderr)
+              file=summary_stream(call.out))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Search at generation time: beam search equal to transformers' on the exported model, token for
 token, and best-of-N with a reward model (`llmpipe generate --num-beams / --best-of`)."""
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -508,6 +509,26 @@ def test_generate_and_reward_score_with_nothing_usable_leave_an_earlier_output_w
         err = capsys.readouterr().err
         assert re.search(says, err) and err.count("\n") == 1, err
         assert out.read_text() == "an earlier run's rows\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "p.jsonl"]
+
+
+def test_generate_to_dev_stdout_appends_under_a_shell_and_writes_to_a_pipe(models, tmp_path):
+    """`llmpipe generate --output /dev/stdout >> app.jsonl` keeps app.jsonl's earlier lines, and
+    `... | cat` gets the rows; the summary line goes to stderr, so stdout holds JSON lines only."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pipelines.cli", "generate", "--model", str(models["chat"][0]), "--chat",
+               "--max-new-tokens", "2", "--prompt", "Sort: b a", "--output", "/dev/stdout"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    appended = tmp_path / "app.jsonl"
+    appended.write_text('{"earlier": 1}\n')
+    with open(appended, "a") as shell:
+        done = subprocess.run(command, stdout=shell, stderr=subprocess.PIPE, text=True, env=env)
+    lines = [json.loads(x) for x in appended.read_text().splitlines()]
+    assert lines[0] == {"earlier": 1} and [x["prompt"] for x in lines[1:]] == ["Sort: b a"]
+    assert done.returncode == 0 and "1 prompts (0 bad) -> /dev/stdout" in done.stderr, done.stderr
+    piped = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert piped.returncode == 0 and [json.loads(x)["prompt"] for x in piped.stdout.splitlines()] == ["Sort: b a"]
 
 
 def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):

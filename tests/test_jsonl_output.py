@@ -3,10 +3,11 @@ output is written whole or not at all, never over its own input, and never repla
 symlink with a regular file."""
 import os
 import stat
+import sys
 
 import pytest
 
-from training.stage import TrainingInputError, jsonl_output, require_usable_rows
+from training.stage import TrainingInputError, jsonl_output, output_descriptor, require_usable_rows, summary_stream
 
 
 def test_a_failed_run_leaves_the_earlier_output_whole_and_no_temporary_file(tmp_path):
@@ -65,3 +66,26 @@ def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path, where, says
         with jsonl_output(str(tmp_path / where), []):
             pass
     assert "\n" not in str(err.value) and os.listdir(tmp_path) == []
+
+
+def test_a_descriptor_path_is_written_through_the_descriptor_never_replaced(tmp_path):
+    """/dev/stdout under a shell's `>> file` appends to the file (a temporary file renamed over it
+    would drop its earlier lines), and under `| reader` writes to the pipe (it has no file to rename)."""
+    appended = tmp_path / "app.jsonl"
+    appended.write_text("earlier\n")
+    with open(appended, "a") as shell:
+        for path in (f"/proc/self/fd/{shell.fileno()}", f"/dev/fd/{shell.fileno()}"):
+            with jsonl_output(path, []) as f:
+                f.write("row\n")
+    assert appended.read_text() == "earlier\nrow\nrow\n" and os.listdir(tmp_path) == ["app.jsonl"]
+    read, write = os.pipe()
+    try:
+        with jsonl_output(f"/dev/fd/{write}", []) as f:
+            f.write("piped\n")
+        assert os.read(read, 100) == b"piped\n"
+    finally:
+        os.close(read)
+        os.close(write)
+    assert output_descriptor("/dev/stdout") == 1 and output_descriptor(str(appended)) is None
+    assert summary_stream("/dev/stdout") is sys.stderr and summary_stream(None) is sys.stderr
+    assert summary_stream(str(appended)) is sys.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -67,15 +68,38 @@ def require_usable_rows(what: str, source: str, rows: int, bad: int, first_error
         raise TrainingInputError(f"{what}: none of the {rows} rows of {source} could be used (the first{first})")
 
 
+def output_descriptor(path: str) -> Optional[int]:
+    """The file descriptor of this process that `path` names through its symlinks (/dev/stdout ->
+    /proc/self/fd/1, /dev/fd/2, /proc/<our pid>/fd/N), or None for any other path."""
+    here = os.path.abspath(path)
+    for _ in range(40):  # as many symlinks as the kernel follows
+        here = os.path.join(os.path.realpath(os.path.dirname(here)), os.path.basename(here))
+        found = re.fullmatch(r"/proc/(\d+)/fd/(\d+)", here)
+        if found and int(found.group(1)) == os.getpid():
+            return int(found.group(2))
+        if not os.path.islink(here):
+            return None
+        here = os.path.join(os.path.dirname(here), os.readlink(here))
+    return None
+
+
+def summary_stream(path: Optional[str]) -> TextIO:
+    """Where a command's summary line goes: stdout beside a file `--output`, stderr when the rows
+    themselves go to stdout (None, /dev/stdout), so that stream holds JSON lines only."""
+    return sys.stderr if path is None or output_descriptor(path) == 1 else sys.stdout
+
+
 @contextmanager
 def jsonl_output(path: Optional[str], inputs: list[Optional[str]]) -> Iterator[TextIO]:
     """Where a command writes its JSON lines: stdout when `path` is None, else a temporary file
     beside `path` (beside the file a symlink names) that becomes it when the block ends without
     an exception, so an interrupted or failed run (a TrainingInputError such as
-    `require_usable_rows`' too) leaves an earlier file at `path` whole; a path that exists and is
-    no regular file (/dev/stdout, a named pipe) is written directly. Raises TrainingInputError
-    before anything is opened when `path` is one of `inputs` (the input would be replaced by the
-    output), is a folder, or cannot be opened."""
+    `require_usable_rows`' too) leaves an earlier file at `path` whole. Written directly instead:
+    a path that names one of this process's descriptors (/dev/stdout, /dev/fd/N: written through
+    the descriptor, so a shell's `>> file` appends and a pipe gets the rows) and one that exists
+    and is no regular file (/dev/null, a named pipe). Raises TrainingInputError before anything
+    is opened when `path` is one of `inputs` (the input would be replaced by the output), is a
+    folder, or cannot be opened."""
     if path is None:
         yield sys.stdout
         return
@@ -84,12 +108,17 @@ def jsonl_output(path: Optional[str], inputs: list[Optional[str]]) -> Iterator[T
             raise TrainingInputError(f"--output {path} is the input file {source}: give another path")
     if os.path.isdir(path):
         raise TrainingInputError(f"--output {path}: Is a directory")
+    descriptor = output_descriptor(path)
     target = os.path.realpath(path)  # through a symlink: replace the file it names, not the link
-    special = os.path.exists(target) and not os.path.isfile(target)  # /dev/null, a pipe: written as they are
-    tmp = target if special else f"{target}.tmp-{os.getpid()}"
+    special = descriptor is not None or (os.path.exists(path) and not os.path.isfile(path))
+    tmp = path if special else f"{target}.tmp-{os.getpid()}"
     try:
-        out = open(tmp, "w", encoding="utf-8")
-    except OSError as err:  # a missing folder, no permission: about the path the user gave
+        if descriptor is not None:
+            sys.stdout.flush()  # anything printed before comes first
+            out = os.fdopen(os.dup(descriptor), "w", encoding="utf-8")
+        else:
+            out = open(tmp, "w", encoding="utf-8")
+    except OSError as err:  # a missing folder, no permission, a closed descriptor: about the path the user gave
         raise TrainingInputError(f"--output {path}: {err.strerror or type(err).__name__}") from None
     if special:
         with out:
