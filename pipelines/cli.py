@@ -235,7 +235,7 @@ def _json_line(row: dict) -> str:
     U+2028 and U+2029 raw inside strings, and Python's splitlines() (and some editors) cut there."""
     import json
 
-    text = json.dumps(row, ensure_ascii=False)
+    text = json.dumps(row, ensure_ascii=False, allow_nan=False)  # NaN / Infinity are not JSON: a bug, not a row
     return text.replace("\u0085", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
 
 

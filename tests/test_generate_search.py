@@ -1,5 +1,6 @@
 """Search at generation time: beam search equal to transformers' on the exported model, token for
 token, and best-of-N with a reward model (`llmpipe generate --num-beams / --best-of`)."""
+import copy
 import json
 import os
 import re
@@ -531,11 +532,42 @@ def test_generate_to_dev_stdout_appends_under_a_shell_and_writes_to_a_pipe(model
     assert piped.returncode == 0 and [json.loads(x)["prompt"] for x in piped.stdout.splitlines()] == ["Sort: b a"]
 
 
+def test_reward_score_makes_a_non_finite_reward_an_error_row_never_a_nan_in_the_json(models, rewards, tmp_path,
+                                                                                      capsys, monkeypatch):
+    """A NaN reward is no score (and `NaN` is no JSON): the row is an error row with its reason."""
+    import training.reward
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "Sort: b a", "response": "a b"}\n{"prompt": "Sort: c b", "response": "b c"}\n')
+    strict = {"parse_constant": lambda name: pytest.fail(f"{name} in the output")}
+    real = training.reward.score_responses
+
+    def nan_for_the_second(model, template, messages, answers, *args):
+        rewards, cut = real(model, template, messages, answers, *args)
+        return ([float("nan")] * len(rewards) if "c b" in messages[0]["content"] else rewards), cut
+
+    monkeypatch.setattr(training.reward, "score_responses", nan_for_the_second)
+    capsys.readouterr()
+    assert main(["reward", "score", "--model", str(rewards[1.0][0]), "--input", str(rows)]) == 0
+    captured = capsys.readouterr()
+    first, second = (json.loads(x, **strict) for x in captured.out.splitlines())
+    assert isinstance(first["response_reward"], float) and "non-finite reward (nan)" in second["error"]
+    monkeypatch.undo()
+    broken = tmp_path / "broken"
+    reward = copy.deepcopy(rewards[1.0][1])
+    with torch.no_grad():
+        reward.value.weight.fill_(float("nan"))
+    save_reward_model(str(broken), reward.state_dict(), reward.cfg)
+    complete_model_dir(str(rewards[1.0][0]), str(broken))
+    assert main(["reward", "score", "--model", str(broken), "--input", str(rows)]) == 2  # nothing scored
+    captured = capsys.readouterr()
+    assert all("non-finite" in json.loads(x, **strict)["error"] for x in captured.out.splitlines())
+    assert "none of the 2 rows" in captured.err and "non-finite reward" in captured.err
+
+
 def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):
     """A reward model whose weights went NaN (a diverged reward run): comparing NaN rewards would
     silently pick the first sample as "the best"; it is a one-line TrainingInputError instead."""
-    import copy
-
     from training.stage import TrainingInputError
 
     _, policy = models["chat"]

@@ -16,6 +16,7 @@ answers towards whatever separates the training pairs, and generalizes worse to 
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from typing import Callable, Optional
@@ -270,7 +271,7 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
     in `model_dir`, one JSON line per row to `output` (None: stdout; a file is written whole or
     not at all, `jsonl_output`): {"line", "<key>_reward"..., "<key>_cut": true for each answer when
     the row did not fit the model and was shortened, its answers as one pair (`score_responses`)},
-    or {"line", "error"} for a row that cannot be scored. Returns (rows, bad rows, answers scored
+    or {"line", "error"} for a row that cannot be scored (a NaN or infinite reward too). Returns (rows, bad rows, answers scored
     cut). A missing model or input, an output that is the input, or an input with no rows or
     only rows that cannot be scored (`require_usable_rows`: a file output is then not written)
     is a TrainingInputError."""
@@ -297,6 +298,9 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
                     raise ValueError(item.reason)
                 messages, answers = scoring_row(item[1])
                 rewards, cut = score_responses(model, template, messages, list(answers.values()))
+                if not all(math.isfinite(r) for r in rewards):  # NaN is no JSON number, and no score
+                    raise ValueError(f"the reward model gave a non-finite reward ({', '.join(map(str, rewards))}): "
+                                     "its weights are broken (a diverged reward run?)")
                 result = {"line": n, **{f"{k}_reward": r for k, r in zip(answers, rewards)}}
                 if cut:  # scored on a shortened input, as its training pairs were when too long
                     result.update({f"{k}_cut": True for k in answers})
@@ -305,7 +309,7 @@ def score_file(model_dir: str, path: Optional[str], output: Optional[str]) -> tu
                 bad += 1
                 result = {"line": n, "error": f"{type(err).__name__}: {err}"}
                 first_error = first_error or f"line {n}: {result['error']}"
-            out.write(json.dumps(result) + "\n")
+            out.write(json.dumps(result, allow_nan=False) + "\n")
             out.flush()
         require_usable_rows("reward score", path, rows, bad, first_error)
     return rows, bad, shortened
