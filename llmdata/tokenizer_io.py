@@ -14,6 +14,12 @@ from typing import Optional
 
 import numpy as np
 
+from llmdata.errors import LlmpipeError
+
+class TokenizerFileError(LlmpipeError, ValueError):
+    """A tokenizer file that is not one (damaged, hand-edited): one line naming the file."""
+
+
 #: Reserved tokens: end of text, padding, and the chat roles of the alignment stages.
 DEFAULT_SPECIALS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 
@@ -157,9 +163,24 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, folder: str) -> "BPETokenizer":
-        with open(os.path.join(folder, "llmpipe_tokenizer.json"), encoding="utf-8") as f:
-            data = json.load(f)
-        return cls([tuple(m) for m in data["merges"]], data["pattern"], tuple(data["specials"]))
+        """The tokenizer saved in `folder` (its llmpipe_tokenizer.json). Raises OSError when the
+        file cannot be read, TokenizerFileError (one line naming the file) when it is not JSON of
+        {"merges": [[id, id], ...] (ids of bytes or of earlier merges), "pattern": str, "specials": [str, ...]}."""
+        path = os.path.join(folder, "llmpipe_tokenizer.json")
+        try:
+            with open(path, encoding="utf-8") as f:  # an OSError (a missing file) is raised as it is
+                data = json.load(f)
+            merges, pattern, specials = data["merges"], data["pattern"], data["specials"]
+            if not isinstance(merges, list) or not all(
+                    isinstance(m, list) and len(m) == 2 and all(type(i) is int and 0 <= i < 256 + n for i in m)
+                    for n, m in enumerate(merges)):
+                raise ValueError("merges must be a list of [id, id] pairs of earlier ids")
+            if not isinstance(pattern, str) or not isinstance(specials, list) or not all(isinstance(t, str) for t in specials):
+                raise ValueError("pattern must be a string and specials a list of strings")
+        except (ValueError, TypeError, KeyError) as err:
+            detail = " ".join(str(err).split())[:200]
+            raise TokenizerFileError(f"{path} is not a usable tokenizer ({type(err).__name__}: {detail})") from None
+        return cls([tuple(m) for m in merges], pattern, tuple(specials))
 
 
 def write_hf_tokenizer_config(folder: str, special_ids: dict[str, int], eos: Optional[str] = "<|endoftext|>",

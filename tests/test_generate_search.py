@@ -565,6 +565,38 @@ def test_reward_score_makes_a_non_finite_reward_an_error_row_never_a_nan_in_the_
     assert "none of the 2 rows" in captured.err and "non-finite reward" in captured.err
 
 
+@pytest.mark.parametrize("name, text, says", [
+    ("llmpipe_tokenizer.json", '{"x":', " is not a usable tokenizer .JSONDecodeError"),
+    ("llmpipe_tokenizer.json", "{}", " is not a usable tokenizer .KeyError: 'merges'"),
+    ("llmpipe_tokenizer.json", '{"merges": [[1, 999]], "pattern": "x", "specials": []}', "earlier ids"),
+    ("model_config.json", {"d_model": 64.0}, "d_model must be a whole number >= 1 .got 64.0"),
+    ("model_config.json", {"n_layers": "2"}, "n_layers must be a whole number >= 1 .got '2'"),
+    ("model_config.json", {"max_seq_len": 0}, "max_seq_len must be a whole number >= 1 .got 0"),
+    ("model_config.json", {"norm_eps": "1e-5"}, "norm_eps must be a finite number > 0"),
+    ("model_config.json", {"tie_embeddings": 1}, "tie_embeddings must be true or false")])
+def test_a_damaged_model_folder_is_one_line_naming_the_file(models, rewards, tmp_path, capsys, name, text, says):
+    """generate, reward score and the Python loaders (load_model, BPETokenizer.load) alike."""
+    import shutil
+
+    from llmdata.errors import LlmpipeError
+    from training.export import load_model
+
+    for source, command in ((models["chat"][0], ["generate", "--prompt", "hi", "--max-new-tokens", "2"]),
+                            (rewards[1.0][0], ["reward", "score", "--input", str(tmp_path / "rows.jsonl")])):
+        folder = tmp_path / source.name
+        shutil.copytree(source, folder)
+        (tmp_path / "rows.jsonl").write_text('{"prompt": "hi", "response": "a"}\n')
+        if isinstance(text, dict):
+            text = json.dumps({**json.loads((folder / name).read_text()), **text})
+        (folder / name).write_text(text)
+        capsys.readouterr()
+        assert main([*command, "--model", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert re.search(f"^llmpipe: error: {re.escape(str(folder / name))}.*{says}", err) and err.count("\n") == 1, err
+    with pytest.raises(LlmpipeError, match=says):
+        load_model(str(folder)) if name == "model_config.json" else BPETokenizer.load(str(folder))
+
+
 def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):
     """A reward model whose weights went NaN (a diverged reward run): comparing NaN rewards would
     silently pick the first sample as "the best"; it is a one-line TrainingInputError instead."""

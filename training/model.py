@@ -24,6 +24,10 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
+#: ModelConfig fields that count something: whole numbers >= 1
+_COUNTS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_multiple_of", "max_seq_len")
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int = 8192
@@ -45,6 +49,18 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        """Raises ValueError (one line) for a value of the wrong type or out of range (a hand-edited
+        model_config.json: "d_model": 128.0, "n_layers": "4", "max_seq_len": 0) or shapes that do not fit."""
+        for name in _COUNTS + (("sliding_window",) if self.sliding_window is not None else ()):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1 (got {value!r})")
+        for name in ("rope_theta", "norm_eps", "init_std"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
+        if type(self.tie_embeddings) is not bool:
+            raise ValueError(f"tie_embeddings must be true or false (got {self.tie_embeddings!r})")
         hints = get_type_hints(ModelConfig)
         for name in ("position", "norm", "attention"):  # a typo must not train a different model
             allowed = get_args(hints[name])
