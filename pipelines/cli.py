@@ -250,6 +250,7 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
     from training.export import load_model
     from training.best_of_n import best_of_n, load_matching_reward_model
     from training.generate import Sampling, chat_reply, continuation, inference_device
+    from training.options import MAX_BEST_OF
     from training.stage import TrainingInputError, jsonl_output, require, require_usable_rows, summary_stream
 
     if not args.prompt and not args.input:
@@ -265,6 +266,8 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
         raise TrainingInputError("--select and --vote-temperature choose among --best-of N answers; give --best-of N")
     if args.vote_temperature is not None and args.select != "vote":
         raise TrainingInputError("--vote-temperature weighs the votes of --select vote; give --select vote")
+    if args.best_of is not None and args.best_of > MAX_BEST_OF:
+        raise TrainingInputError(f"--best-of {args.best_of}: at most {MAX_BEST_OF} (the answers are sampled in one batch)")
     if args.best_of is not None and args.num_beams > 1:
         raise TrainingInputError("--best-of samples its answers; it does not combine with --num-beams")
     try:
@@ -472,16 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda "
                    "or cuda:N; the models run in float32")
     p.add_argument("--num-beams", type=_positive_int, default=1,
-                   help="beam search with this many beams (at temperature 0); the same answer as transformers' "
+                   help="beam search with this many beams (at most 64, at temperature 0); the same answer as transformers' "
                    "generate(num_beams=...) on the exported model")
     p.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam search: a finished hypothesis scores its summed log-probability / length ** this "
-                   "(> 0 favours longer answers, < 0 shorter)")
+                   "(> 0 favours longer answers, < 0 shorter; max_new_tokens ** |this| at most e**64)")
     p.add_argument("--early-stopping", choices=["false", "true", "never"], default="false",
                    help="beam search: true stops once num_beams hypotheses are finished; false (transformers' default) "
                    "when no running beam can beat them at the current length; never also looks at the longest length")
     p.add_argument("--best-of", type=_positive_int, default=None, metavar="N",
-                   help="with --chat and --reward-model: sample N answers (--temperature, --top-k, --top-p, --seed) and "
+                   help="with --chat and --reward-model: sample N (at most 256) answers (--temperature, --top-k, --top-p, --seed) and "
                    "return the one the reward model chooses (--select), with every candidate and its reward")
     p.add_argument("--reward-model", default=None, metavar="DIR",
                    help="a reward stage's final/ folder, trained with the policy's tokenizer (for --best-of)")

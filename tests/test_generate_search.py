@@ -2,6 +2,7 @@
 token, and best-of-N with a reward model (`llmpipe generate --num-beams / --best-of`)."""
 import copy
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -19,7 +20,7 @@ from pipelines.cli import main
 from training.best_of_n import best_of_n, select
 from training.export import save_model
 from training.generate import Sampling, beam_search, chat_replies, inference_device
-from training.model import ModelConfig, Transformer
+from training.model import ModelConfig, Transformer, sample_next
 from training.reward import RewardModel, save_reward_model, score
 from training.stage import complete_model_dir
 
@@ -296,7 +297,7 @@ def test_best_of_n_rejects_what_cannot_work(models, rewards):
     _, policy = models["chat"]
     template = ChatTemplate(BPETokenizer.load(str(models["chat"][0])))
     reward = rewards[1.0][1]
-    with pytest.raises(ValueError, match="N >= 1"):
+    with pytest.raises(ValueError, match="N from 1 to"):
         best_of_n(policy, reward, template, "hi", 0, SAMPLE)
     with pytest.raises(ValueError, match="temperature"):
         best_of_n(policy, reward, template, "hi", 4, Sampling(max_new_tokens=4))
@@ -595,6 +596,47 @@ def test_a_damaged_model_folder_is_one_line_naming_the_file(models, rewards, tmp
         assert re.search(f"^llmpipe: error: {re.escape(str(folder / name))}.*{says}", err) and err.count("\n") == 1, err
     with pytest.raises(LlmpipeError, match=says):
         load_model(str(folder)) if name == "model_config.json" else BPETokenizer.load(str(folder))
+
+
+def test_search_sizes_and_length_penalties_beyond_their_limits_are_one_line(models, rewards, capsys):
+    """Each best-of sample and each beam is a row of one batch (an out-of-memory error at 10**6), and
+    length ** length_penalty must stay a float32 number (64 ** 200 was an OverflowError)."""
+    from training.options import MAX_BEAMS, MAX_BEST_OF
+
+    folder, policy = models["random"]
+    tok = BPETokenizer.load(str(folder))
+    chat = ["generate", "--model", str(models["chat"][0]), "--chat", "--prompt", "Sort: b a"]
+    for extra, says in ((["--num-beams", "100000"], f"num_beams must be from 1 to {MAX_BEAMS} .got 100000"),
+                        (["--num-beams", "2", "--max-new-tokens", "64", "--length-penalty", "200"],
+                         "length_penalty 200.0 with max_new_tokens 64: .length_penalty. must be at most 15.39"),
+                        (["--num-beams", "2", "--max-new-tokens", "64", "--length-penalty", "-200"], "at most 15.39"),
+                        (["--best-of", "1000000", "--reward-model", str(rewards[1.0][0]), "--temperature", "1"],
+                         f"--best-of 1000000: at most {MAX_BEST_OF}")):
+        capsys.readouterr()
+        assert main([*chat, *extra]) == 2
+        err = capsys.readouterr().err
+        assert re.search(says, err) and err.count("\n") == 1, err
+    with pytest.raises(ValueError, match=f"from 1 to {MAX_BEST_OF}"):
+        best_of_n(policy, rewards[1.0][1], ChatTemplate(tok), "hi", MAX_BEST_OF + 1, SAMPLE)
+    ids = tok.encode("Sort")
+    best, score = beam_search(policy, ids, 2, 64, [], 15.3)  # the largest allowed at 64 new tokens
+    assert len(best) == policy.cfg.max_seq_len - len(ids) and math.isfinite(score) and score < 0
+    # a negative penalty scales the scores of this peaked model below the -1e9 that rules candidates
+    # out: the placeholder hypothesis (one token, score -1e9) came back as the answer
+    with pytest.raises(ValueError, match="length_penalty -5.0 scales the beams' scores past -1e.09"):
+        beam_search(policy, ids, 2, 64, [], -5.0)
+
+
+def test_a_temperature_too_small_to_divide_by_is_greedy(models):
+    """1e-45 leaves float32 when it divides the logits (inf, or -inf for every token of a row with
+    negative logits): softmax gave NaN and multinomial refused; the limit of sampling is greedy."""
+    folder, policy = models["chat"]
+    template = ChatTemplate(BPETokenizer.load(str(folder)))
+    for prompt in PROMPTS:
+        greedy = chat_replies(policy, template, prompt, Sampling(max_new_tokens=MAX_NEW), 1)
+        assert chat_replies(policy, template, prompt, Sampling(MAX_NEW, temperature=1e-45), 2) == greedy * 2
+    logits = torch.tensor([[-3.0, -1.0, -2.0], [2.0, 5.0, float("-inf")]])
+    assert sample_next(logits, 1e-45, None, None).tolist() == [1, 1]
 
 
 def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, rewards):

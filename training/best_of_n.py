@@ -28,6 +28,7 @@ import torch
 from llmdata.chat import ChatTemplate, Message
 from training.generate import Sampling, chat_replies
 from training.model import Transformer
+from training.options import MAX_BEST_OF
 from training.reward import RewardModel, load_reward_model, score
 from training.stage import TrainingInputError
 
@@ -76,12 +77,12 @@ def best_of_n(model: Transformer, reward_model: RewardModel, template: ChatTempl
     `reward.score` on the conversation prompt + answer, through `template` (the policy's and the
     reward model's chat template: they must share a tokenizer), cut as the reward model's
     training pairs were when they do not fit it. Ties go to the earliest sample.
-    Deterministic for a seeded `generator`. Raises ValueError when n < 1, when n > 1 at
+    Deterministic for a seeded `generator`. Raises ValueError when n is not from 1 to MAX_BEST_OF, when n > 1 at
     temperature 0 (greedy decoding gives n identical answers), with beam search, or when the
     two models' vocabularies differ in size; TrainingInputError when a reward is NaN or infinite.
     """
-    if n < 1:
-        raise ValueError(f"best-of-N needs N >= 1 (got {n})")
+    if not 1 <= n <= MAX_BEST_OF:
+        raise ValueError(f"best-of-N samples N from 1 to {MAX_BEST_OF} answers in one batch (got {n})")
     if n > 1 and sampling.temperature <= 0:
         raise ValueError("best-of-N samples: give a temperature > 0 (greedy decoding gives N identical answers)")
     if sampling.num_beams > 1:

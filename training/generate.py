@@ -17,6 +17,12 @@ import torch.nn.functional as F
 
 from llmdata.chat import ChatTemplate, Message
 from training.model import Transformer, reorder_cache
+from training.options import MAX_BEAMS
+
+
+#: beam search divides float32 scores (down to the -1e9 that rules a candidate out) by length **
+#: length_penalty: keeping that factor within e**+-64 keeps every quotient finite in float32
+_MAX_LOG_NORM = 64.0
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,17 @@ class Sampling:
     early_stopping: Union[bool, Literal["never"]] = False  # beam search: transformers' meaning (see beam_search)
 
     def __post_init__(self) -> None:
-        if self.num_beams < 1:
-            raise ValueError(f"num_beams must be at least 1 (got {self.num_beams})")
+        """Raises ValueError (one line) for settings that cannot decode: see each message."""
+        if not 1 <= self.num_beams <= MAX_BEAMS:
+            raise ValueError(f"num_beams must be from 1 to {MAX_BEAMS} (got {self.num_beams})")
         if self.num_beams > 1 and self.temperature > 0:
             raise ValueError("beam search is deterministic: use temperature 0 with num_beams > 1 (beam sampling is not implemented)")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty must be a finite number (got {self.length_penalty})")
+        if self.num_beams > 1 and abs(self.length_penalty) * math.log(self.max_new_tokens) > _MAX_LOG_NORM:
+            raise ValueError(f"length_penalty {self.length_penalty} with max_new_tokens {self.max_new_tokens}: "
+                             f"|length_penalty| must be at most {_MAX_LOG_NORM / math.log(self.max_new_tokens):.2f}, "
+                             "so that length ** length_penalty stays a float32 number")
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be true, false or never (got {self.early_stopping!r})")
 
@@ -67,8 +78,9 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
       running score at the current length (transformers' heuristic); "never" at max_new_tokens
       when length_penalty > 0 (the canonical beam search with length_penalty 0).
 
-    Raises ValueError when num_beams < 1, max_new_tokens < 1, or the prompt leaves no room in
-    `model.cfg.max_seq_len` for a new token. The prompt is not cut here (see `_answers_after`).
+    Raises ValueError when num_beams < 1, max_new_tokens < 1, the prompt leaves no room in
+    `model.cfg.max_seq_len` for a new token, or a negative length_penalty scales the scores below
+    the -1e9 that rules candidates out (where transformers returns a placeholder hypothesis). The prompt is not cut here (see `_answers_after`).
     """
     if num_beams < 1 or max_new_tokens < 1:
         raise ValueError(f"beam search needs num_beams >= 1 and max_new_tokens >= 1 (got {num_beams}, {max_new_tokens})")
@@ -124,6 +136,9 @@ def beam_search(model: Transformer, prompt: list[int], num_beams: int, max_new_t
         improvable = bool((best_running > worst_finished).any())
         if not improvable or (bool(finished_real.all()) and early_stopping is True) or bool(ends.all()):
             break
+    if not bool(finished_real[0]):  # a placeholder slot won: scaled scores went below the -1e9 of ruled-out ones
+        raise ValueError(f"length_penalty {length_penalty} scales the beams' scores past {_RULED_OUT:g}, the score "
+                         "that rules a candidate out, so no real hypothesis can win: use a length_penalty closer to 0")
     return [int(t) for t in finished[0, : int(finished_len[0])]], float(finished_scores[0])
 
 

@@ -444,9 +444,15 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float],
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The next token of each row: the most likely at temperature 0, else drawn from
+    softmax(logits / temperature) within top-k / top-p. A temperature so small that the division
+    leaves float32 (1e-45) is its limit, greedy: softmax would give NaN."""
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
+    scaled = logits.float() / temperature
+    if not bool(torch.isfinite(scaled)[torch.isfinite(logits)].all()):
+        return logits.argmax(-1)
+    logits = scaled
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

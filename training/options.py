@@ -80,6 +80,12 @@ class TrainSection(Section):
         return self
 
 
+#: Search at generation time holds this many sequences (and their KV caches) in one batch: at most
+#: this many best-of-N samples (`llmpipe generate --best-of`, rl.best_of) and beams (`--num-beams`).
+MAX_BEST_OF = 256
+MAX_BEAMS = 64
+
+
 class GenerateSection(Section):
     """A few continuations written to the stage's report, so a person can see what was learned."""
 
@@ -296,7 +302,7 @@ class RLSection(AlignSection):
         4, ge=0, description="after training, the final policy's KL to the reference is measured on this many sampled "
         "completions of each of those held-out prompts (exact next-token KL); 0: not measured")
     best_of: int = Field(
-        0, ge=0, description="also measure best-of-N on the held-out prompts before training: N answers sampled from "
+        0, ge=0, le=MAX_BEST_OF, description="also measure best-of-N on the held-out prompts before training: N answers sampled from "
         "the starting policy, the reward model's favourite kept; 0: not measured")
     best_of_vote_temperature: float = Field(
         2.0, gt=0, description="best-of-N is also measured as a reward-weighted vote over the same N answers "
