@@ -341,6 +341,22 @@ def test_sample_groups_gives_g_completions_per_prompt_deterministic_for_a_seed(t
     taught.eval()
 
 
+def test_groups_sampled_together_are_the_groups_each_prompt_gets_alone(tok, taught):
+    """RL samples a step's prompts in one call per prompt length, each group from its prompt's own
+    generator: the completions are the ones each prompt gets in a call of its own."""
+    template = ChatTemplate(tok)
+    hot = Sampling(max_new_tokens=8, temperature=1.5, top_k=50)
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0], [{"role": "user", "content": "Repeat: file list"}]]
+    alone = [c for b, p in enumerate(prompts)
+             for c in sample_groups(taught, template, [p], 3, hot, torch.Generator().manual_seed(10 + b))]
+    together = sample_groups(taught, template, prompts, 3, hot, [torch.Generator().manual_seed(10 + b) for b in range(4)])
+    assert [c.prompt for c in together] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    assert [(c.completion_ids, c.text, c.finished) for c in together] == [(c.completion_ids, c.text, c.finished) for c in alone]
+    assert len({tuple(c.completion_ids) for c in together}) > 4  # really sampled, not one answer
+    with pytest.raises(ValueError, match="one per prompt"):
+        sample_groups(taught, template, prompts, 3, hot, [torch.Generator()])
+
+
 def test_a_completion_ends_at_endoftext_as_exact_match_reads_it(tok, monkeypatch):
     """A sample "7<|endoftext|> file<|end|>" is the answer "7" to held-out exact match (generate's
     stops are the HF export's: <|end|> and <|endoftext|>); RL's checker and reward model see the

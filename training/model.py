@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal, Optional, get_args, get_type_hints
+from typing import Literal, Optional, Sequence, Union, get_args, get_type_hints
 
 import torch
 import torch.nn as nn
@@ -379,9 +379,10 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0, top_k: Optional[int] = None,
                  top_p: Optional[float] = None, eos_id: Optional[int] = None, use_cache: bool = True,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Continue each prompt: greedy at temperature 0, else sampling with top-k / top-p.
-        Stops early when every sequence has produced `eos_id`."""
+                 generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None) -> torch.Tensor:
+        """Continue each prompt: greedy at temperature 0, else sampling with top-k / top-p
+        (`generator`: one, or one per equal block of rows: `sample_next`). Stops early when every
+        sequence has produced `eos_id`."""
         self.eval()
         seq = prompt
         cache = [dict() for _ in self.blocks] if use_cache else None
@@ -443,10 +444,13 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float],
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None) -> torch.Tensor:
     """The next token of each row: the most likely at temperature 0, else drawn from
     softmax(logits / temperature) within top-k / top-p. A temperature so small that the division
-    leaves float32 (1e-45) is its limit, greedy: softmax would give NaN."""
+    leaves float32 (1e-45) is its limit, greedy: softmax would give NaN. `generator` may be a
+    sequence of n generators: the rows are then n equal consecutive blocks, each drawn with its
+    own, as it would be drawn in a batch of its own (RL samples many prompts' groups in one batch,
+    each from its prompt's seed). Raises ValueError when n does not divide the rows."""
     if temperature <= 0:
         return logits.argmax(-1)
     scaled = logits.float() / temperature
@@ -462,4 +466,10 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int], 
         drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set whose mass reaches top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    probs = logits.softmax(-1)
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if not generator or probs.size(0) % len(generator):
+        raise ValueError(f"{len(generator)} generators cannot split {probs.size(0)} rows into equal blocks")
+    blocks = probs.split(probs.size(0) // len(generator))
+    return torch.cat([torch.multinomial(b, 1, generator=g) for b, g in zip(blocks, generator)]).squeeze(-1)

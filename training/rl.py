@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple, Optional
+from typing import Callable, Literal, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -38,48 +38,67 @@ class Completion:
 
 
 def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], group_size: int, sampling: Sampling,
-                  generator: Optional[torch.Generator] = None) -> list[Completion]:
+                  generator: Union[None, torch.Generator, list[torch.Generator]] = None) -> list[Completion]:
     """`group_size` completions of each prompt (chat messages, before the assistant's turn),
     prompt-major: completion g of prompt b is at index b * group_size + g.
 
-    Each group is one batched call of the model's KV-cache `generate` (training/model.py) on the
-    prompt repeated `group_size` times (prompts of different lengths are not batched together:
-    `generate` has no left padding). Sampling is `sampling`'s temperature / top-k / top-p, up to
+    With one `generator` (or none), each group is one call of the model's KV-cache `generate`
+    (training/model.py) on the prompt repeated `group_size` times, one prompt after another, all
+    drawing from that generator. With a list, one generator per prompt (RL's per-prompt seeds),
+    the groups of all prompts of one length in tokens are one call (`generate` has no left
+    padding, so other lengths are not batched together), each group drawing from its own
+    generator: the completions are those each prompt would get alone from its generator (the
+    forward pass of a larger batch aside, which may differ in the last bits). Sampling is `sampling`'s temperature / top-k / top-p, up to
     `max_new_tokens`, stopping at the template's end-of-turn token <|end|>; a completion ends at
     its first <|end|> or <|endoftext|> (exact match's and the HF export's stops), which it keeps. As in
     training/generate.py, a prompt that leaves no room for max_new_tokens keeps its right end.
-    The same `generator` state gives the same completions; it must live on the model's device
+    The same generator states give the same completions; they must live on the model's device
     (torch.multinomial draws there). The model's train/eval mode is restored. `model` is the
     Transformer itself (a DeepSpeed engine's `.module`), which has `generate`.
 
-    Raises ValueError for group_size < 1 or a generator on another device than the model.
+    Raises ValueError for group_size < 1, a generator on another device than the model, or a
+    list of generators that is not one per prompt.
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1 (got {group_size})")
+    per_prompt = isinstance(generator, list)
+    if per_prompt and len(generator) != len(prompts):
+        raise ValueError(f"{len(generator)} generators for {len(prompts)} prompts: give one per prompt")
     stop = template.end_id
     stops = (stop, template.eot_id)  # where an answer ends, as held-out exact match reads it (generate._answers_after)
     room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
     device = next(model.parameters()).device
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"the sampling generator is on {generator.device}, the model on {device}: create it with "
-                         f"torch.Generator(device={device.type!r})")
+    for g in (generator if per_prompt else [generator]):
+        if g is not None and g.device.type != device.type:
+            raise ValueError(f"the sampling generator is on {g.device}, the model on {device}: create it with "
+                             f"torch.Generator(device={device.type!r})")
+    prompt_ids = [template.prompt(messages)[-room:] for messages in prompts]
+    if per_prompt:  # one call per prompt length, in the order the lengths first appear
+        calls: dict[int, list[int]] = {}
+        for b, ids in enumerate(prompt_ids):
+            calls.setdefault(len(ids), []).append(b)
+        batches = list(calls.values())
+    else:
+        batches = [[b] for b in range(len(prompts))]
     was_training = model.training
-    out: list[Completion] = []
+    found: dict[int, list[Completion]] = {}
     try:
-        for b, messages in enumerate(prompts):
-            ids = template.prompt(messages)[-room:]
-            batch = torch.tensor([ids] * group_size, device=device)
+        for members in batches:
+            batch = torch.tensor([prompt_ids[b] for b in members for _ in range(group_size)], device=device)
             seq = model.generate(batch, sampling.max_new_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
-                                 top_p=sampling.top_p, eos_id=stop, generator=generator)
-            for row in seq[:, len(ids):].tolist():
+                                 top_p=sampling.top_p, eos_id=stop,
+                                 generator=[generator[b] for b in members] if per_prompt else generator)
+            width = len(prompt_ids[members[0]])
+            for k, row in enumerate(seq[:, width:].tolist()):
+                b = members[k // group_size]
                 end = next((i for i, t in enumerate(row) if t in stops), None)
                 finished = end is not None
                 new = row[: end + 1] if finished else row
                 text = template.tok.decode(new[:-1] if finished else new)
-                out.append(Completion(b, list(ids), new, text, finished))
+                found.setdefault(b, []).append(Completion(b, list(prompt_ids[b]), new, text, finished))
     finally:
         model.train(was_training)
-    return out
+    return [c for b in range(len(prompts)) for c in found[b]]
 
 
 def reward_inputs(completions: list[Completion], prompts: list[list[Message]],

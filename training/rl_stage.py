@@ -24,7 +24,6 @@ the reward model prefers an answer the checker marks wrong).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -225,11 +224,10 @@ class RLRecipe(TunedRecipe):
         policy = engine.module
         device = engine.device
         indices = [it["prompt"] for it in items]
-        completions = []
-        for k, i in enumerate(indices):
-            gen = torch.Generator(device=device).manual_seed(sample_seed(section.seed, self.trainer.step, i))
-            group = sample_groups(policy, self.template, [self.prompts[i]], section.group_size, self.sampling, gen)
-            completions += [dataclasses.replace(c, prompt=k) for c in group]
+        # each prompt's completions from its own seed, whichever prompts share the batch (ranks, resume)
+        gens = [torch.Generator(device=device).manual_seed(sample_seed(section.seed, self.trainer.step, i)) for i in indices]
+        completions = sample_groups(policy, self.template, [self.prompts[i] for i in indices], section.group_size,
+                                    self.sampling, gens)
         inputs = reward_inputs(completions, [self.prompts[i] for i in indices], [self.references[i] for i in indices])
         scores = score_completions(inputs, self.sources)
         watched = score_completions(inputs, self.monitors) if self.monitors else None
