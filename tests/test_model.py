@@ -2,9 +2,12 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import torch
 
-from training.model import ModelConfig, Transformer, alibi_slopes, apply_rope, rope_tables, sample_next, token_loss
+from training.model import (ModelConfig, Transformer, alibi_slopes, apply_rope, categorical_draw, rope_tables, sample_next,
+                            token_loss)
 
 
 def tiny(**kw) -> ModelConfig:
@@ -216,3 +219,36 @@ def test_compiled_token_loss_equals_eager_on_gpu():
     assert int(count) == int(fused_count) == 120
     assert torch.allclose(fused, eager, rtol=1e-4)
     assert torch.allclose(grad_fused.float(), grad_eager.float(), atol=1e-2)
+
+
+def test_categorical_draw_has_the_distribution_of_its_probabilities():
+    """The sampler's inverse-CDF draw against the probabilities (a chi-square test over 40,000
+    draws of each of two rows, one with zero-probability tokens, which are never drawn)."""
+    from scipy.stats import chisquare
+
+    probs = torch.tensor([[0.5, 0.25, 0.125, 0.0625, 0.0625, 0.0],
+                          [0.0, 3.0, 0.0, 1.0, 0.0, 6.0]])  # unnormalized, as softmax's rounding leaves rows
+    draws = categorical_draw(probs.repeat_interleave(40_000, 0), torch.Generator().manual_seed(0)).view(2, -1)
+    for row, got in zip(probs, draws):
+        counts = torch.bincount(got, minlength=6).double()
+        assert (counts[row == 0] == 0).all()
+        expected = row[row > 0].double() / row.sum() * got.numel()
+        assert chisquare(counts[row > 0].numpy(), expected.numpy()).pvalue > 1e-3
+
+
+@given(st.lists(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=12).filter(lambda r: max(r) > 0), min_size=1,
+                max_size=6),
+       st.integers(0, 2**32 - 1))
+def test_categorical_draw_never_draws_a_token_without_mass(rows, seed):
+    width = max(map(len, rows))
+    probs = torch.tensor([r + [0.0] * (width - len(r)) for r in rows])
+    got = categorical_draw(probs, torch.Generator().manual_seed(seed))
+    assert got.shape == (len(rows),) and bool((probs[torch.arange(len(rows)), got] > 0).all())
+    # a uniform at the top of [0, 1) (rounding up to the row's total) still lands on a token with mass
+    top = torch.Generator().manual_seed(seed)
+    torch_rand = torch.rand
+    try:
+        torch.rand = lambda *a, **k: torch.full(a[:2], 1.0 - 1e-9, dtype=k.get("dtype"))
+        assert bool((probs[torch.arange(len(rows)), categorical_draw(probs, top)] > 0).all())
+    finally:
+        torch.rand = torch_rand
