@@ -580,6 +580,10 @@ def _interrupted(err: BaseException) -> Optional[str]:
     return None
 
 
+#: the options that name a file or folder (argparse dests): none may be ""
+_PATH_OPTIONS = ("config", "input", "output", "base", "model", "adapter", "reward_model", "run_dir")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ours, beam_args = _split_beam_args(argv)
@@ -587,6 +591,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(ours)
     if not getattr(args, "func", None):
         parser.print_help()
+        return EXIT_USAGE
+    empty = [name for name in _PATH_OPTIONS if getattr(args, name, None) == ""]
+    if empty:  # "" would mean the option's default, or the current folder, without a word
+        print(f"llmpipe: error: --{empty[0].replace('_', '-')} is empty: give a path (an unset shell variable?)",
+              file=sys.stderr)
         return EXIT_USAGE
     level = os.environ.get("LLMPIPE_BEAM_LOG", "WARNING")
     logging.getLogger("apache_beam").setLevel(level)

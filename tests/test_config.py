@@ -142,3 +142,22 @@ def test_sigterm_stops_a_command_with_one_line_and_status_143(monkeypatch, capsy
         assert capsys.readouterr().err == "llmpipe: terminated\n" and signal.getsignal(signal.SIGTERM) is unhandled
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["generate", "--model", "", "--prompt", "x"], "--model"),
+    (["rl", "--output", ""], "--output"),
+    (["sft", "--base", ""], "--base"),
+    (["clean", "--input", ""], "--input"),
+    (["reward", "score", "--model", "", "--input", "rows.jsonl"], "--model"),
+    (["generate", "--model", "m", "--prompt", "x", "--best-of", "2", "--reward-model", ""], "--reward-model"),
+    (["run", "--config", ""], "--config"),
+])
+def test_an_empty_path_option_is_one_line(argv, option, capsys):
+    """An empty path (an unset shell variable) is refused before anything runs, not taken for the
+    option's default or the current folder."""
+    from pipelines.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"llmpipe: error: {option} is empty: give a path (an unset shell variable?)\n"
