@@ -581,7 +581,8 @@ def _interrupted(err: BaseException) -> Optional[str]:
 
 
 #: the options that name a file or folder (argparse dests): none may be ""
-_PATH_OPTIONS = ("config", "input", "output", "base", "model", "adapter", "reward_model", "run_dir")
+_PATH_OPTIONS = ("config", "input", "output", "base", "model", "adapter", "reward_model", "run_dir", "thresholds",
+                 "tokenizer")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

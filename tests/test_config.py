@@ -152,6 +152,8 @@ def test_sigterm_stops_a_command_with_one_line_and_status_143(monkeypatch, capsy
     (["reward", "score", "--model", "", "--input", "rows.jsonl"], "--model"),
     (["generate", "--model", "m", "--prompt", "x", "--best-of", "2", "--reward-model", ""], "--reward-model"),
     (["run", "--config", ""], "--config"),
+    (["clean", "--thresholds", ""], "--thresholds"),
+    (["pack", "--tokenizer", ""], "--tokenizer"),
 ])
 def test_an_empty_path_option_is_one_line(argv, option, capsys):
     """An empty path (an unset shell variable) is refused before anything runs, not taken for the

@@ -252,3 +252,15 @@ def test_categorical_draw_never_draws_a_token_without_mass(rows, seed):
         assert bool((probs[torch.arange(len(rows)), categorical_draw(probs, top)] > 0).all())
     finally:
         torch.rand = torch_rand
+
+
+def test_categorical_draw_refuses_rows_without_mass_or_finite_values_and_reads_half_precision():
+    nan = float("nan")
+    for bad in ([[0.0, 0.0, 0.0]], [[0.2, nan, 0.5]], [[0.2, float("inf"), 0.5]], [[0.5, -0.1, 0.6]]):
+        with pytest.raises(ValueError, match="no mass"):
+            categorical_draw(torch.tensor(bad))
+    with pytest.raises(ValueError, match="no mass"):  # a NaN logit reaches the sampler, not a silent token
+        sample_next(torch.tensor([[1.0, nan, 2.0]]), 1.0, None, None)
+    probs = torch.tensor([[0.0, 1.0, 3.0, 0.0]] * 4000, dtype=torch.bfloat16)
+    got = categorical_draw(probs, torch.Generator().manual_seed(0))
+    assert set(got.tolist()) == {1, 2} and abs(float((got == 2).float().mean()) - 0.75) < 0.03

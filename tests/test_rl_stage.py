@@ -159,8 +159,11 @@ def test_an_output_folder_the_stage_would_destroy_is_refused_in_one_line(pretrai
     shutil.copytree(pretrained, other)  # a finished stage folder (its manifest says pretrain)
     sft = tmp_path / "06-sft"
     shutil.copytree(pretrained / "final", sft / "final")
+    shutil.copytree(pretrained / "final", tmp_path / "10-rl.previous" / "final")  # a finished run set aside
+    aside = tmp_path / "10-rl.previous" / "final"
     for base, out, says in ((pretrained / "final", other, f"output {other} holds the pretrain stage's output"),
-                            (sft / "final", sft, f"output {sft} holds this stage's base input ({sft / 'final'}/*)")):
+                            (sft / "final", sft, f"output {sft} would delete this stage's base input ({sft / 'final'}/*)"),
+                            (aside, tmp_path / "10-rl", f"would delete this stage's base input ({aside}/*)")):
         before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
         args = rl_args(pretrained, prompts, out)
         args[args.index("--base") + 1] = str(base)

@@ -481,8 +481,14 @@ def categorical_draw(probs: torch.Tensor, generator: Optional[torch.Generator] =
     uniform per row from `generator` placed on the row's cumulative sum (torch.searchsorted). The
     distribution of torch.multinomial(probs, 1), about 40x faster on CPU for rows of 8,192
     (1.1 ms against 42 ms for 256 rows, 2 threads): multinomial was most of an RL step's sampling.
-    An index of zero probability is never drawn. Returns [rows] int64."""
+    An index of zero probability is never drawn. Returns [rows] int64. Raises ValueError for a row
+    with no mass or a non-finite value (a model whose weights went NaN), as torch.multinomial does."""
+    probs = probs.float()  # a bf16 / fp16 running sum would lose the small probabilities
     cdf = probs.cumsum(-1)
+    total = cdf[:, -1]
+    if not bool((torch.isfinite(total) & (total > 0)).all()) or bool((probs < 0).any()):
+        raise ValueError("the next-token probabilities hold NaN, inf, negative values or no mass (non-finite logits: "
+                         "are the model's weights finite?)")
     u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
     index = torch.searchsorted(cdf, u, right=True)
     # u rounded up to the total would pass the last token: stop at the last one with mass

@@ -150,15 +150,17 @@ def check_output_folder(stage: str, out: str, inputs: dict) -> None:
     """Refuse (TrainingInputError, one line) an output folder this stage would destroy: one that
     holds another stage's finished output (its manifest names that stage), or one that holds any
     of this stage's inputs (`inputs`: the stage's fingerprints, each with the `pattern` it read),
-    such as `--output runs/demo/06-sft` with `--base runs/demo/06-sft/final`."""
+    such as `--output runs/demo/06-sft` with `--base runs/demo/06-sft/final`, or whose `.previous`
+    folder (where a finished run waits, deleted once the new one finishes) holds one."""
     manifest = read_manifest(out) if os.path.isdir(out) else None
     if manifest and manifest.get("stage") not in (None, stage):
         raise TrainingInputError(f"output {out} holds the {manifest['stage']} stage's output; choose another --output")
     folder = os.path.realpath(out)
     for name, fingerprint in inputs.items():
         path = os.path.realpath(fingerprint["pattern"].removesuffix(os.sep + "*"))
-        if path == folder or path.startswith(folder + os.sep):
-            raise TrainingInputError(f"output {out} holds this stage's {name} input ({fingerprint['pattern']}); "
+        # the folder, and the finished run a new one sets aside beside it (deleted when it finishes)
+        if any(path == f or path.startswith(f + os.sep) for f in (folder, folder + PREVIOUS)):
+            raise TrainingInputError(f"output {out} would delete this stage's {name} input ({fingerprint['pattern']}); "
                                      "choose another --output")
 
 
