@@ -47,8 +47,10 @@ from training.generate import Sampling  # noqa: E402
 from training.rl import Completion, group_advantages, grpo_loss, pad_completions, sample_groups, token_logps  # noqa: E402
 
 
-def conversations(path: str) -> list[tuple[str, list]]:
-    return [(it.row.get("task", "all"), it.parsed) for it in read_rows(path, "sft") if not isinstance(it, BadRow)]
+def conversations(path: str, task: str | None = None) -> list[tuple[str, list]]:
+    """(task, messages) of a conversation file's usable rows; with `task`, only that task's rows."""
+    rows = [(it.row.get("task", "all"), it.parsed) for it in read_rows(path, "sft") if not isinstance(it, BadRow)]
+    return [r for r in rows if task is None or r[0] == task]
 
 
 @torch.no_grad()
@@ -105,6 +107,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--task", default=None, help="train and evaluate on this task's rows only (e.g. add)")
     ap.add_argument("--lora-rank", type=int, default=0,
                     help="train LoRA adapters of this rank (alpha 2 x rank, the LoRA stage's targets) instead of every weight")
     args = ap.parse_args()
@@ -115,8 +118,8 @@ def main() -> None:
     pad = tok.special_ids["<|pad|>"]
     model = load_model(args.model)
     reference_model = load_model(args.model).eval()
-    held = conversations(args.heldout)
-    train = [prompt_and_reference(msgs) for _, msgs in conversations(args.train)]
+    held = conversations(args.heldout, args.task)
+    train = [prompt_and_reference(msgs) for _, msgs in conversations(args.train, args.task)]
     if not args.skip_checks:
         setup_checks(model, template, tok, held, pad, args.temperature)
     if args.lora_rank:
