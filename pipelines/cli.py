@@ -298,7 +298,10 @@ def cmd_generate(args: argparse.Namespace, _beam: list[str]) -> int:
             return {"completion": chat_reply(model, template, prompt, sampling, generator)}
         return {"completion": continuation(model, tokenizer, prompt, sampling, generator)}
 
-    room = max(model.cfg.max_seq_len - sampling.max_new_tokens, 1)
+    if sampling.max_new_tokens >= model.cfg.max_seq_len:  # the prompt would be cut to its last token
+        raise TrainingInputError(f"--max-new-tokens {sampling.max_new_tokens} leaves no room for the prompt: the model "
+                                 f"reads at most {model.cfg.max_seq_len} tokens (prompt and answer); give fewer")
+    room = model.cfg.max_seq_len - sampling.max_new_tokens
 
     rows: list = [(None, {"prompt": p}) for p in args.prompt or []]
     if args.input:

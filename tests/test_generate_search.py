@@ -412,6 +412,7 @@ def test_cli_best_of_n_vote_is_select_over_the_same_candidates(models, rewards, 
     (["--device", "gpu0"], "--device 'gpu0' is not a device"),
     (["--device", "meta"], "runs on the CPU or a CUDA GPU"),
     (["--device", "cuda:64"], "torch sees"),  # no machine has 65 GPUs; a CPU build sees none
+    (["--max-new-tokens", "64"], "--max-new-tokens 64 leaves no room for the prompt"),  # the model's max_seq_len is 64
 ])
 def test_cli_generate_paths_and_seeds_a_user_gets_wrong_are_one_line(models, tmp_path, capsys, flags, says):
     folder, _ = models["chat"]
