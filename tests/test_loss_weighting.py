@@ -168,11 +168,11 @@ def _overflowing(bad_calls: range):
     return loss_fn
 
 
-def _diverging_trainer(folder, zero_stage: int, bad_calls: range) -> Trainer:
+def _diverging_trainer(folder, zero_stage: int, bad_calls: range, log=lambda _m: None) -> Trainer:
     section = TrainSection(micro_batch=2, zero_stage=zero_stage, warmup_steps=0, max_steps=3, tensorboard=False,
                            precision="fp32", eval_every=100, save_every=100)
     return Trainer(tiny_model(), section, str(folder), samples(), None, tokens_per_sample=SEQ, flops_per_token=1.0,
-                   log=lambda _m: None, loss_fn=_overflowing(bad_calls))
+                   log=log, loss_fn=_overflowing(bad_calls))
 
 
 def test_a_run_whose_every_step_was_skipped_fails_and_leaves_no_final_checkpoint(tmp_path):
@@ -192,9 +192,20 @@ def test_a_non_finite_step_the_optimizer_applies_fails_at_once(tmp_path):
         trainer.fit(progress=False)
 
 
-def test_one_skipped_step_of_a_run_is_no_failure(tmp_path):
-    trainer = _diverging_trainer(tmp_path, zero_stage=1, bad_calls=range(1, 2))
-    assert trainer.fit(progress=False)["finished"] and trainer.engine.skipped_steps == 1
+def test_one_skipped_step_of_a_run_is_no_failure_but_is_said_and_counted(tmp_path):
+    said: list[str] = []
+    trainer = _diverging_trainer(tmp_path, zero_stage=1, bad_calls=range(1, 2), log=said.append)
+    summary = trainer.fit(progress=False)
+    assert summary["finished"] and trainer.engine.skipped_steps == 1 and summary["failed_steps"] == 1
+    assert [m for m in said if m.startswith("warning:")] == [
+        "warning: 1 of 3 optimizer steps did not train (a non-finite loss, or non-finite gradients the optimizer "
+        "skipped); the report counts them"]
+
+
+def test_a_run_without_failed_steps_says_nothing_of_them(tmp_path):
+    said: list[str] = []
+    summary = _diverging_trainer(tmp_path, zero_stage=1, bad_calls=range(0), log=said.append).fit(progress=False)
+    assert summary["failed_steps"] == 0 and not [m for m in said if m.startswith("warning:")]
 
 
 def _with_positions(items: list[dict]) -> list[dict]:

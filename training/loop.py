@@ -466,6 +466,9 @@ class Trainer:
             metrics.close()
         if diverged:
             raise TrainingDiverged(diverged)
+        if failed_steps:  # finite weights, but not every step trained: say so rather than end quietly
+            self.log(f"warning: {failed_steps} of {self.step - first_step} optimizer steps did not train (a non-finite "
+                     "loss, or non-finite gradients the optimizer skipped); the report counts them")
         timed = step_times[1:] or step_times  # the first step pays for warm-up
         tok_s = self.tokens_per_step * len(timed) / sum(timed) if timed else 0.0
         return {
@@ -476,4 +479,5 @@ class Trainer:
             **last_eval, "tokens_per_s": tok_s, "peak_tflops_per_device": peak, "peak_source": peak_source,
             "mfu": tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None,
             "ranks": self.world, "wall_s": time.perf_counter() - started, "stopped_by": stopped_by,
+            "failed_steps": failed_steps,
         }
