@@ -310,7 +310,7 @@ def decode(ids: Iterable[int], vocab: dict[int, bytes]) -> str:
 class TokenizerOptions(BaseModel):
     """How the tokenizer stage trains (the `tokenizer:` config section)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     vocab_size: int = Field(
         8192, ge=300, le=1_000_000, description="tokens in the vocabulary: 256 bytes + merges + special tokens")
     pattern: str = Field(

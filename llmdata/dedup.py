@@ -47,7 +47,7 @@ class KeyOptions(BaseModel):
     at the exact level before a document is removed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lowercase: bool = Field(True, description="exact level: case folded (\"Foo\" and \"foo\" are one text)")
     lowercase_code: bool = Field(
         False, description="exact level for code (a record whose lang is \"code\", or without lang one that "
@@ -382,7 +382,7 @@ def line_hash(line: str) -> str:
 
 
 class DedupOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     key: KeyOptions = Field(
         default_factory=KeyOptions, description="how a document is reduced to its exact and candidate keys (case, "
         "spacing, NFKC, punctuation...)")

@@ -19,7 +19,7 @@ Rule = Literal["mean", "median", "constant", "interpolate", "regression"]
 
 
 class ImputeRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     rule: Rule = Field(
         "median", description="how a missing value is filled: mean | median | constant | interpolate | regression")
     value: Optional[float] = Field(None, description="the value filled in, for rule constant")
@@ -40,7 +40,7 @@ class ImputeRule(BaseModel):
 
 
 class MissingOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     fields: dict[str, ImputeRule] = Field(
         default_factory=dict, description="an imputation rule per numeric meta field, by field name")
     impute_other_numeric: bool = Field(

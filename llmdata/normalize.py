@@ -216,7 +216,7 @@ def map_words(text: str, mapper: Callable[[str], str]) -> str:
 class NormalizeOptions(BaseModel):
     """Which steps run; the defaults are the faithful form a language model should train on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     nfc: bool = Field(True, description="canonical composition: same text, one spelling")
     nfkc: bool = Field(False, description="compatibility folding (x² -> x2, full-width -> ASCII); replaces NFC when on")

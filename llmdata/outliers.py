@@ -39,7 +39,7 @@ Side = Literal["both", "low", "high"]
 
 
 class FeatureRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     method: Optional[Method] = Field(
         None, description="iqr | zscore | none for this feature; null: the section's `method`")
     side: Side = Field("both", description="which tail is rejected: both, low (too small) or high (too large)")
@@ -104,7 +104,7 @@ HIGH_SIDE_ONLY: frozenset[tuple[str, str]] = frozenset({("han", "mean_word_len")
 
 
 class OutlierOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     enabled: bool = Field(True, description="run the outlier filters")
     method: Method = Field(
         "iqr", description="default rule: iqr (Tukey fences, Q1 - k*IQR .. Q3 + k*IQR) | zscore (mean +- z std) | "

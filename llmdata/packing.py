@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class PackOptions(BaseModel):
     """How the pack stage turns documents into training sequences (the `pack:` config section)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     seq_len: int = Field(
         2048, ge=8, le=1_048_576, description="tokens per training sequence (a window holds seq_len + 1: inputs and "
         "shifted targets)")

@@ -66,7 +66,7 @@ class _Rules(BaseModel):
         every field looks set.)
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     enabled: bool = Field(False, description="run this rule set")
     languages: Optional[list[str]] = Field(
         None, description="ISO 639-1 codes this rule set judges; null: every language it supports")
@@ -557,7 +557,7 @@ DEFAULT_ORDER = (RuleSet.C4, RuleSet.GOPHER_REPETITION, RuleSet.GOPHER_QUALITY, 
 class QualityOptions(BaseModel):
     """The fixed rule sets (each off by default) and the order the enabled ones run in."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER),
                              description="the order in which the enabled rule sets (the keys below) run")
     gopher_quality: GopherQuality = Field(

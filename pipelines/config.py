@@ -33,7 +33,7 @@ class ConfigError(LlmpipeError, ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RunSection(_Section):

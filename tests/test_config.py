@@ -46,6 +46,11 @@ def test_defaults_without_a_file():
         ("pretrain.generate.temperature=.inf", "pretrain.generate.temperature: Input should be a finite number"),
         ("train.lr=.inf", "train.lr: Input should be a finite number"),
         ("rl.lr=1e39", "rl.lr: Input should be less than or equal to 1"),  # finite, but a float32 overflow in AdamW
+        # the data stages' options took these silently: NaN imputed into every missing value, no fence at all
+        ("clean.missing.fields.x.value=.nan", "clean.missing.fields.x.value: Input should be a finite number (got nan)"),
+        ("clean.outliers.iqr_k=.inf", "clean.outliers.iqr_k: Input should be a finite number (got inf)"),
+        ("clean.outliers.features.n_chars.fixed_max=.nan", "clean.outliers.features.n_chars.fixed_max: Input should be a finite number"),
+        ("clean.quality.gopher_quality.max_mean_word_len=.inf", "clean.quality.gopher_quality.max_mean_word_len: Input should be a finite number"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(override, expected):
