@@ -1,6 +1,7 @@
 """The sampler's draw (training/model.py `categorical_draw`, inverse CDF) beside torch.multinomial,
 its anchor, on the same probabilities: milliseconds per call, and the total-variation distance of
-each one's empirical frequencies from the probabilities (docs/alignment.md, "More steps at the same cost").
+each one's empirical frequencies from the probabilities (docs/alignment.md, "More steps at the same cost"),
+and the probability mass a float32 running sum leaves out (`categorical_draw`'s docstring).
 
     python bench/sampling_draw.py [rows] [vocab] [threads]      (default 256 8192 2)
 """
@@ -36,6 +37,12 @@ def main() -> None:
         freq = torch.bincount(got, minlength=vocab).double() / got.numel()
         tv = 0.5 * float((freq - probs[0].double()).abs().sum())
         print(f"{name:18s} {ms:7.2f} ms per call of {rows} x {vocab} ({threads} threads); total variation over 20,000 draws {tv:.3f}")
+    for width in (8192, 128_000):  # the mass a float32 running sum cannot reach: tokens that add nothing to it
+        flat = (torch.randn(64, width, generator=torch.Generator().manual_seed(0)) * 2.5).softmax(-1)
+        cdf = flat.cumsum(-1)
+        step = torch.diff(cdf, dim=-1, prepend=torch.zeros(64, 1))
+        print(f"float32 running sum over {width:,} tokens (logits ~ N(0, 2.5^2)): mass never drawn "
+              f"{float(((step <= 0) & (flat > 0)).float().mul(flat).sum(-1).mean()):.1e} per row")
 
 
 if __name__ == "__main__":
