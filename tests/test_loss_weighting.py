@@ -208,6 +208,26 @@ def test_a_run_without_failed_steps_says_nothing_of_them(tmp_path):
     assert summary["failed_steps"] == 0 and not [m for m in said if m.startswith("warning:")]
 
 
+def test_failed_steps_before_a_resume_are_still_counted(tmp_path):
+    """The count is kept in the checkpoints: a step skipped before --until-step (or a signal) is in
+    the finished run's summary, warning and report, not lost at the resume."""
+    def trainer(bad_calls: range, said: list) -> Trainer:
+        section = TrainSection(micro_batch=2, zero_stage=1, warmup_steps=0, max_steps=4, tensorboard=False,
+                               precision="fp32", eval_every=100, save_every=1)
+        return Trainer(tiny_model(), section, str(tmp_path), samples(), None, tokens_per_sample=SEQ,
+                       flops_per_token=1.0, log=said.append, loss_fn=_overflowing(bad_calls))
+
+    assert trainer(range(0, 1), []).fit(until_step=2, progress=False)["failed_steps"] == 1
+    said: list[str] = []
+    resumed = trainer(range(0), said)
+    assert resumed.resume()
+    summary = resumed.fit(progress=False)
+    assert summary["finished"] and summary["failed_steps"] == 1 and summary["failed_from"] == 0
+    assert [m for m in said if m.startswith("warning:")] == [
+        "warning: 1 of 4 optimizer steps did not train (a non-finite loss, or non-finite gradients the optimizer "
+        "skipped); the report counts them"]
+
+
 def _with_positions(items: list[dict]) -> list[dict]:
     """The pipeline passes position and document ids between stages: one document a sample."""
     return [{**s, "position_ids": torch.arange(SEQ), "doc_ids": torch.zeros(SEQ, dtype=torch.long)} for s in items]

@@ -192,6 +192,9 @@ class Trainer:
         self.ckpt_dir = os.path.join(out, "checkpoints")
         self.step = self.consumed = self.tokens = 0
         self.resumed_from = 0
+        # optimizer steps that did not train, over the whole run (kept in the checkpoints), counted
+        # from step failed_from (not 0 only after a resume from a checkpoint written without the count)
+        self.failed_steps = self.failed_from = 0
 
     # ---- data ----------------------------------------------------------------------------------
     def _to_device(self, batch: Batch) -> Batch:
@@ -296,7 +299,8 @@ class Trainer:
     def save(self) -> str:
         tag = f"step_{self.step:07d}"
         client = {"step": self.step, "consumed_samples": self.consumed, "tokens": self.tokens,
-                  "sampler": self.sampler.state_dict(), "rng": rng_state(), "fingerprint": self.fingerprint}
+                  "sampler": self.sampler.state_dict(), "rng": rng_state(), "fingerprint": self.fingerprint,
+                  "failed_steps": self.failed_steps, "failed_from": self.failed_from}
         if self.stage_state is not None:
             client["stage_state"] = self.stage_state.state_dict()
         self.engine.save_checkpoint(self.ckpt_dir, tag=tag, client_state=client)
@@ -350,6 +354,8 @@ class Trainer:
         if self.stage_state is not None and "stage_state" in client:
             self.stage_state.load_state_dict(client["stage_state"])
         self.resumed_from = self.step
+        self.failed_steps = client.get("failed_steps", 0)
+        self.failed_from = client.get("failed_from", 0) if "failed_steps" in client else self.step
         self.log(f"resumed from {path} at step {self.step}")
         return True
 
@@ -419,7 +425,9 @@ class Trainer:
                 loss = self._train_step()
                 dt = time.perf_counter() - t0
                 applied = self.engine.skipped_steps == skipped  # not skipped for non-finite gradients (ZeRO)
-                failed_steps += not applied or not math.isfinite(loss)
+                failed = not applied or not math.isfinite(loss)
+                failed_steps += failed
+                self.failed_steps += failed
                 extra = self.step_metrics() if self.step_metrics else {}
                 self.step += 1
                 self.consumed += self.global_batch
@@ -466,9 +474,9 @@ class Trainer:
             metrics.close()
         if diverged:
             raise TrainingDiverged(diverged)
-        if failed_steps:  # finite weights, but not every step trained: say so rather than end quietly
-            self.log(f"warning: {failed_steps} of {self.step - first_step} optimizer steps did not train (a non-finite "
-                     "loss, or non-finite gradients the optimizer skipped); the report counts them")
+        if self.failed_steps:  # finite weights, but not every step trained: say so rather than end quietly
+            self.log(f"warning: {self.failed_steps} of {self.step - self.failed_from} optimizer steps did not train (a "
+                     "non-finite loss, or non-finite gradients the optimizer skipped); the report counts them")
         timed = step_times[1:] or step_times  # the first step pays for warm-up
         tok_s = self.tokens_per_step * len(timed) / sum(timed) if timed else 0.0
         return {
@@ -479,5 +487,5 @@ class Trainer:
             **last_eval, "tokens_per_s": tok_s, "peak_tflops_per_device": peak, "peak_source": peak_source,
             "mfu": tok_s * self.flops_per_token / (peak * 1e12 * self.world) if peak else None,
             "ranks": self.world, "wall_s": time.perf_counter() - started, "stopped_by": stopped_by,
-            "failed_steps": failed_steps,
+            "failed_steps": self.failed_steps, "failed_from": self.failed_from,
         }

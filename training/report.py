@@ -46,7 +46,7 @@ def write_training_report(out: str, title: str, section: TrainSection, cfg: Mode
         "validation loss": summary.get("val_loss"),
         **({"validation perplexity": summary["val_ppl"]} if "val_ppl" in summary else {}),
         "optimizer steps that did not train (non-finite loss or skipped gradients)"
-        + (" since the resume" if summary.get("resumed_from") else ""): summary.get("failed_steps", 0),
+        + (f" since step {summary['failed_from']}" if summary.get("failed_from") else ""): summary.get("failed_steps", 0),
         "wall time (s)": summary["wall_s"], "resumed from step": summary.get("resumed_from", 0)})
     lines += ["## Throughput", "",
               "Tokens per second count every position processed (padding included), averaged over the steps "
