@@ -41,7 +41,7 @@ def main() -> None:
         flat = (torch.randn(64, width, generator=torch.Generator().manual_seed(0)) * 2.5).softmax(-1)
         cdf = flat.cumsum(-1)
         step = torch.diff(cdf, dim=-1, prepend=torch.zeros(64, 1))
-        print(f"float32 running sum over {width:,} tokens (logits ~ N(0, 2.5^2)): mass never drawn "
+        print(f"float32 cumulative sum over {width:,} tokens (logits ~ N(0, 2.5^2)): mass never drawn "
               f"{float(((step <= 0) & (flat > 0)).float().mul(flat).sum(-1).mean()):.1e} per row")
 
 
