@@ -19,7 +19,7 @@ from llmdata.tokenizer_io import BPETokenizer
 from pipelines.cli import main
 from training.best_of_n import best_of_n, select
 from training.export import save_model
-from training.generate import Sampling, beam_search, chat_replies, inference_device
+from training.generate import Sampling, beam_search, chat_replies, chat_reply, greedy_chat_replies, inference_device
 from training.model import ModelConfig, Transformer, sample_next
 from training.reward import RewardModel, save_reward_model, score
 from training.stage import complete_model_dir
@@ -653,3 +653,20 @@ def test_best_of_n_with_a_reward_model_that_gives_nan_is_one_line(models, reward
     with pytest.raises(TrainingInputError, match="non-finite reward") as err:
         best_of_n(policy, broken, template, "Sort: b a", 3, SAMPLE, torch.Generator().manual_seed(3))
     assert "\n" not in str(err.value)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extra=st.lists(st.text(max_size=12), max_size=5))
+def test_greedy_replies_in_batches_are_each_prompts_own_reply(models, tok_dir, monkeypatch, extra):
+    """Held-out exact match answers the prompts of one length together (two per call here, so the
+    chunks are exercised): each answer is the one `chat_reply` gives the prompt alone, for the
+    trained chat model (which stops) and the random one (which runs to max_new_tokens), with
+    prompts of equal and different lengths and any Unicode."""
+    monkeypatch.setattr("training.generate.GREEDY_BATCH", 2)
+    template = ChatTemplate(BPETokenizer.load(str(tok_dir)))
+    prompts = [[{"role": "user", "content": q}] for q, _ in QA] + [[{"role": "user", "content": p}] for p in PROMPTS + extra]
+    for name in ("chat", "random"):
+        model = models[name][1]
+        with torch.no_grad():
+            alone = [chat_reply(model, template, p, Sampling(MAX_NEW)) for p in prompts]
+        assert greedy_chat_replies(model, template, prompts, MAX_NEW) == alone

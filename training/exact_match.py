@@ -36,19 +36,20 @@ def training_prompts(conversations: Iterable[list[Message]]) -> frozenset[str]:
 def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Message]]], limit: int,
                 max_new_tokens: int, answer: Optional[Callable[[list[Message]], str]] = None,
                 train_prompts: Optional[frozenset[str]] = None) -> dict:
-    """Answers to the first `limit` held-out prompts (greedy, or `answer(prompt messages)`, e.g.
+    """Answers to the first `limit` held-out prompts (greedy, the prompts of one length answered
+    together: training/generate.py `greedy_chat_replies`; or `answer(prompt messages)`, e.g.
     best-of-N) against their reference answers: {"exact_match", "n", "by_task", "examples"}; with
     `train_prompts` (`training_prompts`) also "in_training" (how many of the n prompts are among
     them, per task in "in_training_by_task") and "unseen" ({"exact_match", "n"} over the others,
     exact_match None when there are none)."""
     import torch  # here, not at the top: the run report reads in_training_text without torch
 
-    from training.generate import Sampling, chat_reply
+    from training.generate import greedy_chat_replies
 
     with torch.no_grad():
         model.eval()
-        greedy = Sampling(max_new_tokens)
-        answer = answer or (lambda context: chat_reply(model, template, context, greedy))
+        greedy = (iter(greedy_chat_replies(model, template, [prompt_and_reference(m)[0] for _, m in rows[:limit]],
+                                           max_new_tokens)) if answer is None else None)  # in the rows' order
         hits: Counter = Counter()
         seen: Counter = Counter()
         overlap: Counter = Counter()
@@ -56,7 +57,7 @@ def exact_match(model, template: ChatTemplate, rows: list[tuple[str, list[Messag
         examples = []
         for task, messages in rows[:limit]:
             context, reference = prompt_and_reference(messages)
-            reply = answer(context).strip()
+            reply = (next(greedy) if greedy is not None else answer(context)).strip()
             ok = reply == (reference or "").strip()
             hits[task] += ok
             seen[task] += 1

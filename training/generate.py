@@ -198,6 +198,39 @@ def chat_reply(model: Transformer, template: ChatTemplate, prompt: Union[str, li
     return chat_replies(model, template, prompt, sampling, 1, generator)[0]
 
 
+#: held-out prompts answered in one call of the model at most by `greedy_chat_replies`
+GREEDY_BATCH = 64
+
+
+def greedy_chat_replies(model: Transformer, template: ChatTemplate, prompts: list[list[Message]],
+                        max_new_tokens: int) -> list[str]:
+    """`chat_reply(model, template, p, Sampling(max_new_tokens))` for each conversation of
+    `prompts`, in their order, with the prompts of one length in tokens answered together (at most
+    `GREEDY_BATCH` in one call of the model's KV-cache `generate`; it has no left padding, so other
+    lengths go in other calls): held-out exact match asks hundreds of greedy answers, and a model
+    that has not learned to stop (a pretrained model's "before") runs every one to max_new_tokens.
+    Each row's greedy tokens are its own (a row is never read by another); the batched forward pass
+    may round the last bits differently from a single row's, which could turn a near-tie the other
+    way (tested equal on trained and random models). Each answer is cut at its first <|end|> or
+    <|endoftext|>, as `chat_reply`'s."""
+    stops = [template.end_id, template.eot_id]
+    room = max(model.cfg.max_seq_len - max_new_tokens, 1)
+    ids = [template.prompt(messages)[-room:] or [stops[0]] for messages in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, row in enumerate(ids):
+        by_length.setdefault(len(row), []).append(i)
+    device = next(model.parameters()).device
+    replies: list[str] = [""] * len(prompts)
+    for width, members in by_length.items():
+        for start in range(0, len(members), GREEDY_BATCH):
+            chunk = members[start:start + GREEDY_BATCH]
+            seq = model.generate(torch.tensor([ids[i] for i in chunk], device=device), max_new_tokens, eos_id=stops[0])
+            for i, row in zip(chunk, seq[:, width:].tolist()):
+                end = next((k for k, t in enumerate(row) if t in stops), len(row))
+                replies[i] = template.tok.decode(row[:end]).strip()
+    return replies
+
+
 def chat_replies(model: Transformer, template: ChatTemplate, prompt: Union[str, list[Message]], sampling: Sampling,
                  n: int, generator: Optional[torch.Generator] = None) -> list[str]:
     """`n` answers to one conversation, sampled as one batch of n rows (the same `n` answers for
