@@ -1,8 +1,14 @@
-"""Greedy held-out exact match of a model folder computed twice: with generate's output head at
-the last position only (training/model.py `logits_at`, since 5f406d4) and over every position (as
-before), to tell a decoding change from a weights change (bench/RESULTS.md, run D's LoRA figure).
+"""Greedy held-out exact match of a model computed two ways: the prompts of one length answered
+together (training/generate.py `greedy_chat_replies`, what every stage's exact match does since
+8f1d9ed) and one prompt a call (`chat_reply`), with each prompt whose answer differs and the two
+best first-token logits there: a near-tie that the rounding of the batch's shape decides (README,
+LoRA's 70.5% / 71.0%; bench/RESULTS.md).
 
     python bench/lora_exact_match.py runs/demo/07-lora/merged data/demo/sft/heldout.jsonl [max_new_tokens]
+    python bench/lora_exact_match.py runs/demo/05-pretrain/final data/demo/sft/heldout.jsonl 32 runs/demo/07-lora/adapter
+
+With an adapter folder the model is the base with the adapter loaded beside it (unmerged), as the
+LoRA stage evaluates it (training/finetune.py, `load_adapter_into`), instead of a merged folder.
 """
 from __future__ import annotations
 
@@ -11,30 +17,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmdata.chat import BadRow, ChatTemplate, read_rows  # noqa: E402
+import torch  # noqa: E402
+
+from llmdata.chat import BadRow, ChatTemplate, prompt_and_reference, read_rows  # noqa: E402
 from llmdata.tokenizer_io import BPETokenizer  # noqa: E402
-from training.exact_match import exact_match  # noqa: E402
 from training.export import load_model  # noqa: E402
-from training.model import Transformer  # noqa: E402
+from training.generate import Sampling, chat_reply, greedy_chat_replies  # noqa: E402
+from training.lora import load_adapter_into  # noqa: E402
 
 
 def main() -> None:
     folder, heldout = sys.argv[1], sys.argv[2]
     max_new_tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 32  # the LoRA stage's setting
     model, template = load_model(folder), ChatTemplate(BPETokenizer.load(folder))
-    rows = [(it.row.get("task", "all"), it.parsed) for it in read_rows(heldout, "sft") if not isinstance(it, BadRow)]
-    last_only = exact_match(model, template, rows, len(rows), max_new_tokens)
-    forward = Transformer.forward
+    if len(sys.argv) > 4:
+        model = load_adapter_into(model, sys.argv[4])
+    model.eval()
+    rows = [prompt_and_reference(it.parsed) for it in read_rows(heldout, "sft") if not isinstance(it, BadRow)]
+    with torch.no_grad():
+        batched = greedy_chat_replies(model, template, [context for context, _ in rows], max_new_tokens)
+        alone = [chat_reply(model, template, context, Sampling(max_new_tokens)) for context, _ in rows]
 
-    def every_position(self, input_ids, labels=None, position_ids=None, doc_ids=None, cache=None, start=0, logits_at=None):
-        out = forward(self, input_ids, labels, position_ids, doc_ids, cache, start)
-        return out if logits_at is None else {"logits": out["logits"][logits_at]}
+    def exact(answers: list[str]) -> float:
+        return sum(a.strip() == (ref or "").strip() for a, (_, ref) in zip(answers, rows)) / len(rows)
 
-    Transformer.forward = every_position
-    everywhere = exact_match(model, template, rows, len(rows), max_new_tokens)
-    Transformer.forward = forward
-    print(f"head at the last position: {last_only['exact_match']:.3f} {last_only['by_task']}")
-    print(f"head at every position:    {everywhere['exact_match']:.3f} {everywhere['by_task']}")
+    print(f"prompts of one length together: {exact(batched):.3f}; one prompt a call: {exact(alone):.3f} "
+          f"({len(rows)} prompts)")
+    for i, (a, b) in enumerate(zip(batched, alone)):
+        if a != b:
+            context, reference = rows[i]
+            with torch.no_grad():
+                top = model(torch.tensor([template.prompt(context)]))["logits"][0, -1].topk(2)
+            firsts = ", ".join(f"{template.tok.decode([int(t)])!r} {float(v):.6f}" for v, t in zip(top.values, top.indices))
+            print(f"  {context[-1]['content']!r} (reference {reference!r}): together {a!r}, alone {b!r}; "
+                  f"first-token logits {firsts}")
 
 
 if __name__ == "__main__":
