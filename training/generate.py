@@ -213,7 +213,7 @@ def greedy_chat_replies(model: Transformer, template: ChatTemplate, prompts: lis
     may round the last bits differently from a single row's, which can turn a tie the other way: of
     the demo's 2,000 held-out answers (five models, 16 and 32 tokens) none, and of the LoRA stage's
     unmerged adapter model one, "What is 8 + 6?", whose first-token logits for "15" and "14" are equal
-    to six decimals (`python bench/lora_exact_match.py`); a tie has no right answer to keep, so the
+    to six decimals (`python bench/exact_match_batched.py`); a tie has no right answer to keep, so the
     batch's is kept rather than re-asked alone. Each answer is cut at its first <|end|> or
     <|endoftext|>, as `chat_reply`'s."""
     stops = [template.end_id, template.eot_id]
