@@ -202,6 +202,18 @@ def chat_reply(model: Transformer, template: ChatTemplate, prompt: Union[str, li
 GREEDY_BATCH = 64
 
 
+def by_length(ids: list[list[int]], chunk: Optional[int] = None) -> list[list[int]]:
+    """The indices of `ids` grouped by length, the lengths in the order they first appear, each
+    group cut into pieces of at most `chunk` (None: whole): the batches the model's `generate`
+    (which has no left padding) can take together. Used by `greedy_chat_replies` and RL's
+    training/rl.py `sample_groups`."""
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(ids):
+        groups.setdefault(len(row), []).append(i)
+    size = chunk or max(len(ids), 1)
+    return [members[k:k + size] for members in groups.values() for k in range(0, len(members), size)]
+
+
 def greedy_chat_replies(model: Transformer, template: ChatTemplate, prompts: list[list[Message]],
                         max_new_tokens: int) -> list[str]:
     """`chat_reply(model, template, p, Sampling(max_new_tokens))` for each conversation of
@@ -219,18 +231,14 @@ def greedy_chat_replies(model: Transformer, template: ChatTemplate, prompts: lis
     stops = [template.end_id, template.eot_id]
     room = max(model.cfg.max_seq_len - max_new_tokens, 1)
     ids = [template.prompt(messages)[-room:] or [stops[0]] for messages in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, row in enumerate(ids):
-        by_length.setdefault(len(row), []).append(i)
     device = next(model.parameters()).device
     replies: list[str] = [""] * len(prompts)
-    for width, members in by_length.items():
-        for start in range(0, len(members), GREEDY_BATCH):
-            chunk = members[start:start + GREEDY_BATCH]
-            seq = model.generate(torch.tensor([ids[i] for i in chunk], device=device), max_new_tokens, eos_id=stops[0])
-            for i, row in zip(chunk, seq[:, width:].tolist()):
-                end = next((k for k, t in enumerate(row) if t in stops), len(row))
-                replies[i] = template.tok.decode(row[:end]).strip()
+    for chunk in by_length(ids, GREEDY_BATCH):
+        width = len(ids[chunk[0]])
+        seq = model.generate(torch.tensor([ids[i] for i in chunk], device=device), max_new_tokens, eos_id=stops[0])
+        for i, row in zip(chunk, seq[:, width:].tolist()):
+            end = next((k for k, t in enumerate(row) if t in stops), len(row))
+            replies[i] = template.tok.decode(row[:end]).strip()
     return replies
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from llmdata.chat import ChatTemplate, Message
-from training.generate import Sampling
+from training.generate import Sampling, by_length
 from training.rewards import RewardInput
 
 
@@ -74,10 +74,7 @@ def sample_groups(model, template: ChatTemplate, prompts: list[list[Message]], g
                              f"torch.Generator(device={device.type!r})")
     prompt_ids = [template.prompt(messages)[-room:] for messages in prompts]
     if per_prompt:  # one call per prompt length, in the order the lengths first appear
-        calls: dict[int, list[int]] = {}
-        for b, ids in enumerate(prompt_ids):
-            calls.setdefault(len(ids), []).append(b)
-        batches = list(calls.values())
+        batches = by_length(prompt_ids)
     else:
         batches = [[b] for b in range(len(prompts))]
     was_training = model.training
